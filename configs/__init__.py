@@ -1,0 +1,1 @@
+"""Hydra configs of gantrain (config groups live in sub-folders)."""

@@ -1,0 +1,188 @@
+"""Crash-safe checkpoint files: atomic writes, pruning after success, and loading that runs no code.
+
+A checkpoint is a dict of tensors, numbers, strings, lists, tuples and dicts, written with torch.save
+and read with torch.load(weights_only=True), whose unpickler refuses every global outside PyTorch's
+tensor allow-list; the top-level keys are then checked against CHECKPOINT_KEYS.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .errors import GantrainError
+
+log = logging.getLogger("gantrain")
+
+FORMAT = "gantrain-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_KEYS = {
+    "format", "format_version", "step", "config", "versions", "data_shape", "data_kind",
+    "generator", "discriminator", "generator_ema", "optimizer_g", "optimizer_d", "scaler",
+    "scheduler_g", "scheduler_d", "data_state", "rng", "stats", "metrics",
+}
+STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file in path's folder, fsync, then rename over path.
+
+    On any failure the temporary file is removed and a file already at `path` is untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _atomic_link(src: Path, dst: Path) -> None:
+    """Make dst the same file as src, atomically (hard link, or a copy where links are not allowed)."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
+    try:
+        if tmp.exists():
+            tmp.unlink()
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        atomic_save(load_checkpoint(src), dst)
+
+
+def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
+    """Load a gantrain checkpoint without running code from it; GantrainError names a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise GantrainError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
+        if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
+            raise GantrainError(
+                f"checkpoint {path} was refused: it holds objects outside a checkpoint's allow-list "
+                f"(loading it could run code); only load checkpoints written by gantrain"
+            ) from None
+        raise GantrainError(f"checkpoint {path} is corrupt ({first[:160]}); use another checkpoint") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GantrainError(f"checkpoint {path} is truncated or corrupt ({first[:160]}); use another checkpoint") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise GantrainError(f"{path} is not a gantrain checkpoint (no '{FORMAT}' marker)")
+    unknown = set(state) - CHECKPOINT_KEYS
+    if unknown:
+        raise GantrainError(f"checkpoint {path} holds unexpected entries {sorted(unknown)}; refusing to load it")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise GantrainError(
+            f"checkpoint {path} has format version {state['format_version']}, newer than this gantrain reads "
+            f"({FORMAT_VERSION}); upgrade gantrain"
+        )
+    return state
+
+
+def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the step checkpoints in folder, oldest first."""
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def newest_good(run_dir: Path) -> Optional[tuple[Path, dict]]:
+    """The newest checkpoint of a run that loads: last.pt, else step files newest first (with a warning)."""
+    folder = Path(run_dir) / "checkpoints"
+    candidates = [folder / "last.pt"] + [p for _, p in reversed(step_checkpoints(folder))]
+    first_error: Optional[str] = None
+    for candidate in candidates:
+        if not candidate.is_file():
+            continue
+        try:
+            state = load_checkpoint(candidate)
+        except GantrainError as exc:
+            first_error = first_error or str(exc)
+            log.warning("skipping unreadable checkpoint: %s", exc)
+            continue
+        if first_error:
+            log.warning("resuming from %s instead", candidate)
+        return candidate, state
+    if first_error:
+        raise GantrainError(f"no readable checkpoint in {folder}: {first_error}")
+    return None
+
+
+class CheckpointWriter:
+    """Writes step_<N>.pt and last.pt into run_dir/checkpoints; keeps the newest `keep_last` step files."""
+
+    def __init__(self, run_dir: Path, keep_last: int = 3):
+        self.folder = Path(run_dir) / "checkpoints"
+        self.keep_last = keep_last
+
+    def save(self, state: dict, step: int) -> Path:
+        """Write the checkpoint of `step`; raise GantrainError (old checkpoints intact) when the write fails."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for stale in self.folder.glob(".*.tmp"):  # left by a process killed mid-write
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        path = self.folder / f"step_{step:08d}.pt"
+        try:
+            atomic_save(state, path)
+            _atomic_link(path, self.folder / "last.pt")
+        except OSError as exc:
+            raise GantrainError(
+                f"could not write checkpoint {path} ({exc.strerror or exc}); the previous checkpoints are intact; "
+                f"free disk space and resume"
+            ) from None
+        self._prune(keep=path)
+        return path
+
+    def save_named(self, state: dict, name: str) -> Path:
+        """Write checkpoints/<name>.pt atomically (best.pt, say)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{name}.pt"
+        try:
+            atomic_save(state, path)
+        except OSError as exc:
+            raise GantrainError(f"could not write checkpoint {path} ({exc.strerror or exc}); free disk space") from None
+        return path
+
+    def _prune(self, keep: Path) -> None:
+        steps = step_checkpoints(self.folder)
+        for _, old in steps[: max(0, len(steps) - self.keep_last)]:
+            if old != keep:
+                old.unlink(missing_ok=True)

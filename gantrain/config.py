@@ -1,0 +1,154 @@
+"""Schemas of the config groups that are plain settings (trainer, optimizer) and their checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import GantrainError
+
+
+@dataclass
+class TrainerConfig:
+    """The loop's settings. Steps count generator updates."""
+
+    steps: int = 2000  # generator updates to train for
+    batch_size: int = 64  # samples per batch
+    n_critic: int = 1  # discriminator updates per generator update
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16
+    cuda_graph: str = "auto"  # auto | true | false
+    ema_decay: float = 0.0  # per-step EMA decay of G's weights; 0: no EMA
+    log_every: int = 50  # steps between scalar logs
+    sample_every: int = 500  # steps between sample grids
+    ckpt_every: int = 1000  # steps between checkpoints
+    keep_last: int = 3  # step checkpoints kept besides last.pt
+    eval_every: int = 0  # steps between evaluations; 0: never
+    metrics: Any = "auto"  # list of metric names, or auto
+    best_metric: Optional[str] = None  # metric whose best value keeps best.pt
+    num_samples: int = 64  # samples in each grid / scatter plot
+    num_workers: int = 2  # DataLoader workers for streamed datasets
+    progress: str = "auto"  # auto | true | false
+
+
+@dataclass
+class NetworkOptim:
+    """Per-network overrides of the shared optimizer settings; None keeps the shared value."""
+
+    lr: Optional[float] = None
+    betas: Optional[list[float]] = None
+
+
+@dataclass
+class OptimizerConfig:
+    """One optimizer family for both networks, with per-network learning rates and betas."""
+
+    name: str = "adam"  # adam | adamw | sgd | rmsprop
+    lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    alpha: float = 0.99
+    eps: float = 1e-8
+    generator: NetworkOptim = field(default_factory=NetworkOptim)
+    discriminator: NetworkOptim = field(default_factory=NetworkOptim)
+
+
+TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss"}
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+# Keys that may differ between a checkpoint's config and the resumed run's.
+SAFE_RESUME_KEYS = (
+    "resume",
+    "trainer.steps",
+    "trainer.device",
+    "trainer.log_every",
+    "trainer.sample_every",
+    "trainer.ckpt_every",
+    "trainer.keep_last",
+    "trainer.eval_every",
+    "trainer.metrics",
+    "trainer.best_metric",
+    "trainer.num_samples",
+    "trainer.num_workers",
+    "trainer.progress",
+    "trainer.cuda_graph",
+    "dataset.root",
+    "dataset.download",
+    "dataset.on_device",
+)
+
+
+def _typed(schema: type, node: DictConfig, group: str) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        return OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", "") or ""
+        raise GantrainError(
+            f"bad value in {group}: {str(exc).splitlines()[0]}"
+            + (f" (key {group}.{key})" if key and not key.startswith(group) else "")
+            + f"; see configs/{group}/ for the valid keys"
+        ) from None
+
+
+def trainer_settings(cfg: DictConfig) -> TrainerConfig:
+    """Typed, checked trainer settings; raises GantrainError naming the bad key."""
+    t: TrainerConfig = _typed(TrainerConfig, cfg.trainer, "trainer")
+    for key in ("steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "num_samples"):
+        if getattr(t, key) <= 0:
+            raise GantrainError(f"trainer.{key}={getattr(t, key)} must be a positive integer")
+    for key in ("keep_last", "eval_every", "num_workers"):
+        if getattr(t, key) < 0:
+            raise GantrainError(f"trainer.{key}={getattr(t, key)} must be 0 or more")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise GantrainError(f"trainer.ema_decay={t.ema_decay} must be in [0, 1); 0 disables the EMA generator")
+    if t.precision not in ("fp32", "bf16"):
+        raise GantrainError(f"trainer.precision={t.precision!r} is not one of fp32, bf16")
+    for key in ("cuda_graph", "progress"):
+        value = str(getattr(t, key)).lower()
+        if value not in ("auto", "true", "false"):
+            raise GantrainError(f"trainer.{key}={getattr(t, key)!r} is not one of auto, true, false")
+        setattr(t, key, value)
+    return t
+
+
+def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:
+    """Typed, checked optimizer settings."""
+    o: OptimizerConfig = _typed(OptimizerConfig, cfg.optimizer, "optimizer")
+    if o.name not in OPTIMIZERS:
+        raise GantrainError(f"optimizer.name={o.name!r} is not one of {', '.join(OPTIMIZERS)}")
+    for who in ("", "generator.", "discriminator."):
+        node = o if not who else getattr(o, who[:-1])
+        if node.lr is not None and node.lr <= 0:
+            raise GantrainError(f"optimizer.{who}lr={node.lr} must be positive")
+        if node.betas is not None and (len(node.betas) != 2 or not all(0.0 <= b < 1.0 for b in node.betas)):
+            raise GantrainError(f"optimizer.{who}betas={list(node.betas)} must be two numbers in [0, 1)")
+    return o
+
+
+def check_top_level(cfg: DictConfig) -> None:
+    """Refuse unknown top-level keys (a misspelled group in an experiment file, say)."""
+    unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS)
+    if unknown:
+        raise GantrainError(
+            f"unknown top-level config key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as {'a.b.c': value}."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """Keys whose values differ between two resolved configs, except those safe to change on resume."""
+    a, b = flatten(saved), flatten(current)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if a.get(k, "<missing>") != b.get(k, "<missing>") and not k.startswith(SAFE_RESUME_KEYS)]

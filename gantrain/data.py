@@ -1,0 +1,477 @@
+"""Datasets and the batch streams that feed the trainer. Data modules know nothing of models.
+
+A dataset gives `shape` ((C, H, W) for images, (2,) for points), `kind` ('image' | 'points') and
+either `tensor()` (the whole set on the CPU: images uint8, points float32) or, for streamed image
+folders, `item(i)`. Batches leave the stream "raw" (uint8 images) and `normalize` maps them to the
+model's data space: images to [-1, 1] float, points unchanged.
+"""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import GantrainError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class Dataset:
+    """Base of every dataset."""
+
+    kind = "image"
+    name = "dataset"
+    on_device: str | bool = "auto"
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def tensor(self) -> Tensor:
+        """The whole dataset on the CPU: uint8 (N, C, H, W) images or float32 (N, 2) points."""
+        raise NotImplementedError
+
+    @property
+    def streamed(self) -> bool:
+        return False
+
+    def describe(self) -> str:
+        return f"{self.name} ({len(self)} samples of shape {tuple(self.shape)})"
+
+
+def normalize(raw: Tensor) -> Tensor:
+    """Raw batch to data space: uint8 images to float in [-1, 1]; float data unchanged."""
+    if raw.dtype == torch.uint8:
+        return raw.float().mul_(1.0 / 127.5).sub_(1.0)
+    return raw
+
+
+def to_uint8_image(x: Tensor) -> Tensor:
+    """Data-space images in [-1, 1] back to uint8 in [0, 255]."""
+    return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
+    """Resize a uint8 (N, C, H, W) batch to size x size, bilinear with antialiasing."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    out = []
+    for part in images.split(chunk):
+        resized = F.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out.append(resized.round().clamp(0, 255).to(torch.uint8))
+    return torch.cat(out)
+
+
+def _check_size(image_size: int) -> int:
+    if int(image_size) < 4:
+        raise GantrainError(f"dataset.image_size={image_size} is too small; use 8 or more")
+    return int(image_size)
+
+
+class Digits(Dataset):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, values 0-16 scaled to 0-255)."""
+
+    name = "digits"
+
+    def __init__(self, image_size: int = 8, on_device: str | bool = "auto", root: Optional[str] = None):
+        self.image_size = _check_size(image_size)
+        self.on_device = on_device
+        self.shape = (1, self.image_size, self.image_size)
+        self._data: Optional[Tensor] = None
+
+    def tensor(self) -> Tensor:
+        if self._data is None:
+            from sklearn.datasets import load_digits
+
+            images = load_digits().images  # (1797, 8, 8), values 0..16
+            data = torch.from_numpy(np.round(images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+            self._data = _resize_uint8(data, self.image_size)
+        return self._data
+
+    def labels(self) -> Tensor:
+        from sklearn.datasets import load_digits
+
+        return torch.from_numpy(load_digits().target.astype(np.int64))
+
+    def __len__(self) -> int:
+        return 1797
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise GantrainError(f"{path} is not an unsigned-byte IDX file; delete it so that it is downloaded again")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != math.prod(dims):
+        raise GantrainError(f"{path} is truncated ({body.size} of {math.prod(dims)} values); delete it and download again")
+    return body.reshape(dims)
+
+
+class _MNISTLike(Dataset):
+    """A torchvision MNIST-family dataset read from <root>/<folder>/raw (gz or not), downloaded if missing."""
+
+    folder = "MNIST"
+    torchvision_class = "MNIST"
+
+    def __init__(
+        self,
+        root: str = "data",
+        image_size: int = 28,
+        download: bool = True,
+        on_device: str | bool = "auto",
+        train: bool = True,
+    ):
+        if root is None or str(root) == "":
+            raise GantrainError(f"dataset.root is empty; set it to the folder that holds {self.folder}/raw")
+        self.root = Path(os.path.expanduser(str(root)))
+        self.image_size = _check_size(image_size)
+        self.download, self.on_device, self.train = bool(download), on_device, bool(train)
+        self.shape = (1, self.image_size, self.image_size)
+        self._data: Optional[Tensor] = None
+        self._labels: Optional[Tensor] = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.folder
+
+    def _file(self, stem: str) -> Optional[Path]:
+        raw = self.root / self.folder / "raw"
+        for candidate in (raw / f"{stem}.gz", raw / stem):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def _stems(self) -> tuple[str, str]:
+        prefix = "train" if self.train else "t10k"
+        return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+    def _ensure(self) -> tuple[Path, Path]:
+        images, labels = (self._file(s) for s in self._stems())
+        if images is not None and labels is not None:
+            return images, labels
+        where = self.root / self.folder / "raw"
+        if not self.download:
+            raise GantrainError(
+                f"{self.folder} not found in {where}; set dataset.root to a folder holding {self.folder}/raw "
+                f"or set dataset.download=true"
+            )
+        import torchvision
+
+        try:
+            getattr(torchvision.datasets, self.torchvision_class)(str(self.root), train=self.train, download=True)
+        except Exception as exc:  # network errors come in many types
+            raise GantrainError(
+                f"could not download {self.folder} into {where} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                f"when offline, put the four {self.folder} .gz files in {where} or point dataset.root at a copy"
+            ) from None
+        images, labels = (self._file(s) for s in self._stems())
+        if images is None or labels is None:
+            raise GantrainError(f"download of {self.folder} into {where} left no IDX files; delete {where} and retry")
+        return images, labels
+
+    def tensor(self) -> Tensor:
+        if self._data is None:
+            images_path, labels_path = self._ensure()
+            images = torch.from_numpy(read_idx(images_path).copy()).unsqueeze(1)
+            self._labels = torch.from_numpy(read_idx(labels_path).astype(np.int64))
+            self._data = _resize_uint8(images, self.image_size)
+        return self._data
+
+    def labels(self) -> Tensor:
+        self.tensor()
+        assert self._labels is not None
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.tensor())
+
+
+class MNIST(_MNISTLike):
+    """MNIST: 60,000 28x28 handwritten digits."""
+
+    folder = "MNIST"
+    torchvision_class = "MNIST"
+
+
+class FashionMNIST(_MNISTLike):
+    """Fashion-MNIST: 60,000 28x28 images of clothing."""
+
+    folder = "FashionMNIST"
+    torchvision_class = "FashionMNIST"
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10: 50,000 32x32 colour images (torchvision's cifar-10-batches-py under root)."""
+
+    name = "CIFAR10"
+
+    def __init__(self, root: str = "data", image_size: int = 32, download: bool = True, on_device: str | bool = "auto"):
+        self.root = Path(os.path.expanduser(str(root)))
+        self.image_size = _check_size(image_size)
+        self.download, self.on_device = bool(download), on_device
+        self.shape = (3, self.image_size, self.image_size)
+        self._data: Optional[Tensor] = None
+
+    def tensor(self) -> Tensor:
+        if self._data is None:
+            import torchvision
+
+            present = (self.root / "cifar-10-batches-py" / "data_batch_1").is_file()
+            if not present and not self.download:
+                raise GantrainError(
+                    f"CIFAR-10 not found in {self.root / 'cifar-10-batches-py'}; set dataset.root or dataset.download=true"
+                )
+            try:
+                ds = torchvision.datasets.CIFAR10(str(self.root), train=True, download=not present)
+            except Exception as exc:
+                raise GantrainError(
+                    f"could not get CIFAR-10 into {self.root} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                    f"when offline, unpack cifar-10-python.tar.gz into {self.root}"
+                ) from None
+            data = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+            self._data = _resize_uint8(data, self.image_size)
+        return self._data
+
+    def __len__(self) -> int:
+        return 50000 if self._data is None else len(self._data)
+
+
+class ImageFolder(Dataset):
+    """Every image below root (recursively), resized on the shorter side and center-cropped to image_size."""
+
+    name = "image_folder"
+
+    def __init__(self, root: str, image_size: int = 64, channels: int = 3, on_device: str | bool = False):
+        self.root = Path(os.path.expanduser(str(root)))
+        if not self.root.is_dir():
+            raise GantrainError(f"dataset.root={root} is not a folder; point it at a folder of images")
+        if channels not in (1, 3):
+            raise GantrainError(f"dataset.channels={channels} must be 1 (grey) or 3 (RGB)")
+        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not self.files:
+            raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {self.root}")
+        self.image_size, self.channels, self.on_device = _check_size(image_size), channels, on_device
+        self.shape = (channels, self.image_size, self.image_size)
+
+    @property
+    def streamed(self) -> bool:
+        return str(self.on_device).lower() in ("false", "auto")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def item(self, index: int) -> Tensor:
+        from PIL import Image
+
+        with Image.open(self.files[index]) as img:
+            img = img.convert("RGB" if self.channels == 3 else "L")
+            w, h = img.size
+            scale = self.image_size / min(w, h)
+            img = img.resize((max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))), Image.BILINEAR)
+            w, h = img.size
+            left, top = (w - self.image_size) // 2, (h - self.image_size) // 2
+            img = img.crop((left, top, left + self.image_size, top + self.image_size))
+            array = np.asarray(img, dtype=np.uint8).reshape(self.image_size, self.image_size, self.channels)
+        return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+    def tensor(self) -> Tensor:
+        return torch.stack([self.item(i) for i in range(len(self))])
+
+
+class _Mixture(Dataset):
+    """A mixture of isotropic 2D Gaussians with equal weights, drawn once with a fixed seed."""
+
+    kind = "points"
+
+    def __init__(self, means: Tensor, std: float, num_samples: int, on_device: str | bool, seed: int = 1234):
+        if std <= 0:
+            raise GantrainError(f"dataset.std={std} must be positive")
+        if num_samples <= 0:
+            raise GantrainError(f"dataset.num_samples={num_samples} must be positive")
+        self.means, self.std, self.num_samples = means.float(), float(std), int(num_samples)
+        self.on_device, self.seed = on_device, seed
+        self.shape = (2,)
+        self._data: Optional[Tensor] = None
+
+    def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
+        """n fresh points from the mixture, (n, 2) float32."""
+        which = torch.randint(len(self.means), (n,), generator=generator)
+        return self.means[which] + self.std * torch.randn(n, 2, generator=generator)
+
+    def tensor(self) -> Tensor:
+        if self._data is None:
+            self._data = self.sample(self.num_samples, torch.Generator().manual_seed(self.seed))
+        return self._data
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class Ring(_Mixture):
+    """num_modes Gaussians with means evenly spaced on a circle of the given radius."""
+
+    name = "ring"
+
+    def __init__(self, num_modes: int = 8, radius: float = 1.0, std: float = 0.01, num_samples: int = 100000,
+                 on_device: str | bool = "auto"):
+        if num_modes < 1:
+            raise GantrainError(f"dataset.num_modes={num_modes} must be at least 1")
+        angles = torch.arange(num_modes, dtype=torch.float64) * (2 * math.pi / num_modes)
+        means = torch.stack([radius * torch.cos(angles), radius * torch.sin(angles)], 1)
+        super().__init__(means, std, num_samples, on_device)
+
+
+class Grid(_Mixture):
+    """side x side Gaussians on a square grid centred at 0 with the given spacing."""
+
+    name = "grid"
+
+    def __init__(self, side: int = 5, spacing: float = 2.0, std: float = 0.05, num_samples: int = 100000,
+                 on_device: str | bool = "auto"):
+        if side < 1:
+            raise GantrainError(f"dataset.side={side} must be at least 1")
+        ticks = (torch.arange(side, dtype=torch.float64) - (side - 1) / 2) * spacing
+        means = torch.cartesian_prod(ticks, ticks)
+        super().__init__(means, std, num_samples, on_device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch streams. The order of epoch e is a permutation seeded by (seed, e), so the position in the
+# data order is just (epoch, pos): resuming mid-epoch needs no RNG state.
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
+    """The sample order of one epoch: a permutation of range(n) determined by (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+class BatchStream:
+    """Yields `k` batches of `batch_size` raw samples at a time, epoch by epoch, dropping the last partial batch."""
+
+    def __init__(self, size: int, batch_size: int, seed: int):
+        if batch_size > size:
+            raise GantrainError(
+                f"trainer.batch_size={batch_size} is larger than the dataset ({size} samples); lower trainer.batch_size"
+            )
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.epoch, self.pos = 0, 0
+
+    def _indices(self, k: int) -> list[Tensor]:
+        out = []
+        for _ in range(k):
+            if self.pos + self.batch_size > self.size:
+                self.epoch, self.pos = self.epoch + 1, 0
+            if self.pos == 0 or not hasattr(self, "_perm") or self._perm_epoch != self.epoch:
+                self._perm, self._perm_epoch = self._permutation(self.epoch), self.epoch
+            out.append(self._perm[self.pos : self.pos + self.batch_size])
+            self.pos += self.batch_size
+        return out
+
+    def _permutation(self, epoch: int) -> Tensor:
+        return epoch_permutation(self.size, self.seed, epoch)
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+        self._perm_epoch = -1
+
+
+class DeviceBatches(BatchStream):
+    """The whole dataset held on the training device; batches are gathered there with no host copy."""
+
+    def __init__(self, data: Tensor, batch_size: int, seed: int, device: torch.device):
+        super().__init__(len(data), batch_size, seed)
+        self.data = data.to(device)
+        self.device = device
+
+    def _permutation(self, epoch: int) -> Tensor:
+        return super()._permutation(epoch).to(self.device)
+
+    def next(self, k: int, out: Optional[Tensor] = None) -> Tensor:
+        """k raw batches stacked as (k, batch_size, ...); written into `out` when given."""
+        index = torch.cat(self._indices(k))
+        if out is None:
+            return self.data.index_select(0, index).view(k, self.batch_size, *self.data.shape[1:])
+        torch.index_select(self.data, 0, index, out=out.view(k * self.batch_size, *self.data.shape[1:]))
+        return out
+
+
+class StreamedBatches(BatchStream):
+    """Batches decoded by DataLoader workers (large image folders), copied to the device from pinned memory."""
+
+    def __init__(self, dataset: ImageFolder, batch_size: int, seed: int, device: torch.device, num_workers: int):
+        super().__init__(len(dataset), batch_size, seed)
+        self.dataset, self.device, self.num_workers = dataset, device, num_workers
+        self._iter: Optional[Iterator[Tensor]] = None
+
+    def _loader(self) -> Iterator[Tensor]:
+        from torch.utils.data import DataLoader
+
+        while True:
+            epoch, start = self.epoch, self.pos
+            order = epoch_permutation(self.size, self.seed, epoch).tolist()
+            usable = (self.size // self.batch_size) * self.batch_size
+            loader = DataLoader(
+                _Indexed(self.dataset),
+                batch_size=self.batch_size,
+                sampler=order[start:usable],
+                num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda",
+                drop_last=True,
+                persistent_workers=False,
+            )
+            yield from loader  # then the next epoch, from its start
+
+    def next(self, k: int, out: Optional[Tensor] = None) -> Tensor:
+        if self._iter is None:
+            self._iter = self._loader()
+        batches = []
+        for _ in range(k):
+            if self.pos + self.batch_size > self.size:
+                self.epoch, self.pos = self.epoch + 1, 0
+            batches.append(next(self._iter))
+            self.pos += self.batch_size
+        stacked = torch.stack(batches).to(self.device, non_blocking=True)
+        if out is None:
+            return stacked
+        out.copy_(stacked)
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._iter = None
+
+
+class _Indexed(torch.utils.data.Dataset):
+    def __init__(self, dataset: ImageFolder):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Tensor:
+        return self.dataset.item(index)
+
+
+def make_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.device, num_workers: int) -> BatchStream:
+    """The batch stream for a dataset: on the device when it fits there, streamed otherwise."""
+    on_device = str(dataset.on_device).lower()
+    if on_device not in ("auto", "true", "false"):
+        raise GantrainError(f"dataset.on_device={dataset.on_device!r} is not one of auto, true, false")
+    if dataset.streamed and on_device != "true":
+        return StreamedBatches(dataset, batch_size, seed, device, num_workers)  # type: ignore[arg-type]
+    return DeviceBatches(dataset.tensor(), batch_size, seed, device)
