@@ -202,5 +202,5 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True) -> Trainer:
         ema=ema,
         reference=reference,
         evaluate=evaluator,
-        versions={"gantrain": __version__, "torch": torch.__version__},
+        versions={"gantrain": __version__, "torch": str(torch.__version__)},
     )

@@ -66,7 +66,7 @@ class RunLogger:
         row = {"step": step, **{k: (v if math.isfinite(v) else str(v)) for k, v in values.items()}}
         self.jsonl.write(json.dumps(row) + "\n")
         short = {k.split("/")[-1] if k.startswith("loss/") else k: v for k, v in values.items()}
-        shown = {k: short[k] for k in ("d", "g", "wasserstein", "steps_per_s") if k in short}
+        shown = {k: short[k] for k in ("d", "g", "wasserstein", "steps_per_s") if k in short} or short
         if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
         else:

@@ -127,14 +127,15 @@ class Trainer:
             (d_loss + penalty).backward()
             self.opt_d.step()
             if loss.clip is not None:
-                params = [p for p in D.parameters()]
-                torch._foreach_clamp_min_(params, -loss.clip)
-                torch._foreach_clamp_max_(params, loss.clip)
+                with torch.no_grad():
+                    params = list(D.parameters())
+                    torch._foreach_clamp_min_(params, -loss.clip)
+                    torch._foreach_clamp_max_(params, loss.clip)
             self.stats[:PENALTY + 1].add_(
                 torch.stack([d_loss.detach(), real_logits.detach().mean(), fake_logits.detach().mean(), penalty.detach()])
             )
 
-        D.requires_grad_(False)
+        D.requires_grad_(False)  # G's update needs gradients through D, not of D's weights
         with self.autocast:
             g_loss = loss.g_loss(D(fake).float())
         self.opt_g.zero_grad(set_to_none=True)

@@ -1,0 +1,159 @@
+"""End to end through the real `gantrain` command, and its answers to bad input."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FAST, run_gantrain
+
+from gantrain import load_generator
+
+pytestmark = pytest.mark.slow
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def tb_tags(run: Path) -> tuple[set, set, dict]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in tags["scalars"]}
+    return set(tags["scalars"]), set(tags["images"]), steps
+
+
+def check_run_folder(run: Path, steps: int) -> list[dict]:
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.pt").is_file()
+    assert (run / "checkpoints" / f"step_{steps:08d}.pt").is_file()
+    assert (run / "samples" / f"step_{steps:08d}.png").is_file()
+    rows = read_metrics(run)
+    losses = [r for r in rows if "loss/d" in r]
+    assert losses and losses[-1]["step"] == steps
+    assert all(math.isfinite(r["loss/d"]) and math.isfinite(r["loss/g"]) for r in losses)
+    scalars, images, _ = tb_tags(run)
+    assert {"loss/d", "loss/g", "d/real", "d/fake", "lr/d", "lr/g", "steps_per_s"} <= scalars
+    assert "samples" in images
+    return rows
+
+
+def test_digits_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    result = run_gantrain("dataset=digits", "trainer.steps=30", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    check_run_folder(run, 30)
+    assert sorted(p.name for p in (run / "samples").glob("*.png")) == [f"step_{s:08d}.png" for s in (10, 20, 30)]
+    g = load_generator(run)
+    assert not g.training
+    x = g.sample(5)
+    assert x.shape == (5, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
+    same = load_generator(run / "checkpoints" / "last.pt").sample(3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same, g.sample(3, generator=torch.Generator().manual_seed(0)))
+
+
+def test_ring_experiment_end_to_end(tmp_path):
+    run = tmp_path / "ring"
+    result = run_gantrain("experiment=ring", "trainer.steps=40", *FAST, "trainer.eval_every=20",
+                          f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = check_run_folder(run, 40)
+    evals = [r for r in rows if "eval/modes" in r]
+    assert [r["step"] for r in evals] == [20, 40]
+    assert 0 <= evals[-1]["eval/modes"] <= 8 and 0 <= evals[-1]["eval/high_quality_pct"] <= 100
+    scalars, _, _ = tb_tags(run)
+    assert {"eval/modes", "eval/high_quality_pct", "eval/reverse_kl"} <= scalars
+    assert load_generator(run).sample(7).shape == (7, 2)
+
+
+def test_mnist_wasserstein_end_to_end(tmp_path, data_root):
+    run = tmp_path / "mnist"
+    result = run_gantrain("loss=wasserstein", "dataset=mnist", f"dataset.root={data_root}", "trainer.steps=10",
+                          "generator.base_channels=8", "discriminator.base_channels=8", *FAST,
+                          f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = check_run_folder(run, 10)
+    assert "loss/wasserstein" in rows[-1]
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["config"]["trainer"]["n_critic"] == 5 and saved["config"]["loss"]["clip"] == 0.01
+    assert max(v.abs().max().item() for k, v in saved["discriminator"].items() if "weight" in k or "bias" in k) <= 0.01
+    assert load_generator(run).sample(4).shape == (4, 1, 28, 28)
+
+
+@pytest.mark.parametrize("experiment", ["dcgan_mnist", "wgan_mnist", "wgan_gp_mnist", "ring", "grid"])
+def test_every_experiment_starts_training(experiment, tmp_path, data_root):
+    run = tmp_path / experiment
+    result = run_gantrain(f"experiment={experiment}", f"dataset.root={data_root}" if "mnist" in experiment else "seed=1",
+                          "trainer.steps=2", "trainer.device=cpu", "trainer.log_every=1", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [r["step"] for r in read_metrics(run) if "loss/d" in r] == [1, 2]
+
+
+def test_sweep_makes_one_folder_per_job(tmp_path):
+    result = run_gantrain("-m", "loss=minimax,nonsaturating,wasserstein", "dataset=digits", "trainer.steps=3", *FAST,
+                          f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = sorted((tmp_path / "sweep").glob("[0-9]*"))
+    assert len(jobs) == 3
+    names = [torch.load(j / "checkpoints" / "last.pt", weights_only=True)["config"]["loss"]["_target_"] for j in jobs]
+    assert names == ["gantrain.losses.Minimax", "gantrain.losses.NonSaturating", "gantrain.losses.Wasserstein"]
+
+
+def test_help_and_cfg_job(tmp_path):
+    help_text = run_gantrain("--help", cwd=tmp_path).stdout
+    for word in ("dataset:", "loss:", "experiment:", "wgan_gp", "fashion_mnist", "trainer:"):
+        assert word in help_text
+    job = run_gantrain("loss=wasserstein", "dataset=mnist", "--cfg", "job", cwd=tmp_path)
+    assert job.returncode == 0
+    assert "n_critic: 5" in job.stdout and "clip: 0.01" in job.stdout and "gantrain.data.MNIST" in job.stdout
+
+
+BAD = [
+    (["trainer.steps=0"], "trainer.steps=0 must be a positive integer"),
+    (["trainer.steps=abc"], "could not be converted to Integer"),
+    (["trainer.stpes=5"], "Key 'stpes' is not in struct"),
+    (["loss=foo"], "Available options in 'loss'"),
+    (["generator.latent_dimm=5"], "not in struct"),
+    (["+generator.latent_dimm=5"], "unknown key(s) generator.latent_dimm"),
+    (["trainer.batch_size=5000"], "larger than the dataset"),
+    (["dataset.image_size=27"], "set dataset.image_size"),
+    (["loss=wasserstein", "discriminator.sigmoid=true"], "must output unbounded scores"),
+    (["loss=wgan_gp", "discriminator.norm=batch"], "set discriminator.norm=layer"),
+    (["trainer.device=cuda:7"], "trainer.device=cuda:7"),
+    (["optimizer.name=lion"], "optimizer.name='lion' is not one of"),
+    (["dataset=mnist", "dataset.root=NOROOT", "dataset.download=false"], "MNIST not found in"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD, ids=[" ".join(o) for o, _ in BAD])
+def test_bad_input_stops_with_one_clear_line(overrides, message, tmp_path):
+    overrides = [o.replace("NOROOT", str(tmp_path / "none")) for o in overrides]
+    result = run_gantrain("trainer.steps=5", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    if result.stderr.startswith("gantrain: error:"):
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_offline_download_is_a_clear_error(tmp_path):
+    # No network here: MNIST cannot be fetched, and the message says what to do instead.
+    result = run_gantrain("dataset=mnist", f"dataset.root={tmp_path / 'data'}", "trainer.steps=1",
+                          f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                          env={"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
+    assert result.returncode == 2
+    assert "could not download MNIST" in result.stderr and "offline" in result.stderr
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path):
+    run = tmp_path / "run"
+    assert run_gantrain("trainer.steps=10", *FAST, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    again = run_gantrain("trainer.steps=10", "loss=hinge", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert again.returncode == 2 and "already holds a run" in again.stderr and "resume=auto" in again.stderr
+    for path, content in before.items():
+        assert path.read_bytes() == content, path
