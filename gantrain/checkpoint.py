@@ -24,7 +24,7 @@ log = logging.getLogger("gantrain")
 FORMAT = "gantrain-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_KEYS = {
-    "format", "format_version", "step", "config", "versions", "data_shape", "data_kind",
+    "format", "format_version", "step", "config", "overrides", "versions", "data_shape", "data_kind",
     "generator", "discriminator", "generator_ema", "optimizer_g", "optimizer_d", "scaler",
     "scheduler_g", "scheduler_d", "data_state", "rng", "stats", "metrics",
 }

@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -39,11 +39,30 @@ def register_resolvers() -> None:
             OmegaConf.register_new_resolver(name, fn)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> Path:
-    """Train the run described by cfg in run_dir (resuming when cfg.resume says so); returns run_dir."""
+def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
+    """Command-line overrides of a resumed run: the saved ones, each replaced by a new one of the same key."""
+    def key(override: str) -> str:
+        return override.lstrip("+~").split("=", 1)[0]
+
+    new_keys = {key(o) for o in new}
+    return [o for o in saved if key(o) not in new_keys] + list(new)
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: Optional[list[str]] = None,
+    recompose: Optional[Callable[[list[str]], DictConfig]] = None,
+) -> Path:
+    """Train the run described by cfg in run_dir (resuming when cfg.resume says so); returns run_dir.
+
+    overrides: the command line that composed cfg (stored in checkpoints). recompose: composes a config
+    from overrides; on resume the run's saved overrides plus the new ones are recomposed, so that
+    `gantrain resume=RUN trainer.steps=N` continues RUN's config rather than the defaults.
+    """
     from .resume import prepare_run
 
-    trainer = prepare_run(cfg, run_dir)
+    trainer = prepare_run(cfg, run_dir, overrides or [], recompose)
     from .trainer import Interrupted
 
     try:
@@ -63,9 +82,13 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
 def _task(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    from hydra import compose
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
     try:
-        train(cfg, run_dir)
+        train(cfg, run_dir, overrides, lambda ovs: compose(config_name="config", overrides=ovs))
     except GantrainError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

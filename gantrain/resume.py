@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 from omegaconf import DictConfig
 
@@ -46,10 +46,24 @@ def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
     raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
 
 
-def prepare_run(cfg: DictConfig, run_dir: Path) -> Trainer:
-    """A Trainer for cfg in run_dir, its state loaded from a checkpoint when cfg.resume asks for one."""
+def prepare_run(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: Sequence[str] = (),
+    recompose: Optional[Callable[[list[str]], DictConfig]] = None,
+) -> Trainer:
+    """A Trainer for cfg in run_dir, its state loaded from a checkpoint when cfg.resume asks for one.
+
+    overrides: the command line behind cfg. recompose: see cli.train.
+    """
     state = find_resume_state(cfg.get("resume"), run_dir)
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
     if state is not None:
+        if recompose is not None:
+            from .cli import merge_overrides
+
+            overrides = merge_overrides(list(state.get("overrides", [])), overrides)
+            cfg = recompose(overrides + [f"resume={cfg.resume}"])
         current = plain_config(cfg)
         differing = config_differences(state["config"], current)
         if differing:
@@ -60,6 +74,7 @@ def prepare_run(cfg: DictConfig, run_dir: Path) -> Trainer:
                 f"only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')} may change on resume"
             )
     trainer = build(cfg, run_dir)
+    trainer.overrides = list(overrides)
     if state is not None:
         trainer.load_state_dict(state)
         log.info("continuing at step %d of %d", trainer.step, trainer.s.steps)

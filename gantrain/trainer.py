@@ -94,6 +94,7 @@ class Trainer:
         self.s, self.device, self.run_dir, self.seed = settings, device, Path(run_dir), seed
         self.config, self.data_kind, self.data_shape = config, data_kind, tuple(data_shape)
         self.reference, self.evaluate, self.versions = reference, evaluate, versions or {}
+        self.overrides: list[str] = []  # the command line that made this run (stored in checkpoints)
         self.step = 0
         self.stats = torch.zeros(N_STATS, device=device)
         self.steps_in_stats = 0
@@ -193,6 +194,8 @@ class Trainer:
             while self.step < s.steps:
                 self._run_step()
                 self._after_step()
+            if self.step % s.log_every and self.steps_in_stats:
+                self.log_scalars(reset=False)  # the final partial interval; a resumed run still logs it in full
             if self.step % s.sample_every:
                 self.sample()
             if self.step % s.ckpt_every:
@@ -250,12 +253,13 @@ class Trainer:
 
     # ---- hooks: logging, samples, evaluation, checkpoints -----------------------------------------
 
-    def log_scalars(self) -> dict[str, float]:
-        """Read the device accumulators (the only host sync), log their means and reset them."""
+    def log_scalars(self, reset: bool = True) -> dict[str, float]:
+        """Read the device accumulators (the only host sync), log their means and (by default) reset them."""
         n = max(self.steps_in_stats, 1)
         sums = self.stats.tolist()
-        self.stats.zero_()
-        self.steps_in_stats = 0
+        if reset:
+            self.stats.zero_()
+            self.steps_in_stats = 0
         nd = n * self.s.n_critic
         now = time.perf_counter()
         rate = (self.step - self._tick[1]) / max(now - self._tick[0], 1e-9)
@@ -320,6 +324,7 @@ class Trainer:
             "format_version": FORMAT_VERSION,
             "step": self.step,
             "config": self.config,
+            "overrides": list(self.overrides),
             "versions": self.versions,
             "data_shape": list(self.data_shape),
             "data_kind": self.data_kind,

@@ -1,0 +1,189 @@
+"""Checkpoints: atomic writes, safe loading, exact resume, signals and SIGKILL at random moments."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import gantrain
+from conftest import FAST, run_gantrain
+from gantrain.checkpoint import CheckpointWriter, load_checkpoint, newest_good
+from gantrain.errors import GantrainError
+
+pytestmark = pytest.mark.slow
+
+
+def minimal_state(step: int) -> dict:
+    return {"format": "gantrain-checkpoint", "format_version": 1, "step": step, "generator": {"w": torch.full((4,), float(step))}}
+
+
+def test_writer_keeps_last_and_prunes_after_success(tmp_path):
+    writer = CheckpointWriter(tmp_path, keep_last=2)
+    for step in (10, 20, 30, 40):
+        writer.save(minimal_state(step), step)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["last.pt", "step_00000030.pt", "step_00000040.pt"]
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 40
+
+
+def test_failed_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    writer = CheckpointWriter(tmp_path, keep_last=3)
+    writer.save(minimal_state(1), 1)
+
+    def disk_full(obj, f):
+        f.write(b"partial bytes")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(GantrainError, match="No space left on device.*previous checkpoints are intact"):
+        writer.save(minimal_state(2), 2)
+    monkeypatch.undo()
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step_00000001.pt"]  # no temp file left
+    assert load_checkpoint(folder / "last.pt")["step"] == 1
+
+
+def test_truncated_checkpoint_named_and_folder_falls_back(tmp_path, caplog):
+    writer = CheckpointWriter(tmp_path, keep_last=3)
+    writer.save(minimal_state(5), 5)
+    writer.save(minimal_state(6), 6)
+    last = tmp_path / "checkpoints" / "last.pt"
+    data = last.read_bytes()
+    last.unlink()  # last.pt is a hard link of step 6: break both, as a crash of a non-atomic writer would
+    (tmp_path / "checkpoints" / "step_00000006.pt").write_bytes(data[: len(data) // 2])
+    last.write_bytes(data[: len(data) // 2])
+    with pytest.raises(GantrainError, match=f"checkpoint {last} is truncated or corrupt"):
+        load_checkpoint(last)
+    path, state = newest_good(tmp_path)
+    assert path.name == "step_00000005.pt" and state["step"] == 5
+    assert "skipping unreadable checkpoint" in caplog.text
+
+
+class RunsCommand:
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_checkpoint_does_not_run_code(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "gantrain-checkpoint", "payload": RunsCommand(str(marker))}, evil)
+    with pytest.raises(GantrainError, match="refused.*allow-list"):
+        load_checkpoint(evil)
+    with pytest.raises(GantrainError, match="refused"):
+        gantrain.load_generator(evil)
+    result = run_gantrain(f"resume={evil}", "trainer.steps=3", cwd=tmp_path)
+    assert result.returncode == 2 and "refused" in result.stderr
+    assert not marker.exists()
+    # A pickle that uses only allowed types but carries unknown entries is refused too.
+    odd = tmp_path / "odd.pt"
+    torch.save({"format": "gantrain-checkpoint", "format_version": 1, "surprise": 1}, odd)
+    with pytest.raises(GantrainError, match="unexpected entries"):
+        load_checkpoint(odd)
+
+
+def loss_rows(run: Path) -> dict:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: {k: v for k, v in r.items() if k.startswith(("loss/", "d/"))} for r in rows if "loss/d" in r}
+
+
+def test_resume_is_bit_identical_wgan_gp_mid_epoch(tmp_path):
+    # digits: 1797 samples, batch 64 -> 28 batches an epoch; n_critic 5 -> the stop at step 4 (20 batches) is
+    # mid-epoch, and the resumed steps cross into epoch 1. log_every=3 also stops mid-logging-interval.
+    common = ["loss=wgan_gp", "dataset=digits", "trainer.device=cpu", "trainer.log_every=3", "trainer.ckpt_every=4",
+              "trainer.sample_every=4", "trainer.ema_decay=0.9", "seed=3"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    gantrain.train(gantrain.compose(common + ["trainer.steps=8"]), straight)
+    gantrain.train(gantrain.compose(common + ["trainer.steps=4"]), split)
+    state4 = load_checkpoint(split / "checkpoints" / "last.pt")
+    assert state4["step"] == 4 and state4["data_state"] == {"epoch": 0, "pos": 4 * 5 * 64}
+    assert {"python", "numpy", "torch"} <= set(state4["rng"]) and state4["versions"]["torch"] == torch.__version__
+    assert state4["generator_ema"] is not None and state4["optimizer_d"]["state"]
+    gantrain.train(gantrain.compose(common + ["trainer.steps=8", f"resume={split}"]), split)
+
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(split / "checkpoints" / "last.pt")
+    assert b["data_state"]["epoch"] == 1
+    for part in ("generator", "discriminator", "generator_ema"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    # The first segment's run also logged its final partial interval (step 4); every row both runs logged is identical.
+    assert sorted(loss_rows(straight)) == [3, 6, 8] and sorted(loss_rows(split)) == [3, 4, 6, 8]
+    assert {s: r for s, r in loss_rows(split).items() if s != 4} == loss_rows(straight)
+    assert sorted(p.name for p in (split / "samples").iterdir()) == [f"step_{s:08d}.png" for s in (4, 8)]
+
+
+def test_resume_cli_continues_curves_and_refuses_other_config(tmp_path):
+    run = tmp_path / "run"
+    first = run_gantrain("loss=hinge", "trainer.steps=10", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    original_hydra = (run / ".hydra" / "config.yaml").read_text()
+    refused = run_gantrain(f"resume={run}", "loss=wasserstein", "trainer.steps=20", cwd=tmp_path)
+    assert refused.returncode == 2 and "cannot resume" in refused.stderr and "loss._target_" in refused.stderr
+    more = run_gantrain(f"resume={run}", "trainer.steps=20", cwd=tmp_path)  # the run's own config, trained longer
+    assert more.returncode == 0, more.stderr
+    assert (run / ".hydra" / "config.yaml").read_text() == original_hydra
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["config"]["loss"]["_target_"] == "gantrain.losses.Hinge"
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [5, 10, 15, 20]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("loss/d")] == [5, 10, 15, 20]
+    assert [e.step for e in acc.Images("samples")] == [10, 20]
+    bad_file = run_gantrain(f"resume={tmp_path / 'nothing.pt'}", cwd=tmp_path)
+    assert bad_file.returncode == 2 and "no such run folder or checkpoint" in bad_file.stderr
+
+
+def gantrain_process(run: Path, *args: str) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("gantrain")
+    return subprocess.Popen([str(exe), *args, f"hydra.run.dir={run}"], cwd=run.parent, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_sigterm_writes_checkpoint_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = gantrain_process(run, "trainer.steps=100000", "trainer.log_every=5", "trainer.ckpt_every=100000")
+    deadline = time.time() + 120
+    while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert f"Resume with: gantrain resume={run}" in err
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert f"stopped at step {state['step']}" in err and state["step"] > 0
+
+
+def test_sigkill_at_random_moments_never_corrupts(tmp_path):
+    run = tmp_path / "run"
+    rng = random.Random(1234)
+    args = ["resume=auto", "trainer.steps=400", "trainer.log_every=5", "trainer.ckpt_every=2", "trainer.sample_every=50",
+            "generator.base_channels=16", "discriminator.base_channels=16"]
+    seen = []
+    for _ in range(10):
+        proc = gantrain_process(run, *args)
+        time.sleep(rng.uniform(2.5, 6.0))
+        proc.kill()
+        proc.communicate()
+        last = run / "checkpoints" / "last.pt"
+        if last.exists():
+            seen.append(load_checkpoint(last)["step"])  # never corrupt, whenever the kill came
+    assert seen == sorted(seen) and seen and seen[-1] > 0
+    final = gantrain_process(run, *args)
+    _, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 400
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(5, 401, 5))  # appended across restarts with no gap and no duplicate
