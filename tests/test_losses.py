@@ -114,7 +114,7 @@ def test_gradient_penalty_matches_direct_computation():
     gp = losses.gradient_penalty(d, real, fake)
     torch.manual_seed(1)
     alpha = torch.rand(6, 1)
-    x_hat = real + alpha * (fake - real)
+    x_hat = alpha * real + (1 - alpha) * fake  # Gulrajani et al., Algorithm 1
     grad = 2 * d.w.detach() * x_hat
     expected = ((grad.norm(dim=1) - 1) ** 2).mean()
     torch.testing.assert_close(gp, expected, rtol=1e-5, atol=1e-6)
