@@ -47,3 +47,84 @@ class MixtureEvaluator:
         z_gen: Optional[torch.Generator] = torch.Generator().manual_seed(self.seed)
         samples = generator.sample(self.num_samples, generator=z_gen)
         return mixture_metrics(samples, self.means, self.std)
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature-space metrics (the formulas of the literature; features are (n, d) float tensors).
+
+
+def feature_stats(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (d,) and covariance (d, d) of features, in float64."""
+    f = features.detach().double().cpu()
+    mu = f.mean(0)
+    centred = f - mu
+    return mu, centred.T @ centred / max(len(f) - 1, 1)
+
+
+def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) (Heusel et al. 2017).
+
+    Tr((S1 S2)^(1/2)) is the sum of the square roots of the eigenvalues of S1 S2, which are real and
+    non-negative for covariance matrices (tiny negative or imaginary parts are round-off).
+    """
+    eig = torch.linalg.eigvals(sigma1 @ sigma2)
+    tr_sqrt = eig.real.clamp_min(0).sqrt().sum()
+    return float((mu1 - mu2).square().sum() + torch.trace(sigma1) + torch.trace(sigma2) - 2 * tr_sqrt)
+
+
+def fid(real: Tensor, fake: Tensor) -> float:
+    """Frechet distance between two feature sets (n, d)."""
+    return frechet_distance(*feature_stats(real), *feature_stats(fake))
+
+
+def _kth_neighbour_radii(features: Tensor, k: int, chunk: int = 2048) -> Tensor:
+    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    radii = []
+    for part in features.split(chunk):
+        d = torch.cdist(part, features)
+        radii.append(d.kthvalue(k + 1, dim=1).values)  # the 1st is the point itself, at distance 0
+    return torch.cat(radii)
+
+
+def _inside_any(points: Tensor, centres: Tensor, radii: Tensor, chunk: int = 2048) -> Tensor:
+    """For each point: is it inside the ball of some centre (radius radii[j])?"""
+    out = []
+    for part in points.split(chunk):
+        out.append((torch.cdist(part, centres) <= radii.unsqueeze(0)).any(1))
+    return torch.cat(out)
+
+
+def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN balls in feature space.
+
+    precision: share of fake samples inside the k-NN ball of some real sample;
+    recall: share of real samples inside the k-NN ball of some fake sample.
+    """
+    real, fake = real.detach().float().cpu(), fake.detach().float().cpu()
+    precision = _inside_any(fake, real, _kth_neighbour_radii(real, k)).float().mean()
+    recall = _inside_any(real, fake, _kth_neighbour_radii(fake, k)).float().mean()
+    return float(precision), float(recall)
+
+
+def inception_score(probs: Tensor, splits: int = 10) -> float:
+    """exp(E_x KL(p(y|x) || p(y))), averaged over `splits` equal parts (Salimans et al. 2016)."""
+    probs = probs.detach().double().cpu().clamp_min(1e-12)
+    scores = []
+    for part in probs.chunk(splits):
+        marginal = part.mean(0, keepdim=True)
+        scores.append(torch.exp((part * (part.log() - marginal.log())).sum(1).mean()))
+    return float(torch.stack(scores).mean())
+
+
+def class_histogram(pred: Tensor, reference: Tensor, num_classes: int) -> dict[str, float]:
+    """Classes covered by predicted labels and KL(generated || data) of their histograms.
+
+    A class counts as covered when it gets at least a tenth of a uniform share of the samples.
+    """
+    p = torch.bincount(pred.cpu(), minlength=num_classes).double()
+    p = p / p.sum()
+    q = torch.bincount(reference.cpu(), minlength=num_classes).double()
+    q = q / q.sum()
+    nz = p > 0
+    kl = float((p[nz] * (p[nz] / q[nz].clamp_min(1e-12)).log()).sum())
+    return {"classes": float((p >= 0.1 / num_classes).sum()), "class_kl": kl}
