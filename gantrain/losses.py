@@ -21,7 +21,7 @@ def gradient_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor, fa
     real, fake: (N, ...) batches of the same shape; the result is differentiable w.r.t. D's weights.
     """
     alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
-    x_hat = torch.lerp(fake.detach(), real.detach(), alpha).requires_grad_(True)
+    x_hat = torch.lerp(fake.detach().to(real.dtype), real.detach(), alpha).requires_grad_(True)
     (grad,) = torch.autograd.grad(discriminator(x_hat).float().sum(), x_hat, create_graph=True)
     norm = grad.flatten(1).float().norm(2, dim=1)
     return (norm - 1.0).square().mean()

@@ -101,7 +101,7 @@ class Trainer:
         self.best: dict[str, float] = {}
         self.fixed_z = torch.randn(settings.num_samples, generator.latent_dim, generator=torch.Generator().manual_seed(seed + 1)).to(device)
         self.autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16) if settings.precision == "bf16" else nullcontext()
+            torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if settings.precision == "bf16" else nullcontext()
         )
         self._stop_signal: Optional[int] = None
         self.graph: Optional[Any] = None

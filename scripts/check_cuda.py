@@ -14,7 +14,10 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+try:
+    import gantrain  # noqa: F401  (the installed package, configs included)
+except ImportError:
+    sys.path.insert(0, str(REPO))
 
 import gantrain  # noqa: E402
 from gantrain.build import build  # noqa: E402
@@ -23,11 +26,11 @@ sys.path.insert(0, str(REPO / "scripts"))
 from bench import NullLogger  # noqa: E402
 
 
-def run_steps(overrides: list[str], steps: int, tmp: Path, tag: str):
+def run_steps(overrides: list[str], steps: int, tmp: Path, tag: str, capture: bool = True):
+    """Train `steps` steps; capture=False runs the same (capturable) optimizers eagerly."""
     trainer = build(gantrain.compose(overrides), tmp / tag)
     trainer.logger = NullLogger()
-    losses = []
-    if trainer._use_graph():
+    if capture and trainer._use_graph():
         trainer._warm_and_capture()  # three eager warm-up steps, then capture
     while trainer.step < steps:
         trainer._run_step()
@@ -54,7 +57,7 @@ def main() -> int:
         for loss, extra in (("nonsaturating", []), ("wgan_gp", []), ("wasserstein", []), ("hinge", ["loss.r1_gamma=1.0"]),
                             ("nonsaturating", ["trainer.ema_decay=0.99", "optimizer=rmsprop"])):
             base = [f"loss={loss}", "dataset=digits", "dataset.image_size=32", "trainer.device=cuda", "seed=5", *extra]
-            eager, s_e = run_steps(base + ["trainer.cuda_graph=false"], args.steps, tmp, f"{loss}-eager")
+            eager, s_e = run_steps(base + ["trainer.cuda_graph=true"], args.steps, tmp, f"{loss}-eager", capture=False)
             graph, s_g = run_steps(base + ["trainer.cuda_graph=true"], args.steps, tmp, f"{loss}-graph")
             dg, dd = relative_difference(eager.G, graph.G), relative_difference(eager.D, graph.D)
             loss_diff = max(abs(a - b) / max(abs(a), 1e-3) for a, b in zip(s_e, s_g))
