@@ -147,6 +147,22 @@ def build_generator(gen_cfg: Any, data_shape: tuple[int, ...], data_kind: str) -
     return instantiate_component(node, "generator", out_shape=tuple(data_shape), bounded=data_kind == "image")
 
 
+def make_evaluator(dataset: Dataset, settings: TrainerConfig, device: torch.device) -> Optional[Any]:
+    """The evaluator of trainer.metrics, or None (with a warning) when its metrics cannot run here."""
+    from .evaluate import Evaluator
+
+    metrics = settings.metrics
+    if isinstance(metrics, str) and metrics != "auto":
+        metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
+    try:
+        return Evaluator(dataset, metrics, device=device)
+    except GantrainError as exc:
+        if "unknown metric" in str(exc) or "are for the" in str(exc) or "asked for on 2D" in str(exc):
+            raise
+        log.warning("evaluation during training is off: %s", exc)
+        return None
+
+
 def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True) -> Trainer:
     """Every object of a run, wired into a Trainer ready to fit (fresh weights; resume loads state after)."""
     check_top_level(cfg)
@@ -177,14 +193,8 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True) -> Trainer:
     opt_d = make_optimizer(discriminator.parameters(), optim, "discriminator", device, capturable)
     ema = make_ema(generator) if settings.ema_decay > 0 else None
 
-    reference = None
-    evaluator = None
-    if dataset.kind == "points":
-        reference = dataset.tensor()[:2500]
-        if evaluate:
-            from .metrics import MixtureEvaluator
-
-            evaluator = MixtureEvaluator(dataset)  # type: ignore[arg-type]
+    reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
+    evaluator = make_evaluator(dataset, settings, device) if evaluate and settings.eval_every > 0 else None
     return Trainer(
         generator=generator,
         discriminator=discriminator,

@@ -103,6 +103,28 @@ class Digits(Dataset):
     def __len__(self) -> int:
         return 1797
 
+    def split(self, train: bool) -> "LabelledImages":
+        """The first 1,500 digits (train) or the last 297 (test), with labels."""
+        part = slice(0, 1500) if train else slice(1500, None)
+        return LabelledImages(f"digits-{'train' if train else 'test'}", self.tensor()[part], self.labels()[part])
+
+
+class LabelledImages(Dataset):
+    """A fixed set of uint8 images with class labels (a split of a labelled dataset)."""
+
+    def __init__(self, name: str, images: Tensor, labels: Tensor):
+        self.name, self._images, self._labels = name, images, labels
+        self.shape = tuple(images.shape[1:])
+
+    def tensor(self) -> Tensor:
+        return self._images
+
+    def labels(self) -> Tensor:
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self._images)
+
 
 def read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzipped or not, as a numpy array."""
@@ -196,6 +218,11 @@ class _MNISTLike(Dataset):
 
     def __len__(self) -> int:
         return len(self.tensor())
+
+    def split(self, train: bool) -> "LabelledImages":
+        """The official training (60,000) or test (10,000) images, with labels."""
+        part = type(self)(root=str(self.root), image_size=self.image_size, download=self.download, train=train)
+        return LabelledImages(f"{self.folder}-{'train' if train else 'test'}", part.tensor(), part.labels())
 
 
 class MNIST(_MNISTLike):

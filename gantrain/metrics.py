@@ -1,13 +1,10 @@
-"""Sample-quality metrics. Mode coverage on the 2D mixtures as VEEGAN and PacGAN define it."""
+"""Sample-quality metrics: mode coverage on the 2D mixtures (VEEGAN, PacGAN) and feature-space scores."""
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from torch import Tensor
-
-from .models import Generator
 
 
 def mixture_metrics(samples: Tensor, means: Tensor, std: float) -> dict[str, float]:
@@ -33,20 +30,6 @@ def mixture_metrics(samples: Tensor, means: Tensor, std: float) -> dict[str, flo
         "high_quality_pct": 100.0 * float(hq.sum()) / max(len(samples), 1),
         "reverse_kl": reverse_kl,
     }
-
-
-class MixtureEvaluator:
-    """Evaluates a generator on a 2D mixture dataset with `num_samples` samples from a fixed noise seed."""
-
-    def __init__(self, dataset, num_samples: int = 2500, seed: int = 0):
-        self.means, self.std = dataset.means, dataset.std
-        self.num_samples, self.seed = num_samples, seed
-
-    @torch.no_grad()
-    def __call__(self, generator: Generator) -> dict[str, float]:
-        z_gen: Optional[torch.Generator] = torch.Generator().manual_seed(self.seed)
-        samples = generator.sample(self.num_samples, generator=z_gen)
-        return mixture_metrics(samples, self.means, self.std)
 
 
 # ---------------------------------------------------------------------------------------------

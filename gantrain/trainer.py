@@ -305,9 +305,16 @@ class Trainer:
         g = self.sample_generator()
         was_training = g.training
         g.eval()
-        results = self.evaluate(g)
-        g.train(was_training)
-        self.logger.scalars(self.step, {f"eval/{k}": float(v) for k, v in results.items()})
+        try:
+            results = self.evaluate(g)
+        except GantrainError as exc:  # an evaluation problem never ends a training run
+            log.warning("evaluation at step %d failed: %s", self.step, exc)
+            return {}
+        finally:
+            g.train(was_training)
+        floor = getattr(self.evaluate, "floor", {})
+        self.logger.scalars(self.step, {**{f"eval/{k}": float(v) for k, v in results.items()},
+                                        **{f"floor/{k}": float(v) for k, v in floor.items() if k in results}})
         name = self.s.best_metric
         if name and name in results:
             value = float(results[name])

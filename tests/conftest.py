@@ -36,3 +36,11 @@ def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None =
 
 # Small, fast settings shared by the end-to-end tests.
 FAST = ["trainer.device=cpu", "trainer.log_every=5", "trainer.sample_every=10", "trainer.ckpt_every=10"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Domain classifiers trained by the tests go to a temporary cache, shared by the whole session."""
+    folder = tmp_path_factory.mktemp("classifier-cache")
+    os.environ["GANTRAIN_CACHE"] = str(folder)
+    return folder

@@ -1,0 +1,254 @@
+"""Evaluation of a generator: `gantrain-eval RUN_OR_CHECKPOINT [metrics=[...]]`, and during training.
+
+Metric families (names as logged, under eval/ in TensorBoard):
+- 2D mixtures: modes, high_quality_pct, reverse_kl (VEEGAN / PacGAN definitions, 2,500 samples).
+- labelled image datasets (mnist, fashion_mnist, digits), in the feature space of a small domain
+  classifier: fid_classifier, is_classifier, precision, recall (k = 3), classes, class_kl.
+- any image dataset, with InceptionV3 through torchmetrics: fid, kid, is.
+Every score comes with its real-vs-real floor (training vs test images) and its provenance.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .data import Dataset, normalize, to_uint8_image
+from .errors import GantrainError
+from .metrics import class_histogram, fid, inception_score, mixture_metrics, precision_recall
+from .models import Generator
+
+log = logging.getLogger("gantrain")
+
+MIXTURE_METRICS = ("modes", "high_quality_pct", "reverse_kl")
+DOMAIN_METRICS = ("fid_classifier", "is_classifier", "precision", "recall", "classes", "class_kl")
+INCEPTION_METRICS = ("fid", "kid", "is")
+ALL_METRICS = MIXTURE_METRICS + DOMAIN_METRICS + INCEPTION_METRICS
+
+
+def default_metrics(dataset: Dataset) -> list[str]:
+    if dataset.kind == "points":
+        return list(MIXTURE_METRICS)
+    if hasattr(dataset, "split"):
+        return list(DOMAIN_METRICS)
+    return list(INCEPTION_METRICS)
+
+
+@torch.no_grad()
+def generate(generator: Generator, n: int, seed: int = 0, batch: int = 500) -> Tensor:
+    """n samples from a fixed noise seed, on the CPU (the training RNG is not touched)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([generator.sample(min(batch, n - i), generator=gen).float().cpu() for i in range(0, n, batch)])
+
+
+class Evaluator:
+    """Callable(generator) -> {metric: value}; `floor` holds real-vs-real values, `provenance` their source."""
+
+    def __init__(self, dataset: Dataset, metrics: Sequence[str] | str = "auto", num_samples: Optional[int] = None,
+                 device: str | torch.device = "cpu", seed: int = 0):
+        names = default_metrics(dataset) if metrics in ("auto", None) else list(metrics)
+        unknown = [m for m in names if m not in ALL_METRICS]
+        if unknown:
+            raise GantrainError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(ALL_METRICS)}")
+        self.dataset, self.names, self.device, self.seed = dataset, names, torch.device(device), seed
+        self.floor: dict[str, float] = {}
+        self.provenance: dict[str, Any] = {}
+        self.parts: list[Callable[[Tensor], dict[str, float]]] = []
+        mixture = [m for m in names if m in MIXTURE_METRICS]
+        domain = [m for m in names if m in DOMAIN_METRICS]
+        inception = [m for m in names if m in INCEPTION_METRICS]
+        if mixture:
+            if dataset.kind != "points":
+                raise GantrainError(f"metrics {', '.join(mixture)} are for the 2D mixtures (ring, grid)")
+            self.num_samples = num_samples or 2500
+            self.parts.append(lambda x: {k: v for k, v in mixture_metrics(x, dataset.means, dataset.std).items() if k in mixture})
+            truth = dataset.sample(self.num_samples, torch.Generator().manual_seed(seed + 1))
+            self.floor.update(mixture_metrics(truth, dataset.means, dataset.std))
+            self.provenance["mixture"] = {"num_generated": self.num_samples, "modes": len(dataset.means), "std": dataset.std,
+                                          "floor": f"{self.num_samples} samples of the mixture itself"}
+        if dataset.kind == "points" and (domain or inception):
+            raise GantrainError("image metrics asked for on 2D data; use modes, high_quality_pct, reverse_kl")
+        if dataset.kind == "image":
+            self.num_samples = num_samples or 10000
+        if domain:
+            self.parts.append(self._domain(domain))
+        if inception:
+            self.parts.append(self._inception(inception))
+
+    def __call__(self, generator: Generator) -> dict[str, float]:
+        samples = generate(generator, self.num_samples, self.seed)
+        out: dict[str, float] = {}
+        for part in self.parts:
+            out.update(part(samples))
+        return {k: out[k] for k in self.names if k in out}
+
+    # ---- the domain classifier's feature space ------------------------------------------------
+
+    def _domain(self, names: list[str]) -> Callable[[Tensor], dict[str, float]]:
+        from .classifier import load_classifier
+
+        if not hasattr(self.dataset, "split"):
+            raise GantrainError(f"{', '.join(names)} need a labelled dataset (mnist, fashion_mnist, digits)")
+        model, meta = load_classifier(self.dataset, device=str(self.device))
+        train, test = self.dataset.split(train=True), self.dataset.split(train=False)
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))[: min(self.num_samples, len(train))]
+        real_images = normalize(train.tensor()[pick])
+        real_labels = train.labels()[pick]
+        num_classes = model.num_classes
+
+        @torch.no_grad()
+        def embed(images: Tensor) -> tuple[Tensor, Tensor]:
+            feats, probs = [], []
+            for part in images.split(1000):
+                f = model.features(part.to(self.device))
+                feats.append(f.float().cpu())
+                probs.append(model.head(f).softmax(1).float().cpu())
+            return torch.cat(feats), torch.cat(probs)
+
+        real_f, _ = embed(real_images)
+
+        def scores(feats: Tensor, probs: Tensor) -> dict[str, float]:
+            out: dict[str, float] = {}
+            if "fid_classifier" in names:
+                out["fid_classifier"] = fid(real_f, feats)
+            if "is_classifier" in names:
+                out["is_classifier"] = inception_score(probs)
+            if "precision" in names or "recall" in names:
+                out["precision"], out["recall"] = precision_recall(real_f, feats, k=3)
+            if "classes" in names or "class_kl" in names:
+                hist = class_histogram(probs.argmax(1), real_labels, num_classes)
+                out["classes"], out["class_kl"] = hist["classes"], hist["class_kl"]
+            return out
+
+        test_images = normalize(test.tensor()[: len(pick)])
+        self.floor.update(scores(*embed(test_images)))
+        self.provenance["classifier"] = {**meta, "num_real": len(pick), "num_generated": self.num_samples,
+                                         "floor": f"{len(pick)} training vs {len(test_images)} test images"}
+        return lambda samples: scores(*embed(samples))
+
+    # ---- InceptionV3 through torchmetrics -----------------------------------------------------
+
+    def _inception(self, names: list[str]) -> Callable[[Tensor], dict[str, float]]:
+        help_line = ("InceptionV3 metrics need torchmetrics with torch-fidelity (pip install 'gantrain[fid]') and the "
+                     "FID Inception weights (pt_inception-2015-12-05-6726825d.pth), downloaded on first use into "
+                     "$TORCH_HOME/hub/checkpoints; offline, copy that file there")
+        try:
+            from torchmetrics.image.fid import FrechetInceptionDistance
+            from torchmetrics.image.inception import InceptionScore
+            from torchmetrics.image.kid import KernelInceptionDistance
+
+            metrics = {
+                "fid": FrechetInceptionDistance(feature=2048) if "fid" in names else None,
+                "kid": KernelInceptionDistance(subset_size=1000) if "kid" in names else None,
+                "is": InceptionScore() if "is" in names else None,
+            }
+        except Exception as exc:  # ImportError, ModuleNotFoundError, URLError, RuntimeError from the download
+            raise GantrainError(f"{', '.join(names)} unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); "
+                                f"{help_line}") from None
+        metrics = {k: m.to(self.device) for k, m in metrics.items() if m is not None}
+        data = self.dataset.tensor()
+        pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))[: self.num_samples]
+        real = data[pick]
+
+        def rgb(images_uint8: Tensor) -> Tensor:
+            return images_uint8.expand(-1, 3, -1, -1) if images_uint8.shape[1] == 1 else images_uint8
+
+        for part in real.split(500):
+            for key in ("fid", "kid"):
+                if key in metrics:
+                    metrics[key].update(rgb(part).to(self.device), real=True)
+
+        def scores(samples: Tensor) -> dict[str, float]:
+            out = {}
+            images = to_uint8_image(samples)
+            for key, metric in metrics.items():
+                if key in ("fid", "kid"):
+                    metric.reset_real_features = False
+                    metric.reset()
+                for part in images.split(500):
+                    if key == "is":
+                        metric.update(rgb(part).to(self.device))
+                    else:
+                        metric.update(rgb(part).to(self.device), real=False)
+                value = metric.compute()
+                out[key] = float(value[0] if isinstance(value, tuple) else value)
+            return out
+
+        self.provenance["inception"] = {"feature_extractor": "InceptionV3 (torchmetrics / torch-fidelity, FID weights)",
+                                        "num_real": len(real), "num_generated": self.num_samples}
+        return scores
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """`gantrain-eval RUN_FOLDER_OR_CHECKPOINT [metrics=[fid_classifier,precision]] [num_samples=N] [device=cpu]
+    [dataset.root=DIR] [ema=true]`: print a table of scores with their real-vs-real floor, write eval.json."""
+    from omegaconf import OmegaConf
+
+    from .api import load_generator
+    from .build import instantiate_component, resolve_device
+    from .checkpoint import load_checkpoint, newest_good
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(main.__doc__)
+        sys.exit(0 if args else 2)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        paths = [a for a in args if "=" not in a]
+        if len(paths) != 1:
+            raise GantrainError("give exactly one run folder or checkpoint file")
+        path = Path(paths[0])
+        options = dict(a.split("=", 1) for a in args if "=" in a)
+        own = {k: options.pop(k) for k in ("metrics", "num_samples", "device", "ema", "seed") if k in options}
+        bad = [k for k in options if not k.startswith("dataset.")]
+        if bad:
+            raise GantrainError(f"unknown option(s) {', '.join(bad)}; use metrics=, num_samples=, device=, ema=, seed=, dataset.KEY=")
+        if path.is_dir():
+            found = newest_good(path)
+            if found is None:
+                raise GantrainError(f"{path} holds no checkpoint")
+            checkpoint, state = found
+            out_dir = path
+        else:
+            checkpoint, state = path, load_checkpoint(path)
+            out_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        dataset_cfg = OmegaConf.create(state["config"]["dataset"])
+        for key, value in options.items():
+            OmegaConf.update(dataset_cfg, key[len("dataset."):], OmegaConf.create({"v": value}).v
+                             if not value.startswith("[") else OmegaConf.create(f"v: {value}").v)
+        dataset = instantiate_component(dataset_cfg, "dataset")
+        device = resolve_device(own.get("device", "auto"))
+        metrics: Any = own.get("metrics", "auto")
+        if metrics != "auto":
+            metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
+        evaluator = Evaluator(dataset, metrics, int(own["num_samples"]) if "num_samples" in own else None, device,
+                              int(own.get("seed", 0)))
+        use_ema = own.get("ema", "true").lower() != "false"
+        generator = load_generator(checkpoint, device=device, ema=use_ema)
+        results = evaluator(generator)
+    except GantrainError as exc:
+        print(f"gantrain-eval: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    report = {
+        "checkpoint": str(checkpoint),
+        "step": state["step"],
+        "generator": "ema" if use_ema and state.get("generator_ema") is not None else "generator",
+        "metrics": results,
+        "real_vs_real_floor": {k: v for k, v in evaluator.floor.items() if k in results},
+        "provenance": evaluator.provenance,
+    }
+    print(f"{'metric':16s} {'value':>12s} {'real-vs-real':>14s}")
+    for name, value in results.items():
+        floor = evaluator.floor.get(name)
+        print(f"{name:16s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
+    target = out_dir / "eval.json"
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=lambda v: v if math.isfinite(v) else str(v)) + "\n")
+    tmp.replace(target)
+    print(f"wrote {target}")
