@@ -29,7 +29,8 @@ def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
     if resume == "auto":
         found = newest_good(run_dir)
         if found is None:
-            log.info("resume=auto: no checkpoint in %s, starting fresh", run_dir)
+            log.info("resume=auto: no checkpoint in %s, starting fresh (a relaunch with the same hydra.run.dir "
+                     "continues it)", run_dir)
             return None
         log.info("resume=auto: continuing from %s", found[0])
         return found[1]

@@ -176,6 +176,10 @@ class Trainer:
     def fit(self) -> None:
         """Train until settings.steps; SIGINT/SIGTERM stop after the current step with a checkpoint."""
         s = self.s
+        if self.step >= s.steps:
+            log.info("nothing to train: the run is at step %d and trainer.steps=%d; raise trainer.steps to train longer",
+                     self.step, s.steps)
+            return
         progress = s.progress == "true" or (s.progress == "auto" and _stdout_is_tty())
         self.logger = RunLogger(self.run_dir, s.steps, self.step, progress)
         self.writer = CheckpointWriter(self.run_dir, s.keep_last)

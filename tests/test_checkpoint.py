@@ -60,6 +60,8 @@ def test_truncated_checkpoint_named_and_folder_falls_back(tmp_path, caplog):
     last.write_bytes(data[: len(data) // 2])
     with pytest.raises(GantrainError, match=f"checkpoint {last} is truncated or corrupt"):
         load_checkpoint(last)
+    explicit = run_gantrain(f"resume={last}", cwd=tmp_path)
+    assert explicit.returncode == 2 and f"checkpoint {last} is truncated or corrupt" in explicit.stderr
     path, state = newest_good(tmp_path)
     assert path.name == "step_00000005.pt" and state["step"] == 5
     assert "skipping unreadable checkpoint" in caplog.text
@@ -151,19 +153,25 @@ def gantrain_process(run: Path, *args: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_sigterm_writes_checkpoint_and_says_how_to_resume(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_writes_checkpoint_and_says_how_to_resume(tmp_path, signum):
     run = tmp_path / "run"
     proc = gantrain_process(run, "trainer.steps=100000", "trainer.log_every=5", "trainer.ckpt_every=100000")
     deadline = time.time() + 120
     while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signum
     assert f"Resume with: gantrain resume={run}" in err
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert f"stopped at step {state['step']}" in err and state["step"] > 0
+    # Relaunching a finished run trains nothing and logs nothing twice.
+    rows = (run / "metrics.jsonl").read_text()
+    again = run_gantrain(f"resume={run}", f"trainer.steps={state['step']}", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to train" in again.stdout + again.stderr
+    assert (run / "metrics.jsonl").read_text() == rows
 
 
 def test_sigkill_at_random_moments_never_corrupts(tmp_path):
