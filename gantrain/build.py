@@ -13,7 +13,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__
 from .config import OptimizerConfig, TrainerConfig, check_top_level, optimizer_settings, trainer_settings
+from . import distributed
 from .data import Dataset, make_batches
+from .distributed import Dist
 from .errors import GantrainError
 from .losses import GANLoss
 from .models import Generator
@@ -163,12 +165,16 @@ def make_evaluator(dataset: Dataset, settings: TrainerConfig, device: torch.devi
         return None
 
 
-def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True) -> Trainer:
-    """Every object of a run, wired into a Trainer ready to fit (fresh weights; resume loads state after)."""
+def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[Dist] = None) -> Trainer:
+    """Every object of a run, wired into a Trainer ready to fit (fresh weights; resume loads state after).
+
+    dist: this process's place in a torchrun job (None: a single process).
+    """
+    dist = dist or Dist()
     check_top_level(cfg)
     settings: TrainerConfig = trainer_settings(cfg)
     optim = optimizer_settings(cfg)
-    device = resolve_device(settings.device)
+    device = distributed.init(dist, str(settings.device)) if dist.enabled else resolve_device(settings.device)
     if settings.precision == "bf16" and device.type != "cuda":
         raise GantrainError("trainer.precision=bf16 needs a CUDA device; use trainer.precision=fp32 on the CPU")
     seed = int(cfg.seed)
@@ -179,7 +185,7 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True) -> Trainer:
     generator = build_generator(cfg.generator, dataset.shape, dataset.kind)
     discriminator = instantiate_component(cfg.discriminator, "discriminator", in_shape=tuple(dataset.shape))
     check_combination(loss, discriminator, cfg)
-    batches = make_batches(dataset, settings.batch_size, seed, device, settings.num_workers)
+    batches = make_batches(dataset, settings.batch_size, seed, device, settings.num_workers, dist.rank, dist.world)
     log.info("data: %s", dataset.describe())
 
     generator.to(device)
@@ -188,13 +194,18 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True) -> Trainer:
         generator.to(memory_format=torch.channels_last)
         discriminator.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
-    capturable = device.type == "cuda" and settings.cuda_graph in ("auto", "true")
+    if dist.enabled:
+        distributed.broadcast_state(generator)
+        distributed.broadcast_state(discriminator)
+        seed_everything(seed + 1_000_003 * dist.rank)  # the same weights everywhere, different noise per process
+    capturable = device.type == "cuda" and settings.cuda_graph in ("auto", "true") and not dist.enabled
     opt_g = make_optimizer(generator.parameters(), optim, "generator", device, capturable)
     opt_d = make_optimizer(discriminator.parameters(), optim, "discriminator", device, capturable)
     ema = make_ema(generator) if settings.ema_decay > 0 else None
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
-    evaluator = make_evaluator(dataset, settings, device) if evaluate and settings.eval_every > 0 else None
+    evaluate = evaluate and settings.eval_every > 0 and dist.main
+    evaluator = make_evaluator(dataset, settings, device) if evaluate else None
     return Trainer(
         generator=generator,
         discriminator=discriminator,
@@ -213,4 +224,5 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True) -> Trainer:
         reference=reference,
         evaluate=evaluator,
         versions={"gantrain": __version__, "torch": str(torch.__version__)},
+        dist=dist,
     )

@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 CHECKPOINT_KEYS = {
     "format", "format_version", "step", "config", "overrides", "versions", "data_shape", "data_kind",
     "generator", "discriminator", "generator_ema", "optimizer_g", "optimizer_d", "scaler",
-    "scheduler_g", "scheduler_d", "data_state", "rng", "stats", "metrics",
+    "scheduler_g", "scheduler_d", "data_state", "rng", "rng_ranks", "world_size", "stats", "metrics",
 }
 STEP_FILE = re.compile(r"^step_(\d+)\.pt$")
 

@@ -12,11 +12,23 @@ from omegaconf import DictConfig, OmegaConf
 
 from .errors import GantrainError
 
+if False:  # typing only
+    from .distributed import Dist
+
 log = logging.getLogger("gantrain")
 
 
 def _run_dir_for(resume: Optional[str], default: str) -> str:
-    """hydra.run.dir: the resumed run's folder when resume names one, else the default pattern."""
+    """hydra.run.dir: the resumed run's folder when resume names one, else the default pattern.
+
+    Under torchrun only rank 0 owns the run folder (the others are told it); their Hydra output goes
+    to a temporary folder.
+    """
+    rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:
+        import tempfile
+
+        return tempfile.mkdtemp(prefix=f"gantrain-rank{rank}-")
     if resume in (None, "", "auto", "null"):
         return default
     path = Path(str(resume)).expanduser()
@@ -26,8 +38,13 @@ def _run_dir_for(resume: Optional[str], default: str) -> str:
     return str(path)
 
 
-def _hydra_subdir_for(resume: Optional[str], run_dir: str) -> str:
-    """Keep an existing run's .hydra/ files: a second launch in the same folder writes below .hydra/<time>."""
+def _hydra_subdir_for(resume: Optional[str], run_dir: str) -> Optional[str]:
+    """Keep an existing run's .hydra/ files: a second launch in the same folder writes below .hydra/<time>.
+
+    Under torchrun only rank 0 records the config (None: Hydra writes nothing).
+    """
+    if int(os.environ.get("RANK", "0")) > 0:
+        return None
     if (Path(run_dir) / ".hydra" / "config.yaml").exists():
         return f".hydra/{datetime.datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
     return ".hydra"
@@ -53,6 +70,7 @@ def train(
     run_dir: Path,
     overrides: Optional[list[str]] = None,
     recompose: Optional[Callable[[list[str]], DictConfig]] = None,
+    dist: Optional["Dist"] = None,
 ) -> Path:
     """Train the run described by cfg in run_dir (resuming when cfg.resume says so); returns run_dir.
 
@@ -62,21 +80,36 @@ def train(
     """
     from .resume import prepare_run
 
-    trainer = prepare_run(cfg, run_dir, overrides or [], recompose)
+    trainer = prepare_run(cfg, run_dir, overrides or [], recompose, dist)
     from .trainer import Interrupted
 
     try:
         trainer.fit()
     except Interrupted as stop:
-        print(
-            f"gantrain: stopped at step {stop.step}; checkpoint {stop.checkpoint}. "
-            f"Resume with: gantrain resume={run_dir}",
-            file=sys.stderr,
-        )
+        if trainer.dist.main:
+            launcher = "torchrun ... -m gantrain.cli" if trainer.dist.enabled else "gantrain"
+            print(
+                f"gantrain: stopped at step {stop.step}; checkpoint {run_dir / 'checkpoints' / 'last.pt'}. "
+                f"Resume with: {launcher} resume={run_dir}",
+                file=sys.stderr,
+            )
         sys.exit(128 + stop.signum)
     final = run_dir / "samples" / f"step_{trainer.step:08d}.png"
     log.info("done: %d steps in %s; final samples %s", trainer.step, run_dir, final)
     return run_dir
+
+
+def _remove_rank_folder(folder: Path) -> None:
+    """Delete the temporary Hydra folder of a process other than rank 0 (see _run_dir_for)."""
+    import shutil
+    import tempfile
+
+    if folder.name.startswith("gantrain-rank") and folder.parent == Path(tempfile.gettempdir()):
+        for handler in logging.getLogger().handlers:  # Hydra's log file lives there
+            if getattr(handler, "baseFilename", "").startswith(str(folder)):
+                handler.close()
+                logging.getLogger().removeHandler(handler)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _task(cfg: DictConfig) -> None:
@@ -84,16 +117,32 @@ def _task(cfg: DictConfig) -> None:
 
     from hydra import compose
 
+    from . import distributed
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
+    dist = distributed.from_env()
     try:
-        train(cfg, run_dir, overrides, lambda ovs: compose(config_name="config", overrides=ovs))
+        if dist.enabled:  # join the job and take rank 0's run folder
+            distributed.init(dist, str(cfg.trainer.device))
+            own_dir, run_dir = run_dir, Path(distributed.broadcast_object(str(run_dir)))
+            if not dist.main:
+                logging.getLogger("gantrain").setLevel(logging.WARNING)
+                _remove_rank_folder(own_dir)
+        train(cfg, run_dir, overrides, lambda ovs: compose(config_name="config", overrides=ovs), dist)
     except GantrainError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"gantrain: error: {exc}", file=sys.stderr)
+        if dist.main:
+            print(f"gantrain: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        if dist.enabled:
+            import torch.distributed
+
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
 
 def main() -> None:

@@ -385,25 +385,32 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
 
 
 class BatchStream:
-    """Yields `k` batches of `batch_size` raw samples at a time, epoch by epoch, dropping the last partial batch."""
+    """Yields `k` batches of `batch_size` raw samples at a time, epoch by epoch, dropping the last partial batch.
 
-    def __init__(self, size: int, batch_size: int, seed: int):
-        if batch_size > size:
+    Under data parallelism (world > 1) every process walks the same order in global batches of
+    batch_size * world samples and takes its own slice (rank) of each.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        if batch_size * world > size:
+            per = f" x {world} processes" if world > 1 else ""
             raise GantrainError(
-                f"trainer.batch_size={batch_size} is larger than the dataset ({size} samples); lower trainer.batch_size"
+                f"trainer.batch_size={batch_size}{per} is larger than the dataset ({size} samples); lower trainer.batch_size"
             )
-        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.size, self.batch_size, self.seed, self.rank, self.world = size, batch_size, seed, rank, world
+        self.global_batch = batch_size * world
         self.epoch, self.pos = 0, 0
 
     def _indices(self, k: int) -> list[Tensor]:
         out = []
         for _ in range(k):
-            if self.pos + self.batch_size > self.size:
+            if self.pos + self.global_batch > self.size:
                 self.epoch, self.pos = self.epoch + 1, 0
             if self.pos == 0 or not hasattr(self, "_perm") or self._perm_epoch != self.epoch:
                 self._perm, self._perm_epoch = self._permutation(self.epoch), self.epoch
-            out.append(self._perm[self.pos : self.pos + self.batch_size])
-            self.pos += self.batch_size
+            start = self.pos + self.rank * self.batch_size
+            out.append(self._perm[start : start + self.batch_size])
+            self.pos += self.global_batch
         return out
 
     def _permutation(self, epoch: int) -> Tensor:
@@ -420,8 +427,8 @@ class BatchStream:
 class DeviceBatches(BatchStream):
     """The whole dataset held on the training device; batches are gathered there with no host copy."""
 
-    def __init__(self, data: Tensor, batch_size: int, seed: int, device: torch.device):
-        super().__init__(len(data), batch_size, seed)
+    def __init__(self, data: Tensor, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1):
+        super().__init__(len(data), batch_size, seed, rank, world)
         self.data = data.to(device)
         self.device = device
 
@@ -440,8 +447,9 @@ class DeviceBatches(BatchStream):
 class StreamedBatches(BatchStream):
     """Batches decoded by DataLoader workers (large image folders), copied to the device from pinned memory."""
 
-    def __init__(self, dataset: ImageFolder, batch_size: int, seed: int, device: torch.device, num_workers: int):
-        super().__init__(len(dataset), batch_size, seed)
+    def __init__(self, dataset: ImageFolder, batch_size: int, seed: int, device: torch.device, num_workers: int,
+                 rank: int = 0, world: int = 1):
+        super().__init__(len(dataset), batch_size, seed, rank, world)
         self.dataset, self.device, self.num_workers = dataset, device, num_workers
         self._iter: Optional[Iterator[Tensor]] = None
 
@@ -451,11 +459,13 @@ class StreamedBatches(BatchStream):
         while True:
             epoch, start = self.epoch, self.pos
             order = epoch_permutation(self.size, self.seed, epoch).tolist()
-            usable = (self.size // self.batch_size) * self.batch_size
+            usable = (self.size // self.global_batch) * self.global_batch
+            mine = [i for g in range(start, usable, self.global_batch)
+                    for i in order[g + self.rank * self.batch_size : g + (self.rank + 1) * self.batch_size]]
             loader = DataLoader(
                 _Indexed(self.dataset),
                 batch_size=self.batch_size,
-                sampler=order[start:usable],
+                sampler=mine,
                 num_workers=self.num_workers,
                 pin_memory=self.device.type == "cuda",
                 drop_last=True,
@@ -468,10 +478,10 @@ class StreamedBatches(BatchStream):
             self._iter = self._loader()
         batches = []
         for _ in range(k):
-            if self.pos + self.batch_size > self.size:
+            if self.pos + self.global_batch > self.size:
                 self.epoch, self.pos = self.epoch + 1, 0
             batches.append(next(self._iter))
-            self.pos += self.batch_size
+            self.pos += self.global_batch
         stacked = torch.stack(batches).to(self.device, non_blocking=True)
         if out is None:
             return stacked
@@ -494,11 +504,12 @@ class _Indexed(torch.utils.data.Dataset):
         return self.dataset.item(index)
 
 
-def make_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.device, num_workers: int) -> BatchStream:
-    """The batch stream for a dataset: on the device when it fits there, streamed otherwise."""
+def make_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.device, num_workers: int,
+                 rank: int = 0, world: int = 1) -> BatchStream:
+    """The batch stream for a dataset (this process's share of it): on the device when it fits, streamed otherwise."""
     on_device = str(dataset.on_device).lower()
     if on_device not in ("auto", "true", "false"):
         raise GantrainError(f"dataset.on_device={dataset.on_device!r} is not one of auto, true, false")
     if dataset.streamed and on_device != "true":
-        return StreamedBatches(dataset, batch_size, seed, device, num_workers)  # type: ignore[arg-type]
-    return DeviceBatches(dataset.tensor(), batch_size, seed, device)
+        return StreamedBatches(dataset, batch_size, seed, device, num_workers, rank, world)  # type: ignore[arg-type]
+    return DeviceBatches(dataset.tensor(), batch_size, seed, device, rank, world)

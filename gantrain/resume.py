@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from .build import build, plain_config
 from .checkpoint import load_checkpoint, newest_good, step_checkpoints
+from .distributed import Dist
 from .config import SAFE_RESUME_KEYS, config_differences, flatten
 from .errors import GantrainError
 from .trainer import Trainer
@@ -52,6 +53,7 @@ def prepare_run(
     run_dir: Path,
     overrides: Sequence[str] = (),
     recompose: Optional[Callable[[list[str]], DictConfig]] = None,
+    dist: Optional[Dist] = None,
 ) -> Trainer:
     """A Trainer for cfg in run_dir, its state loaded from a checkpoint when cfg.resume asks for one.
 
@@ -74,9 +76,13 @@ def prepare_run(
                 f"cannot resume: the config differs from the checkpoint's in {', '.join(differing)} ({shown}); "
                 f"only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')} may change on resume"
             )
-    trainer = build(cfg, run_dir)
+    trainer = build(cfg, run_dir, dist=dist)
     trainer.overrides = list(overrides)
     if state is not None:
         trainer.load_state_dict(state)
         log.info("continuing at step %d of %d", trainer.step, trainer.s.steps)
+    if trainer.dist.enabled:
+        import torch.distributed
+
+        torch.distributed.barrier()  # every process has read the run folder before any writes to it
     return trainer

@@ -15,9 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import distributed
 from .checkpoint import FORMAT, FORMAT_VERSION, CheckpointWriter
 from .config import TrainerConfig
 from .data import BatchStream, normalize
+from .distributed import Dist
 from .errors import GantrainError
 from .logger import RunLogger
 from .losses import GANLoss
@@ -28,6 +30,16 @@ log = logging.getLogger("gantrain")
 # Slots of the on-device statistics accumulator (sums since the last log).
 D_LOSS, D_REAL, D_FAKE, PENALTY, G_LOSS = range(5)
 N_STATS = 5
+
+
+class NullLogger:
+    """The logger of processes other than the main one under data parallelism: they log nothing."""
+
+    def step_done(self, n: int = 1) -> None: ...
+    def scalars(self, step: int, values: dict) -> None: ...
+    def text(self, *args: Any) -> None: ...
+    def images(self, *args: Any) -> None: ...
+    def close(self) -> None: ...
 
 
 class Interrupted(Exception):
@@ -88,12 +100,14 @@ class Trainer:
         reference: Optional[Tensor] = None,
         evaluate: Optional[Callable[[Generator], dict[str, float]]] = None,
         versions: Optional[dict] = None,
+        dist: Optional[Dist] = None,
     ):
         self.G, self.D, self.loss = generator, discriminator, loss
         self.opt_g, self.opt_d, self.batches, self.ema = opt_g, opt_d, batches, ema
         self.s, self.device, self.run_dir, self.seed = settings, device, Path(run_dir), seed
         self.config, self.data_kind, self.data_shape = config, data_kind, tuple(data_shape)
         self.reference, self.evaluate, self.versions = reference, evaluate, versions or {}
+        self.dist = dist or Dist()
         self.overrides: list[str] = []  # the command line that made this run (stored in checkpoints)
         self.step = 0
         self.stats = torch.zeros(N_STATS, device=device)
@@ -126,6 +140,8 @@ class Trainer:
                 penalty = loss.penalty(D, real, fake) if loss.has_penalty else d_loss.new_zeros(())
             self.opt_d.zero_grad(set_to_none=True)
             (d_loss + penalty).backward()
+            if self.dist.enabled:
+                distributed.average_gradients(D.parameters(), self.dist.world)
             self.opt_d.step()
             if loss.clip is not None:
                 with torch.no_grad():
@@ -141,6 +157,8 @@ class Trainer:
             g_loss = loss.g_loss(D(fake).float())
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
+        if self.dist.enabled:
+            distributed.average_gradients(G.parameters(), self.dist.world)
         self.opt_g.step()
         D.requires_grad_(True)
         if self.ema is not None:
@@ -152,6 +170,11 @@ class Trainer:
 
     def _use_graph(self) -> bool:
         mode = self.s.cuda_graph
+        if self.dist.enabled:
+            self.graph_reason = "data-parallel training all-reduces gradients between the updates"
+            if mode == "true":
+                raise GantrainError(f"trainer.cuda_graph=true is not possible: {self.graph_reason}; use auto")
+            return False
         if self.device.type != "cuda":
             if mode == "true":
                 raise GantrainError("trainer.cuda_graph=true needs a CUDA device; use trainer.cuda_graph=auto")
@@ -181,7 +204,7 @@ class Trainer:
                      self.step, s.steps)
             return
         progress = s.progress == "true" or (s.progress == "auto" and _stdout_is_tty())
-        self.logger = RunLogger(self.run_dir, s.steps, self.step, progress)
+        self.logger = RunLogger(self.run_dir, s.steps, self.step, progress) if self.dist.main else NullLogger()
         self.writer = CheckpointWriter(self.run_dir, s.keep_last)
         if self.step == 0:
             self.logger.text("config", "```\n" + _yaml(self.config) + "\n```")
@@ -204,6 +227,9 @@ class Trainer:
                 self.sample()
             if self.step % s.ckpt_every:
                 self.save()
+            if self.dist.enabled:
+                distributed.check_in_sync(self.G)
+                distributed.check_in_sync(self.D)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -251,6 +277,13 @@ class Trainer:
             self.run_eval()
         if step % s.ckpt_every == 0:
             self.save()
+        if self.dist.enabled:  # every process must stop at the same step: agree at logging steps
+            if step % s.log_every == 0:
+                flag = torch.tensor([float(self._stop_signal or 0)], device=self.device)
+                stop = distributed.all_max(flag).item()
+                self._stop_signal = int(stop) if stop else None
+            else:
+                return
         if self._stop_signal is not None:
             path = self.save()
             raise Interrupted(self._stop_signal, step, path)
@@ -260,7 +293,7 @@ class Trainer:
     def log_scalars(self, reset: bool = True) -> dict[str, float]:
         """Read the device accumulators (the only host sync), log their means and (by default) reset them."""
         n = max(self.steps_in_stats, 1)
-        sums = self.stats.tolist()
+        sums = (distributed.all_sum(self.stats) / self.dist.world if self.dist.enabled else self.stats).tolist()
         if reset:
             self.stats.zero_()
             self.steps_in_stats = 0
@@ -294,8 +327,10 @@ class Trainer:
         return self.ema if self.ema is not None else self.G
 
     @torch.no_grad()
-    def sample(self) -> Path:
-        """Write the fixed-noise sample grid (or 2D scatter) of the current step."""
+    def sample(self) -> Optional[Path]:
+        """Write the fixed-noise sample grid (or 2D scatter) of the current step (the main process only)."""
+        if not self.dist.main:
+            return None
         g = self.sample_generator()
         was_training = g.training
         g.eval()
@@ -325,12 +360,21 @@ class Trainer:
             better = self.best.get(name) is None or (value > self.best[name] if higher_is_better(name) else value < self.best[name])
             if better:
                 self.best[name] = value
-                self.writer.save_named(self.state_dict(), "best")
+                self.writer.save_named(self.state_dict(gather=False), "best")
         return results
 
-    def state_dict(self) -> dict:
-        """Everything needed to continue as if never stopped (see checkpoint.CHECKPOINT_KEYS)."""
+    def state_dict(self, gather: bool = True) -> dict:
+        """Everything needed to continue as if never stopped (see checkpoint.CHECKPOINT_KEYS).
+
+        gather: under data parallelism, collect every process's RNG state (a collective call).
+        """
+        rng = rng_state(self.device)
+        extra = {}
+        if self.dist.enabled and gather:
+            extra = {"rng_ranks": distributed.gather_objects(rng, self.dist.world)}
         return {
+            **extra,
+            "world_size": self.dist.world,
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "step": self.step,
@@ -345,7 +389,7 @@ class Trainer:
             "optimizer_g": self.opt_g.state_dict(),
             "optimizer_d": self.opt_d.state_dict(),
             "data_state": self.batches.state_dict(),
-            "rng": rng_state(self.device),
+            "rng": rng,
             "stats": {"sums": self.stats.detach().cpu().clone(), "steps": self.steps_in_stats},
             "metrics": {"best": dict(self.best)},
         }
@@ -360,19 +404,29 @@ class Trainer:
         self.opt_g.load_state_dict(state["optimizer_g"])
         self.opt_d.load_state_dict(state["optimizer_d"])
         self.batches.load_state_dict(state["data_state"])
-        set_rng_state(state["rng"], self.device)
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.dist.world:
+            log.warning("the checkpoint was written by %d process(es), this run has %d: training continues from the "
+                        "same data position but not bit-identically", saved_world, self.dist.world)
+        rng = state["rng_ranks"][self.dist.rank] if saved_world == self.dist.world and "rng_ranks" in state else state["rng"]
+        set_rng_state(rng, self.device)
         self.stats.copy_(state["stats"]["sums"].to(self.device))
         self.steps_in_stats = int(state["stats"]["steps"])
         self.best = dict(state.get("metrics", {}).get("best", {}))
         self.step = int(state["step"])
 
-    def save(self) -> Path:
-        if not bool(torch.isfinite(self.stats).all()):
+    def save(self) -> Optional[Path]:
+        """Write a checkpoint of this step (the main process writes; all take part under data parallelism)."""
+        bad = (~torch.isfinite(self.stats)).sum().float().reshape(1)
+        if self.dist.enabled:
+            bad = distributed.all_sum(bad)
+        if bool(bad.item()):
             raise GantrainError(
                 f"training diverged (non-finite losses before step {self.step}); not writing a checkpoint of NaN "
                 f"weights; the last good one is in {self.run_dir / 'checkpoints'}; lower optimizer.lr"
             )
-        return self.writer.save(self.state_dict(), self.step)
+        state = self.state_dict()
+        return self.writer.save(state, self.step) if self.dist.main else None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._stop_signal is not None:  # a second Ctrl-C: stop now, the last checkpoint stays
