@@ -107,3 +107,23 @@ def test_mixture_metrics_on_collapsed_and_shifted_samples():
     assert m["reverse_kl"] == pytest.approx(math.log(8), rel=1e-3)
     far = torch.full((100, 2), 10.0)
     assert mixture_metrics(far, ring.means, ring.std) == pytest.approx({"modes": 0.0, "high_quality_pct": 0.0, "reverse_kl": math.log(8)})
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_streamed_batches_follow_the_device_order_and_resume(tmp_path, rank):
+    from PIL import Image
+
+    from gantrain.data import StreamedBatches
+
+    for i in range(10):
+        Image.new("L", (8, 8), 20 * i).save(tmp_path / f"{i}.png")
+    folder = ImageFolder(str(tmp_path), image_size=8, channels=1)
+    cpu = torch.device("cpu")
+    device = DeviceBatches(folder.tensor(), batch_size=2, seed=3, device=cpu, rank=rank, world=2)
+    streamed = StreamedBatches(folder, batch_size=2, seed=3, device=cpu, num_workers=0, rank=rank, world=2)
+    assert torch.equal(streamed.next(5), device.next(5))  # crosses the epoch boundary (2 global batches an epoch)
+    saved = streamed.state_dict()
+    ahead = streamed.next(3)
+    again = StreamedBatches(folder, batch_size=2, seed=3, device=cpu, num_workers=0, rank=rank, world=2)
+    again.load_state_dict(saved)
+    assert torch.equal(again.next(3), ahead)
