@@ -51,7 +51,8 @@ class Evaluator:
     """Callable(generator) -> {metric: value}; `floor` holds real-vs-real values, `provenance` their source."""
 
     def __init__(self, dataset: Dataset, metrics: Sequence[str] | str = "auto", num_samples: Optional[int] = None,
-                 device: str | torch.device = "cpu", seed: int = 0):
+                 device: str | torch.device = "cpu", seed: int = 0, inception: Optional[torch.nn.Module] = None):
+        """inception: a feature extractor for fid/kid/is in place of InceptionV3 (uint8 (N, 3, H, W) -> (N, d))."""
         names = default_metrics(dataset) if metrics in ("auto", None) else list(metrics)
         unknown = [m for m in names if m not in ALL_METRICS]
         if unknown:
@@ -62,7 +63,6 @@ class Evaluator:
         self.parts: list[Callable[[Tensor], dict[str, float]]] = []
         mixture = [m for m in names if m in MIXTURE_METRICS]
         domain = [m for m in names if m in DOMAIN_METRICS]
-        inception = [m for m in names if m in INCEPTION_METRICS]
         if mixture:
             if dataset.kind != "points":
                 raise GantrainError(f"metrics {', '.join(mixture)} are for the 2D mixtures (ring, grid)")
@@ -72,14 +72,14 @@ class Evaluator:
             self.floor.update(mixture_metrics(truth, dataset.means, dataset.std))
             self.provenance["mixture"] = {"num_generated": self.num_samples, "modes": len(dataset.means), "std": dataset.std,
                                           "floor": f"{self.num_samples} samples of the mixture itself"}
-        if dataset.kind == "points" and (domain or inception):
+        if dataset.kind == "points" and (domain or set(names) & set(INCEPTION_METRICS)):
             raise GantrainError("image metrics asked for on 2D data; use modes, high_quality_pct, reverse_kl")
         if dataset.kind == "image":
             self.num_samples = num_samples or 10000
         if domain:
             self.parts.append(self._domain(domain))
-        if inception:
-            self.parts.append(self._inception(inception))
+        if inception_names := [m for m in names if m in INCEPTION_METRICS]:
+            self.parts.append(self._inception(inception_names, inception))
 
     def __call__(self, generator: Generator) -> dict[str, float]:
         samples = generate(generator, self.num_samples, self.seed)
@@ -134,19 +134,20 @@ class Evaluator:
 
     # ---- InceptionV3 through torchmetrics -----------------------------------------------------
 
-    def _inception(self, names: list[str]) -> Callable[[Tensor], dict[str, float]]:
-        help_line = ("InceptionV3 metrics need torchmetrics with torch-fidelity (pip install 'gantrain[fid]') and the "
-                     "FID Inception weights (pt_inception-2015-12-05-6726825d.pth), downloaded on first use into "
+    def _inception(self, names: list[str], extractor: Optional[torch.nn.Module]) -> Callable[[Tensor], dict[str, float]]:
+        help_line = ("InceptionV3 metrics need torch-fidelity (pip install 'gantrain[fid]') and the "
+                     "FID Inception weights (weights-inception-2015-12-05-6726825d.pth), downloaded on first use into "
                      "$TORCH_HOME/hub/checkpoints; offline, copy that file there")
         try:
             from torchmetrics.image.fid import FrechetInceptionDistance
             from torchmetrics.image.inception import InceptionScore
             from torchmetrics.image.kid import KernelInceptionDistance
 
+            subset = min(1000, self.num_samples)
             metrics = {
-                "fid": FrechetInceptionDistance(feature=2048) if "fid" in names else None,
-                "kid": KernelInceptionDistance(subset_size=1000) if "kid" in names else None,
-                "is": InceptionScore() if "is" in names else None,
+                "fid": FrechetInceptionDistance(feature=extractor or 2048) if "fid" in names else None,
+                "kid": KernelInceptionDistance(feature=extractor or 2048, subset_size=subset) if "kid" in names else None,
+                "is": InceptionScore(feature=extractor or "logits_unbiased") if "is" in names else None,
             }
         except Exception as exc:  # ImportError, ModuleNotFoundError, URLError, RuntimeError from the download
             raise GantrainError(f"{', '.join(names)} unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); "
@@ -180,7 +181,8 @@ class Evaluator:
                 out[key] = float(value[0] if isinstance(value, tuple) else value)
             return out
 
-        self.provenance["inception"] = {"feature_extractor": "InceptionV3 (torchmetrics / torch-fidelity, FID weights)",
+        name = type(extractor).__name__ if extractor is not None else "InceptionV3 (torchmetrics / torch-fidelity, FID weights)"
+        self.provenance["inception"] = {"feature_extractor": name,
                                         "num_real": len(real), "num_generated": self.num_samples}
         return scores
 

@@ -140,3 +140,38 @@ def test_unavailable_metric_never_crashes_training(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "evaluation during training is off" in result.stdout + result.stderr
     assert (run / "checkpoints" / "last.pt").is_file()
+
+
+class TinyFeatures(torch.nn.Module):
+    """A fixed stand-in for InceptionV3 (whose weights cannot be downloaded offline): pooled pixels."""
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.float() / 255.0, 4).flatten(1)
+
+
+def test_inception_family_plumbing_with_a_stand_in_extractor():
+    from gantrain.data import Digits
+    from gantrain.evaluate import Evaluator
+
+    digits = Digits(image_size=16)
+    evaluator = Evaluator(digits, ["fid", "kid", "is"], num_samples=500, inception=TinyFeatures())
+
+    class Replay(torch.nn.Module):
+        latent_dim = 1
+
+        def __init__(self, images):
+            super().__init__()
+            self.images, self.i, self.w = images, 0, torch.nn.Parameter(torch.zeros(1))
+
+        def sample(self, n, generator=None):
+            out = self.images[self.i : self.i + n].float() / 127.5 - 1
+            self.i += n
+            return out
+
+    pick = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[:500]
+    same = evaluator(Replay(digits.tensor()[pick]))  # exactly the real reference set
+    noise = evaluator(Replay(torch.randint(0, 256, (500, 1, 16, 16), dtype=torch.uint8)))
+    assert abs(same["fid"]) < 1e-3 and noise["fid"] > 100 * max(same["fid"], 1e-3)
+    assert noise["kid"] > same["kid"]
+    assert same["is"] >= 1.0
+    assert evaluator.provenance["inception"]["feature_extractor"] == "TinyFeatures"
