@@ -180,12 +180,15 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path):
     args = ["resume=auto", "trainer.steps=400", "trainer.log_every=5", "trainer.ckpt_every=2", "trainer.sample_every=50",
             "generator.base_channels=16", "discriminator.base_channels=16"]
     seen = []
+    last = run / "checkpoints" / "last.pt"
     for _ in range(10):
         proc = gantrain_process(run, *args)
         time.sleep(rng.uniform(2.5, 6.0))
+        deadline = time.time() + 120
+        while not last.exists() and time.time() < deadline and proc.poll() is None:  # a slow start: wait for progress
+            time.sleep(0.05)
         proc.kill()
         proc.communicate()
-        last = run / "checkpoints" / "last.pt"
         if last.exists():
             seen.append(load_checkpoint(last)["step"])  # never corrupt, whenever the kill came
     assert seen == sorted(seen) and seen and seen[-1] > 0
