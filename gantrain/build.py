@@ -198,10 +198,15 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
         distributed.broadcast_state(generator)
         distributed.broadcast_state(discriminator)
         seed_everything(seed + 1_000_003 * dist.rank)  # the same weights everywhere, different noise per process
-    capturable = device.type == "cuda" and settings.cuda_graph in ("auto", "true") and not dist.enabled
+    capturable = (device.type == "cuda" and settings.cuda_graph in ("auto", "true") and not dist.enabled
+                  and optim.lr_schedule == "constant")
     opt_g = make_optimizer(generator.parameters(), optim, "generator", device, capturable)
     opt_d = make_optimizer(discriminator.parameters(), optim, "discriminator", device, capturable)
     ema = make_ema(generator) if settings.ema_decay > 0 else None
+    schedulers = None
+    if optim.lr_schedule == "linear":  # the rate of the step after `done` generator updates
+        total = settings.steps
+        schedulers = tuple(torch.optim.lr_scheduler.LambdaLR(opt, lambda done: max(0.0, 1.0 - done / total)) for opt in (opt_g, opt_d))
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
     evaluate = evaluate and settings.eval_every > 0 and dist.main
@@ -225,4 +230,5 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
         evaluate=evaluator,
         versions={"gantrain": __version__, "torch": str(torch.__version__)},
         dist=dist,
+        schedulers=schedulers,
     )

@@ -52,6 +52,7 @@ class OptimizerConfig:
     momentum: float = 0.0
     alpha: float = 0.99
     eps: float = 1e-8
+    lr_schedule: str = "constant"  # constant | linear (decay to 0 at trainer.steps)
     generator: NetworkOptim = field(default_factory=NetworkOptim)
     discriminator: NetworkOptim = field(default_factory=NetworkOptim)
 
@@ -117,6 +118,8 @@ def trainer_settings(cfg: DictConfig) -> TrainerConfig:
 def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:
     """Typed, checked optimizer settings."""
     o: OptimizerConfig = _typed(OptimizerConfig, cfg.optimizer, "optimizer")
+    if o.lr_schedule not in ("constant", "linear"):
+        raise GantrainError(f"optimizer.lr_schedule={o.lr_schedule!r} is not one of constant, linear")
     if o.name not in OPTIMIZERS:
         raise GantrainError(f"optimizer.name={o.name!r} is not one of {', '.join(OPTIMIZERS)}")
     for who in ("", "generator.", "discriminator."):

@@ -101,6 +101,7 @@ class Trainer:
         evaluate: Optional[Callable[[Generator], dict[str, float]]] = None,
         versions: Optional[dict] = None,
         dist: Optional[Dist] = None,
+        schedulers: Optional[tuple[Any, Any]] = None,
     ):
         self.G, self.D, self.loss = generator, discriminator, loss
         self.opt_g, self.opt_d, self.batches, self.ema = opt_g, opt_d, batches, ema
@@ -108,6 +109,7 @@ class Trainer:
         self.config, self.data_kind, self.data_shape = config, data_kind, tuple(data_shape)
         self.reference, self.evaluate, self.versions = reference, evaluate, versions or {}
         self.dist = dist or Dist()
+        self.schedulers = schedulers  # (G's, D's) learning-rate schedules, stepped once per generator update
         self.overrides: list[str] = []  # the command line that made this run (stored in checkpoints)
         self.step = 0
         self.stats = torch.zeros(N_STATS, device=device)
@@ -170,6 +172,11 @@ class Trainer:
 
     def _use_graph(self) -> bool:
         mode = self.s.cuda_graph
+        if self.schedulers is not None:
+            self.graph_reason = "optimizer.lr_schedule=linear changes the learning rates between steps"
+            if mode == "true":
+                raise GantrainError(f"trainer.cuda_graph=true is not possible: {self.graph_reason}; use auto")
+            return False
         if self.dist.enabled:
             self.graph_reason = "data-parallel training all-reduces gradients between the updates"
             if mode == "true":
@@ -193,6 +200,9 @@ class Trainer:
             self.graph.replay()
         else:
             self.train_step(self.batches.next(n_critic))
+            if self.schedulers is not None:
+                for scheduler in self.schedulers:
+                    scheduler.step()
         self.step += 1
         self.steps_in_stats += 1
 
@@ -388,6 +398,8 @@ class Trainer:
             "generator_ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer_g": self.opt_g.state_dict(),
             "optimizer_d": self.opt_d.state_dict(),
+            "scheduler_g": self.schedulers[0].state_dict() if self.schedulers else None,
+            "scheduler_d": self.schedulers[1].state_dict() if self.schedulers else None,
             "data_state": self.batches.state_dict(),
             "rng": rng,
             "stats": {"sums": self.stats.detach().cpu().clone(), "steps": self.steps_in_stats},
@@ -403,6 +415,9 @@ class Trainer:
             self.ema.load_state_dict(state["generator_ema"])
         self.opt_g.load_state_dict(state["optimizer_g"])
         self.opt_d.load_state_dict(state["optimizer_d"])
+        if self.schedulers is not None:
+            self.schedulers[0].load_state_dict(state["scheduler_g"])
+            self.schedulers[1].load_state_dict(state["scheduler_d"])
         self.batches.load_state_dict(state["data_state"])
         saved_world = int(state.get("world_size", 1))
         if saved_world != self.dist.world:

@@ -124,6 +124,38 @@ def test_resume_is_bit_identical_wgan_gp_mid_epoch(tmp_path):
     assert sorted(p.name for p in (split / "samples").iterdir()) == [f"step_{s:08d}.png" for s in (4, 8)]
 
 
+def test_interrupted_run_with_lr_schedule_resumes_exactly(tmp_path):
+    # The linear schedule spans trainer.steps, so stop an 8-step run at step 4 (as a signal would) and resume it.
+    from gantrain.build import build
+    from gantrain.trainer import Interrupted
+
+    common = ["loss=hinge", "dataset=digits", "trainer.device=cpu", "trainer.log_every=2", "trainer.ckpt_every=100",
+              "trainer.sample_every=100", "optimizer.lr_schedule=linear", "trainer.steps=8"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    gantrain.train(gantrain.compose(common), straight)
+    trainer = build(gantrain.compose(common), split)
+    run_step = trainer._run_step
+
+    def step_then_signal():
+        run_step()
+        if trainer.step == 4:
+            trainer._on_signal(signal.SIGTERM, None)
+
+    trainer._run_step = step_then_signal
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    state4 = load_checkpoint(split / "checkpoints" / "last.pt")
+    assert state4["step"] == 4 and state4["scheduler_g"]["last_epoch"] == 4
+    assert state4["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * (1 - 4 / 8))
+    gantrain.train(gantrain.compose(common + [f"resume={split}"]), split)
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(split / "checkpoints" / "last.pt")
+    for part in ("generator", "discriminator"):
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    assert loss_rows(straight) == loss_rows(split)
+
+
 def test_resume_cli_continues_curves_and_refuses_other_config(tmp_path):
     run = tmp_path / "run"
     first = run_gantrain("loss=hinge", "trainer.steps=10", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)

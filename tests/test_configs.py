@@ -111,3 +111,16 @@ def test_wgan_recipes_carry_their_objective():
     assert (gp.optimizer.lr, list(gp.optimizer.betas), gp.loss.gradient_penalty, gp.trainer.n_critic) == (1e-4, [0.0, 0.9], 10.0, 5)
     plain = gantrain.compose(["loss=wasserstein", "dataset=mnist"])
     assert (plain.loss.clip, plain.trainer.n_critic, plain.discriminator.sigmoid) == (0.01, 5, False)
+
+
+def test_linear_lr_schedule_decays_to_zero_at_the_last_step(tmp_path):
+    cfg = gantrain.compose(["optimizer.lr_schedule=linear", "optimizer.discriminator.lr=0.0004", "trainer.steps=10",
+                            "trainer.device=cpu"])
+    trainer = build(cfg, tmp_path)
+    for _ in range(4):
+        trainer._run_step()
+    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(2e-4 * (1 - 4 / 10))
+    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4 * (1 - 4 / 10))
+    assert not trainer._use_graph() and "lr_schedule" in trainer.graph_reason or trainer.device.type == "cpu"
+    with pytest.raises(GantrainError, match="lr_schedule='cosine' is not one of"):
+        build(gantrain.compose(["optimizer.lr_schedule=cosine", "trainer.device=cpu"]), tmp_path / "x")
