@@ -222,8 +222,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             out_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         dataset_cfg = OmegaConf.create(state["config"]["dataset"])
         for key, value in options.items():
-            OmegaConf.update(dataset_cfg, key[len("dataset."):], OmegaConf.create({"v": value}).v
-                             if not value.startswith("[") else OmegaConf.create(f"v: {value}").v)
+            OmegaConf.update(dataset_cfg, key[len("dataset."):], OmegaConf.create(f"v: {value}").v)  # YAML-typed
         dataset = instantiate_component(dataset_cfg, "dataset")
         device = resolve_device(own.get("device", "auto"))
         metrics: Any = own.get("metrics", "auto")
