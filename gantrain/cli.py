@@ -6,13 +6,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import GantrainError
 
-if False:  # typing only
+if TYPE_CHECKING:
     from .distributed import Dist
 
 log = logging.getLogger("gantrain")

@@ -15,11 +15,10 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 try:
-    import gantrain  # noqa: F401  (the installed package, configs included)
-except ImportError:
+    import gantrain  # the installed package, configs included
+except ImportError:  # a plain checkout: the source tree
     sys.path.insert(0, str(REPO))
-
-import gantrain  # noqa: E402
+    import gantrain
 from gantrain.build import build  # noqa: E402
 
 sys.path.insert(0, str(REPO / "scripts"))
