@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING, Sequence, Union
 
 import torch
 
-from .checkpoint import load_checkpoint, newest_good
-from .errors import GantrainError
+from .checkpoint import open_run_or_checkpoint
 from .models import Generator
 
 if TYPE_CHECKING:
@@ -22,14 +21,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     """
     from .build import build_generator
 
-    path = Path(path)
-    if path.is_dir():
-        found = newest_good(path)
-        if found is None:
-            raise GantrainError(f"{path} holds no checkpoints/ with a checkpoint; pass a run folder or a .pt file")
-        state = found[1]
-    else:
-        state = load_checkpoint(path)
+    _, state = open_run_or_checkpoint(Path(path))
     generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"])
     weights = state["generator_ema"] if ema and state.get("generator_ema") is not None else state["generator"]
     generator.load_state_dict(weights)

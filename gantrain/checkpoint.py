@@ -10,10 +10,11 @@ import logging
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 import torch
 
@@ -49,11 +50,15 @@ def atomic_save(obj: Any, path: Path) -> None:
 
     On any failure the temporary file is removed and a file already at `path` is untouched.
     """
-    path = Path(path)
+    _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """write(f) into a temporary file in path's folder, fsync, then rename over path (see atomic_save)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -80,7 +85,8 @@ def _atomic_link(src: Path, dst: Path) -> None:
             tmp.unlink()
         except OSError:
             pass
-        atomic_save(load_checkpoint(src), dst)
+        with open(src, "rb") as source:
+            _atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
@@ -142,6 +148,23 @@ def newest_good(run_dir: Path) -> Optional[tuple[Path, dict]]:
     if first_error:
         raise GantrainError(f"no readable checkpoint in {folder}: {first_error}")
     return None
+
+
+def run_folder_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint file belongs to (the parent of its checkpoints/ folder)."""
+    folder = Path(checkpoint).parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def open_run_or_checkpoint(path: Path) -> tuple[Path, dict]:
+    """(checkpoint file, state): a run folder's newest good checkpoint, or the given checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        found = newest_good(path)
+        if found is None:
+            raise GantrainError(f"{path} holds no checkpoint in checkpoints/; pass a run folder or a .pt file")
+        return found
+    return path, load_checkpoint(path)
 
 
 class CheckpointWriter:

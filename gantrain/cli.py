@@ -31,11 +31,10 @@ def _run_dir_for(resume: Optional[str], default: str) -> str:
         return tempfile.mkdtemp(prefix=f"gantrain-rank{rank}-")
     if resume in (None, "", "auto", "null"):
         return default
+    from .checkpoint import run_folder_of
+
     path = Path(str(resume)).expanduser()
-    if path.is_file() or path.suffix == ".pt":
-        folder = path.parent
-        return str(folder.parent if folder.name == "checkpoints" else folder)
-    return str(path)
+    return str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
 
 
 def _hydra_subdir_for(resume: Optional[str], run_dir: str) -> Optional[str]:

@@ -194,7 +194,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     from .api import load_generator
     from .build import instantiate_component, resolve_device
-    from .checkpoint import load_checkpoint, newest_good
+    from .checkpoint import open_run_or_checkpoint, run_folder_of
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or any(a in ("-h", "--help") for a in args):
@@ -211,15 +211,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         bad = [k for k in options if not k.startswith("dataset.")]
         if bad:
             raise GantrainError(f"unknown option(s) {', '.join(bad)}; use metrics=, num_samples=, device=, ema=, seed=, dataset.KEY=")
-        if path.is_dir():
-            found = newest_good(path)
-            if found is None:
-                raise GantrainError(f"{path} holds no checkpoint")
-            checkpoint, state = found
-            out_dir = path
-        else:
-            checkpoint, state = path, load_checkpoint(path)
-            out_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        checkpoint, state = open_run_or_checkpoint(path)
+        out_dir = path if path.is_dir() else run_folder_of(path)
         dataset_cfg = OmegaConf.create(state["config"]["dataset"])
         for key, value in options.items():
             OmegaConf.update(dataset_cfg, key[len("dataset."):], OmegaConf.create(f"v: {value}").v)  # YAML-typed

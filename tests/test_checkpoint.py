@@ -230,3 +230,17 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path):
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 400
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(5, 401, 5))  # appended across restarts with no gap and no duplicate
+
+
+def test_last_pt_is_copied_where_hard_links_are_not_allowed(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    writer = CheckpointWriter(tmp_path, keep_last=1)
+    writer.save(minimal_state(1), 1)
+    writer.save(minimal_state(2), 2)
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step_00000002.pt"]
+    assert (folder / "last.pt").read_bytes() == (folder / "step_00000002.pt").read_bytes()
+    assert load_checkpoint(folder / "last.pt")["step"] == 2
