@@ -1,0 +1,38 @@
+"""Runs written by gantrain 0.1.0 keep resuming and loading (fixture: tests/fixtures/v0_1_0/run)."""
+import shutil
+from pathlib import Path
+
+import torch
+
+from gantrain import load_generator
+from gantrain.checkpoint import load_checkpoint
+
+from conftest import run_gantrain
+from test_pinned import assert_weights_equal
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1_0"
+
+
+def test_0_1_0_run_resumes_exactly_as_0_1_0_did(tmp_path):
+    run = tmp_path / "old run"
+    shutil.copytree(FIXTURES / "run", run)
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    result = run_gantrain(f"resume={run}", "trainer.steps=30", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    want = torch.load(FIXTURES / "resumed_30.pt", weights_only=True)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == want["step"] == 30
+    got = {k: state[k] for k in want["weights"]}
+    assert_weights_equal(got, want["weights"], exact=str(torch.__version__) == want["torch"])
+    assert (run / "checkpoints" / "step_00000020.pt").read_bytes() == before["step_00000020.pt"]
+
+
+def test_0_1_0_generator_loads_from_folder_and_file():
+    want = load_checkpoint(FIXTURES / "run" / "checkpoints" / "step_00000020.pt")
+    g = load_generator(FIXTURES / "run")
+    for key, value in want["generator_ema"].items():
+        assert torch.equal(g.state_dict()[key], value)
+    raw = load_generator(FIXTURES / "run" / "checkpoints" / "step_00000010.pt", ema=False)
+    assert not raw.training
+    x = raw.sample(4, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (4, 1, 8, 8) and float(x.abs().max()) <= 1.0
