@@ -1,6 +1,5 @@
 """gantrain: a config-driven trainer for generative adversarial networks."""
-__version__ = "0.1.0"
-
-from .api import compose, load_generator, train  # noqa: E402
+from .version import __version__
+from .api import compose, load_generator, train
 
 __all__ = ["compose", "load_generator", "train", "__version__"]

@@ -1,9 +1,12 @@
-"""Turn a composed config into the objects of one training run. Nothing here reads Hydra globals."""
+"""Turn a composed config into the objects of one training run (a Loop). Nothing here reads Hydra globals."""
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import logging
 import random
+import types
+import typing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,15 +14,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__
-from .config import OptimizerConfig, TrainerConfig, check_top_level, optimizer_settings, trainer_settings
 from . import distributed
+from .config import TrainerConfig, check_seed, check_top_level, optimizer_settings, trainer_settings
 from .data import Dataset, make_batches
 from .distributed import Dist
 from .errors import GantrainError
+from .games import make_ema
+from .games.gan import GAN
+from .loop import Loop, stdout_is_tty
 from .losses import GANLoss
 from .models import Generator
-from .trainer import Trainer, make_ema
+from .optim import LinearDecay, make_optimizer
+from .periodic import Checkpointing, DivergenceCheck, Evaluation, Samples, ScalarLog
+from .stats import Stats
+from .version import __version__
 
 log = logging.getLogger("gantrain")
 
@@ -76,6 +84,17 @@ def instantiate_component(node: DictConfig, group: str, **given: Any) -> Any:
             f"unknown key(s) {', '.join(f'{group}.{k}' for k in unknown)} for {target.rsplit('.', 1)[-1]}; "
             f"valid keys: {', '.join(valid)}"
         )
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation that does not evaluate here: no type check, the class checks itself
+        hints = {}
+    try:
+        values = OmegaConf.to_container(node, resolve=True, throw_on_missing=False) if isinstance(node, DictConfig) else dict(node)
+    except Exception as exc:
+        raise GantrainError(f"the {group} config does not resolve: {str(exc).splitlines()[0]}") from None
+    for key in keys:
+        if key in hints and values[key] != "???" and not _fits(values[key], hints[key]):
+            raise GantrainError(f"{group}.{key}={values[key]!r} must be {_describe(hints[key])}")
     extra = {k: v for k, v in given.items() if k in params or takes_any}
     try:
         return instantiate(node, **extra, _convert_="all")
@@ -90,18 +109,40 @@ def instantiate_component(node: DictConfig, group: str, **given: Any) -> Any:
         raise GantrainError(f"could not build {group} ({target}): {str(cause).splitlines()[0]}") from None
 
 
-def check_combination(loss: GANLoss, discriminator: torch.nn.Module, cfg: DictConfig) -> None:
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a config value is of an __init__ annotation's type (ints are floats too; bools are not numbers)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value) if args else True
+    return True
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (list, tuple, collections.abc.Sequence):
+        return f"a list of {_describe(args[0]).removeprefix('a ')}s" if args else "a list"
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+            type(None): "null"}.get(hint, str(hint))
+
+
+def check_combination(loss: GANLoss, cfg: DictConfig) -> None:
     """Refuse combinations that train something other than what the user asked for."""
-    if getattr(discriminator, "sigmoid", False):
-        if loss.critic:
-            raise GantrainError(
-                f"discriminator.sigmoid=true under loss={loss.name}: a {loss.name} critic must output unbounded "
-                f"scores, a sigmoid cripples it; set discriminator.sigmoid=false"
-            )
-        raise GantrainError(
-            f"discriminator.sigmoid=true under loss={loss.name}: gantrain's losses take raw logits and apply the "
-            f"sigmoid themselves in the stable softplus form; set discriminator.sigmoid=false"
-        )
     if loss.gp_weight > 0 and cfg.discriminator.get("norm") == "batch":
         raise GantrainError(
             "discriminator.norm=batch under a gradient penalty: batch norm mixes samples, so the per-sample penalty "
@@ -111,24 +152,24 @@ def check_combination(loss: GANLoss, discriminator: torch.nn.Module, cfg: DictCo
         raise GantrainError("loss.clip and loss.gradient_penalty are both set; WGAN-GP replaces clipping: set loss.clip=null")
 
 
-def make_optimizer(params: Any, o: OptimizerConfig, who: str, device: torch.device, capturable: bool) -> torch.optim.Optimizer:
-    """The optimizer `o.name` for one network (who: 'generator' | 'discriminator')."""
-    own = getattr(o, who)
-    lr = own.lr if own.lr is not None else o.lr
-    betas = tuple(own.betas if own.betas is not None else o.betas)
-    cuda = device.type == "cuda"
-    # capturable keeps the step counters on the device so a CUDA graph can replay the update;
-    # otherwise fused kernels are the fastest on CUDA and foreach on the CPU.
-    fast = {"capturable": True, "foreach": True} if capturable else ({"fused": True} if cuda else {"foreach": True})
-    if o.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, weight_decay=o.weight_decay, **fast)
-    if o.name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=o.eps, weight_decay=o.weight_decay, **fast)
-    if o.name == "rmsprop":
-        fast = {"capturable": True, "foreach": True} if capturable else {"foreach": True}
-        return torch.optim.RMSprop(params, lr=lr, alpha=o.alpha, eps=o.eps, momentum=o.momentum, weight_decay=o.weight_decay, **fast)
-    fast = {"fused": True} if cuda and not capturable else {"foreach": True}
-    return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, **fast)
+def graph_plan(settings: TrainerConfig, device: torch.device, dist: Dist) -> tuple[bool, str]:
+    """(capture the step as a CUDA graph, why not): the one place this is decided.
+
+    The optimizers are made capturable exactly when the answer is yes.
+    """
+    mode = settings.cuda_graph
+    if device.type != "cuda":
+        if mode == "true":
+            raise GantrainError("trainer.cuda_graph=true needs a CUDA device; use trainer.cuda_graph=auto")
+        return False, "not a CUDA device"
+    if dist.enabled:
+        reason = "data-parallel training all-reduces gradients between the updates"
+        if mode == "true":
+            raise GantrainError(f"trainer.cuda_graph=true is not possible: {reason}; use auto")
+        return False, reason
+    if mode == "false":
+        return False, "trainer.cuda_graph=false"
+    return True, ""
 
 
 def plain_config(cfg: DictConfig) -> dict:
@@ -150,25 +191,73 @@ def build_generator(gen_cfg: Any, data_shape: tuple[int, ...], data_kind: str) -
 
 
 def make_evaluator(dataset: Dataset, settings: TrainerConfig, device: torch.device) -> Optional[Any]:
-    """The evaluator of trainer.metrics, or None (with a warning) when its metrics cannot run here."""
+    """The evaluator of trainer.metrics, or None when trainer.metrics=[] (a wrong choice is an error)."""
     from .evaluate import Evaluator
 
     metrics = settings.metrics
     if isinstance(metrics, str) and metrics != "auto":
         metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
-    try:
-        return Evaluator(dataset, metrics, device=device)
-    except GantrainError as exc:
-        if "unknown metric" in str(exc) or "are for the" in str(exc) or "asked for on 2D" in str(exc):
-            raise
-        log.warning("evaluation during training is off: %s", exc)
+    if metrics is not None and not isinstance(metrics, str) and len(metrics) == 0:
+        log.info("evaluation during training is off: trainer.metrics=[] names no metric")
         return None
+    evaluator = Evaluator(dataset, metrics, device=device)  # checks the choice; the costly set-up waits for first use
+    if settings.best_metric and settings.best_metric not in evaluator.names:
+        raise GantrainError(f"trainer.best_metric={settings.best_metric} is not among the evaluated metrics "
+                            f"({', '.join(evaluator.names)}); pick one of them or set trainer.best_metric=null")
+    return evaluator
 
 
-def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[Dist] = None) -> Trainer:
-    """Every object of a run, wired into a Trainer ready to fit (fresh weights; resume loads state after).
+def available_memory(device: torch.device) -> int:
+    """Bytes free for training on `device` (CUDA: free device memory; CPU: MemAvailable of /proc/meminfo)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown: do not refuse
 
-    dist: this process's place in a torchrun job (None: a single process).
+
+def estimate_memory(cfg: DictConfig, dataset: Dataset, settings: TrainerConfig) -> tuple[int, int, int]:
+    """(parameters, parameter bytes, activation bytes) of one training step, from the networks built on the
+    meta device (nothing allocated). Parameters count 5 copies (weights, gradients, two optimizer moments,
+    EMA); activations are every module output of one batch through G and D, kept for backward, x3 (D sees
+    real and generated data, and penalties differentiate twice)."""
+    with torch.device("meta"):
+        g = build_generator(cfg.generator, dataset.shape, dataset.kind)
+        d = instantiate_component(cfg.discriminator, "discriminator", in_shape=tuple(dataset.shape))
+        sizes: list[int] = []
+        hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
+                 for net in (g, d) for m in net.modules() if not list(m.children())]
+        d(g(torch.empty(settings.batch_size, g.latent_dim)))
+        for hook in hooks:
+            hook.remove()
+    params = sum(p.numel() for net in (g, d) for p in net.parameters())
+    return params, 4 * 5 * params, 4 * 3 * sum(sizes)
+
+
+def check_fits(cfg: DictConfig, dataset: Dataset, settings: TrainerConfig, device: torch.device) -> None:
+    """Refuse, with the numbers and the keys to change, networks that cannot fit in the device's memory."""
+    params, weights, activations = estimate_memory(cfg, dataset, settings)
+    free = available_memory(device)
+    if weights + activations > free:
+        gib = 1024**3
+        raise GantrainError(
+            f"the networks would need about {(weights + activations) / gib:.1f} GiB on {device} ({params / 1e6:.1f}M "
+            f"parameters: {weights / gib:.1f} GiB with gradients and optimizer state; activations of a batch: "
+            f"{activations / gib:.1f} GiB) but {free / gib:.1f} GiB are free; lower trainer.batch_size, "
+            f"dataset.image_size, generator.latent_dim, generator/discriminator.base_channels or .hidden"
+        )
+
+
+def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[Dist] = None,
+          overrides: Optional[list[str]] = None) -> Loop:
+    """Every object of a run, wired into a Loop ready to fit (fresh weights; resume loads state after).
+
+    dist: this process's place in a torchrun job (None: a single process). overrides: the command line
+    that composed cfg, recorded in checkpoints (None: composed in Python; the saved config is used on resume).
     """
     dist = dist or Dist()
     check_top_level(cfg)
@@ -177,14 +266,15 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     device = distributed.init(dist, str(settings.device)) if dist.enabled else resolve_device(settings.device)
     if settings.precision == "bf16" and device.type != "cuda":
         raise GantrainError("trainer.precision=bf16 needs a CUDA device; use trainer.precision=fp32 on the CPU")
-    seed = int(cfg.seed)
+    seed = check_seed(cfg.seed)
     seed_everything(seed)
 
     loss: GANLoss = instantiate_component(cfg.loss, "loss")
     dataset = build_dataset(cfg)
+    check_fits(cfg, dataset, settings, device)
     generator = build_generator(cfg.generator, dataset.shape, dataset.kind)
     discriminator = instantiate_component(cfg.discriminator, "discriminator", in_shape=tuple(dataset.shape))
-    check_combination(loss, discriminator, cfg)
+    check_combination(loss, cfg)
     batches = make_batches(dataset, settings.batch_size, seed, device, settings.num_workers, dist.rank, dist.world)
     log.info("data: %s", dataset.describe())
 
@@ -198,37 +288,29 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
         distributed.broadcast_state(generator)
         distributed.broadcast_state(discriminator)
         seed_everything(seed + 1_000_003 * dist.rank)  # the same weights everywhere, different noise per process
-    capturable = (device.type == "cuda" and settings.cuda_graph in ("auto", "true") and not dist.enabled
-                  and optim.lr_schedule == "constant")
-    opt_g = make_optimizer(generator.parameters(), optim, "generator", device, capturable)
-    opt_d = make_optimizer(discriminator.parameters(), optim, "discriminator", device, capturable)
-    ema = make_ema(generator) if settings.ema_decay > 0 else None
-    schedulers = None
-    if optim.lr_schedule == "linear":  # the rate of the step after `done` generator updates
-        total = settings.steps
-        schedulers = tuple(torch.optim.lr_scheduler.LambdaLR(opt, lambda done: max(0.0, 1.0 - done / total)) for opt in (opt_g, opt_d))
+    use_graph, graph_reason = graph_plan(settings, device, dist)
+    stats = Stats(device)
+    reduce = (lambda params: distributed.average_gradients(params, dist.world)) if dist.enabled else None
+    game = GAN(generator, discriminator, loss, n_critic=settings.n_critic, batch_size=settings.batch_size,
+               num_samples=settings.num_samples, seed=seed,
+               ema=make_ema(generator) if settings.ema_decay > 0 else None, ema_decay=settings.ema_decay,
+               stats=stats, precision=settings.precision, device=device, reduce_gradients=reduce)
+    game.optimizers = {who: make_optimizer(net.parameters(), optim, who, device, capturable=use_graph)
+                       for who, net in game.networks.items()}
+    if optim.lr_schedule == "linear":
+        game.schedules = {who: LinearDecay(opt, settings.steps) for who, opt in game.optimizers.items()}
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
-    evaluate = evaluate and settings.eval_every > 0 and dist.main
-    evaluator = make_evaluator(dataset, settings, device) if evaluate else None
-    return Trainer(
-        generator=generator,
-        discriminator=discriminator,
-        loss=loss,
-        opt_g=opt_g,
-        opt_d=opt_d,
-        batches=batches,
-        settings=settings,
-        device=device,
-        run_dir=run_dir,
-        seed=seed,
-        config=plain_config(cfg),
-        data_kind=dataset.kind,
-        data_shape=tuple(dataset.shape),
-        ema=ema,
-        reference=reference,
-        evaluate=evaluator,
-        versions={"gantrain": __version__, "torch": str(torch.__version__)},
-        dist=dist,
-        schedulers=schedulers,
-    )
+    evaluator = make_evaluator(dataset, settings, device) if evaluate and settings.eval_every > 0 and dist.main else None
+    periodic = [DivergenceCheck(settings.log_every), ScalarLog(settings.log_every),
+                Samples(settings.sample_every, reference)]
+    if evaluator is not None:
+        periodic.append(Evaluation(settings.eval_every, evaluator, settings.best_metric))
+    periodic.append(Checkpointing(settings.ckpt_every))
+    progress = settings.progress == "true" or (settings.progress == "auto" and stdout_is_tty())
+    meta = {"config": plain_config(cfg), "overrides": None if overrides is None else list(overrides),
+            "versions": {"gantrain": __version__, "torch": str(torch.__version__)},
+            "data_shape": list(dataset.shape), "data_kind": dataset.kind}
+    return Loop(game=game, batches=batches, periodic=periodic, steps=settings.steps, run_dir=run_dir, device=device,
+                meta=meta, keep_last=settings.keep_last, use_graph=use_graph, graph_reason=graph_reason,
+                progress=progress, agree_every=settings.log_every, dist=dist)

@@ -23,8 +23,13 @@ from .errors import GantrainError
 log = logging.getLogger("gantrain")
 
 FORMAT = "gantrain-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CHECKPOINT_KEYS = {
+    "format", "format_version", "step", "config", "overrides", "versions", "data_shape", "data_kind", "game",
+    "networks", "ema", "optimizers", "schedules", "data_state", "rng", "rng_ranks", "world_size", "stats", "periodic",
+}
+# What gantrain 0.1.0 wrote (format version 1); migrated on load by _migrate_v1.
+CHECKPOINT_KEYS_V1 = {
     "format", "format_version", "step", "config", "overrides", "versions", "data_shape", "data_kind",
     "generator", "discriminator", "generator_ema", "optimizer_g", "optimizer_d", "scaler",
     "scheduler_g", "scheduler_d", "data_state", "rng", "rng_ranks", "world_size", "stats", "metrics",
@@ -95,6 +100,14 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise GantrainError(f"checkpoint {path} does not exist")
     try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise GantrainError(f"cannot read checkpoint {path} ({exc.strerror or exc}); check its permissions") from None
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is some other file
+        raise GantrainError(f"{path} is not a gantrain checkpoint (not a PyTorch checkpoint file); "
+                            f"give a run folder or one of its checkpoints/*.pt")
+    try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
@@ -109,15 +122,80 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
         raise GantrainError(f"checkpoint {path} is truncated or corrupt ({first[:160]}); use another checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GantrainError(f"{path} is not a gantrain checkpoint (no '{FORMAT}' marker)")
-    unknown = set(state) - CHECKPOINT_KEYS
-    if unknown:
-        raise GantrainError(f"checkpoint {path} holds unexpected entries {sorted(unknown)}; refusing to load it")
-    if state.get("format_version", 0) > FORMAT_VERSION:
+    return migrate(state, path)
+
+
+def migrate(state: dict, path: Path) -> dict:
+    """The checkpoint in today's format (FORMAT_VERSION); older formats are converted, newer ones refused."""
+    version = state.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise GantrainError(f"checkpoint {path} has an unknown format version {version!r}; it was not written by gantrain")
+    if version > FORMAT_VERSION:
         raise GantrainError(
-            f"checkpoint {path} has format version {state['format_version']}, newer than this gantrain reads "
+            f"checkpoint {path} has format version {version}, newer than this gantrain reads "
             f"({FORMAT_VERSION}); upgrade gantrain"
         )
+    keys = CHECKPOINT_KEYS_V1 if version == 1 else CHECKPOINT_KEYS
+    unknown = set(state) - keys
+    if unknown:
+        raise GantrainError(f"checkpoint {path} holds unexpected entries {sorted(unknown)}; refusing to load it")
+    if version == 1:
+        state = _migrate_v1(state, path)
     return state
+
+
+# The statistics slots of format 1 and how many additions each got per step (D's: n_critic).
+_V1_STATS = (("loss/d", True), ("d/real", True), ("d/fake", True), ("loss/penalty", True), ("loss/g", False))
+
+
+def _migrate_v1(old: dict, path: Path) -> dict:
+    """Format 1 (gantrain 0.1.0: fixed generator/discriminator keys) to format 2 (named networks)."""
+    try:
+        config = migrate_config_v1(old["config"])
+        n_critic = int(config["trainer"]["n_critic"])
+        steps = int(old["stats"]["steps"])
+        has_penalty = float(config["loss"].get("gradient_penalty") or 0) > 0 or float(config["loss"].get("r1_gamma") or 0) > 0
+        kept = [(i, name, steps * (n_critic if per_critic else 1)) for i, (name, per_critic) in enumerate(_V1_STATS)
+                if name != "loss/penalty" or has_penalty]
+        sums = old["stats"]["sums"]
+        state = {k: old[k] for k in ("format", "step", "overrides", "versions", "data_shape", "data_kind",
+                                     "data_state", "rng", "world_size") if k in old}
+        state.update({
+            "format_version": FORMAT_VERSION,
+            "config": config,
+            "game": "gan",
+            "networks": {"generator": old["generator"], "discriminator": old["discriminator"]},
+            "ema": {"generator": old["generator_ema"]} if old.get("generator_ema") is not None else {},
+            "optimizers": {"generator": old["optimizer_g"], "discriminator": old["optimizer_d"]},
+            "schedules": ({"generator": old["scheduler_g"], "discriminator": old["scheduler_d"]}
+                          if old.get("scheduler_g") is not None else {}),
+            "stats": {"names": [name for _, name, _ in kept], "sums": sums[[i for i, _, _ in kept]].clone(),
+                      "counts": torch.tensor([float(c) for _, _, c in kept]), "steps": steps},
+            "periodic": {"evaluation": {"best": dict(old.get("metrics", {}).get("best", {}))}},
+        })
+        if "rng_ranks" in old:
+            state["rng_ranks"] = old["rng_ranks"]
+    except GantrainError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise GantrainError(f"checkpoint {path} (format 1) is incomplete ({type(exc).__name__}: {exc}); "
+                            f"use another checkpoint") from None
+    return state
+
+
+def migrate_config_v1(config: dict) -> dict:
+    """A run config of gantrain 0.1.0 in today's schema (options removed since are dropped)."""
+    import copy
+
+    config = copy.deepcopy(config)
+    discriminator = config.get("discriminator", {})
+    if discriminator.pop("sigmoid", False):
+        raise GantrainError("this run was configured with discriminator.sigmoid=true, which gantrain never trained; "
+                            "start a new run")
+    dataset = config.get("dataset", {})
+    if dataset.get("_target_") == "gantrain.data.Digits":
+        dataset.pop("root", None)
+    return config
 
 
 def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -123,31 +121,3 @@ def load_classifier(dataset: Dataset, train_if_missing: bool = True, device: str
     meta = {"feature_extractor": f"DomainClassifier({saved['dataset']})", "weights_sha256": weights_sha256(model),
             "test_accuracy": saved["test_accuracy"]}
     return model.to(device).eval(), meta
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    """`gantrain-classifier dataset=mnist [dataset.root=...] [steps=1000] [device=cpu]`."""
-    from .api import compose
-    from .build import build_dataset, resolve_device
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(main.__doc__)
-        return
-    own = {k: v for k, v in (a.split("=", 1) for a in args if a.split("=", 1)[0] in ("steps", "device"))}
-    overrides = [a for a in args if a.split("=", 1)[0] not in ("steps", "device")]
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        bad = [a for a in overrides if not a.startswith("dataset")]
-        if bad:
-            raise GantrainError(f"unknown argument(s) {', '.join(bad)}; use dataset=..., dataset.KEY=..., steps=N, device=...")
-        cfg = compose(overrides)
-        dataset = build_dataset(cfg)
-        device = resolve_device(own.get("device", "auto"))
-        start = time.time()
-        model, acc = train_classifier(dataset, steps=int(own.get("steps", 1000)), device=str(device))
-        path = save_classifier(model, dataset, acc)
-    except GantrainError as exc:
-        print(f"gantrain-classifier: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    print(f"{cache_key(dataset)} classifier: test accuracy {100 * acc:.2f}% in {time.time() - start:.0f} s; saved {path}")

@@ -1,105 +1,29 @@
-"""The `gantrain` command: compose the config with Hydra, build the run, train it."""
+"""The commands: `gantrain`, `gantrain-eval`, `gantrain-classifier`. Parsing and exit codes only;
+nothing in gantrain imports this module."""
 from __future__ import annotations
 
-import datetime
+import json
 import logging
+import math
 import os
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from .config import register_resolvers
 from .errors import GantrainError
-
-if TYPE_CHECKING:
-    from .distributed import Dist
 
 log = logging.getLogger("gantrain")
 
 
-def _run_dir_for(resume: Optional[str], default: str) -> str:
-    """hydra.run.dir: the resumed run's folder when resume names one, else the default pattern.
-
-    Under torchrun only rank 0 owns the run folder (the others are told it); their Hydra output goes
-    to a temporary folder.
-    """
-    rank = int(os.environ.get("RANK", "0"))
-    if rank > 0:
-        import tempfile
-
-        return tempfile.mkdtemp(prefix=f"gantrain-rank{rank}-")
-    if resume in (None, "", "auto", "null"):
-        return default
-    from .checkpoint import run_folder_of
-
-    path = Path(str(resume)).expanduser()
-    return str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
-
-
-def _hydra_subdir_for(resume: Optional[str], run_dir: str) -> Optional[str]:
-    """Keep an existing run's .hydra/ files: a second launch in the same folder writes below .hydra/<time>.
-
-    Under torchrun only rank 0 records the config (None: Hydra writes nothing).
-    """
-    if int(os.environ.get("RANK", "0")) > 0:
-        return None
-    if (Path(run_dir) / ".hydra" / "config.yaml").exists():
-        return f".hydra/{datetime.datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
-    return ".hydra"
-
-
-def register_resolvers() -> None:
-    for name, fn in (("gantrain_run_dir", _run_dir_for), ("gantrain_hydra_subdir", _hydra_subdir_for)):
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, fn)
-
-
-def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
-    """Command-line overrides of a resumed run: the saved ones, each replaced by a new one of the same key."""
-    def key(override: str) -> str:
-        return override.lstrip("+~").split("=", 1)[0]
-
-    new_keys = {key(o) for o in new}
-    return [o for o in saved if key(o) not in new_keys] + list(new)
-
-
-def train(
-    cfg: DictConfig,
-    run_dir: Path,
-    overrides: Optional[list[str]] = None,
-    recompose: Optional[Callable[[list[str]], DictConfig]] = None,
-    dist: Optional["Dist"] = None,
-) -> Path:
-    """Train the run described by cfg in run_dir (resuming when cfg.resume says so); returns run_dir.
-
-    overrides: the command line that composed cfg (stored in checkpoints). recompose: composes a config
-    from overrides; on resume the run's saved overrides plus the new ones are recomposed, so that
-    `gantrain resume=RUN trainer.steps=N` continues RUN's config rather than the defaults.
-    """
-    from .resume import prepare_run
-
-    trainer = prepare_run(cfg, run_dir, overrides or [], recompose, dist)
-    from .trainer import Interrupted
-
-    try:
-        trainer.fit()
-    except Interrupted as stop:
-        if trainer.dist.main:
-            launcher = "torchrun ... -m gantrain.cli" if trainer.dist.enabled else "gantrain"
-            print(
-                f"gantrain: stopped at step {stop.step}; checkpoint {run_dir / 'checkpoints' / 'last.pt'}. "
-                f"Resume with: {launcher} resume={run_dir}",
-                file=sys.stderr,
-            )
-        sys.exit(128 + stop.signum)
-    final = run_dir / "samples" / f"step_{trainer.step:08d}.png"
-    log.info("done: %d steps in %s; final samples %s", trainer.step, run_dir, final)
-    return run_dir
+# ---- gantrain --------------------------------------------------------------------------------------
 
 
 def _remove_rank_folder(folder: Path) -> None:
-    """Delete the temporary Hydra folder of a process other than rank 0 (see _run_dir_for)."""
+    """Delete the temporary Hydra folder of a process other than rank 0 (see config.run_dir_for)."""
     import shutil
     import tempfile
 
@@ -111,15 +35,43 @@ def _remove_rank_folder(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+# The run folder this launch trains in, as the command line names it, and whether it existed before
+# Hydra made it (set by main(); a launch that fails before training removes what it made).
+_LAUNCH: dict[str, Any] = {}
+
+
+def _undo_launch(run_dir: Path, hydra_subdir: Optional[str], log_size: Optional[int], busy: bool) -> None:
+    """Remove what a launch that never trained left in run_dir: the folder itself when this launch made
+    it, else its own .hydra record (and, when it held the lock, the log lines it added)."""
+    import shutil
+
+    made_here = _LAUNCH.get("fresh") or (_LAUNCH.get("run_dir") == run_dir.resolve() and not _LAUNCH.get("existed", True))
+    if made_here and not busy:
+        leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+        if leftovers <= {".hydra", "gantrain.log", ".gantrain.lock"}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return
+    if hydra_subdir and hydra_subdir != ".hydra" and hydra_subdir.startswith(".hydra/"):
+        shutil.rmtree(run_dir / hydra_subdir, ignore_errors=True)
+    if log_size is not None and not busy:
+        log_file = run_dir / "gantrain.log"
+        if log_file.is_file() and log_file.stat().st_size > log_size:
+            os.truncate(log_file, log_size)
+
+
 def _task(cfg: DictConfig) -> None:
+    """One Hydra job: train (or resume) the composed config in Hydra's output folder."""
+    from hydra import compose
     from hydra.core.hydra_config import HydraConfig
 
-    from hydra import compose
-
     from . import distributed
+    from .loop import Interrupted
+    from .run import BeforeStart, RunBusy, train
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    log_file = run_dir / "gantrain.log"
+    log_size = log_file.stat().st_size if log_file.is_file() else None
     overrides = list(hydra_cfg.overrides.task)
     dist = distributed.from_env()
     try:
@@ -130,7 +82,15 @@ def _task(cfg: DictConfig) -> None:
                 logging.getLogger("gantrain").setLevel(logging.WARNING)
                 _remove_rank_folder(own_dir)
         train(cfg, run_dir, overrides, lambda ovs: compose(config_name="config", overrides=ovs), dist)
+    except Interrupted as stop:
+        if dist.main:
+            launcher = "torchrun ... -m gantrain.cli" if dist.enabled else "gantrain"
+            print(f"gantrain: stopped at step {stop.step}; checkpoint {run_dir / 'checkpoints' / 'last.pt'}. "
+                  f"Resume with: {launcher} resume={run_dir}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except GantrainError as exc:
+        if dist.main and isinstance(exc, (BeforeStart, RunBusy)):
+            _undo_launch(run_dir, hydra_cfg.output_subdir, log_size, busy=isinstance(exc, RunBusy))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if dist.main:
@@ -144,13 +104,218 @@ def _task(cfg: DictConfig) -> None:
                 torch.distributed.destroy_process_group()
 
 
+def _argv_value(args: list[str], key: str) -> Optional[str]:
+    """The value of the last `key=value` on a command line (quotes stripped), or None."""
+    found = None
+    for arg in args:
+        if arg.lstrip("+~").startswith(f"{key}="):
+            found = arg.split("=", 1)[1].strip("'\"")
+    return found
+
+
+def _check_command_line(args: list[str]) -> None:
+    """What Hydra would report with a traceback or wrong advice, as one line: unknown keys (with the
+    nearest valid ones), and a run folder that cannot be created or written."""
+    import difflib
+
+    from .api import compose
+    from .checkpoint import run_folder_of
+
+    if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "-i") or a.startswith("--") for a in args):
+        return
+    plain = [a for a in args if "=" in a and not a.startswith(("-", "+", "~")) and not a.startswith("hydra")]
+    if plain:
+        choices = [a for a in plain if "." not in a.split("=", 1)[0]]
+        try:
+            cfg = compose(choices)
+        except Exception:  # an unknown option of a group: Hydra's own message lists the valid ones
+            cfg = None
+        if cfg is not None:
+            for arg in plain:
+                key = arg.split("=", 1)[0]
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment"]) if isinstance(node, DictConfig) else []
+                if leaf not in valid:
+                    near = difflib.get_close_matches(leaf, valid, n=2)
+                    hint = f"did you mean {' or '.join((parent + '.' if parent else '') + n for n in near)}? " if near else ""
+                    raise GantrainError(f"unknown key {key}; {hint}(`gantrain --help` lists the groups, "
+                                        f"`gantrain --cfg job` every key; +{key}=... adds a new one)")
+    if "-m" in args or "--multirun" in args:
+        return
+    resume = _argv_value(args, "resume")
+    run_dir = _argv_value(args, "hydra.run.dir")
+    if run_dir is None and resume not in (None, "", "auto", "null"):
+        path = Path(resume).expanduser()
+        run_dir = str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
+    target = Path(run_dir or "outputs").expanduser().resolve()
+    # without hydra.run.dir or resume, Hydra makes a new dated folder below outputs/
+    _LAUNCH.update(run_dir=target, existed=target.exists(), fresh=run_dir is None)
+    probe = target
+    while not probe.exists():  # the nearest existing folder must let us make the run folder in it
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise GantrainError(f"cannot create or write the run folder {target} ({probe} is not a writable folder); "
+                            f"choose another with hydra.run.dir=...")
+    if not target.exists():
+        first = probe / target.relative_to(probe).parts[0]
+        try:  # what os.access cannot tell (read-only mounts, /proc): try it
+            first.mkdir()
+            first.rmdir()
+        except OSError as exc:
+            raise GantrainError(f"cannot create the run folder {target} ({exc.strerror or exc}); "
+                                f"choose another with hydra.run.dir=...") from None
+
+
 def main() -> None:
     """Entry point of the `gantrain` command."""
     import hydra
 
     register_resolvers()
+    try:
+        _check_command_line(sys.argv[1:])
+    except GantrainError as exc:
+        print(f"gantrain: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
     entry()
+
+
+# ---- gantrain-eval ---------------------------------------------------------------------------------
+
+
+def _yaml_value(text: str) -> Any:
+    return OmegaConf.create(f"v: {text}").v
+
+
+def eval_main(argv: Optional[list[str]] = None) -> None:
+    """`gantrain-eval RUN_FOLDER_OR_CHECKPOINT [metrics=[fid_classifier,precision]] [num_samples=N] [device=cpu]
+    [dataset.root=DIR] [ema=true] [seed=0]`: print a table of scores with their real-vs-real floor, write eval.json."""
+    from .api import load_generator
+    from .build import instantiate_component, resolve_device
+    from .checkpoint import open_run_or_checkpoint, run_folder_of
+    from .evaluate import Evaluator
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(eval_main.__doc__)
+        sys.exit(0 if args else 2)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        paths = [a for a in args if "=" not in a]
+        if len(paths) != 1:
+            raise GantrainError("give exactly one run folder or checkpoint file")
+        path = Path(paths[0])
+        options = dict(a.split("=", 1) for a in args if "=" in a)
+        own = {k: options.pop(k) for k in ("metrics", "num_samples", "device", "ema", "seed") if k in options}
+        bad = [k for k in options if not k.startswith("dataset.")]
+        if bad:
+            raise GantrainError(f"unknown option(s) {', '.join(bad)}; use metrics=, num_samples=, device=, ema=, seed=, dataset.KEY=")
+        numbers = {}
+        for key in ("num_samples", "seed"):
+            if key in own:
+                value = _yaml_value(own[key])
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise GantrainError(f"{key}={own[key]} must be a whole number")
+                numbers[key] = value
+        checkpoint, state = open_run_or_checkpoint(path)
+        out_dir = path if path.is_dir() else run_folder_of(path)
+        dataset_cfg = OmegaConf.create(state["config"]["dataset"])
+        for key, value in options.items():
+            OmegaConf.update(dataset_cfg, key[len("dataset."):], _yaml_value(value))
+        dataset = instantiate_component(dataset_cfg, "dataset")
+        device = resolve_device(own.get("device", "auto"))
+        metrics: Any = own.get("metrics", "auto")
+        if metrics != "auto":
+            metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
+        evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0))
+        use_ema = own.get("ema", "true").lower() != "false"
+        generator = load_generator(checkpoint, device=device, ema=use_ema)
+        results = evaluator(generator)
+    except GantrainError as exc:
+        print(f"gantrain-eval: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    report = {
+        "checkpoint": str(checkpoint),
+        "step": state["step"],
+        "generator": "ema" if use_ema and "generator" in state["ema"] else "generator",
+        "metrics": results,
+        "real_vs_real_floor": {k: v for k, v in evaluator.floor.items() if k in results},
+        "provenance": evaluator.provenance,
+    }
+    print(f"{'metric':16s} {'value':>12s} {'real-vs-real':>14s}")
+    for name, value in results.items():
+        floor = evaluator.floor.get(name)
+        print(f"{name:16s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
+    target = out_dir / "eval.json"
+    report["settings"] = {"num_samples": evaluator.num_samples, "seed": numbers.get("seed", 0)}
+    report = _merge_eval(target, report)
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=lambda v: v if math.isfinite(v) else str(v)) + "\n")
+    tmp.replace(target)
+    print(f"wrote {target}")
+
+
+def _merge_eval(target: Path, report: dict) -> dict:
+    """The report to write as eval.json: merged with the one there when both score the same samples (same
+    checkpoint, generator, sample count and seed); otherwise the old file is kept as eval.<step>.<n>.json."""
+    if not target.is_file():
+        return report
+    try:
+        old = json.loads(target.read_text())
+    except (OSError, ValueError):
+        old = None
+    same = isinstance(old, dict) and all(old.get(k) == report[k] for k in ("checkpoint", "step", "generator", "settings"))
+    if same:
+        assert isinstance(old, dict)
+        for key in ("metrics", "real_vs_real_floor", "provenance"):
+            report[key] = {**old.get(key, {}), **report[key]}
+        return report
+    n = 0
+    while (kept := target.with_name(f"eval.{(old or {}).get('step', 'old')}.{n}.json")).exists():
+        n += 1
+    target.rename(kept)
+    print(f"kept the previous evaluation as {kept}")
+    return report
+
+
+# ---- gantrain-classifier ---------------------------------------------------------------------------
+
+
+def classifier_main(argv: Optional[list[str]] = None) -> None:
+    """`gantrain-classifier dataset=mnist [dataset.root=...] [steps=1000] [device=cpu]`: train and cache the
+    domain classifier of a labelled dataset (the feature space of the classifier-space metrics)."""
+    from .api import compose
+    from .build import build_dataset, resolve_device
+    from .classifier import cache_key, save_classifier, train_classifier
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(classifier_main.__doc__)
+        return
+    own = {k: v for k, v in (a.split("=", 1) for a in args if a.split("=", 1)[0] in ("steps", "device"))}
+    overrides = [a for a in args if a.split("=", 1)[0] not in ("steps", "device")]
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        bad = [a for a in overrides if not a.startswith("dataset")]
+        if bad:
+            raise GantrainError(f"unknown argument(s) {', '.join(bad)}; use dataset=..., dataset.KEY=..., steps=N, device=...")
+        steps = _yaml_value(own.get("steps", "1000"))
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise GantrainError(f"steps={own.get('steps')} must be a positive whole number")
+        try:
+            cfg = compose(overrides)
+        except Exception as exc:  # Hydra's own errors: an unknown option, a bad override
+            raise GantrainError(f"{' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+        dataset = build_dataset(cfg)
+        device = resolve_device(own.get("device", "auto"))
+        start = time.time()
+        model, acc = train_classifier(dataset, steps=steps, device=str(device))
+        path = save_classifier(model, dataset, acc)
+    except GantrainError as exc:
+        print(f"gantrain-classifier: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{cache_key(dataset)} classifier: test accuracy {100 * acc:.2f}% in {time.time() - start:.0f} s; saved {path}")
 
 
 if __name__ == "__main__":

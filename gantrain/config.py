@@ -1,7 +1,10 @@
 """Schemas of the config groups that are plain settings (trainer, optimizer) and their checks."""
 from __future__ import annotations
 
+import datetime
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -131,6 +134,16 @@ def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:
     return o
 
 
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit, and the data order derives per-epoch seeds from it
+
+
+def check_seed(value: Any) -> int:
+    """The run's seed: a whole number in [0, 2**32); refused in one line otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise GantrainError(f"seed={value!r} must be a whole number from 0 to {SEED_LIMIT - 1}")
+    return value
+
+
 def check_top_level(cfg: DictConfig) -> None:
     """Refuse unknown top-level keys (a misspelled group in an experiment file, say)."""
     unknown = sorted(set(cfg.keys()) - TOP_LEVEL_KEYS)
@@ -155,3 +168,53 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     a, b = flatten(saved), flatten(current)
     keys = sorted(set(a) | set(b))
     return [k for k in keys if a.get(k, "<missing>") != b.get(k, "<missing>") and not k.startswith(SAFE_RESUME_KEYS)]
+
+
+def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
+    """Command-line overrides of a resumed run: the saved ones, each replaced by a new one of the same key."""
+    def key(override: str) -> str:
+        return override.lstrip("+~").split("=", 1)[0]
+
+    new_keys = {key(o) for o in new}
+    return [o for o in saved if key(o) not in new_keys] + list(new)
+
+
+# ---- Hydra resolvers of configs/config.yaml ------------------------------------------------------
+
+
+def run_dir_for(resume: Optional[str], default: str) -> str:
+    """hydra.run.dir: the resumed run's folder when resume names one, else the default pattern.
+
+    Under torchrun only rank 0 owns the run folder (the others are told it); their Hydra output goes
+    to a temporary folder.
+    """
+    rank = int(os.environ.get("RANK", "0"))
+    if rank > 0:
+        import tempfile
+
+        return tempfile.mkdtemp(prefix=f"gantrain-rank{rank}-")
+    if resume in (None, "", "auto", "null"):
+        return default
+    from .checkpoint import run_folder_of
+
+    path = Path(str(resume)).expanduser()
+    return str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
+
+
+def hydra_subdir_for(resume: Optional[str], run_dir: str) -> Optional[str]:
+    """Keep an existing run's .hydra/ files: a second launch in the same folder writes below .hydra/<time>.
+
+    Under torchrun only rank 0 records the config (None: Hydra writes nothing).
+    """
+    if int(os.environ.get("RANK", "0")) > 0:
+        return None
+    if (Path(run_dir) / ".hydra" / "config.yaml").exists():
+        return f".hydra/{datetime.datetime.now().strftime('%Y-%m-%d_%H-%M-%S')}"
+    return ".hydra"
+
+
+def register_resolvers() -> None:
+    """The resolvers configs/config.yaml uses (idempotent)."""
+    for name, fn in (("gantrain_run_dir", run_dir_for), ("gantrain_hydra_subdir", hydra_subdir_for)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

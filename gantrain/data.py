@@ -8,6 +8,7 @@ model's data space: images to [-1, 1] float, points unchanged.
 from __future__ import annotations
 
 import gzip
+import logging
 import math
 import os
 from pathlib import Path
@@ -69,10 +70,53 @@ def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
     return torch.cat(out)
 
 
-def _check_size(image_size: int) -> int:
-    if int(image_size) < 4:
-        raise GantrainError(f"dataset.image_size={image_size} is too small; use 8 or more")
-    return int(image_size)
+def _shown(value: object) -> str:
+    """A value as the user would have typed it on the command line (true, [32, 16], 16.5), kept to one line."""
+    if isinstance(value, bool) or value is None:
+        return "null" if value is None else str(value).lower()
+    text = " ".join(str(value).split())
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"'{text}'" if isinstance(value, str) else text  # quoted: '16' is a string, not the number 16
+
+
+def _whole(value: object, key: str, minimum: int, example: int) -> int:
+    """A count the user set (dataset.<key>): an int >= minimum; 16.5, true or [32, 16] are refused, not rounded."""
+    # bool is an int subclass and a float would be truncated by int(): both hide a typo, so neither passes
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise GantrainError(
+            f"dataset.{key}={_shown(value)} must be a whole number >= {minimum}; e.g. dataset.{key}={example}"
+        )
+    return int(value)
+
+
+def _positive(value: object, key: str, example: float) -> float:
+    """A length the user set (dataset.<key>): a finite number > 0; a string, bool, nan or inf is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise GantrainError(f"dataset.{key}={_shown(value)} must be a positive number; e.g. dataset.{key}={example}")
+    return float(value)
+
+
+def _flag(value: object, key: str) -> bool:
+    """A switch the user set (dataset.<key>): true or false; bool("no") would be True, so strings are refused."""
+    if not isinstance(value, bool):
+        raise GantrainError(f"dataset.{key}={_shown(value)} must be true or false")
+    return value
+
+
+def _on_device(value: object) -> str:
+    """dataset.on_device as one of 'auto', 'true', 'false' (YAML gives a bool, a quoted override a string)."""
+    text = str(value).lower() if isinstance(value, (bool, str)) else ""
+    if text not in ("auto", "true", "false"):
+        raise GantrainError(
+            f"dataset.on_device={_shown(value)} must be auto, true (hold the data on the training device) "
+            f"or false (stream it from the CPU)"
+        )
+    return text
+
+
+def _check_size(image_size: object) -> int:
+    return _whole(image_size, "image_size", 4, 32)
 
 
 class Digits(Dataset):
@@ -80,9 +124,9 @@ class Digits(Dataset):
 
     name = "digits"
 
-    def __init__(self, image_size: int = 8, on_device: str | bool = "auto", root: Optional[str] = None):
+    def __init__(self, image_size: int = 8, on_device: str | bool = "auto"):
         self.image_size = _check_size(image_size)
-        self.on_device = on_device
+        self.on_device = _on_device(on_device)
         self.shape = (1, self.image_size, self.image_size)
         self._data: Optional[Tensor] = None
 
@@ -159,7 +203,7 @@ class _MNISTLike(Dataset):
             raise GantrainError(f"dataset.root is empty; set it to the folder that holds {self.folder}/raw")
         self.root = Path(os.path.expanduser(str(root)))
         self.image_size = _check_size(image_size)
-        self.download, self.on_device, self.train = bool(download), on_device, bool(train)
+        self.download, self.on_device, self.train = _flag(download, "download"), _on_device(on_device), bool(train)
         self.shape = (1, self.image_size, self.image_size)
         self._data: Optional[Tensor] = None
         self._labels: Optional[Tensor] = None
@@ -247,7 +291,7 @@ class CIFAR10(Dataset):
     def __init__(self, root: str = "data", image_size: int = 32, download: bool = True, on_device: str | bool = "auto"):
         self.root = Path(os.path.expanduser(str(root)))
         self.image_size = _check_size(image_size)
-        self.download, self.on_device = bool(download), on_device
+        self.download, self.on_device = _flag(download, "download"), _on_device(on_device)
         self.shape = (3, self.image_size, self.image_size)
         self._data: Optional[Tensor] = None
 
@@ -276,21 +320,53 @@ class CIFAR10(Dataset):
 
 
 class ImageFolder(Dataset):
-    """Every image below root (recursively), resized on the shorter side and center-cropped to image_size."""
+    """Every image below root (recursively), resized on the shorter side and center-cropped to image_size.
+
+    The files are checked once when the folder is built; unreadable ones are skipped with one warning
+    (skip_bad_images=true) or refused (false), so that training never stops on a bad file mid-run.
+    """
 
     name = "image_folder"
 
-    def __init__(self, root: str, image_size: int = 64, channels: int = 3, on_device: str | bool = False):
+    def __init__(self, root: str, image_size: int = 64, channels: int = 3, on_device: str | bool = False,
+                 skip_bad_images: bool = True):
         self.root = Path(os.path.expanduser(str(root)))
         if not self.root.is_dir():
             raise GantrainError(f"dataset.root={root} is not a folder; point it at a folder of images")
-        if channels not in (1, 3):
-            raise GantrainError(f"dataset.channels={channels} must be 1 (grey) or 3 (RGB)")
-        self.files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not self.files:
+        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels not in (1, 3):
+            raise GantrainError(f"dataset.channels={_shown(channels)} must be 1 (grey) or 3 (RGB)")
+        self.image_size, self.channels = _check_size(image_size), int(channels)
+        self.on_device, self.skip_bad_images = _on_device(on_device), _flag(skip_bad_images, "skip_bad_images")
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
             raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {self.root}")
-        self.image_size, self.channels, self.on_device = _check_size(image_size), channels, on_device
-        self.shape = (channels, self.image_size, self.image_size)
+        self.files = self._readable(files)
+        self.shape = (self.channels, self.image_size, self.image_size)
+
+    def _readable(self, files: list[Path]) -> list[Path]:
+        """The files PIL can decode; the others are skipped with one warning or refused, per skip_bad_images."""
+        checked = ((f, _unreadable(f)) for f in files)
+        bad = [(f, why) for f, why in checked if why is not None]
+        if not bad:
+            return files
+        shown = ", ".join(str(f.relative_to(self.root)) for f, _ in bad[:5])
+        shown += f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        first_reason = bad[0][1]
+        if len(bad) == len(files):
+            raise GantrainError(
+                f"none of the {len(files)} images below {self.root} can be read ({shown}; {first_reason}); "
+                f"point dataset.root at a folder of valid images"
+            )
+        if not self.skip_bad_images:
+            raise GantrainError(
+                f"{len(bad)} of {len(files)} images below {self.root} cannot be read: {shown} ({first_reason}); "
+                f"fix or delete them, or set dataset.skip_bad_images=true to train without them"
+            )
+        logging.getLogger("gantrain").warning(
+            "skipped %d unreadable image(s) of %d below %s: %s (%s); fix or delete them, or set "
+            "dataset.skip_bad_images=false to stop on them", len(bad), len(files), self.root, shown, first_reason)
+        bad_set = {f for f, _ in bad}
+        return [f for f in files if f not in bad_set]
 
     @property
     def streamed(self) -> bool:
@@ -317,18 +393,44 @@ class ImageFolder(Dataset):
         return torch.stack([self.item(i) for i in range(len(self))])
 
 
+def _jpeg_ends_whole(path: Path) -> bool:
+    """Whether the file ends with JPEG's end-of-image marker (FF D9), as a complete JPEG without a trailer does."""
+    with open(path, "rb") as f:
+        f.seek(-2, os.SEEK_END)
+        return f.read(2) == b"\xff\xd9"
+
+
+def _unreadable(path: Path) -> Optional[str]:
+    """Why PIL cannot decode the image file (one short line), or None when it can.
+
+    Cheap where it can be: a PNG's chunks are checked without inflating the pixels, a JPEG whose header
+    parses and that ends with its end-of-image marker is taken as whole. Anything else is decoded (a
+    JPEG at 1/8 scale), which reads the whole stream, so truncated files fail here and not mid-run.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.format == "PNG":
+                img.verify()  # reads every chunk and checks its CRC up to IEND
+            elif img.format != "JPEG" or not _jpeg_ends_whole(path):
+                img.draft(None, (1, 1))  # only JPEG has a draft mode; other formats decode in full
+                img.load()
+    except Exception as exc:  # PIL raises many types: UnidentifiedImageError, OSError, SyntaxError, EOFError, ...
+        message = " ".join(str(exc).split()).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
+        return f"{type(exc).__name__}: {message[:100]}" if message else type(exc).__name__
+    return None
+
+
 class _Mixture(Dataset):
     """A mixture of isotropic 2D Gaussians with equal weights, drawn once with a fixed seed."""
 
     kind = "points"
 
     def __init__(self, means: Tensor, std: float, num_samples: int, on_device: str | bool, seed: int = 1234):
-        if std <= 0:
-            raise GantrainError(f"dataset.std={std} must be positive")
-        if num_samples <= 0:
-            raise GantrainError(f"dataset.num_samples={num_samples} must be positive")
-        self.means, self.std, self.num_samples = means.float(), float(std), int(num_samples)
-        self.on_device, self.seed = on_device, seed
+        self.means, self.std = means.float(), _positive(std, "std", 0.01)
+        self.num_samples = _whole(num_samples, "num_samples", 1, 100000)
+        self.on_device, self.seed = _on_device(on_device), seed
         self.shape = (2,)
         self._data: Optional[Tensor] = None
 
@@ -353,8 +455,7 @@ class Ring(_Mixture):
 
     def __init__(self, num_modes: int = 8, radius: float = 1.0, std: float = 0.01, num_samples: int = 100000,
                  on_device: str | bool = "auto"):
-        if num_modes < 1:
-            raise GantrainError(f"dataset.num_modes={num_modes} must be at least 1")
+        num_modes, radius = _whole(num_modes, "num_modes", 1, 8), _positive(radius, "radius", 1.0)
         angles = torch.arange(num_modes, dtype=torch.float64) * (2 * math.pi / num_modes)
         means = torch.stack([radius * torch.cos(angles), radius * torch.sin(angles)], 1)
         super().__init__(means, std, num_samples, on_device)
@@ -367,8 +468,7 @@ class Grid(_Mixture):
 
     def __init__(self, side: int = 5, spacing: float = 2.0, std: float = 0.05, num_samples: int = 100000,
                  on_device: str | bool = "auto"):
-        if side < 1:
-            raise GantrainError(f"dataset.side={side} must be at least 1")
+        side, spacing = _whole(side, "side", 1, 5), _positive(spacing, "spacing", 2.0)
         ticks = (torch.arange(side, dtype=torch.float64) - (side - 1) / 2) * spacing
         means = torch.cartesian_prod(ticks, ticks)
         super().__init__(means, std, num_samples, on_device)
@@ -419,6 +519,10 @@ class BatchStream:
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
 
+    def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
+        """(shape, dtype) of one raw batch this stream gives."""
+        raise NotImplementedError
+
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._perm_epoch = -1
@@ -434,6 +538,9 @@ class DeviceBatches(BatchStream):
 
     def _permutation(self, epoch: int) -> Tensor:
         return super()._permutation(epoch).to(self.device)
+
+    def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
+        return (self.batch_size, *self.data.shape[1:]), self.data.dtype
 
     def next(self, k: int, out: Optional[Tensor] = None) -> Tensor:
         """k raw batches stacked as (k, batch_size, ...); written into `out` when given."""
@@ -452,6 +559,9 @@ class StreamedBatches(BatchStream):
         super().__init__(len(dataset), batch_size, seed, rank, world)
         self.dataset, self.device, self.num_workers = dataset, device, num_workers
         self._iter: Optional[Iterator[Tensor]] = None
+
+    def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
+        return (self.batch_size, *self.dataset.shape), torch.uint8
 
     def _loader(self) -> Iterator[Tensor]:
         from torch.utils.data import DataLoader

@@ -9,11 +9,7 @@ Every score comes with its real-vs-real floor (training vs test images) and its 
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import sys
-from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -30,6 +26,20 @@ MIXTURE_METRICS = ("modes", "high_quality_pct", "reverse_kl")
 DOMAIN_METRICS = ("fid_classifier", "is_classifier", "precision", "recall", "classes", "class_kl")
 INCEPTION_METRICS = ("fid", "kid", "is")
 ALL_METRICS = MIXTURE_METRICS + DOMAIN_METRICS + INCEPTION_METRICS
+#: whether a larger value of each metric is better (distances and divergences are lower-better)
+HIGHER_IS_BETTER = {
+    "modes": True, "high_quality_pct": True, "reverse_kl": False,
+    "fid_classifier": False, "is_classifier": True, "precision": True, "recall": True, "classes": True,
+    "class_kl": False, "fid": False, "kid": False, "is": True,
+}
+
+
+class MetricChoiceError(GantrainError):
+    """The metrics asked for do not exist or do not fit the dataset (a config mistake: fatal)."""
+
+
+class MetricUnavailable(GantrainError):
+    """The metrics fit but cannot run here (a missing extra or weights file): training goes on without them."""
 
 
 def default_metrics(dataset: Dataset) -> list[str]:
@@ -48,44 +58,67 @@ def generate(generator: Generator, n: int, seed: int = 0, batch: int = 500) -> T
 
 
 class Evaluator:
-    """Callable(generator) -> {metric: value}; `floor` holds real-vs-real values, `provenance` their source."""
+    """Callable(generator) -> {metric: value}; `floor` holds real-vs-real values, `provenance` their source,
+    `higher_is_better` each metric's direction."""
+
+    higher_is_better = HIGHER_IS_BETTER
 
     def __init__(self, dataset: Dataset, metrics: Sequence[str] | str = "auto", num_samples: Optional[int] = None,
                  device: str | torch.device = "cpu", seed: int = 0, inception: Optional[torch.nn.Module] = None):
         """inception: a feature extractor for fid/kid/is in place of InceptionV3 (uint8 (N, 3, H, W) -> (N, d))."""
         names = default_metrics(dataset) if metrics in ("auto", None) else list(metrics)
+        if not names:
+            raise MetricChoiceError(f"no metric named; give metrics=[...] from {', '.join(ALL_METRICS)}, or auto")
         unknown = [m for m in names if m not in ALL_METRICS]
         if unknown:
-            raise GantrainError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(ALL_METRICS)}")
+            raise MetricChoiceError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(ALL_METRICS)}")
+        if num_samples is not None and num_samples < 1:
+            raise MetricChoiceError(f"num_samples={num_samples} must be a positive number of generated samples")
         self.dataset, self.names, self.device, self.seed = dataset, names, torch.device(device), seed
+        self.num_samples = num_samples or (2500 if dataset.kind == "points" else 10000)
         self.floor: dict[str, float] = {}
         self.provenance: dict[str, Any] = {}
-        self.parts: list[Callable[[Tensor], dict[str, float]]] = []
+        self.parts: Optional[list[Callable[[Tensor], dict[str, float]]]] = None  # set up on first use
+        self._inception_extractor = inception
         mixture = [m for m in names if m in MIXTURE_METRICS]
+        if mixture and dataset.kind != "points":
+            raise MetricChoiceError(f"metrics {', '.join(mixture)} are for the 2D mixtures (ring, grid)")
+        if dataset.kind == "points" and len(mixture) < len(names):
+            raise MetricChoiceError("image metrics asked for on 2D data; use modes, high_quality_pct, reverse_kl")
         domain = [m for m in names if m in DOMAIN_METRICS]
-        if mixture:
-            if dataset.kind != "points":
-                raise GantrainError(f"metrics {', '.join(mixture)} are for the 2D mixtures (ring, grid)")
-            self.num_samples = num_samples or 2500
-            self.parts.append(lambda x: {k: v for k, v in mixture_metrics(x, dataset.means, dataset.std).items() if k in mixture})
-            truth = dataset.sample(self.num_samples, torch.Generator().manual_seed(seed + 1))
-            self.floor.update(mixture_metrics(truth, dataset.means, dataset.std))
-            self.provenance["mixture"] = {"num_generated": self.num_samples, "modes": len(dataset.means), "std": dataset.std,
-                                          "floor": f"{self.num_samples} samples of the mixture itself"}
-        if dataset.kind == "points" and (domain or set(names) & set(INCEPTION_METRICS)):
-            raise GantrainError("image metrics asked for on 2D data; use modes, high_quality_pct, reverse_kl")
-        if dataset.kind == "image":
-            self.num_samples = num_samples or 10000
-        if domain:
-            self.parts.append(self._domain(domain))
-        if inception_names := [m for m in names if m in INCEPTION_METRICS]:
-            self.parts.append(self._inception(inception_names, inception))
+        if domain and not hasattr(dataset, "split"):
+            raise MetricChoiceError(f"{', '.join(domain)} need a labelled dataset (mnist, fashion_mnist, digits)")
+
+    def prepare(self) -> None:
+        """The costly part, run once: real-data features, floors, a classifier trained if none is cached.
+
+        The training RNG is left as it was (evaluation never changes what training draws).
+        """
+        if self.parts is not None:
+            return
+        parts: list[Callable[[Tensor], dict[str, float]]] = []
+        dataset, seed = self.dataset, self.seed
+        with torch.random.fork_rng(devices=[]):
+            if mixture := [m for m in self.names if m in MIXTURE_METRICS]:
+                parts.append(lambda x: {k: v for k, v in mixture_metrics(x, dataset.means, dataset.std).items() if k in mixture})
+                truth = dataset.sample(self.num_samples, torch.Generator().manual_seed(seed + 1))
+                self.floor.update(mixture_metrics(truth, dataset.means, dataset.std))
+                self.provenance["mixture"] = {"num_generated": self.num_samples, "modes": len(dataset.means),
+                                              "std": dataset.std, "floor": f"{self.num_samples} samples of the mixture itself"}
+            if domain := [m for m in self.names if m in DOMAIN_METRICS]:
+                parts.append(self._domain(domain))
+            if inception_names := [m for m in self.names if m in INCEPTION_METRICS]:
+                parts.append(self._inception(inception_names, self._inception_extractor))
+        self.parts = parts
 
     def __call__(self, generator: Generator) -> dict[str, float]:
-        samples = generate(generator, self.num_samples, self.seed)
+        self.prepare()
+        assert self.parts is not None
         out: dict[str, float] = {}
-        for part in self.parts:
-            out.update(part(samples))
+        with torch.random.fork_rng(devices=[]):
+            samples = generate(generator, self.num_samples, self.seed)
+            for part in self.parts:
+                out.update(part(samples))
         return {k: out[k] for k in self.names if k in out}
 
     # ---- the domain classifier's feature space ------------------------------------------------
@@ -93,8 +126,6 @@ class Evaluator:
     def _domain(self, names: list[str]) -> Callable[[Tensor], dict[str, float]]:
         from .classifier import load_classifier
 
-        if not hasattr(self.dataset, "split"):
-            raise GantrainError(f"{', '.join(names)} need a labelled dataset (mnist, fashion_mnist, digits)")
         model, meta = load_classifier(self.dataset, device=str(self.device))
         train, test = self.dataset.split(train=True), self.dataset.split(train=False)
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))[: min(self.num_samples, len(train))]
@@ -150,7 +181,7 @@ class Evaluator:
                 "is": InceptionScore(feature=extractor or "logits_unbiased") if "is" in names else None,
             }
         except Exception as exc:  # ImportError, ModuleNotFoundError, URLError, RuntimeError from the download
-            raise GantrainError(f"{', '.join(names)} unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); "
+            raise MetricUnavailable(f"{', '.join(names)} unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); "
                                 f"{help_line}") from None
         metrics = {k: m.to(self.device) for k, m in metrics.items() if m is not None}
         data = self.dataset.tensor()
@@ -185,64 +216,3 @@ class Evaluator:
         self.provenance["inception"] = {"feature_extractor": name,
                                         "num_real": len(real), "num_generated": self.num_samples}
         return scores
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    """`gantrain-eval RUN_FOLDER_OR_CHECKPOINT [metrics=[fid_classifier,precision]] [num_samples=N] [device=cpu]
-    [dataset.root=DIR] [ema=true]`: print a table of scores with their real-vs-real floor, write eval.json."""
-    from omegaconf import OmegaConf
-
-    from .api import load_generator
-    from .build import instantiate_component, resolve_device
-    from .checkpoint import open_run_or_checkpoint, run_folder_of
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or any(a in ("-h", "--help") for a in args):
-        print(main.__doc__)
-        sys.exit(0 if args else 2)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        paths = [a for a in args if "=" not in a]
-        if len(paths) != 1:
-            raise GantrainError("give exactly one run folder or checkpoint file")
-        path = Path(paths[0])
-        options = dict(a.split("=", 1) for a in args if "=" in a)
-        own = {k: options.pop(k) for k in ("metrics", "num_samples", "device", "ema", "seed") if k in options}
-        bad = [k for k in options if not k.startswith("dataset.")]
-        if bad:
-            raise GantrainError(f"unknown option(s) {', '.join(bad)}; use metrics=, num_samples=, device=, ema=, seed=, dataset.KEY=")
-        checkpoint, state = open_run_or_checkpoint(path)
-        out_dir = path if path.is_dir() else run_folder_of(path)
-        dataset_cfg = OmegaConf.create(state["config"]["dataset"])
-        for key, value in options.items():
-            OmegaConf.update(dataset_cfg, key[len("dataset."):], OmegaConf.create(f"v: {value}").v)  # YAML-typed
-        dataset = instantiate_component(dataset_cfg, "dataset")
-        device = resolve_device(own.get("device", "auto"))
-        metrics: Any = own.get("metrics", "auto")
-        if metrics != "auto":
-            metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
-        evaluator = Evaluator(dataset, metrics, int(own["num_samples"]) if "num_samples" in own else None, device,
-                              int(own.get("seed", 0)))
-        use_ema = own.get("ema", "true").lower() != "false"
-        generator = load_generator(checkpoint, device=device, ema=use_ema)
-        results = evaluator(generator)
-    except GantrainError as exc:
-        print(f"gantrain-eval: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    report = {
-        "checkpoint": str(checkpoint),
-        "step": state["step"],
-        "generator": "ema" if use_ema and state.get("generator_ema") is not None else "generator",
-        "metrics": results,
-        "real_vs_real_floor": {k: v for k, v in evaluator.floor.items() if k in results},
-        "provenance": evaluator.provenance,
-    }
-    print(f"{'metric':16s} {'value':>12s} {'real-vs-real':>14s}")
-    for name, value in results.items():
-        floor = evaluator.floor.get(name)
-        print(f"{name:16s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
-    target = out_dir / "eval.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=lambda v: v if math.isfinite(v) else str(v)) + "\n")
-    tmp.replace(target)
-    print(f"wrote {target}")

@@ -53,7 +53,12 @@ class RunLogger:
         if progress:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stdout)
+            import shutil
+
+            # a terminal that reports zero columns (some CI consoles) would get an empty bar: use 80
+            width = None if shutil.get_terminal_size((80, 24)).columns > 0 else 80
+            self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=width is None,
+                            ncols=width, file=sys.stdout)
 
     def step_done(self, n: int = 1) -> None:
         if self.bar is not None:
@@ -87,10 +92,6 @@ class RunLogger:
         save_png(picture, path)
         self.tb.add_image("samples", picture, step)
         return path
-
-    def flush(self) -> None:
-        self.tb.flush()
-        self.jsonl.flush()
 
     def close(self) -> None:
         if self.bar is not None:

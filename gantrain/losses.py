@@ -42,8 +42,9 @@ class GANLoss:
     """
 
     name = "gan"
-    #: True when D is a critic with unbounded scores (Wasserstein, hinge); these report a distance estimate.
-    critic = False
+    #: True when E D(x) - E D(G(z)) estimates a distance between the distributions (the Wasserstein critic);
+    #: the trainer then logs it as loss/wasserstein.
+    estimates_distance = False
 
     def __init__(self, clip: Optional[float] = None, gradient_penalty: float = 0.0, r1_gamma: float = 0.0):
         if clip is not None and clip <= 0:
@@ -73,16 +74,6 @@ class GANLoss:
             total = total + 0.5 * self.r1_gamma * r1_penalty(discriminator, real)
         return total
 
-    def describe(self) -> str:
-        parts = [self.name]
-        if self.clip is not None:
-            parts.append(f"clip={self.clip}")
-        if self.gp_weight:
-            parts.append(f"gradient_penalty={self.gp_weight}")
-        if self.r1_gamma:
-            parts.append(f"r1_gamma={self.r1_gamma}")
-        return " ".join(parts)
-
 
 class Minimax(GANLoss):
     """The saturating min-max game: D maximises log D(x) + log(1 - D(G(z))); G minimises log(1 - D(G(z)))."""
@@ -110,7 +101,7 @@ class Wasserstein(GANLoss):
     """Wasserstein critic: D minimises D(G(z)) - D(x); G minimises -D(G(z))."""
 
     name = "wasserstein"
-    critic = True
+    estimates_distance = True
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return fake_logits.mean() - real_logits.mean()
@@ -123,7 +114,6 @@ class Hinge(GANLoss):
     """Hinge loss: D minimises relu(1 - D(x)) + relu(1 + D(G(z))); G minimises -D(G(z))."""
 
     name = "hinge"
-    critic = True
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()

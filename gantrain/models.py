@@ -24,8 +24,21 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        """n samples in data space, on the model's device; images (n, C, H, W) in [-1, 1], points (n, 2)."""
-        device = next(self.parameters()).device
+        """n samples in data space, on the model's device; images (n, C, H, W) in [-1, 1], points (n, 2).
+
+        n: a whole number >= 0 (an int, a numpy integer or a one-element integer tensor); 0 gives an empty batch.
+        """
+        try:  # __index__ takes every integer type and refuses 2.5, where int() would truncate it silently
+            count = -1 if isinstance(n, bool) else n.__index__()
+        except (AttributeError, TypeError, RuntimeError):
+            count = -1
+        if count < 0:
+            shown = repr(n) if isinstance(n, (int, float, str)) else type(n).__name__  # a tensor's repr spans lines
+            raise GantrainError(f"sample(n={shown}): n must be a whole number >= 0, the number of samples to draw")
+        first = next(self.parameters())
+        if count == 0:  # no forward pass: the DCGAN's view(n, -1, 1, 1) of z cannot size an empty batch
+            return torch.empty((0, *self.out_shape), device=first.device, dtype=first.dtype)
+        n, device = count, first.device
         if generator is not None:  # a private CPU generator: the same z on every device
             z = torch.randn(n, self.latent_dim, generator=generator).to(device)
         else:
@@ -104,8 +117,6 @@ class DCGANGenerator(Generator):
 class Discriminator(nn.Module):
     """Base of every discriminator: forward(x) gives one raw score per sample, shape (N,)."""
 
-    sigmoid: bool = False
-
 
 def _maybe_sn(module: nn.Module, enabled: bool) -> nn.Module:
     return _spectral_norm(module) if enabled else module
@@ -120,12 +131,10 @@ class DCGANDiscriminator(Discriminator):
         base_channels: int = 64,
         norm: str = "batch",
         spectral_norm: bool = False,
-        sigmoid: bool = False,
     ):
         super().__init__()
         channels, size, _ = _image_shape(in_shape, "discriminator")
         base, n = dcgan_plan(size)
-        self.sigmoid = bool(sigmoid)
         width = base_channels
         layers: list[nn.Module] = [_maybe_sn(nn.Conv2d(channels, width, 4, 2, 1), spectral_norm), nn.LeakyReLU(0.2, True)]
         for _ in range(n - 1):
@@ -140,8 +149,7 @@ class DCGANDiscriminator(Discriminator):
         self.apply(_dcgan_init)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.net(x).flatten()
-        return torch.sigmoid(out) if self.sigmoid else out
+        return self.net(x).flatten()
 
 
 def _dcgan_init(module: nn.Module) -> None:
@@ -201,14 +209,11 @@ class MLPDiscriminator(Discriminator):
         hidden: Sequence[int] = (128, 128, 128),
         norm: str = "none",
         spectral_norm: bool = False,
-        sigmoid: bool = False,
     ):
         super().__init__()
-        self.sigmoid = bool(sigmoid)
         layers = _mlp([math.prod(in_shape), *hidden], norm, spectral_norm, nn.LeakyReLU(0.2, True), "discriminator")
         layers.append(_maybe_sn(nn.Linear(hidden[-1] if hidden else math.prod(in_shape), 1), spectral_norm))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.net(x.flatten(1)).flatten()
-        return torch.sigmoid(out) if self.sigmoid else out
+        return self.net(x.flatten(1)).flatten()

@@ -82,38 +82,27 @@ class FlopCount(TorchDispatchMode):
         return out
 
 
-class NullLogger:
-    def step_done(self, n: int = 1) -> None: ...
-    def scalars(self, *a, **k) -> None: ...
-    def images(self, *a, **k) -> None: ...
-
-
 def gantrain_rate(w: dict, device: torch.device, precision: str, seconds: float, data: torch.Tensor | None, tmp: Path):
     """(it/s, FLOPs per step, whether a CUDA graph ran) of gantrain's trainer in steady state."""
     overrides = [f"loss={w['loss']}", "dataset=digits", f"dataset.image_size={w['size']}", f"trainer.batch_size={w['batch']}",
                  f"trainer.device={device}", f"trainer.precision={precision}", "trainer.log_every=1000000",
                  "trainer.sample_every=1000000", "trainer.ckpt_every=1000000", "trainer.steps=1000000000"]
-    trainer = build(gantrain.compose(overrides), tmp / f"run-{w['loss']}-{w['size']}-{precision}")
+    loop = build(gantrain.compose(overrides), tmp / f"run-{w['loss']}-{w['size']}-{precision}")
     if data is not None:
-        trainer.batches = DeviceBatches(data, w["batch"], 0, device)
-    trainer.logger = NullLogger()
-    n_critic = trainer.s.n_critic
+        loop.batches = DeviceBatches(data, w["batch"], 0, device)
+    k = loop.game.batches_per_step()
     with FlopCount() as counter:
-        trainer.train_step(trainer.batches.next(n_critic))
+        loop.game.step(loop.batches.next(k))
     flops = counter.total
-    if trainer._use_graph():
-        trainer._warm_and_capture()
-    for _ in range(3):
-        trainer._run_step()
+    loop.train_steps(3)  # captures the CUDA graph first when planned (three warm-up steps), then 3 steps
     sync(device)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds or steps < 5:
-        for _ in range(10):
-            trainer._run_step()
+        loop.train_steps(10)
         steps += 10
         sync(device)
     rate = steps / (time.perf_counter() - start)
-    return rate, flops, trainer.graph is not None
+    return rate, flops, loop.graph is not None
 
 
 def plain_rate(w: dict, device: torch.device, seconds: float, mnist_root: Path | None, latent_dim: int = 100):

@@ -21,21 +21,15 @@ except ImportError:  # a plain checkout: the source tree
     import gantrain
 from gantrain.build import build  # noqa: E402
 
-sys.path.insert(0, str(REPO / "scripts"))
-from bench import NullLogger  # noqa: E402
-
 
 def run_steps(overrides: list[str], steps: int, tmp: Path, tag: str, capture: bool = True):
     """Train `steps` steps; capture=False runs the same (capturable) optimizers eagerly."""
-    trainer = build(gantrain.compose(overrides), tmp / tag)
-    trainer.logger = NullLogger()
-    if capture and trainer._use_graph():
-        trainer._warm_and_capture()  # three eager warm-up steps, then capture
-    while trainer.step < steps:
-        trainer._run_step()
+    loop = build(gantrain.compose(overrides), tmp / tag)
+    loop.use_graph = loop.use_graph and capture  # capture=False: the same capturable optimizers, eagerly
+    loop.train_steps(steps)  # with a graph: three eager warm-up steps, the capture, then replays
     torch.cuda.synchronize()
-    stats = trainer.stats.tolist()
-    return trainer, stats
+    stats = [v for _, v in sorted(loop.stats.read().items())]
+    return loop, stats
 
 
 def relative_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
@@ -58,12 +52,24 @@ def main() -> int:
             base = [f"loss={loss}", "dataset=digits", "dataset.image_size=32", "trainer.device=cuda", "seed=5", *extra]
             eager, s_e = run_steps(base + ["trainer.cuda_graph=true"], args.steps, tmp, f"{loss}-eager", capture=False)
             graph, s_g = run_steps(base + ["trainer.cuda_graph=true"], args.steps, tmp, f"{loss}-graph")
-            dg, dd = relative_difference(eager.G, graph.G), relative_difference(eager.D, graph.D)
+            dg = relative_difference(eager.game.G, graph.game.G)
+            dd = relative_difference(eager.game.D, graph.game.D)
             loss_diff = max(abs(a - b) / max(abs(a), 1e-3) for a, b in zip(s_e, s_g))
             ok = graph.graph is not None and dg < 1e-3 and dd < 1e-3 and loss_diff < 1e-2
             failures += not ok
             print(f"{'OK ' if ok else 'BAD'} graph vs eager {loss} {' '.join(extra)}: graph={graph.graph is not None} "
                   f"rel. weight diff G {dg:.2e} D {dd:.2e}, rel. loss-sum diff {loss_diff:.2e}", flush=True)
+        # A learning-rate schedule under the graph: the rates written between replays are the ones used.
+        base = ["loss=hinge", "dataset=digits", "dataset.image_size=32", "trainer.device=cuda", "seed=5",
+                "optimizer.lr_schedule=linear", f"trainer.steps={args.steps}", "trainer.cuda_graph=true"]
+        eager, s_e = run_steps(base, args.steps, tmp, "sched-eager", capture=False)
+        graph, s_g = run_steps(base, args.steps, tmp, "sched-graph")
+        dg = relative_difference(eager.game.G, graph.game.G)
+        lr = float(graph.game.optimizers["generator"].param_groups[0]["lr"])
+        ok = graph.graph is not None and dg < 1e-3 and lr == 0.0
+        failures += not ok
+        print(f"{'OK ' if ok else 'BAD'} linear lr schedule under the graph: graph={graph.graph is not None} "
+              f"rel. weight diff G {dg:.2e}, final lr {lr}", flush=True)
         # bf16 under the graph trains with finite losses.
         bf16, s_b = run_steps(["loss=wgan_gp", "dataset=digits", "dataset.image_size=32", "trainer.device=cuda",
                                "trainer.precision=bf16"], args.steps, tmp, "bf16")
@@ -78,7 +84,8 @@ def main() -> int:
         gantrain.train(gantrain.compose(common + ["trainer.steps=20", f"resume={tmp / 'split'}"]), tmp / "split")
         a = gantrain.checkpoint.load_checkpoint(tmp / "straight" / "checkpoints" / "last.pt")
         b = gantrain.checkpoint.load_checkpoint(tmp / "split" / "checkpoints" / "last.pt")
-        same = all(torch.equal(a["generator"][k], b["generator"][k]) for k in a["generator"])
+        ga, gb = a["networks"]["generator"], b["networks"]["generator"]
+        same = all(torch.equal(ga[k], gb[k]) for k in ga)
         failures += not same
         print(f"{'OK ' if same else 'BAD'} GPU resume 10+10 == 20 bit-identical: {same}")
     print("FAILURES:", failures)

@@ -17,12 +17,53 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def data_root(request: pytest.FixtureRequest) -> Path:
-    """The folder with torchvision's MNIST layout; a missing folder fails the test (it is never skipped)."""
+    """The folder with torchvision's MNIST layout: the given or shared copy, else one downloaded once into a cache.
+
+    Without a copy and without a network the test fails (it is never skipped).
+    """
+    import shutil
+    import socket
+    import tempfile
+
     given = request.config.getoption("--data-root") or os.environ.get("GANTRAIN_DATA")
     root = Path(given) if given else REPO.parent / "shared" / "data"
-    if not (root / "MNIST" / "raw").is_dir():
-        pytest.fail(f"real MNIST not found under {root}: set GANTRAIN_DATA or --data-root to ../shared/data")
-    return root
+    if (root / "MNIST" / "raw").is_dir():
+        return root
+    # Not $GANTRAIN_CACHE: the session's classifier_cache fixture points it at a temporary folder, and the
+    # point of this cache is to download once per machine, not once per session.
+    cache = Path.home() / ".cache" / "gantrain" / "data"
+    needed = ("MNIST", "FashionMNIST")  # test_configs builds fashion_mnist from this root too
+    files = [f"{split}-{kind}-ubyte.gz" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")]
+
+    def complete(folder: Path) -> bool:
+        return all((folder / "raw" / name).is_file() for name in files)
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(20)  # a network that drops packets fails in seconds instead of hanging the session
+    try:
+        import torchvision
+
+        cache.mkdir(parents=True, exist_ok=True)
+        for name in needed:
+            if complete(cache / name):
+                continue
+            # download beside the cache and move whole folders in, so an interrupted download leaves no half copy
+            with tempfile.TemporaryDirectory(dir=cache, prefix=".partial-") as partial:
+                getattr(torchvision.datasets, name)(partial, train=True, download=True)
+                try:
+                    os.replace(Path(partial) / name, cache / name)
+                except OSError:  # another session got there first; keep its copy if it is whole
+                    if not complete(cache / name):
+                        shutil.rmtree(cache / name, ignore_errors=True)
+                        os.replace(Path(partial) / name, cache / name)
+    except Exception as exc:  # offline: URLError, RuntimeError("Error downloading ..."), socket.timeout, ...
+        detail = " ".join(str(exc).split())
+        reason = f"{type(exc).__name__}: {detail if len(detail) <= 200 else detail[:197] + '...'}"
+        pytest.fail(f"real MNIST not found under {root} and no download into {cache} ({reason}): "
+                    f"set GANTRAIN_DATA or --data-root to ../shared/data")
+    finally:
+        socket.setdefaulttimeout(previous)
+    return cache
 
 
 def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

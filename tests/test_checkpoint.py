@@ -13,14 +13,15 @@ import torch
 
 import gantrain
 from conftest import FAST, run_gantrain
-from gantrain.checkpoint import CheckpointWriter, load_checkpoint, newest_good
+from gantrain.checkpoint import FORMAT_VERSION, CheckpointWriter, load_checkpoint, newest_good
 from gantrain.errors import GantrainError
 
 pytestmark = pytest.mark.slow
 
 
 def minimal_state(step: int) -> dict:
-    return {"format": "gantrain-checkpoint", "format_version": 1, "step": step, "generator": {"w": torch.full((4,), float(step))}}
+    return {"format": "gantrain-checkpoint", "format_version": FORMAT_VERSION, "step": step,
+            "networks": {"generator": {"w": torch.full((4,), float(step))}}}
 
 
 def test_writer_keeps_last_and_prunes_after_success(tmp_path):
@@ -88,9 +89,25 @@ def test_crafted_checkpoint_does_not_run_code(tmp_path):
     assert not marker.exists()
     # A pickle that uses only allowed types but carries unknown entries is refused too.
     odd = tmp_path / "odd.pt"
-    torch.save({"format": "gantrain-checkpoint", "format_version": 1, "surprise": 1}, odd)
-    with pytest.raises(GantrainError, match="unexpected entries"):
-        load_checkpoint(odd)
+    for version in (1, FORMAT_VERSION):
+        torch.save({"format": "gantrain-checkpoint", "format_version": version, "surprise": 1}, odd)
+        with pytest.raises(GantrainError, match="unexpected entries"):
+            load_checkpoint(odd)
+
+
+def test_unknown_formats_are_refused_in_one_line(tmp_path):
+    path = tmp_path / "future.pt"
+    for version, message in ((FORMAT_VERSION + 1, "newer than this gantrain reads"), ("2", "unknown format version"),
+                             (0, "unknown format version")):
+        torch.save({"format": "gantrain-checkpoint", "format_version": version, "step": 1}, path)
+        with pytest.raises(GantrainError, match=message):
+            load_checkpoint(path)
+        result = run_gantrain(f"resume={path}", cwd=tmp_path) if version == FORMAT_VERSION + 1 else None
+        if result is not None:
+            assert result.returncode == 2 and "upgrade gantrain" in result.stderr and "Traceback" not in result.stderr
+    torch.save({"format": "gantrain-checkpoint", "format_version": 1, "step": 1}, path)  # a 0.1.0 file cut short
+    with pytest.raises(GantrainError, match=r"\(format 1\) is incomplete"):
+        load_checkpoint(path)
 
 
 def loss_rows(run: Path) -> dict:
@@ -109,15 +126,15 @@ def test_resume_is_bit_identical_wgan_gp_mid_epoch(tmp_path):
     state4 = load_checkpoint(split / "checkpoints" / "last.pt")
     assert state4["step"] == 4 and state4["data_state"] == {"epoch": 0, "pos": 4 * 5 * 64}
     assert {"python", "numpy", "torch"} <= set(state4["rng"]) and state4["versions"]["torch"] == torch.__version__
-    assert state4["generator_ema"] is not None and state4["optimizer_d"]["state"]
+    assert "generator" in state4["ema"] and state4["optimizers"]["discriminator"]["state"]
     gantrain.train(gantrain.compose(common + ["trainer.steps=8", f"resume={split}"]), split)
 
     a = load_checkpoint(straight / "checkpoints" / "last.pt")
     b = load_checkpoint(split / "checkpoints" / "last.pt")
     assert b["data_state"]["epoch"] == 1
-    for part in ("generator", "discriminator", "generator_ema"):
-        for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    for part, net in (("networks", "generator"), ("networks", "discriminator"), ("ema", "generator")):
+        for key in a[part][net]:
+            assert torch.equal(a[part][net][key], b[part][net][key]), f"{part}.{net}.{key}"
     # The first segment's run also logged its final partial interval (step 4); every row both runs logged is identical.
     assert sorted(loss_rows(straight)) == [3, 6, 8] and sorted(loss_rows(split)) == [3, 4, 6, 8]
     assert {s: r for s, r in loss_rows(split).items() if s != 4} == loss_rows(straight)
@@ -127,32 +144,30 @@ def test_resume_is_bit_identical_wgan_gp_mid_epoch(tmp_path):
 def test_interrupted_run_with_lr_schedule_resumes_exactly(tmp_path):
     # The linear schedule spans trainer.steps, so stop an 8-step run at step 4 (as a signal would) and resume it.
     from gantrain.build import build
-    from gantrain.trainer import Interrupted
+    from gantrain.loop import Interrupted
+    from gantrain.periodic import Periodic
+
+    class SignalAt(Periodic):  # periodic work that acts as a SIGTERM arriving during step 4
+        def __call__(self, loop, final=False):
+            os.kill(os.getpid(), signal.SIGTERM)
 
     common = ["loss=hinge", "dataset=digits", "trainer.device=cpu", "trainer.log_every=2", "trainer.ckpt_every=100",
               "trainer.sample_every=100", "optimizer.lr_schedule=linear", "trainer.steps=8"]
     straight, split = tmp_path / "straight", tmp_path / "split"
     gantrain.train(gantrain.compose(common), straight)
-    trainer = build(gantrain.compose(common), split)
-    run_step = trainer._run_step
-
-    def step_then_signal():
-        run_step()
-        if trainer.step == 4:
-            trainer._on_signal(signal.SIGTERM, None)
-
-    trainer._run_step = step_then_signal
+    loop = build(gantrain.compose(common), split)
+    loop.periodic.insert(0, SignalAt(4))
     with pytest.raises(Interrupted):
-        trainer.fit()
+        loop.fit()
     state4 = load_checkpoint(split / "checkpoints" / "last.pt")
-    assert state4["step"] == 4 and state4["scheduler_g"]["last_epoch"] == 4
-    assert state4["optimizer_g"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * (1 - 4 / 8))
+    assert state4["step"] == 4 and state4["schedules"]["generator"]["last_epoch"] == 4
+    assert state4["optimizers"]["generator"]["param_groups"][0]["lr"] == pytest.approx(2e-4 * (1 - 4 / 8))
     gantrain.train(gantrain.compose(common + [f"resume={split}"]), split)
     a = load_checkpoint(straight / "checkpoints" / "last.pt")
     b = load_checkpoint(split / "checkpoints" / "last.pt")
-    for part in ("generator", "discriminator"):
-        for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    for net in ("generator", "discriminator"):
+        for key in a["networks"][net]:
+            assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"
     assert loss_rows(straight) == loss_rows(split)
 
 

@@ -8,7 +8,7 @@ from gantrain import load_generator
 from gantrain.checkpoint import load_checkpoint
 
 from conftest import run_gantrain
-from test_pinned import assert_weights_equal
+from test_pinned import assert_weights_equal, named_weights
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1_0"
 
@@ -22,7 +22,7 @@ def test_0_1_0_run_resumes_exactly_as_0_1_0_did(tmp_path):
     want = torch.load(FIXTURES / "resumed_30.pt", weights_only=True)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["step"] == want["step"] == 30
-    got = {k: state[k] for k in want["weights"]}
+    got = named_weights(state)
     assert_weights_equal(got, want["weights"], exact=str(torch.__version__) == want["torch"])
     assert (run / "checkpoints" / "step_00000020.pt").read_bytes() == before["step_00000020.pt"]
 
@@ -30,7 +30,8 @@ def test_0_1_0_run_resumes_exactly_as_0_1_0_did(tmp_path):
 def test_0_1_0_generator_loads_from_folder_and_file():
     want = load_checkpoint(FIXTURES / "run" / "checkpoints" / "step_00000020.pt")
     g = load_generator(FIXTURES / "run")
-    for key, value in want["generator_ema"].items():
+    assert want["format_version"] == 2 and want["versions"]["gantrain"] == "0.1.0"  # migrated on load
+    for key, value in want["ema"]["generator"].items():
         assert torch.equal(g.state_dict()[key], value)
     raw = load_generator(FIXTURES / "run" / "checkpoints" / "step_00000010.pt", ema=False)
     assert not raw.training

@@ -1,4 +1,5 @@
 """Every config option composes and builds (in the manner of lightning-hydra-template's tests)."""
+import math
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,13 @@ def test_every_dataset_builds_and_steps(name, data_root, image_folder, tmp_path)
            "discriminator.hidden=[8]" if gen == "mlp" else "discriminator.base_channels=4", "trainer.device=cpu",
            "trainer.num_workers=0"]
     )
-    trainer = build(cfg, tmp_path / "run")
-    raw = trainer.batches.next(1)
+    loop = build(cfg, tmp_path / "run")
+    raw = loop.batches.next(1)
     assert raw.shape[:2] == (1, cfg.trainer.batch_size)
-    before = [p.detach().clone() for p in trainer.G.parameters()]
-    trainer.train_step(raw)
-    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.G.parameters()))
-    assert torch.isfinite(trainer.stats).all()
+    before = [p.detach().clone() for p in loop.game.G.parameters()]
+    loop.game.step(raw)
+    assert any(not torch.equal(a, b) for a, b in zip(before, loop.game.G.parameters()))
+    assert all(math.isfinite(v) for v in loop.stats.read().values())
 
 
 def test_cifar10_composes_builds_models_and_says_what_is_missing(tmp_path):
@@ -79,29 +80,44 @@ def test_cifar10_composes_builds_models_and_says_what_is_missing(tmp_path):
 def test_every_loss_with_every_architecture(loss, arch, tmp_path):
     cfg = gantrain.compose([f"loss={loss}", f"generator={arch}", f"discriminator={arch}", "trainer.device=cpu",
                             "trainer.batch_size=16"])
-    trainer = build(cfg, tmp_path)
-    trainer.train_step(trainer.batches.next(cfg.trainer.n_critic))
-    assert torch.isfinite(trainer.stats).all()
+    loop = build(cfg, tmp_path)
+    loop.game.step(loop.batches.next(cfg.trainer.n_critic))
+    means = loop.stats.read()
+    assert all(math.isfinite(v) for v in means.values()) and {"loss/d", "loss/g", "d/real", "d/fake"} <= set(means)
     if loss in ("wasserstein",):
-        assert max(p.abs().max().item() for p in trainer.D.parameters()) <= cfg.loss.clip + 1e-9
+        assert max(p.abs().max().item() for p in loop.game.D.parameters()) <= cfg.loss.clip + 1e-9
     assert cfg.trainer.n_critic == (5 if loss in ("wasserstein", "wgan_gp") else 1)
 
 
 @pytest.mark.parametrize("optimizer", options("optimizer"))
 def test_every_optimizer_and_two_time_scales(optimizer, tmp_path):
     cfg = gantrain.compose([f"optimizer={optimizer}", "optimizer.discriminator.lr=0.0004", "trainer.device=cpu"])
-    trainer = build(cfg, tmp_path)
-    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4)
-    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(cfg.optimizer.lr)
-    assert type(trainer.opt_g).__name__.lower() == {"adam": "adam", "adamw": "adamw", "sgd": "sgd", "rmsprop": "rmsprop"}[optimizer]
+    optimizers = build(cfg, tmp_path).game.optimizers
+    assert optimizers["discriminator"].param_groups[0]["lr"] == pytest.approx(4e-4)
+    assert optimizers["generator"].param_groups[0]["lr"] == pytest.approx(cfg.optimizer.lr)
+    assert type(optimizers["generator"]).__name__.lower() == {"adam": "adam", "adamw": "adamw", "sgd": "sgd", "rmsprop": "rmsprop"}[optimizer]
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
     cfg = gantrain.compose([f"experiment={experiment}", f"dataset.root={data_root}", "trainer.device=cpu"]
                            if "mnist" in experiment else [f"experiment={experiment}", "trainer.device=cpu"])
-    trainer = build(cfg, tmp_path)
-    assert trainer.s.steps > 0
+    loop = build(cfg, tmp_path)
+    game = loop.game
+    # the built objects are the ones the preset names, with its settings
+    for obj, node in ((game.G, cfg.generator), (game.D, cfg.discriminator), (game.loss, cfg.loss)):
+        assert f"{type(obj).__module__}.{type(obj).__name__}" == node._target_
+    assert type(loop.batches.data).__name__ == "Tensor" and loop.batches.batch_size == cfg.trainer.batch_size
+    assert (loop.steps, game.n_critic, game.G.latent_dim) == (cfg.trainer.steps, cfg.trainer.n_critic, cfg.generator.latent_dim)
+    assert game.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(cfg.optimizer.lr)
+    assert tuple(game.optimizers["discriminator"].defaults.get("betas", ())) == (
+        tuple(cfg.optimizer.betas) if cfg.optimizer.name in ("adam", "adamw") else ())
+    assert game.loss.clip == cfg.loss.clip and game.loss.gp_weight == cfg.loss.gradient_penalty
+    every = {type(w).__name__: w.every for w in loop.periodic}
+    assert every["ScalarLog"] == cfg.trainer.log_every and every["Checkpointing"] == cfg.trainer.ckpt_every
+    assert ("Evaluation" in every) == (cfg.trainer.eval_every > 0)
+    loop.game.step(loop.batches.next(cfg.trainer.n_critic))  # and it trains
+    assert all(math.isfinite(v) for v in loop.stats.read().values())
 
 
 def test_wgan_recipes_carry_their_objective():
@@ -110,17 +126,68 @@ def test_wgan_recipes_carry_their_objective():
     gp = gantrain.compose(["experiment=wgan_gp_mnist"])
     assert (gp.optimizer.lr, list(gp.optimizer.betas), gp.loss.gradient_penalty, gp.trainer.n_critic) == (1e-4, [0.0, 0.9], 10.0, 5)
     plain = gantrain.compose(["loss=wasserstein", "dataset=mnist"])
-    assert (plain.loss.clip, plain.trainer.n_critic, plain.discriminator.sigmoid) == (0.01, 5, False)
+    assert (plain.loss.clip, plain.trainer.n_critic) == (0.01, 5)
 
 
 def test_linear_lr_schedule_decays_to_zero_at_the_last_step(tmp_path):
     cfg = gantrain.compose(["optimizer.lr_schedule=linear", "optimizer.discriminator.lr=0.0004", "trainer.steps=10",
                             "trainer.device=cpu"])
-    trainer = build(cfg, tmp_path)
-    for _ in range(4):
-        trainer._run_step()
-    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(2e-4 * (1 - 4 / 10))
-    assert trainer.opt_d.param_groups[0]["lr"] == pytest.approx(4e-4 * (1 - 4 / 10))
-    assert not trainer._use_graph() and "lr_schedule" in trainer.graph_reason or trainer.device.type == "cpu"
+    loop = build(cfg, tmp_path)
+    opt_g, opt_d = loop.game.optimizers["generator"], loop.game.optimizers["discriminator"]
+    rates = []
+    for _ in range(10):
+        loop.run_step()
+        rates.append(opt_g.param_groups[0]["lr"])
+        if loop.step == 4:
+            assert opt_d.param_groups[0]["lr"] == pytest.approx(4e-4 * (1 - 4 / 10))
+    assert rates == pytest.approx([2e-4 * (1 - k / 10) for k in range(1, 11)], abs=1e-12) and rates[-1] == 0.0
     with pytest.raises(GantrainError, match="lr_schedule='cosine' is not one of"):
         build(gantrain.compose(["optimizer.lr_schedule=cosine", "trainer.device=cpu"]), tmp_path / "x")
+
+
+def test_schedule_writes_into_a_tensor_rate_in_place():
+    # What a captured CUDA graph relies on: the schedule changes the value of the tensor the graph reads.
+    from gantrain.optim import LinearDecay, lr_to_device, lr_to_float
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w], lr=0.1, foreach=False)
+    schedule = LinearDecay(opt, total=4)
+    lr_to_device(opt, torch.device("cpu"))
+    tensor = opt.param_groups[0]["lr"]
+    for k in range(1, 5):
+        w.grad = torch.ones(3)
+        opt.step()
+        schedule.step()
+        assert opt.param_groups[0]["lr"] is tensor and float(tensor) == pytest.approx(0.1 * (1 - k / 4))
+    assert lr_to_float(opt.state_dict())["param_groups"][0]["lr"] == 0.0
+
+
+def test_cuda_graph_is_decided_in_one_place():
+    from gantrain.build import graph_plan
+    from gantrain.config import TrainerConfig
+    from gantrain.distributed import Dist
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert graph_plan(TrainerConfig(cuda_graph="auto"), cpu, Dist()) == (False, "not a CUDA device")
+    assert graph_plan(TrainerConfig(cuda_graph="auto"), cuda, Dist()) == (True, "")
+    assert graph_plan(TrainerConfig(cuda_graph="false"), cuda, Dist())[0] is False
+    assert graph_plan(TrainerConfig(cuda_graph="auto"), cuda, Dist(0, 2))[0] is False
+    for device, dist in ((cpu, Dist()), (cuda, Dist(0, 2))):
+        with pytest.raises(GantrainError, match="cuda_graph=true"):
+            graph_plan(TrainerConfig(cuda_graph="true"), device, dist)
+
+
+@pytest.mark.parametrize("norm,layer", [("batch", "BatchNorm2d"), ("layer", "GroupNorm"), ("instance", "InstanceNorm2d"),
+                                        ("none", None)])
+def test_discriminator_norm_option_builds_that_norm(norm, layer, tmp_path):
+    loop = build(gantrain.compose([f"discriminator.norm={norm}", "trainer.device=cpu", "dataset.image_size=16",
+                                   "discriminator.base_channels=4"]), tmp_path)
+    kinds = {type(m).__name__ for m in loop.game.D.modules()}
+    norms = kinds & {"BatchNorm2d", "GroupNorm", "InstanceNorm2d", "LayerNorm"}
+    assert norms == ({layer} if layer else set())
+    x = torch.randn(6, 1, 16, 16)
+    loop.game.D.train()
+    if layer:  # the norm acts on the batch: outputs change when the rest of the batch changes (batch norm) or not
+        a = loop.game.D(x)[:3]
+        b = loop.game.D(torch.cat([x[:3], 5 * x[3:]]))[:3]
+        assert torch.allclose(a, b, atol=1e-6) == (norm != "batch")

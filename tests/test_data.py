@@ -71,20 +71,74 @@ def test_image_folder_resizes_and_crops(tmp_path):
         ImageFolder(str(tmp_path / "empty"), image_size=16)
 
 
+CPU = torch.device("cpu")
+
+
 def test_batches_cover_each_epoch_once_and_resume_mid_epoch():
     data = torch.arange(10).view(10, 1)
-    stream = DeviceBatches(data, batch_size=3, seed=5, device=torch.device("cpu"))
-    epoch0 = stream.next(3).flatten().tolist()
-    assert sorted(epoch0) == sorted(epoch_permutation(10, 5, 0)[:9].tolist()) and len(set(epoch0)) == 9
-    stream2 = DeviceBatches(data, batch_size=3, seed=5, device=torch.device("cpu"))
+    stream = DeviceBatches(data, batch_size=3, seed=5, device=CPU)
+    # 3 batches an epoch (the 10th sample is dropped), each epoch in its own order
+    epochs = [stream.next(3).flatten().tolist() for _ in range(3)]
+    for e, order in enumerate(epochs):
+        assert order == epoch_permutation(10, 5, e)[:9].tolist() and len(set(order)) == 9
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2]
+    stream2 = DeviceBatches(data, batch_size=3, seed=5, device=CPU)
     stream2.next(2)
     saved = stream2.state_dict()
+    assert saved == {"epoch": 0, "pos": 6}
     ahead = stream2.next(4)
-    resumed = DeviceBatches(data, batch_size=3, seed=5, device=torch.device("cpu"))
+    resumed = DeviceBatches(data, batch_size=3, seed=5, device=CPU)
     resumed.load_state_dict(saved)
     assert torch.equal(resumed.next(4), ahead)
     with pytest.raises(GantrainError, match="batch_size=11 is larger than the dataset"):
-        DeviceBatches(data, batch_size=11, seed=0, device=torch.device("cpu"))
+        DeviceBatches(data, batch_size=11, seed=0, device=CPU)
+
+
+def test_epochs_are_distinct_permutations_and_resume_in_a_later_epoch():
+    data = torch.arange(12).view(12, 1)
+    stream = DeviceBatches(data, batch_size=3, seed=7, device=CPU)  # 4 batches an epoch, nothing dropped
+    epochs = [stream.next(4).flatten().tolist() for _ in range(3)]
+    for e, order in enumerate(epochs):
+        assert sorted(order) == list(range(12)), f"epoch {e} is not a permutation of the data"
+        assert order == epoch_permutation(12, 7, e).tolist()
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2], "epochs not reshuffled"
+    assert stream.state_dict() == {"epoch": 2, "pos": 12}
+
+    # stop in the middle of epoch 1 and resume: the rest of epoch 1 in its order, then epoch 2
+    walked = DeviceBatches(data, batch_size=3, seed=7, device=CPU)
+    walked.next(6)
+    saved = walked.state_dict()
+    assert saved == {"epoch": 1, "pos": 6}
+    ahead = walked.next(4)
+    assert ahead.flatten().tolist() == epochs[1][6:] + epochs[2][:6]
+    fresh = DeviceBatches(data, batch_size=3, seed=7, device=CPU)
+    fresh.load_state_dict(saved)
+    assert torch.equal(fresh.next(4), ahead)
+    # a stream that already sits in another epoch (its order of that epoch cached) resumes the same way
+    reused = DeviceBatches(data, batch_size=3, seed=7, device=CPU)
+    reused.next(9)
+    reused.load_state_dict(saved)
+    assert torch.equal(reused.next(4), ahead)
+    # next() into a preallocated buffer gives the same batches
+    into = DeviceBatches(data, batch_size=3, seed=7, device=CPU)
+    into.load_state_dict(saved)
+    out = torch.full((4, 3, 1), -1, dtype=data.dtype)
+    assert into.next(4, out=out) is out and torch.equal(out, ahead)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_processes_split_every_epoch_between_them(world):
+    data = torch.arange(12).view(12, 1)
+    streams = [DeviceBatches(data, batch_size=2, seed=11, device=CPU, rank=r, world=world) for r in range(world)]
+    per_epoch = 12 // (2 * world)
+    for e in range(3):
+        parts = [s.next(per_epoch).view(per_epoch, 2) for s in streams]
+        # global batch g is rank 0's slice, then rank 1's, ...: together the epoch's order, each sample once
+        order = [i for g in range(per_epoch) for p in parts for i in p[g].tolist()]
+        assert order == epoch_permutation(12, 11, e).tolist()
+    assert [s.state_dict() for s in streams] == [{"epoch": 2, "pos": 12}] * world
+    with pytest.raises(GantrainError, match="x 3 processes is larger than the dataset"):
+        DeviceBatches(data, batch_size=5, seed=0, device=CPU, rank=0, world=3)
 
 
 def test_mixture_metrics_on_the_mixture_itself():
@@ -127,3 +181,79 @@ def test_streamed_batches_follow_the_device_order_and_resume(tmp_path, rank):
     again = StreamedBatches(folder, batch_size=2, seed=3, device=cpu, num_workers=0, rank=rank, world=2)
     again.load_state_dict(saved)
     assert torch.equal(again.next(3), ahead)
+
+
+def test_streamed_batches_reshuffle_every_epoch_and_resume_in_a_later_epoch(tmp_path):
+    from PIL import Image
+
+    from gantrain.data import StreamedBatches
+
+    for i in range(8):
+        Image.new("L", (4, 4), 30 * i).save(tmp_path / f"{i}.png")
+    folder = ImageFolder(str(tmp_path), image_size=4, channels=1)
+    streamed = StreamedBatches(folder, batch_size=2, seed=4, device=CPU, num_workers=0)
+    device = DeviceBatches(folder.tensor(), batch_size=2, seed=4, device=CPU)
+    epochs = []
+    for e in range(3):
+        batches = streamed.next(4)
+        assert torch.equal(batches, device.next(4))
+        epochs.append(batches[:, :, 0, 0, 0].flatten().tolist())  # each image is one grey level
+        assert sorted(epochs[-1]) == [30 * i for i in range(8)], f"epoch {e} is not a permutation of the images"
+    assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2], "epochs not reshuffled"
+    walked = StreamedBatches(folder, batch_size=2, seed=4, device=CPU, num_workers=0)
+    walked.next(5)
+    saved = walked.state_dict()
+    assert saved == {"epoch": 1, "pos": 2}
+    ahead = walked.next(5)
+    assert ahead[:, :, 0, 0, 0].flatten().tolist() == epochs[1][2:] + epochs[2][:4]
+    again = StreamedBatches(folder, batch_size=2, seed=4, device=CPU, num_workers=0)
+    again.next(1)  # already iterating epoch 0
+    again.load_state_dict(saved)
+    assert torch.equal(again.next(5), ahead)
+
+
+def test_batch_size_limits_and_messages():
+    data = torch.arange(12).view(12, 1)
+    assert DeviceBatches(data, batch_size=12, seed=0, device=CPU).next(2).flatten().tolist() == (
+        epoch_permutation(12, 0, 0).tolist() + epoch_permutation(12, 0, 1).tolist())  # one batch an epoch
+    DeviceBatches(data, batch_size=6, seed=0, device=CPU, rank=1, world=2)  # exactly the dataset: allowed
+    with pytest.raises(GantrainError) as one:
+        DeviceBatches(data, batch_size=13, seed=0, device=CPU)
+    assert str(one.value) == ("trainer.batch_size=13 is larger than the dataset (12 samples); lower trainer.batch_size")
+    with pytest.raises(GantrainError) as two:
+        DeviceBatches(data, batch_size=7, seed=0, device=CPU, rank=0, world=2)
+    assert "trainer.batch_size=7 x 2 processes is larger than the dataset (12 samples)" in str(two.value)
+
+
+def test_streamed_batches_into_a_buffer_and_across_processes(tmp_path):
+    from PIL import Image
+
+    from gantrain.data import StreamedBatches
+
+    for i in range(12):
+        Image.new("L", (4, 4), 20 * i).save(tmp_path / f"{i:02d}.png")
+    folder = ImageFolder(str(tmp_path), image_size=4, channels=1)
+    device = [DeviceBatches(folder.tensor(), batch_size=2, seed=9, device=CPU, rank=r, world=3) for r in range(3)]
+    streamed = [StreamedBatches(folder, batch_size=2, seed=9, device=CPU, num_workers=0, rank=r, world=3)
+                for r in range(3)]
+    for d, s in zip(device, streamed):  # 2 global batches of 6 an epoch; 5 batches cross two epoch ends
+        out = torch.zeros(5, 2, 1, 4, 4, dtype=torch.uint8)
+        assert s.next(5, out=out) is out
+        assert torch.equal(out, d.next(5))
+        assert s.state_dict() == d.state_dict() == {"epoch": 2, "pos": 6}
+
+
+def test_mixture_metrics_ignore_non_finite_samples_but_count_them():
+    ring = Ring()
+    good = ring.means.repeat(3, 1)  # 24 samples, 3 on each mode
+    bad = torch.tensor([[float("nan"), 0.0], [float("inf"), 1.0], [0.0, -float("inf")], [float("nan")] * 2])
+    m = mixture_metrics(torch.cat([good, bad]), ring.means, ring.std)
+    assert m["modes"] == 8
+    assert m["high_quality_pct"] == pytest.approx(100 * 24 / 28)  # non-finite samples count as low quality
+    assert m["reverse_kl"] == pytest.approx(0.0, abs=1e-12)  # the finite ones spread evenly
+    nothing = mixture_metrics(bad, ring.means, ring.std)
+    assert nothing == {"modes": 0.0, "high_quality_pct": 0.0, "reverse_kl": math.inf}
+    two = mixture_metrics(torch.cat([ring.means[:2].repeat(5, 1), ring.means[:2] + 4 * ring.std]), ring.means, ring.std)
+    # 12 samples on 2 modes, 2 of them 4 std off in x and y (low quality, still nearest their mode): KL = log(8 / 2)
+    assert two["modes"] == 2 and two["high_quality_pct"] == pytest.approx(100 * 10 / 12)
+    assert two["reverse_kl"] == pytest.approx(math.log(4), rel=1e-9)

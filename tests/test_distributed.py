@@ -39,6 +39,6 @@ def test_two_processes_train_shard_the_data_and_resume_exactly(tmp_path):
     resumed = torchrun(*common, "trainer.steps=6", f"resume={split}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = state, load_checkpoint(split / "checkpoints" / "last.pt")
-    for part in ("generator", "discriminator"):
-        for key in a[part]:
-            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key}"
+    for net in ("generator", "discriminator"):
+        for key in a["networks"][net]:
+            assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"

@@ -73,18 +73,35 @@ def test_discriminator_gradients_by_hand():
     torch.testing.assert_close(fake.grad, torch.tensor([sig(f) / 3 for f in FAKE.tolist()]))
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("magnitude", [1e2, 1e4, 3e38])
-def test_extreme_logits_stay_finite(name, magnitude):
-    loss = CASES[name][0]
-    logits = torch.tensor([magnitude, -magnitude, 0.0]).requires_grad_(True)
+def _loss_and_grad(loss, magnitude: float, dtype: torch.dtype):
+    """D loss, G loss and d(D loss + G loss)/d logits at logits (m, -m, 0) (D's fake logits are them reversed)."""
+    logits = torch.tensor([magnitude, -magnitude, 0.0], dtype=dtype).requires_grad_(True)
     d = loss.d_loss(logits, logits.flip(0))
     g = loss.g_loss(logits)
-    if name == "lsgan" and magnitude > 1e19:  # a squared 3e38 overflows float32 in any form
-        return
-    assert torch.isfinite(d) and torch.isfinite(g)
     (d + g).backward()
-    assert torch.isfinite(logits.grad).all()
+    return d.detach(), g.detach(), logits.grad
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("magnitude", [1e2, 1e4, 1e19, 3e38])
+def test_extreme_logits_stay_finite(name, magnitude):
+    loss = CASES[name][0]
+    d, g, grad = _loss_and_grad(loss, magnitude, torch.float32)
+    assert not torch.isnan(d) and not torch.isnan(g) and not torch.isnan(grad).any()
+    if name == "lsgan" and magnitude > 1.8e19:
+        # A squared logit above sqrt(float32 max) = 1.84e19 overflows in any form. What must hold: the losses
+        # overflow to +inf (never NaN, never -inf) and the gradient keeps the sign of (logit - target).
+        assert d.item() == math.inf and g.item() == math.inf
+        assert grad[0].item() == math.inf and grad[1].item() == -math.inf
+        # the logit 0 keeps its exact gradient: (0 - 1)/3 as D's real logit, 0 as D's fake one, (0 - 1)/3 from G
+        assert grad[2].item() == pytest.approx(-2 / 3)
+        return
+    assert torch.isfinite(d) and torch.isfinite(g) and torch.isfinite(grad).all()
+    # float32 at the extremes gives the float64 answer: no overflow, no cancellation
+    d64, g64, grad64 = _loss_and_grad(loss, magnitude, torch.float64)
+    assert d.item() == pytest.approx(d64.item(), rel=1e-6)
+    assert g.item() == pytest.approx(g64.item(), rel=1e-6)
+    torch.testing.assert_close(grad.double(), grad64, rtol=1e-6, atol=1e-7)
 
 
 def test_sigmoid_losses_match_naive_form_where_it_is_exact():
@@ -122,6 +139,31 @@ def test_gradient_penalty_matches_direct_computation():
     assert d.w.grad is not None and torch.isfinite(d.w.grad).all() and d.w.grad.abs().sum() > 0
 
 
+class QuadraticImage(torch.nn.Module):
+    """D(x) = sum over pixels of w_c * x^2 (w per channel) on (N, C, H, W) images: input gradient 2 w_c x."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.linspace(0.5, 1.5, channels))
+
+    def forward(self, x):
+        return (self.w.view(1, -1, 1, 1) * x.square()).sum((1, 2, 3))
+
+
+def test_gradient_penalty_on_image_batches_draws_one_weight_per_sample():
+    torch.manual_seed(0)
+    real, fake = torch.randn(5, 3, 4, 2), torch.randn(5, 3, 4, 2)  # N differs from C, H and W
+    d = QuadraticImage(3)
+    torch.manual_seed(2)
+    gp = losses.gradient_penalty(d, real, fake)
+    torch.manual_seed(2)
+    alpha = torch.rand(5).view(5, 1, 1, 1)  # one interpolation weight per sample, shared by its pixels
+    x_hat = alpha * real + (1 - alpha) * fake
+    grad = 2 * d.w.detach().view(1, 3, 1, 1) * x_hat
+    expected = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    torch.testing.assert_close(gp, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_r1_penalty_matches_direct_computation():
     real = torch.randn(5, 3)
     d = Quadratic(3)
@@ -129,6 +171,53 @@ def test_r1_penalty_matches_direct_computation():
     torch.testing.assert_close(losses.r1_penalty(d, real), expected)
     weighted = losses.NonSaturating(r1_gamma=10.0).penalty(d, real, real)
     torch.testing.assert_close(weighted, 5.0 * expected)
+    # differentiable w.r.t. D's weights: R1 = mean_n sum_j 4 w_j^2 x_nj^2, so dR1/dw_j = mean_n 8 w_j x_nj^2
+    losses.r1_penalty(d, real).backward()
+    torch.testing.assert_close(d.w.grad, (8 * d.w.detach() * real.square()).mean(0))
+
+
+class Counting(Quadratic):
+    """Quadratic D that counts its forward calls (each penalty costs a forward and a double backward)."""
+
+    def __init__(self, dim: int):
+        super().__init__(dim)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return super().forward(x)
+
+
+def test_penalty_weights_each_enabled_term_and_runs_only_those():
+    torch.manual_seed(0)
+    real, fake = torch.randn(6, 4), torch.randn(6, 4)
+    d = Counting(4)
+    torch.manual_seed(3)
+    gp = losses.gradient_penalty(d, real, fake).detach()
+    r1 = losses.r1_penalty(d, real).detach()
+    assert gp > 0 and r1 > 0
+    for gp_weight, r1_gamma, expected, calls in [
+        (10.0, 0.0, 10.0 * gp, 1),
+        (0.5, 0.0, 0.5 * gp, 1),
+        (0.0, 0.5, 0.25 * r1, 1),
+        (0.0, 4.0, 2.0 * r1, 1),
+        (2.0, 3.0, 2.0 * gp + 1.5 * r1, 2),
+    ]:
+        loss = losses.Wasserstein(gradient_penalty=gp_weight, r1_gamma=r1_gamma)
+        assert loss.has_penalty is True
+        d.calls = 0
+        torch.manual_seed(3)  # the same interpolation weights as gp above
+        total = loss.penalty(d, real, fake)
+        assert d.calls == calls, (gp_weight, r1_gamma)
+        assert total.dtype == torch.float32 and total.shape == ()
+        torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+    assert losses.Wasserstein().has_penalty is False
+    assert losses.Hinge(clip=0.01).has_penalty is False
+
+
+def test_only_the_wasserstein_critic_estimates_a_distance():
+    assert losses.Wasserstein.estimates_distance is True
+    assert not any(cls.estimates_distance for cls in (losses.Minimax, losses.NonSaturating, losses.Hinge, losses.LeastSquares))
 
 
 def test_bad_loss_settings_are_refused():
@@ -136,5 +225,14 @@ def test_bad_loss_settings_are_refused():
 
     with pytest.raises(GantrainError, match="clip"):
         losses.Wasserstein(clip=-1.0)
+    with pytest.raises(GantrainError, match="clip=0.0 must be positive"):
+        losses.Wasserstein(clip=0.0)
+    with pytest.raises(GantrainError, match="clip"):
+        losses.Wasserstein(clip=-0.5)
     with pytest.raises(GantrainError, match="gradient_penalty"):
         losses.Wasserstein(gradient_penalty=-1.0)
+    with pytest.raises(GantrainError, match="r1_gamma"):
+        losses.NonSaturating(r1_gamma=-0.1)
+    ok = losses.Wasserstein(clip=0.01, gradient_penalty=0.0, r1_gamma=0.0)
+    assert (ok.clip, ok.gp_weight, ok.r1_gamma) == (0.01, 0.0, 0.0)
+    assert losses.Wasserstein().clip is None

@@ -28,6 +28,25 @@ def test_fid_identical_shifted_and_scaled():
     assert fid(real, real * 0.5) > fid(real, real * 0.9) > 0
 
 
+def test_fid_exact_on_hand_built_sets():
+    # 1D: a = {0, 2}: mean 1, unbiased variance 2; b = {0, 4}: mean 2, variance 8.
+    # FID = (1 - 2)^2 + 2 + 8 - 2 sqrt(2 * 8) = 3
+    a, b = torch.tensor([[0.0], [2.0]]), torch.tensor([[0.0], [4.0]])
+    assert fid(a, b) == pytest.approx(3.0, abs=1e-12)
+    assert fid(b, a) == pytest.approx(3.0, abs=1e-12)
+    # three samples (the unbiased n - 1 matters): {0, 1, 2}: mean 1, variance 1; {0, 3, 6}: mean 3, variance 9.
+    # FID = (1 - 3)^2 + 1 + 9 - 2 sqrt(9) = 8 (dividing by n instead would give 20/3)
+    assert fid(torch.tensor([[0.0], [1.0], [2.0]]), torch.tensor([[0.0], [3.0], [6.0]])) == pytest.approx(8.0, abs=1e-12)
+    # 2D, two rank-1 clouds along (1, 2): c = (1,0) -+ (1,2), covariance [[2,4],[4,8]] (trace 10);
+    # e = (0,0) -+ (1/2,1), covariance [[1/2,1],[1,2]] (trace 5/2). S_c S_e = 5 [[1,2],[2,4]] has eigenvalues 25
+    # and 0 (a round-off-sized one, clamped), so Tr sqrt = 5 and FID = |(1,0)|^2 + 10 + 5/2 - 2 * 5 = 3.5
+    c = torch.tensor([[0.0, -2.0], [2.0, 2.0]])
+    e = torch.tensor([[-0.5, -1.0], [0.5, 1.0]])
+    assert fid(c, e) == pytest.approx(3.5, abs=1e-12)
+    # one sample has no spread (covariance divided by max(n - 1, 1): zero, not NaN): FID = |mean difference|^2
+    assert fid(torch.tensor([[1.0, 2.0]]), torch.tensor([[4.0, 6.0]])) == pytest.approx(25.0, abs=1e-12)
+
+
 def test_precision_recall_known_cases():
     real = features()
     assert precision_recall(real, real) == (1.0, 1.0)
@@ -38,6 +57,45 @@ def test_precision_recall_known_cases():
     p, r = precision_recall(real, wide)
     assert p < 0.3 and r > 0.5
     assert precision_recall(real, real + 100.0) == (0.0, 0.0)
+
+
+def test_precision_recall_exact_on_a_hand_built_set():
+    """Points on a line, k-NN radii worked out by hand (k-th neighbour of a point, the point itself excluded).
+
+    real 12, 15, 18, 19 -- fake -2, 4, 7, 11; one point sits exactly on a ball's edge, and edges count as inside.
+    k=1  real radii 3, 3, 1, 1: balls [9,15] [12,18] [17,19] [18,20] hold fake 11 only             -> precision 1/4
+         fake radii 6, 3, 3, 4: balls [-8,4] [1,7] [4,10] [7,15] hold real 12 and 15 (on the edge) -> recall 2/4
+    k=2  real radii 6, 3, 3, 4: balls [6,18] [12,18] [15,21] [15,23] hold fake 7 and 11           -> precision 2/4
+         fake radii 9, 6, 4, 7: balls [-11,7] [-2,10] [3,11] [4,18] hold real 12, 15, 18 (edge)   -> recall 3/4
+    Counting the point itself as its 1st neighbour would give k=1: (0, 0) and k=2: the k=1 answer.
+    """
+    real = torch.tensor([[12.0], [15.0], [18.0], [19.0]])
+    fake = torch.tensor([[-2.0], [4.0], [7.0], [11.0]])
+    assert precision_recall(real, fake, k=1) == (0.25, 0.5)
+    assert precision_recall(real, fake, k=2) == (0.5, 0.75)
+    assert precision_recall(fake, real, k=2) == (0.75, 0.5)  # the roles swap
+    # In 2D the distance is Euclidean (3-4-5 triangles). real (0,0), (3,4), (6,8): 1st-neighbour radii 5, 5, 5.
+    real2 = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    fake2 = torch.tensor([[0.0, -5.0], [7.0, 1.0], [10.0, 11.0], [9.0, 12.5]])
+    # inside: (0,-5), (7,1), (10,11), each exactly 5 from a real point; outside: (9,12.5), 5.41 from (6,8).
+    # fake radii 9.22, 9.22, 1.80, 1.80: (0,0) is 5 from (0,-5), (3,4) 5 from (7,1), (6,8) 7.07 from (7,1).
+    assert precision_recall(real2, fake2, k=1) == (0.75, 1.0)
+
+
+def test_precision_recall_same_in_chunks():
+    """The k-NN radii and ball tests work on chunks of rows (memory); chunking must not change the answer."""
+    from gantrain import metrics
+
+    real, fake = features(n=50, d=3, seed=4), features(n=40, d=3, seed=5) * 1.3
+    radii = metrics._kth_neighbour_radii(real, 3)
+    assert radii.shape == (50,)
+    torch.testing.assert_close(metrics._kth_neighbour_radii(real, 3, chunk=7), radii)
+    inside = metrics._inside_any(fake, real, radii)
+    assert inside.dtype == torch.bool and inside.shape == (40,)
+    assert torch.equal(metrics._inside_any(fake, real, radii, chunk=6), inside)
+    p, r = precision_recall(real, fake)
+    assert p == pytest.approx(float(inside.float().mean()))
+    assert 0.0 < p < 1.0 and 0.0 < r <= 1.0
 
 
 def test_inception_score_and_class_histogram():
@@ -128,7 +186,9 @@ def test_grid_run_logs_modes_and_keeps_best(tmp_path):
     assert sorted(evals) == [20, 40]
     assert evals[40]["floor/modes"] == 25 and evals[40]["floor/high_quality_pct"] > 97  # samples of the mixture itself
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
-    assert best["metrics"]["best"]["modes"] == max(r["eval/modes"] for r in evals.values())
+    top = max(r["eval/modes"] for r in evals.values())
+    assert best["periodic"]["evaluation"]["best"]["modes"] == top
+    assert best["step"] == min(step for step, r in evals.items() if r["eval/modes"] == top)  # the first best is kept
 
 
 @pytest.mark.slow
@@ -138,7 +198,9 @@ def test_unavailable_metric_never_crashes_training(tmp_path):
                           f"hydra.run.dir={run}", cwd=tmp_path, env={"TORCH_HOME": str(tmp_path / "th"),
                                                                     "https_proxy": "http://127.0.0.1:9"})
     assert result.returncode == 0, result.stderr
-    assert "evaluation during training is off" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "evaluation at step 5 failed" in output and "off for the rest of this run" in output
+    assert "evaluation at step 10" not in output  # said once, not at every evaluation
     assert (run / "checkpoints" / "last.pt").is_file()
 
 

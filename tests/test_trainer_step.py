@@ -1,5 +1,10 @@
-"""The trainer's step against hand-written reference steps (same seed, same data, same losses)."""
+"""The game's step against hand-written reference steps (same seed, same data, losses written out here).
+
+The optimizer is plain SGD: under Adam a loss scaled by a constant gives the same update, so a wrong
+factor in a loss or penalty would go unseen.
+"""
 import copy
+import math
 
 import pytest
 import torch
@@ -8,42 +13,68 @@ import torch.nn.functional as F
 import gantrain
 from gantrain.build import build
 
-
-def reference_dcgan_step(G, D, opt_g, opt_d, real, latent_dim):
-    """The pytorch/examples DCGAN step with BCE-with-logits: D on real and G(z).detach(), then G on D(G(z))."""
-    b = real.shape[0]
-    z = torch.randn(b, latent_dim)
-    fake = G(z)
-    opt_d.zero_grad()
-    real_out, fake_out = D(real), D(fake.detach())
-    d_loss = F.binary_cross_entropy_with_logits(real_out, torch.ones(b)) + F.binary_cross_entropy_with_logits(fake_out, torch.zeros(b))
-    d_loss.backward()
-    opt_d.step()
-    opt_g.zero_grad()
-    g_loss = F.binary_cross_entropy_with_logits(D(fake), torch.ones(b))
-    g_loss.backward()
-    opt_g.step()
-    return d_loss.item(), g_loss.item()
+LR = {"wgan_gp": 1e-3}  # SGD learning rate per recipe (the penalty of weight 10 diverges at the default)
+DEFAULT_LR = 0.05
+RECIPES = {
+    "minimax": ["loss=minimax"],
+    "nonsaturating": ["loss=nonsaturating"],
+    "hinge": ["loss=hinge"],
+    "lsgan": ["loss=lsgan"],
+    "wasserstein": ["loss=wasserstein"],  # n_critic 5, clipping 0.01
+    "wgan_gp": ["loss=wgan_gp"],  # n_critic 5, penalty 10
+    "hinge_r1": ["loss=hinge", "loss.r1_gamma=2.0", "discriminator.norm=none"],
+}
 
 
-def reference_wgan_gp_step(G, D, opt_g, opt_d, reals, latent_dim, lam=10.0):
-    """Gulrajani et al.'s Algorithm 1: n_critic critic updates with the gradient penalty, then one G update."""
+def d_loss_of(recipe: str, r: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    ones, zeros = torch.ones_like(r), torch.zeros_like(f)
+    if recipe in ("minimax", "nonsaturating"):
+        return F.binary_cross_entropy_with_logits(r, ones) + F.binary_cross_entropy_with_logits(f, zeros)
+    if recipe.startswith("hinge"):
+        return torch.clamp(1 - r, min=0).mean() + torch.clamp(1 + f, min=0).mean()
+    if recipe == "lsgan":
+        return ((r - 1) ** 2).mean() / 2 + (f**2).mean() / 2
+    return f.mean() - r.mean()  # wasserstein, wgan_gp
+
+
+def g_loss_of(recipe: str, f: torch.Tensor) -> torch.Tensor:
+    if recipe == "minimax":  # G minimises log(1 - D(G(z)))
+        return -F.binary_cross_entropy_with_logits(f, torch.zeros_like(f))
+    if recipe == "nonsaturating":
+        return F.binary_cross_entropy_with_logits(f, torch.ones_like(f))
+    if recipe == "lsgan":
+        return ((f - 1) ** 2).mean() / 2
+    return -f.mean()
+
+
+def reference_step(recipe, G, D, opt_g, opt_d, reals, latent_dim):
+    """Gulrajani et al.'s Algorithm 1 shape: len(reals) critic updates, then one generator update."""
     for real in reals:
         b = real.shape[0]
         z = torch.randn(b, latent_dim)
         with torch.no_grad() if real is not reals[-1] else torch.enable_grad():
             fake = G(z)
-        eps = torch.rand(b, 1, 1, 1)
-        x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
-        (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
-        gp = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
-        d_loss = D(fake.detach()).mean() - D(real).mean()
+        d_loss = d_loss_of(recipe, D(real), D(fake.detach()))
+        total = d_loss
+        if recipe == "wgan_gp":
+            eps = torch.rand(b, 1, 1, 1)
+            x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+            total = total + 10.0 * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+        if recipe == "hinge_r1":
+            x = real.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            total = total + 2.0 / 2 * (grad.flatten(1) ** 2).sum(1).mean()
         opt_d.zero_grad()
-        (d_loss + lam * gp).backward()
+        total.backward()
         opt_d.step()
+        if recipe == "wasserstein":
+            with torch.no_grad():
+                for p in D.parameters():
+                    p.clamp_(-0.01, 0.01)
     for p in D.parameters():
         p.requires_grad_(False)
-    g_loss = -D(fake).mean()
+    g_loss = g_loss_of(recipe, D(fake))
     opt_g.zero_grad()
     g_loss.backward()
     opt_g.step()
@@ -57,31 +88,48 @@ def assert_same_weights(a, b, atol):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=atol, msg=name)
 
 
-@pytest.mark.parametrize("recipe", ["nonsaturating", "wgan_gp"])
-def test_trainer_step_matches_reference(recipe, tmp_path):
-    cfg = gantrain.compose([f"loss={recipe}", "dataset=digits", "dataset.image_size=16", "trainer.device=cpu",
-                            "generator.base_channels=8", "discriminator.base_channels=8", "trainer.batch_size=32"])
-    trainer = build(cfg, tmp_path)
-    G, D = copy.deepcopy(trainer.G), copy.deepcopy(trainer.D)
-    betas = tuple(cfg.optimizer.betas)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.optimizer.lr, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.optimizer.lr, betas=betas)
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_game_step_matches_reference(recipe, tmp_path):
+    cfg = gantrain.compose([*RECIPES[recipe], "dataset=digits", "dataset.image_size=16", "trainer.device=cpu",
+                            "generator.base_channels=8", "discriminator.base_channels=8", "trainer.batch_size=32",
+                            "optimizer=sgd", f"optimizer.lr={LR.get(recipe, DEFAULT_LR)}"])
+    loop = build(cfg, tmp_path)
+    game = loop.game
+    G, D = copy.deepcopy(game.G), copy.deepcopy(game.D)
+    opt_g = torch.optim.SGD(G.parameters(), lr=cfg.optimizer.lr)
+    opt_d = torch.optim.SGD(D.parameters(), lr=cfg.optimizer.lr)
     n_critic = cfg.trainer.n_critic
+    moved = False
     for step in range(3):
-        raw = trainer.batches.next(n_critic)
+        raw = loop.batches.next(n_critic)
         reals = [r.float() / 127.5 - 1 for r in raw]
-        trainer.stats.zero_()
+        loop.stats.reset()
+        before = [p.detach().clone() for p in game.G.parameters()]
         torch.manual_seed(100 + step)
-        trainer.train_step(raw)
+        game.step(raw)
         torch.manual_seed(100 + step)
-        if recipe == "wgan_gp":
-            d_ref, g_ref = reference_wgan_gp_step(G, D, opt_g, opt_d, reals, G.latent_dim)
-        else:
-            d_ref, g_ref = reference_dcgan_step(G, D, opt_g, opt_d, reals[0], G.latent_dim)
-        stats = trainer.stats.tolist()
-        d_loss = stats[0] / n_critic if recipe != "wgan_gp" else None
-        if d_loss is not None:
-            assert d_loss == pytest.approx(d_ref, rel=1e-5)
-        assert stats[4] == pytest.approx(g_ref, rel=1e-4, abs=1e-6)
-        assert_same_weights(trainer.G, G, atol=1e-5)
-        assert_same_weights(trainer.D, D, atol=1e-5)
+        d_ref, g_ref = reference_step(recipe, G, D, opt_g, opt_d, reals, G.latent_dim)
+        moved |= any(not torch.equal(a, b) for a, b in zip(before, game.G.parameters()))
+        means = loop.stats.read()
+        assert all(map(math.isfinite, means.values())), means
+        assert means["loss/g"] == pytest.approx(g_ref, rel=1e-4, abs=1e-6)
+        if n_critic == 1:
+            assert means["loss/d"] == pytest.approx(d_ref, rel=1e-4, abs=1e-6)
+        assert ("loss/penalty" in means) == (recipe in ("wgan_gp", "hinge_r1"))
+        assert_same_weights(game.G, G, atol=1e-5)
+        assert_same_weights(game.D, D, atol=1e-5)
+    assert moved  # the comparison saw real updates
+
+
+def test_ema_follows_the_generator_by_one_minus_decay(tmp_path):
+    cfg = gantrain.compose(["dataset=digits", "trainer.device=cpu", "generator.base_channels=8",
+                            "discriminator.base_channels=8", "trainer.batch_size=32", "trainer.ema_decay=0.9"])
+    game = build(cfg, tmp_path).game
+    ema = game.ema["generator"]
+    ema_before = [p.detach().clone() for p in ema.parameters()]
+    game.step(build(cfg, tmp_path / "b").batches.next(1))
+    for old, new, g in zip(ema_before, ema.parameters(), game.G.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * g.detach(), rtol=1e-5, atol=1e-7)
+    assert any(not torch.equal(a, b) for a, b in zip(ema_before, ema.parameters()))
+    for a, b in zip(ema.buffers(), game.G.buffers()):  # batch-norm statistics are copied, not averaged
+        assert torch.equal(a, b)

@@ -1,0 +1,150 @@
+"""Games: what differs between kinds of adversarial training.
+
+A game owns its named networks, their optimizers (and learning-rate schedules) and the EMA copies it
+samples from; `step(batch)` runs its update phases on one batch from the data stream (a function of
+device tensors: no `.item()`, no host sync, so that the loop can capture it as a CUDA graph); it
+reports named statistics into `stats`, says what a sample grid shows and which scalars it logs.
+Adding a game adds a file here and a line to GAMES; the loop does not change.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from typing import Any, Callable, Iterable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import GantrainError
+from ..optim import lr_to_float
+from ..stats import Stats
+
+#: game name -> "module:Class" (imported on use)
+GAMES = {"gan": "gantrain.games.gan:GAN"}
+
+
+def game_class(name: str) -> type:
+    """The Game class registered under `name`."""
+    import importlib
+
+    if name not in GAMES:
+        raise GantrainError(f"unknown game {name!r}; valid: {', '.join(GAMES)}")
+    module, cls = GAMES[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+class Game:
+    """Base of every game. Subclasses set `networks`, `optimizers`, `ema` and implement `step`.
+
+    networks: name -> module. optimizers: name of the network it updates -> optimizer.
+    schedules: name -> learning-rate schedule (stepped once per step, outside the captured update).
+    ema: name of a network -> its exponential moving average copy. sampled: the network samples come from.
+    reduce_gradients: averages gradients across processes (data parallelism), or None.
+    """
+
+    name = "game"
+    sampled = "generator"
+
+    def __init__(self, stats: Stats, precision: str = "fp32", device: torch.device = torch.device("cpu"),
+                 reduce_gradients: Optional[Callable[[Iterable[nn.Parameter]], None]] = None):
+        self.stats, self.device, self.reduce_gradients = stats, device, reduce_gradients
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedules: dict[str, Any] = {}
+        self.ema: dict[str, nn.Module] = {}
+        self.ema_decay = 0.0
+        # bf16 autocast needs no gradient scaler; the cache is off so that a CUDA graph can capture it
+        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
+                         if precision == "bf16" else nullcontext())
+
+    # ---- what a step is ----------------------------------------------------------------------
+
+    def batches_per_step(self) -> int:
+        """How many batches of the data stream one step consumes."""
+        return 1
+
+    def step(self, batch: Tensor) -> None:
+        """One training step on `batch` ((batches_per_step, B, ...) raw data), on the device, no host sync."""
+        raise NotImplementedError
+
+    def update(self, network: str, loss: Tensor) -> None:
+        """Backpropagate `loss` into one network's weights and take its optimizer step."""
+        optimizer = self.optimizers[network]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.reduce_gradients is not None:
+            self.reduce_gradients(self.networks[network].parameters())
+        optimizer.step()
+
+    def update_ema(self) -> None:
+        """Move each EMA copy towards its network by 1 - ema_decay (buffers are copied)."""
+        for name, ema in self.ema.items():
+            net = self.networks[name]
+            torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - self.ema_decay)
+            torch._foreach_copy_(list(ema.buffers()), list(net.buffers()))
+
+    def step_schedules(self) -> None:
+        for schedule in self.schedules.values():
+            schedule.step()
+
+    # ---- what is shown and logged -------------------------------------------------------------
+
+    def sampler(self) -> nn.Module:
+        """The network samples come from: its EMA copy when kept."""
+        return self.ema.get(self.sampled, self.networks[self.sampled])
+
+    @torch.no_grad()
+    def sample_grid(self) -> Tensor:
+        """What the periodic sample grid shows, in data space."""
+        raise NotImplementedError
+
+    def report(self, means: dict[str, float]) -> dict[str, float]:
+        """The scalars to log, from the means of the named statistics since the last log."""
+        values = dict(means)
+        values.update(self.learning_rates())
+        return values
+
+    def learning_rates(self) -> dict[str, float]:
+        return {f"lr/{name[0]}": float(opt.param_groups[0]["lr"]) for name, opt in sorted(self.optimizers.items())}
+
+    #: the statistics whose non-finite mean means training diverged
+    watched: tuple[str, ...] = ()
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.networks.values():
+            net.train(mode)
+
+    # ---- checkpoint state -----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "networks": {k: v.state_dict() for k, v in self.networks.items()},
+            "ema": {k: v.state_dict() for k, v in self.ema.items()},
+            "optimizers": {k: lr_to_float(v.state_dict()) for k, v in self.optimizers.items()},
+            "schedules": {k: v.state_dict() for k, v in self.schedules.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, net in self.networks.items():
+            net.load_state_dict(state["networks"][name])
+        for name, ema in self.ema.items():
+            if name not in state["ema"]:
+                raise GantrainError(f"the checkpoint has no EMA {name}; resume with trainer.ema_decay=0")
+            ema.load_state_dict(state["ema"][name])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+            for group in opt.param_groups:  # a float again on any device; the loop makes it a tensor to capture
+                if isinstance(group["lr"], Tensor):
+                    group["lr"] = float(group["lr"])
+        for name, schedule in self.schedules.items():
+            if name not in state["schedules"]:
+                raise GantrainError(f"the checkpoint has no learning-rate schedule for {name}; resume with "
+                                    f"optimizer.lr_schedule=constant")
+            schedule.load_state_dict(state["schedules"][name])
+
+
+def make_ema(network: nn.Module) -> nn.Module:
+    """A frozen copy of a network whose weights the game averages."""
+    ema = copy.deepcopy(network)
+    ema.requires_grad_(False)
+    return ema

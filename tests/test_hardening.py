@@ -1,0 +1,210 @@
+"""Every input a user can give ends in one clear line (or a valid run), and two processes never share a run."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import gantrain
+from conftest import run_gantrain
+from gantrain.errors import GantrainError
+
+pytestmark = pytest.mark.slow
+TINY = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=4", "discriminator.base_channels=4",
+        "trainer.batch_size=16", "trainer.log_every=1", "trainer.sample_every=100", "trainer.ckpt_every=100"]
+
+
+def exe(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def one_line_error(result: subprocess.CompletedProcess, command: str = "gantrain") -> str:
+    """The single error line of a failed command (asserts there is exactly one and no traceback)."""
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"{command}: error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A small finished run (20 steps, checkpoints at 10 and 20)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = run_gantrain(*TINY, "trainer.steps=20", "trainer.ckpt_every=10", "trainer.log_every=5",
+                          f"hydra.run.dir={run}", cwd=run.parent)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_not_a_checkpoint_is_named_and_resume_writes_nothing(tmp_path):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("hello\n")
+    (folder / "random.pt").write_bytes(random.Random(0).randbytes(3000))
+    before = snapshot(folder)
+    for name in ("notes.txt", "random.pt"):
+        line = one_line_error(run_gantrain(f"resume={folder / name}", cwd=tmp_path))
+        assert f"{folder / name} is not a gantrain checkpoint" in line
+        line = one_line_error(subprocess.run([exe("gantrain-eval"), str(folder / name)], capture_output=True, text=True,
+                                             timeout=300), "gantrain-eval")
+        assert "is not a gantrain checkpoint" in line
+        with pytest.raises(GantrainError, match="is not a gantrain checkpoint"):
+            gantrain.load_generator(folder / name)
+    assert snapshot(folder) == before and sorted(p.name for p in folder.iterdir()) == ["notes.txt", "random.pt"]
+    missing = tmp_path / "no such run"
+    assert "no such run folder" in one_line_error(run_gantrain(f"resume={missing}", cwd=tmp_path))
+    assert not missing.exists()
+
+
+def test_refused_resume_leaves_the_run_as_it_was(trained, tmp_path):
+    before = snapshot(trained)
+    line = one_line_error(run_gantrain(f"resume={trained}", "trainer.batch_size=8", cwd=tmp_path))
+    assert "cannot resume" in line and "trainer.batch_size" in line
+    assert snapshot(trained) == before
+
+
+def test_resume_of_a_folder_with_non_ascii_letters_and_spaces(tmp_path):
+    run = tmp_path / "läufe ü" / "run é"
+    first = run_gantrain(*TINY, "trainer.steps=3", f"hydra.run.dir='{run}'", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    more = run_gantrain(f"resume='{run}'", "trainer.steps=5", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert gantrain.checkpoint.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5
+
+
+@pytest.mark.parametrize("seed,ok", [("4294967295", True), ("1125899906842624", False), ("-1", False), ("abc", False),
+                                     ("2**70", False), ("1.5", False)])
+def test_seed_range(seed, ok, tmp_path):
+    result = run_gantrain(*TINY, "trainer.steps=1", f"seed={seed}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert "must be a whole number from 0 to 4294967295" in one_line_error(result)
+        assert not (tmp_path / "run").exists()  # a launch that never trained leaves no folder behind
+
+
+@pytest.mark.parametrize("args,message", [
+    (["metrics=[]"], "no metric named"),
+    (["num_samples=-5"], "num_samples=-5 must be a positive"),
+    (["num_samples=0"], "num_samples=0 must be a positive"),
+    (["num_samples=abc"], "num_samples=abc must be a whole number"),
+    (["seed=x"], "seed=x must be a whole number"),
+])
+def test_gantrain_eval_bad_options(args, message, trained):
+    result = subprocess.run([exe("gantrain-eval"), str(trained), *args], capture_output=True, text=True, timeout=300)
+    assert message in one_line_error(result, "gantrain-eval")
+
+
+def test_gantrain_classifier_bad_dataset_is_one_line(tmp_path):
+    result = subprocess.run([exe("gantrain-classifier"), "dataset=bogus"], capture_output=True, text=True, timeout=300,
+                            cwd=tmp_path)
+    assert "dataset=bogus" in one_line_error(result, "gantrain-classifier")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["los=wasserstein"], "unknown key los; did you mean loss?"),
+    (["trainer.stpes=5"], "unknown key trainer.stpes; did you mean trainer.steps?"),
+    (["dataset=grid", "dataset.num_mode=3"], "did you mean dataset.num_modes?"),
+    (["experiment=grid", "generator.hiden=[8]"], "did you mean generator.hidden?"),
+])
+def test_misspelled_keys_get_the_nearest_valid_key(args, message, tmp_path):
+    line = one_line_error(run_gantrain(*args, cwd=tmp_path))
+    assert message in line and "+los" not in line
+
+
+def test_run_folder_that_cannot_be_made_is_one_line(tmp_path):
+    line = one_line_error(run_gantrain(*TINY, "hydra.run.dir=/proc/gantrain-run", cwd=tmp_path))
+    assert "/proc/gantrain-run" in line and "hydra.run.dir" in line
+    blocker = tmp_path / "a file"
+    blocker.write_text("x")
+    line = one_line_error(run_gantrain(*TINY, f"hydra.run.dir={blocker / 'run'}", cwd=tmp_path))
+    assert str(blocker) in line
+
+
+def test_console_names_the_run_folder_and_tensorboard_at_the_start(tmp_path):
+    run = tmp_path / "run"
+    result = run_gantrain(*TINY, "trainer.steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    first = out.index(f"run folder: {run}")
+    assert f"tensorboard --logdir {run}" in out and first < out.index("training from scratch")
+
+
+def test_two_processes_never_share_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    first = subprocess.Popen([exe("gantrain"), *TINY, "resume=auto", "trainer.steps=100000", f"hydra.run.dir={run}"],
+                             cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "metrics.jsonl").exists() or not (run / "metrics.jsonl").read_text():
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.2)
+        second = run_gantrain(*TINY, "resume=auto", "trainer.steps=100000", f"hydra.run.dir={run}", cwd=tmp_path)
+        line = one_line_error(second)
+        assert f"in use by process {first.pid}" in line
+        assert len(list((run / "tb").iterdir())) == 1 and len(list((run / ".hydra").iterdir())) == 3  # untouched
+    finally:
+        first.kill()  # SIGKILL: the OS releases the lock; no stale lock is left
+        first.communicate()
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # every step once, in order
+    third = run_gantrain(*TINY, "resume=auto", "trainer.steps=3", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+
+
+def test_partial_evaluation_merges_into_eval_json(trained):
+    def evaluate(*args):
+        result = subprocess.run([exe("gantrain-eval"), str(trained), "num_samples=300", *args], capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return json.loads((trained / "eval.json").read_text())
+
+    full = evaluate("metrics=[fid_classifier,precision,recall]")
+    partial = evaluate("metrics=[classes]")
+    assert set(partial["metrics"]) == {"fid_classifier", "precision", "recall", "classes"}
+    assert partial["metrics"]["fid_classifier"] == full["metrics"]["fid_classifier"]
+    other = evaluate("metrics=[classes]", "seed=1")  # other samples: a new file, the old one kept beside it
+    assert set(other["metrics"]) == {"classes"}
+    kept = json.loads((trained / "eval.20.0.json").read_text())
+    assert set(kept["metrics"]) == {"fid_classifier", "precision", "recall", "classes"}
+
+
+BAD_VALUES = ["-1", "0", "abc", "[1,2]", "null", "2.5", "true", "''", "{a: 1}"]
+
+
+def leaf_keys(node, prefix=""):
+    out = []
+    for key, value in node.items():
+        if str(key).startswith("_"):
+            continue
+        if isinstance(value, dict):
+            out += leaf_keys(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
+    return out
+
+
+def test_random_bad_values_end_in_one_line_or_a_valid_run(tmp_path):
+    from omegaconf import OmegaConf
+
+    base = TINY + ["trainer.steps=2", "trainer.progress=false"]
+    keys = [k for k in leaf_keys(OmegaConf.to_container(gantrain.compose(base), resolve=True))
+            if k not in ("resume", "trainer.steps")]  # resume takes paths; any valid steps value is a (long) valid run
+    rng = random.Random(int(os.environ.get("GANTRAIN_FUZZ_SEED", "2026")))
+    cases = [(rng.choice(keys), rng.choice(BAD_VALUES)) for _ in range(8)]
+    for i, (key, value) in enumerate(cases):
+        run = tmp_path / f"case{i}"
+        result = run_gantrain(*base, f"{key}={value}", f"hydra.run.dir={run}", cwd=tmp_path, timeout=300)
+        if result.returncode == 0:
+            assert (run / "checkpoints" / "last.pt").is_file(), (key, value)
+        else:
+            one_line_error(result)
