@@ -195,6 +195,8 @@ def migrate_config_v1(config: dict) -> dict:
     dataset = config.get("dataset", {})
     if dataset.get("_target_") == "gantrain.data.Digits":
         dataset.pop("root", None)
+    if dataset.get("_target_") == "gantrain.data.ImageFolder":
+        dataset.setdefault("skip_bad_images", True)  # what 0.1.0 did not have; today's default
     return config
 
 

@@ -40,7 +40,7 @@ def _remove_rank_folder(folder: Path) -> None:
 _LAUNCH: dict[str, Any] = {}
 
 
-def _undo_launch(run_dir: Path, hydra_subdir: Optional[str], log_size: Optional[int], busy: bool) -> None:
+def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool) -> None:
     """Remove what a launch that never trained left in run_dir: the folder itself when this launch made
     it, else its own .hydra record (and, when it held the lock, the log lines it added)."""
     import shutil
@@ -51,12 +51,26 @@ def _undo_launch(run_dir: Path, hydra_subdir: Optional[str], log_size: Optional[
         if leftovers <= {".hydra", "gantrain.log", ".gantrain.lock"}:
             shutil.rmtree(run_dir, ignore_errors=True)
             return
-    if hydra_subdir and hydra_subdir != ".hydra" and hydra_subdir.startswith(".hydra/"):
-        shutil.rmtree(run_dir / hydra_subdir, ignore_errors=True)
-    if log_size is not None and not busy:
+    if _LAUNCH.get("run_dir") == run_dir.resolve():
+        record = run_dir / ".hydra"
+        if not _LAUNCH.get("had_record"):  # the folder had no record: this launch wrote the first one
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+                (record / name).unlink(missing_ok=True)
+        for sub in (record.iterdir() if record.is_dir() else []):  # timestamped records made by this launch
+            if sub.is_dir() and sub.name not in _LAUNCH.get("records", ()):
+                shutil.rmtree(sub, ignore_errors=True)
+        try:
+            record.rmdir()  # only when empty
+        except OSError:
+            pass
+    if not busy:
         log_file = run_dir / "gantrain.log"
-        if log_file.is_file() and log_file.stat().st_size > log_size:
+        if log_size == 0:  # Hydra opened it for this launch
+            log_file.unlink(missing_ok=True)
+        elif log_size is not None and log_file.is_file() and log_file.stat().st_size > log_size:
             os.truncate(log_file, log_size)
+        if not (run_dir / "checkpoints").exists():  # not a run: the lock file came with this launch
+            (run_dir / ".gantrain.lock").unlink(missing_ok=True)
 
 
 def _task(cfg: DictConfig) -> None:
@@ -90,7 +104,7 @@ def _task(cfg: DictConfig) -> None:
         sys.exit(128 + stop.signum)
     except GantrainError as exc:
         if dist.main and isinstance(exc, (BeforeStart, RunBusy)):
-            _undo_launch(run_dir, hydra_cfg.output_subdir, log_size, busy=isinstance(exc, RunBusy))
+            _undo_launch(run_dir, log_size, busy=isinstance(exc, RunBusy))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if dist.main:
@@ -125,6 +139,15 @@ def _check_command_line(args: list[str]) -> None:
         return
     plain = [a for a in args if "=" in a and not a.startswith(("-", "+", "~")) and not a.startswith("hydra")]
     if plain:
+        from .config import TOP_LEVEL_KEYS
+
+        roots = sorted(TOP_LEVEL_KEYS | {"experiment"})
+        for arg in plain:
+            root = arg.split("=", 1)[0].split(".")[0]
+            if root not in roots:
+                near = difflib.get_close_matches(root, roots, n=2)
+                hint = f"did you mean {' or '.join(near)}? " if near else ""
+                raise GantrainError(f"unknown key {root}; {hint}(`gantrain --help` lists the groups and keys)")
         choices = [a for a in plain if "." not in a.split("=", 1)[0]]
         try:
             cfg = compose(choices)
@@ -144,13 +167,18 @@ def _check_command_line(args: list[str]) -> None:
     if "-m" in args or "--multirun" in args:
         return
     resume = _argv_value(args, "resume")
+    if resume not in (None, "", "auto", "null") and not Path(resume).expanduser().exists():
+        raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
     run_dir = _argv_value(args, "hydra.run.dir")
     if run_dir is None and resume not in (None, "", "auto", "null"):
         path = Path(resume).expanduser()
         run_dir = str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
     target = Path(run_dir or "outputs").expanduser().resolve()
     # without hydra.run.dir or resume, Hydra makes a new dated folder below outputs/
-    _LAUNCH.update(run_dir=target, existed=target.exists(), fresh=run_dir is None)
+    record = target / ".hydra"
+    _LAUNCH.update(run_dir=target, existed=target.exists(), fresh=run_dir is None,
+                   had_record=(record / "config.yaml").exists(),
+                   records={p.name for p in record.iterdir() if p.is_dir()} if record.is_dir() else set())
     probe = target
     while not probe.exists():  # the nearest existing folder must let us make the run folder in it
         probe = probe.parent

@@ -53,7 +53,10 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.ftruncate(fd, 0)
         started = datetime.datetime.now().isoformat(timespec="seconds")
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {started}".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # no stale holder named after the run
     finally:
         os.close(fd)  # releases the lock
 

@@ -257,3 +257,14 @@ def test_mixture_metrics_ignore_non_finite_samples_but_count_them():
     # 12 samples on 2 modes, 2 of them 4 std off in x and y (low quality, still nearest their mode): KL = log(8 / 2)
     assert two["modes"] == 2 and two["high_quality_pct"] == pytest.approx(100 * 10 / 12)
     assert two["reverse_kl"] == pytest.approx(math.log(4), rel=1e-9)
+
+
+def test_mixture_metrics_edges_one_sample_and_none():
+    means = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    # exactly 3 std from a mode counts as high quality; one such sample captures its mode
+    one = mixture_metrics(torch.tensor([[1.5, 0.0]]), means, std=0.5)
+    assert one == {"modes": 1.0, "high_quality_pct": 100.0, "reverse_kl": pytest.approx(math.log(3), rel=1e-9)}
+    just_out = mixture_metrics(torch.tensor([[1.5, 0.0], [10.0, 1.75]]), means, std=0.5)
+    assert just_out == {"modes": 1.0, "high_quality_pct": 50.0, "reverse_kl": pytest.approx(math.log(3 / 2), rel=1e-9)}
+    assert mixture_metrics(torch.zeros(0, 2), means, std=0.5) == {"modes": 0.0, "high_quality_pct": 0.0,
+                                                                    "reverse_kl": math.inf}

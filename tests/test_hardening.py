@@ -113,7 +113,7 @@ def test_gantrain_classifier_bad_dataset_is_one_line(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["los=wasserstein"], "unknown key los; did you mean loss?"),
     (["trainer.stpes=5"], "unknown key trainer.stpes; did you mean trainer.steps?"),
-    (["dataset=grid", "dataset.num_mode=3"], "did you mean dataset.num_modes?"),
+    (["dataset=ring", "dataset.num_mode=3"], "did you mean dataset.num_modes"),
     (["experiment=grid", "generator.hiden=[8]"], "did you mean generator.hidden?"),
 ])
 def test_misspelled_keys_get_the_nearest_valid_key(args, message, tmp_path):

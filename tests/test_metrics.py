@@ -73,6 +73,8 @@ def test_precision_recall_exact_on_a_hand_built_set():
     fake = torch.tensor([[-2.0], [4.0], [7.0], [11.0]])
     assert precision_recall(real, fake, k=1) == (0.25, 0.5)
     assert precision_recall(real, fake, k=2) == (0.5, 0.75)
+    # k=3 (the default): real radii 7, 4, 6, 7 hold fake 7 and 11; fake radii 13, 7, 9, 13 hold every real point
+    assert precision_recall(real, fake, k=3) == precision_recall(real, fake) == (0.5, 1.0)
     assert precision_recall(fake, real, k=2) == (0.75, 0.5)  # the roles swap
     # In 2D the distance is Euclidean (3-4-5 triangles). real (0,0), (3,4), (6,8): 1st-neighbour radii 5, 5, 5.
     real2 = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
@@ -108,6 +110,25 @@ def test_inception_score_and_class_histogram():
     assert class_histogram(labels, labels, 10) == {"classes": 10.0, "class_kl": pytest.approx(0.0, abs=1e-12)}
     collapsed = class_histogram(torch.full((1000,), 3), labels, 10)
     assert collapsed["classes"] == 1 and collapsed["class_kl"] == pytest.approx(math.log(10))
+    # IS is averaged over `splits` (default 10) equal parts: 10 classes x 12 samples sorted by class give parts
+    # of one class each (IS 1) with 10 splits, parts that mix two classes with 9 or 11
+    sorted_classes = torch.eye(10).repeat_interleave(12, 0)
+    assert inception_score(sorted_classes) == pytest.approx(1.0, rel=1e-9)
+    assert inception_score(sorted_classes, splits=10) == pytest.approx(1.0, rel=1e-9)
+    assert inception_score(sorted_classes, splits=1) == pytest.approx(10.0, rel=1e-9)
+    assert inception_score(sorted_classes, splits=9) > 1.5
+    # soft predictions: p(y|x) = (3/4, 1/4) and (1/4, 3/4), marginal (1/2, 1/2): KL = log 2 - H(3/4, 1/4)
+    soft = torch.tensor([[0.75, 0.25], [0.25, 0.75]])
+    entropy = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert inception_score(soft, splits=1) == pytest.approx(math.exp(math.log(2) - entropy), rel=1e-9)
+    # class coverage counts a class from a tenth of a uniform share (here 1 in 100 samples), and no less
+    covered = class_histogram(torch.cat([torch.full((95,), 0), torch.tensor([1, 2, 2, 3, 3])]), labels, 10)
+    assert covered["classes"] == 4.0  # shares 0.95, 0.01, 0.02, 0.02
+    sparse = class_histogram(torch.cat([torch.full((999,), 0), torch.tensor([1])]), labels, 10)
+    assert sparse["classes"] == 1.0  # class 1 has 1 in 1000 < 1/100
+    # a class the data does not have: KL stays finite, its reference share is taken as 1e-12
+    missing = class_histogram(torch.full((10,), 3), torch.arange(3).repeat(5), 10)
+    assert missing == {"classes": 1.0, "class_kl": pytest.approx(math.log(1e12), rel=1e-9)}
 
 
 @pytest.mark.slow
