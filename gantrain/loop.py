@@ -114,12 +114,7 @@ class Loop:
         try:
             self._prepare_graph()
             while self.step < self.steps:
-                self.run_step()
-                self.logger.step_done()
-                for work in self.periodic:
-                    if work.due(self.step):
-                        work(self)
-                self._stop_if_asked()
+                self._step_and_due_work()
             for work in self.periodic:  # the last step, where it was not a multiple of `every`
                 if work.at_end and not work.due(self.step):
                     work(self, final=True)
@@ -142,6 +137,15 @@ class Loop:
         self.game.step_schedules()
         self.step += 1
         self.stats.steps += 1
+
+    def _step_and_due_work(self) -> None:
+        """The loop's body: one step, then the periodic work due at the new step, then a stop if asked."""
+        self.run_step()
+        self.logger.step_done()
+        for work in self.periodic:
+            if work.due(self.step):
+                work(self)
+        self._stop_if_asked()
 
     def train_steps(self, n: int) -> None:
         """Run n training steps with no periodic work (benchmarks, checks); captures the graph first if planned."""
@@ -199,12 +203,7 @@ class Loop:
             for _ in range(3):
                 if self.step >= self.steps:
                     break
-                self.run_step()
-                self.logger.step_done()
-                for work in self.periodic:
-                    if work.due(self.step):
-                        work(self)
-                self._stop_if_asked()
+                self._step_and_due_work()  # real steps of the run, with their logging and checkpoints
         current.wait_stream(side)
         if self.step >= self.steps:
             return

@@ -56,6 +56,7 @@ def test_save_and_evaluate_work_before_fit(tmp_path):
 def test_rng_states_are_restored_not_just_stored(tmp_path):
     loop = build(gantrain.compose(SMALL), tmp_path)
     loop.run_step()
+    random.random(), np.random.rand(3), torch.rand(3)  # training code may draw from any of them
     path = loop.save()
     state = loop.state_dict()
     expected = (random.random(), float(np.random.rand()), float(torch.rand(())))
@@ -128,3 +129,36 @@ def test_best_checkpoint_follows_the_metric_direction_and_keeps_the_first_best(h
     loop.close()
     best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
     assert best["step"] == best_at and evaluation.best == {"m": values[best_at - 1]}
+
+
+def test_progress_bar_shows_steps_when_the_terminal_reports_zero_columns(tmp_path):
+    """The real command on a pseudo-terminal whose size is 0 columns (as some CI consoles report)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+    from pathlib import Path
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 0, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("gantrain")), *SMALL, "trainer.steps=12",
+                             "trainer.progress=true", "trainer.log_every=4", f"hydra.run.dir={tmp_path / 'run'}"],
+                            stdout=slave, stderr=slave, cwd=tmp_path, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=300) == 0
+    out = b"".join(chunks).decode(errors="replace")
+    assert "12/12" in out
