@@ -110,14 +110,17 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling failed"
-        if "Weights only load failed" in str(exc) or "Unsupported global" in str(exc):
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        # torch's weights-only message: the cause is on the line naming the operand or global, not the first
+        first = next((line for line in lines if "Unsupported" in line or "unsupported" in line), lines[0] if lines else
+                     "unpickling failed")
+        if "GLOBAL" in str(exc) or "Unsupported global" in str(exc):  # it names a function to call: never run it
             raise GantrainError(
                 f"checkpoint {path} was refused: it holds objects outside a checkpoint's allow-list "
                 f"(loading it could run code); only load checkpoints written by gantrain"
             ) from None
         raise GantrainError(f"checkpoint {path} is corrupt ({first[:160]}); use another checkpoint") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # a damaged archive or pickle fails in many ways (KeyError, struct.error, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GantrainError(f"checkpoint {path} is truncated or corrupt ({first[:160]}); use another checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import stat
+import zipfile
 
 import pytest
 import torch
@@ -39,6 +41,8 @@ def test_load_round_trip_and_refusals(tmp_path):
         "newer.pt": ({**state(1), "format_version": checkpoint.FORMAT_VERSION + 1},
                      f"format version {checkpoint.FORMAT_VERSION + 1}, newer than this gantrain reads"),
         "odd.pt": ({**state(1), "surprise": 1}, r"unexpected entries \['surprise'\]"),
+        "a_format.pt": ({"format": "a-format-sorting-first", "format_version": 1}, "is not a gantrain checkpoint"),
+        "no_format.pt": ({"format_version": 1, "step": 1}, "is not a gantrain checkpoint"),
     }
     for name, (content, message) in cases.items():
         torch.save(content, tmp_path / name)
@@ -48,9 +52,26 @@ def test_load_round_trip_and_refusals(tmp_path):
     (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(GantrainError, match="is truncated or corrupt"):
         load_checkpoint(tmp_path / "half.pt")
-    (tmp_path / "empty.pt").write_bytes(b"")
-    with pytest.raises(GantrainError, match="truncated or corrupt"):
-        load_checkpoint(tmp_path / "empty.pt")
+    for name, content in [("empty.pt", b""), ("zeros.pt", bytes(4096)), ("PK.pt", b"PK"), ("text.pt", b"# notes\n")]:
+        (tmp_path / name).write_bytes(content)  # not a zip archive, as torch.save writes: some other file
+        with pytest.raises(GantrainError, match=f"{re.escape(str(tmp_path / name))} is not a gantrain checkpoint"):
+            load_checkpoint(tmp_path / name)
+
+
+def test_unreadable_checkpoint_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "locked.pt"
+    atomic_save(state(1), path)
+    real_open = open
+
+    def no_read(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied")  # chmod 000 does not stop root, so fake it
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "open", no_read, raising=False)  # the module's open, ahead of the builtin
+    with pytest.raises(GantrainError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value) == f"cannot read checkpoint {path} (Permission denied); check its permissions"
 
 
 class Payload:
@@ -78,6 +99,8 @@ def test_step_checkpoints_sorted_by_step_and_run_folder(tmp_path):
                                         (100, folder / "step_00000100.pt")]
     assert run_folder_of(folder / "last.pt") == tmp_path
     assert run_folder_of(tmp_path / "elsewhere" / "model.pt") == tmp_path / "elsewhere"
+    assert run_folder_of(tmp_path / "a" / "model.pt") == tmp_path / "a"
+    assert run_folder_of(f"{tmp_path}/checkpoints/step_3.pt") == tmp_path  # a path given as a string
 
 
 def test_newest_good_prefers_last_then_newest_readable_step(tmp_path, caplog):
@@ -104,7 +127,7 @@ def test_newest_good_prefers_last_then_newest_readable_step(tmp_path, caplog):
     assert caplog.text == ""
     for p in folder.iterdir():
         p.write_bytes(b"garbage")
-    with pytest.raises(GantrainError, match=f"no readable checkpoint in {folder}: checkpoint "):
+    with pytest.raises(GantrainError, match=f"no readable checkpoint in {re.escape(str(folder))}: .*step_00000003.pt"):
         newest_good(tmp_path)
 
 
@@ -169,7 +192,7 @@ def test_error_messages_stay_one_short_line(tmp_path, monkeypatch):
         (RuntimeError("y" * 500 + "\nsecond line"), "is truncated or corrupt (" + "y" * 160 + "); use another"),
         (RuntimeError(""), "is truncated or corrupt (RuntimeError); use another"),
         (EOFError("  \n"), "is truncated or corrupt (EOFError); use another"),
-        (pickle.UnpicklingError("z" * 300), "is corrupt (" + "z" * 160 + "); use another"),
+        (pickle.UnpicklingError("z" * 300 + "\nmore detail"), "is corrupt (" + "z" * 160 + "); use another"),
         (pickle.UnpicklingError(""), "is corrupt (unpickling failed); use another"),
     ]:
         def load(*args, exc=raised, **kwargs):
@@ -206,8 +229,12 @@ def test_default_writer_keeps_three_and_keep_zero_keeps_the_newest(tmp_path):
                                                      "step_00000005.pt"]
     zero = CheckpointWriter(tmp_path / "b", keep_last=0)
     zero.save(state(1), 1)
-    zero.save(state(2), 2)
+    zero.save(state(3), 3)
+    assert names(tmp_path / "b" / "checkpoints") == ["last.pt", "step_00000003.pt"]
+    zero.save(state(2), 2)  # written again after a resume from step 2: only what was just written is kept
     assert names(tmp_path / "b" / "checkpoints") == ["last.pt", "step_00000002.pt"]
+    named = CheckpointWriter(tmp_path / "new" / "run").save_named(state(5), "best")  # folders made as needed
+    assert named == tmp_path / "new" / "run" / "checkpoints" / "best.pt" and load_checkpoint(named)["step"] == 5
 
 
 def test_saving_survives_a_filesystem_without_directory_fsync_and_undeletable_stale_temps(tmp_path, monkeypatch):
@@ -243,31 +270,50 @@ def test_saving_survives_a_filesystem_without_directory_fsync_and_undeletable_st
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 2
 
 
-# Two library bugs found while writing these tests (gantrain/checkpoint.py, load_checkpoint). Both tests fail on
-# the current library; they are strict xfails so that the suite stays green until the fix, and fail (XPASS) once it
-# lands: then remove the markers.
-JUNK = (b"hello world\n", b"garbage", b"j\xee;\xd3\x8f\xd7\xd4\xce\x14\xba\x17\xe7mQN")  # what a stray write can leave
+JUNK = (b"hello world\n", b"garbage", b"j\xee;\xd3\x8f\xd7\xd4\xce\x14\xba\x17\xe7mQN", b"")  # what a stray write can leave
 
 
-@pytest.mark.xfail(strict=True, raises=(KeyError, IndexError),
-                   reason="library bug: load_checkpoint lets KeyError/IndexError from torch's weights-only unpickler "
-                          "escape on some corrupt files, so newest_good crashes instead of falling back")
-def test_corrupt_last_pt_of_any_content_falls_back_to_a_step_file(tmp_path):
+def test_a_last_pt_that_is_not_a_checkpoint_falls_back_to_a_step_file(tmp_path):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     atomic_save(state(1), folder / "step_00000001.pt")
     for junk in JUNK:
         (folder / "last.pt").write_bytes(junk)
+        with pytest.raises(GantrainError) as caught:
+            load_checkpoint(folder / "last.pt")
+        assert str(folder / "last.pt") in str(caught.value) and "could run code" not in str(caught.value)
         path, loaded = newest_good(tmp_path)
         assert path == folder / "step_00000001.pt" and loaded["step"] == 1
 
 
-@pytest.mark.xfail(strict=True, raises=(AssertionError, KeyError),
-                   reason="library bug: corrupt non-zip bytes are reported as 'refused: it holds objects outside a "
-                          "checkpoint's allow-list (loading it could run code)' instead of 'truncated or corrupt'")
-def test_corrupt_bytes_are_called_corrupt_not_unsafe(tmp_path):
+def zip_checkpoint(path, pickle_bytes: bytes) -> None:
+    """A file laid out as torch.save writes it (a zip archive), whose pickle is the given bytes."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle_bytes)
+        archive.writestr("archive/version", b"3\n")
+        archive.writestr("archive/byteorder", b"little")
+
+
+# Checkpoints whose zip layout is intact but whose content is damaged (as a bit flip on disk leaves them): before
+# the fix in load_checkpoint, a KeyError escaped from torch's unpickler (newest_good crashed instead of falling
+# back), and junk was reported as "could run code".
+def test_damaged_checkpoint_is_named_and_skipped(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    atomic_save(state(1), folder / "step_00000001.pt")
+    zip_checkpoint(folder / "last.pt", b"hello world\n")  # 'h' reads a memo entry that does not exist
+    with pytest.raises(GantrainError, match="is (truncated or )?corrupt"):
+        load_checkpoint(folder / "last.pt")
+    path, loaded = newest_good(tmp_path)
+    assert path == folder / "step_00000001.pt" and loaded["step"] == 1
+
+
+def test_damaged_checkpoint_is_called_corrupt_not_unsafe(tmp_path):
     path = tmp_path / "last.pt"
-    for junk in reversed(JUNK):
-        path.write_bytes(junk)
+    zip_checkpoint(path, b"\x80\x02cos\nsystem\nq\x00.")  # a real attempt to import os.system: refused
+    with pytest.raises(GantrainError, match="refused.*could run code"):
+        load_checkpoint(path)
+    for junk in (b"garbage", b"\xff\xff\xff"):
+        zip_checkpoint(path, junk)
         with pytest.raises(GantrainError, match="is (truncated or )?corrupt"):
             load_checkpoint(path)
