@@ -137,3 +137,21 @@ def test_writer_keeps_the_previous_checkpoint_when_the_copy_fallback_fails(tmp_p
     assert (folder / "last.pt").read_bytes() == before
     assert not [name for name in _files(folder) if name.endswith(".tmp")]
     assert checkpoint.load_checkpoint(folder / "last.pt")["step"] == 1
+
+
+def test_failed_write_whose_temp_is_already_gone_reports_the_write_error(tmp_path):
+    """Another writer's stale-temp sweep (CheckpointWriter.save removes .*.tmp) may delete our temp first."""
+    path = tmp_path / "best.pt"
+    atomic_save({"step": 1}, path)
+    before = path.read_bytes()
+
+    def write_then_lose_the_temp(f):
+        f.write(b"partial")
+        for temp in tmp_path.glob(".best.pt.*.tmp"):
+            temp.unlink()
+        raise OSError(errno.ENOSPC, "No space left on device (raised by the test)")
+
+    with pytest.raises(OSError) as caught:
+        checkpoint._atomic_write(path, write_then_lose_the_temp)
+    assert caught.value.errno == errno.ENOSPC  # not the FileNotFoundError of the clean-up
+    assert path.read_bytes() == before and _files(tmp_path) == {"best.pt"}

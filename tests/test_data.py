@@ -268,3 +268,56 @@ def test_mixture_metrics_edges_one_sample_and_none():
     assert just_out == {"modes": 1.0, "high_quality_pct": 50.0, "reverse_kl": pytest.approx(math.log(3 / 2), rel=1e-9)}
     assert mixture_metrics(torch.zeros(0, 2), means, std=0.5) == {"modes": 0.0, "high_quality_pct": 0.0,
                                                                     "reverse_kl": math.inf}
+
+
+def test_streamed_batches_drop_the_remainder_like_the_device_stream(tmp_path):
+    from PIL import Image
+
+    from gantrain.data import StreamedBatches
+
+    for i in range(7):
+        Image.new("L", (4, 4), 30 * i).save(tmp_path / f"{i}.png")
+    folder = ImageFolder(str(tmp_path), image_size=4, channels=1)
+    streamed = StreamedBatches(folder, batch_size=3, seed=2, device=CPU, num_workers=0)  # 2 batches, 1 dropped
+    device = DeviceBatches(folder.tensor(), batch_size=3, seed=2, device=CPU)
+    for expected_state in ({"epoch": 0, "pos": 3}, {"epoch": 0, "pos": 6}, {"epoch": 1, "pos": 3},
+                           {"epoch": 1, "pos": 6}, {"epoch": 2, "pos": 3}):
+        assert torch.equal(streamed.next(1), device.next(1))
+        assert streamed.state_dict() == device.state_dict() == expected_state
+
+
+def test_epoch_order_is_the_one_0_1_0_used():
+    """Runs written by 0.1.0 resume mid-epoch with the same data order: the (seed, epoch) -> order map is fixed."""
+    for n, seed, epoch in [(10, 5, 0), (10, 5, 1), (100, 0, 3), (7, 2**31 - 1, 12), (50, 123456789, 0)]:
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        assert torch.equal(epoch_permutation(n, seed, epoch), torch.randperm(n, generator=generator))
+
+
+def test_resume_into_a_used_stream_in_epoch_0_and_batch_spec():
+    data = torch.arange(12 * 3 * 2 * 2, dtype=torch.uint8).view(12, 3, 2, 2)  # colour images
+    walked = DeviceBatches(data, batch_size=3, seed=6, device=CPU)
+    assert walked.batch_spec() == ((3, 3, 2, 2), torch.uint8)
+    walked.next(2)
+    saved = walked.state_dict()
+    assert saved == {"epoch": 0, "pos": 6}
+    ahead = walked.next(3)
+    reused = DeviceBatches(data, batch_size=3, seed=6, device=CPU)
+    reused.next(9)  # now in epoch 2, its order cached
+    reused.load_state_dict(saved)
+    out = torch.zeros(3, 3, 3, 2, 2, dtype=torch.uint8)
+    assert reused.next(3, out=out) is out and torch.equal(out, ahead)
+    order = epoch_permutation(12, 6, 0).tolist()[6:] + epoch_permutation(12, 6, 1).tolist()[:3]
+    assert torch.equal(ahead.view(9, 3, 2, 2), data[order])
+
+
+def test_streamed_batch_spec(tmp_path):
+    from PIL import Image
+
+    from gantrain.data import StreamedBatches
+
+    for i in range(4):
+        Image.new("RGB", (6, 6), (10 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    folder = ImageFolder(str(tmp_path), image_size=4)
+    streamed = StreamedBatches(folder, batch_size=2, seed=0, device=CPU, num_workers=0)
+    assert streamed.batch_spec() == ((2, 3, 4, 4), torch.uint8)
+    assert streamed.next(1).shape == (1, 2, 3, 4, 4)

@@ -169,3 +169,5 @@ def test_epoch_permutation_is_a_permutation_and_changes_with_the_epoch(n: int, s
     if n >= 20:  # two orders of 20 or more samples coincide with probability below 1 / 20!
         assert not torch.equal(order, epoch_permutation(n, seed, epoch + 1))
         assert not torch.equal(order, epoch_permutation(n, seed + 1, epoch))
+        # neighbouring seeds do not replay each other's epochs shifted by one
+        assert not torch.equal(epoch_permutation(n, seed, epoch + 1), epoch_permutation(n, seed + 1, epoch))

@@ -1,0 +1,315 @@
+"""Mutation testing of one gantrain module with cosmic-ray, on a throw-away copy of the repository.
+
+    python scripts/mutation.py losses                  # or metrics, data, checkpoint
+    python scripts/mutation.py data --whole            # every function of the module, not only its scope
+    python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
+
+cosmic-ray rewrites the module in place for each mutant and runs a test command; here that happens in
+copies of the repository under a temporary folder (one per worker), never in the checkout this script
+lives in. For each module only the fast unit tests that exercise it run, stopping at the first failure.
+Prints the kill rate and every surviving mutant (line, operator, diff); exits 0 when the run completed.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import json
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+# Top-level entries of the checkout that are never copied (history, caches, outputs of runs).
+SKIP_TOP = {".git", ".hypothesis", ".pytest_cache", ".benchmarks", "outputs", "multirun", "data", "build", "dist",
+            "gantrain.egg-info", ".whl", ".gl"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A module to mutate, the pytest arguments that test it, and (optionally) the functions/classes in scope."""
+
+    path: str
+    tests: tuple[str, ...]
+    scope: Optional[tuple[str, ...]] = None
+    note: str = ""
+
+
+TARGETS: dict[str, Target] = {
+    "losses": Target("gantrain/losses.py", ("tests/test_losses.py", "tests/test_properties.py", "-k",
+                                            "not fid and not precision and not epoch")),
+    "metrics": Target("gantrain/metrics.py", (
+        "tests/test_metrics.py", "tests/test_data.py", "tests/test_properties.py", "-k",
+        "test_fid or test_precision_recall or test_inception_score or mixture_metrics or class_histogram",
+    )),
+    "data": Target(
+        "gantrain/data.py",
+        ("tests/test_data.py", "tests/test_properties.py", "-k", "batch or epoch or processes"),
+        scope=("epoch_permutation", "BatchStream", "DeviceBatches", "StreamedBatches"),
+        note="the data-order code only (epoch_permutation and the batch streams); datasets are out of scope",
+    ),
+    "checkpoint": Target(
+        "gantrain/checkpoint.py",
+        ("tests/test_atomic.py", "tests/test_checkpoint_files.py"),
+        scope=("_fsync_dir", "atomic_save", "_atomic_write", "_atomic_link", "load_checkpoint", "step_checkpoints",
+               "newest_good", "run_folder_of", "open_run_or_checkpoint", "CheckpointWriter"),
+        note="the file handling; the format-1 migration (migrate, _migrate_v1, migrate_config_v1) is out of scope",
+    ),
+    "gan": Target("gantrain/games/gan.py", ("tests/test_trainer_step.py",),
+                  scope=("GAN",), note="the GAN game's update phases"),
+    "game": Target("gantrain/games/__init__.py", ("tests/test_trainer_step.py",),
+                   scope=("Game",), note="the shared update, EMA and schedule stepping of every game"),
+}
+
+
+def copy_repo(dest: Path) -> None:
+    """Copy the checkout (without history, caches and run outputs) to dest."""
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        skip = {"__pycache__"} | (SKIP_TOP if Path(folder).resolve() == REPO else set())
+        return [n for n in names if n in skip]
+
+    shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+
+
+def scope_lines(source: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
+    """1-based inclusive line ranges of the named top-level functions and classes (decorators included)."""
+    tree = ast.parse(source.read_text())
+    ranges = []
+    found = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            ranges.append((first, node.end_lineno or node.lineno))
+            found.add(node.name)
+    missing = set(names) - found
+    if missing:
+        raise SystemExit(f"{source}: no top-level {', '.join(sorted(missing))} (update the scope in {__file__})")
+    return ranges
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, limit: float = 60.0) -> None:
+    """Return once something accepts connections on port; fail if proc exits or the limit passes."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"cosmic-ray http-worker on port {port} exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"cosmic-ray http-worker on port {port} did not start")
+
+
+def worker_env(copy: Path) -> dict[str, str]:
+    """The environment of the tests in a copy: its own gantrain first on the path, no plugin autoload."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(copy)
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # saves a second per mutant; hypothesis works without its plugin
+    env.setdefault("GANTRAIN_DATA", str(REPO.parent / "shared" / "data"))
+    env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = "1"  # one core per worker
+    return env
+
+
+def cosmic_ray(*args: str, cwd: Path, env: dict[str, str]) -> None:
+    """Run a cosmic-ray subcommand; raise on failure."""
+    subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *args], cwd=cwd, env=env, check=True)
+
+
+def report(session: Path, source: Path) -> dict:
+    """Counts by outcome, the kill rate and the survivors (line, operator, diff) of a finished session."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    lines = source.read_text().splitlines()
+    counts = {"killed": 0, "timeout": 0, "survived": 0, "incompetent": 0, "skipped": 0, "no-test": 0, "pending": 0}
+    survivors: list[dict] = []
+    incompetent: list[dict] = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        results = dict(db.results)
+        for item in db.work_items:
+            result = results.get(item.job_id)
+            if result is None:
+                counts["pending"] += 1
+                continue
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                counts["skipped"] += 1
+            elif result.worker_outcome == WorkerOutcome.NO_TEST:
+                counts["no-test"] += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                counts["survived"] += 1
+                m = item.mutations[0]
+                survivors.append({
+                    "line": m.start_pos[0], "operator": m.operator_name, "occurrence": m.occurrence,
+                    "code": lines[m.start_pos[0] - 1].strip(),
+                    "diff": "\n".join(d for d in (result.diff or "").splitlines()
+                                      if d[:1] in "+-" and not d.startswith(("+++", "---"))),
+                })
+            elif result.test_outcome == TestOutcome.INCOMPETENT:
+                counts["incompetent"] += 1
+                m = item.mutations[0]
+                incompetent.append({"line": m.start_pos[0], "operator": m.operator_name, "occurrence": m.occurrence,
+                                    "output": (result.output or "")[-300:]})
+            elif result.output == "timeout":
+                counts["timeout"] += 1
+            else:
+                counts["killed"] += 1
+    tested = counts["killed"] + counts["timeout"] + counts["survived"]
+    rate = (counts["killed"] + counts["timeout"]) / tested if tested else float("nan")
+    return {"counts": counts, "tested": tested, "kill_rate": rate, "survivors": sorted(survivors, key=lambda s: s["line"]),
+            "incompetent": incompetent}
+
+
+def main() -> int:
+    """Parse the arguments, run cosmic-ray on copies, print the kill rate and the survivors."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("module", choices=sorted(TARGETS))
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel test runs (default: 2)")
+    parser.add_argument("--timeout", type=float, default=0.0,
+                        help="seconds per mutant (default: 4x the unmutated test run, at least 20)")
+    parser.add_argument("--whole", action="store_true", help="mutate the whole module, ignoring its scope")
+    parser.add_argument("--json", type=Path, help="also write the counts and survivors here")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copies (their path is printed)")
+    parser.add_argument("--survivors-of", type=Path, metavar="JSON",
+                        help="test only the survivors listed in an earlier --json report (same module source)")
+    args = parser.parse_args()
+    target = TARGETS[args.module]
+
+    work = Path(tempfile.mkdtemp(prefix=f"gantrain-mutation-{args.module}-")).resolve()
+    if work == REPO or REPO in work.parents:
+        raise SystemExit(f"refusing to work inside the checkout ({work})")
+    copies = [work / f"w{i}" for i in range(max(1, args.workers))]
+    workers: list[subprocess.Popen] = []
+    try:
+        for copy in copies:
+            copy_repo(copy)
+        main_copy = copies[0]
+        env = worker_env(main_copy)
+        where = subprocess.run([sys.executable, "-c", "import gantrain.losses as m; print(m.__file__)"], cwd=main_copy,
+                               env=env, capture_output=True, text=True, check=True).stdout.strip()
+        if not Path(where).resolve().is_relative_to(main_copy):
+            raise SystemExit(f"the copy imports gantrain from {where}, not from {main_copy}; mutants would not be tested")
+
+        test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *target.tests]
+        started = time.monotonic()
+        baseline = subprocess.run(test_command, cwd=main_copy, env=env, capture_output=True, text=True)
+        baseline_s = time.monotonic() - started
+        if baseline.returncode != 0:
+            print(baseline.stdout[-4000:], baseline.stderr[-2000:])
+            raise SystemExit("the tests fail on the unmutated code; fix that first")
+        timeout = args.timeout or max(20.0, 4 * baseline_s)
+        print(f"{target.path}: baseline test run {baseline_s:.1f} s, per-mutant timeout {timeout:.0f} s, "
+              f"{len(copies)} worker(s), copies under {work}", flush=True)
+
+        ports = [free_port() for _ in copies]
+        distributor = (
+            f'[cosmic-ray.distributor]\nname = "http"\n\n[cosmic-ray.distributor.http]\n'
+            f"worker-urls = {json.dumps([f'http://127.0.0.1:{p}' for p in ports])}\n"
+            if len(copies) > 1 else '[cosmic-ray.distributor]\nname = "local"\n'
+        )
+        config = work / "config.toml"
+        config.write_text(
+            "[cosmic-ray]\n"
+            f'module-path = "{target.path}"\n'
+            f"timeout = {timeout:.1f}\n"
+            "excluded-modules = []\n"
+            f"test-command = {json.dumps(shlex.join(test_command))}\n\n" + distributor
+        )
+        session = work / "session.sqlite"
+        cosmic_ray("init", str(config), str(session), cwd=main_copy, env=env)
+
+        from cosmic_ray.work_db import WorkDB, use_db
+        from cosmic_ray.work_item import WorkerOutcome, WorkResult
+
+        source = main_copy / target.path
+        if target.scope and not args.whole:
+
+            ranges = scope_lines(source, target.scope)
+            with use_db(str(session), WorkDB.Mode.open) as db:
+                outside = [item.job_id for item in db.work_items
+                           if not any(a <= item.mutations[0].start_pos[0] <= b for a, b in ranges)]
+                for job_id in outside:
+                    db.set_result(job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+            print(f"scope: {', '.join(target.scope)} ({target.note}); {len(outside)} mutants outside it skipped",
+                  flush=True)
+        if args.survivors_of:
+            earlier = json.loads(args.survivors_of.read_text())
+            wanted = {(x["line"], x["operator"], x["occurrence"]) for x in earlier["survivors"]}
+            with use_db(str(session), WorkDB.Mode.open) as db:
+                pending_items = list(db.pending_work_items)
+                keep = {item.job_id for item in pending_items
+                        if (item.mutations[0].start_pos[0], item.mutations[0].operator_name,
+                            item.mutations[0].occurrence) in wanted}
+                for item in pending_items:
+                    if item.job_id not in keep:
+                        db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+            if len(keep) != len(wanted):
+                print(f"warning: {len(wanted) - len(keep)} of the {len(wanted)} earlier survivors not found "
+                      f"(the module changed since?)")
+        with use_db(str(session), WorkDB.Mode.open) as db:
+            pending = sum(1 for _ in db.pending_work_items)
+        print(f"{pending} mutants to test, about {pending * baseline_s / len(copies) / 60:.0f} min at most", flush=True)
+
+        if len(copies) > 1:
+            for copy, port in zip(copies, ports):
+                log = open(work / f"worker-{port}.log", "w")
+                workers.append(subprocess.Popen(
+                    [sys.executable, "-m", "cosmic_ray.cli", "http-worker", "--port", str(port)],
+                    cwd=copy, env=worker_env(copy), stdout=log, stderr=subprocess.STDOUT,
+                ))
+            for proc, port in zip(workers, ports):
+                wait_for_port(port, proc)
+        started = time.monotonic()
+        cosmic_ray("exec", str(config), str(session), cwd=main_copy, env=env)
+        elapsed = time.monotonic() - started
+
+        summary = report(session, source)
+        for copy in copies:  # cosmic-ray restores each file after its mutant; check it did
+            if (copy / target.path).read_text() != (REPO / target.path).read_text():
+                print(f"warning: {copy / target.path} differs from the checkout after the run (the checkout changed "
+                      f"meanwhile, or a mutant was not reverted)")
+        summary.update(module=target.path, scope=None if args.whole else target.scope, seconds=round(elapsed),
+                       date=datetime.date.today().isoformat(), command=" ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+                       test_command=shlex.join(["python", *test_command[1:]]))
+        c = summary["counts"]
+        print(f"\n{target.path}: {summary['tested']} mutants tested in {elapsed / 60:.1f} min: "
+              f"{c['killed']} killed, {c['timeout']} timed out, {c['survived']} survived "
+              f"({c['incompetent']} incompetent, {c['skipped']} skipped, {c['no-test']} not applicable, "
+              f"{c['pending']} pending)")
+        print(f"kill rate: {100 * summary['kill_rate']:.1f}%")
+        for s in summary["survivors"]:
+            print(f"\nSURVIVED line {s['line']}: {s['operator']} (occurrence {s['occurrence']})\n    {s['code']}\n{s['diff']}")
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=1))
+        return 0
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if args.keep:
+            print(f"copies kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
