@@ -1,4 +1,4 @@
-"""`pip install .` (not only editable) must carry every config file inside the package."""
+"""`pip install .` (not only editable) must carry every module and config file inside the package."""
 import subprocess
 import sys
 import zipfile
@@ -19,3 +19,5 @@ def test_wheel_holds_every_config(tmp_path):
     configs = {f"gantrain/configs/{p.relative_to(REPO / 'configs').as_posix()}" for p in (REPO / "configs").rglob("*.yaml")}
     assert len(configs) > 25 and configs <= names, sorted(configs - names)
     assert "gantrain/configs/hydra/help/gantrain.yaml" in names
+    modules = {p.relative_to(REPO).as_posix() for p in (REPO / "gantrain").rglob("*.py")}
+    assert len(modules) > 15 and modules <= names, sorted(modules - names)  # every module, subpackages too
