@@ -11,8 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_wheel_holds_every_config(tmp_path):
+    import shutil
+
+    source = tmp_path / "src"  # a clean copy: a stale build/ folder of the checkout would hide missing packages
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", "build", "*.egg-info", "__pycache__", "outputs",
+                                                                 ".hypothesis", "fixtures"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                             str(tmp_path), str(REPO)], capture_output=True, text=True, timeout=600)
+                             str(tmp_path), str(source)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     (wheel,) = tmp_path.glob("gantrain-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
