@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 from .errors import GantrainError
 
-if TYPE_CHECKING:
-    from .loop import Loop
+# The loop (gantrain.loop.Loop) is passed in and used through its public attributes only; it is not
+# imported here, so that the loop may import its periodic work without a cycle.
+Loop = Any
 
 log = logging.getLogger("gantrain")
 
@@ -31,7 +32,7 @@ class Periodic:
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
-    def __call__(self, loop: "Loop", final: bool = False) -> None:
+    def __call__(self, loop: Loop, final: bool = False) -> None:
         raise NotImplementedError
 
 
@@ -40,7 +41,7 @@ class DivergenceCheck(Periodic):
 
     name = "divergence"
 
-    def __call__(self, loop: "Loop", final: bool = False) -> None:
+    def __call__(self, loop: Loop, final: bool = False) -> None:
         if final and not loop.stats.steps:
             return
         means = loop.read_stats()
@@ -65,7 +66,7 @@ class ScalarLog(Periodic):
         super().__init__(every)
         self._tick: Optional[tuple[float, int]] = None
 
-    def __call__(self, loop: "Loop", final: bool = False) -> None:
+    def __call__(self, loop: Loop, final: bool = False) -> None:
         if final and not loop.stats.steps:
             return
         values = loop.game.report(loop.read_stats())
@@ -87,7 +88,7 @@ class Samples(Periodic):
         super().__init__(every)
         self.reference = reference  # 2D data points drawn under the samples
 
-    def __call__(self, loop: "Loop", final: bool = False) -> None:
+    def __call__(self, loop: Loop, final: bool = False) -> None:
         if loop.dist.main:
             loop.logger.images(loop.step, loop.game.sample_grid(), self.reference)
 
@@ -106,7 +107,7 @@ class Evaluation(Periodic):
         self.evaluator, self.best_metric = evaluator, best_metric
         self.best: dict[str, float] = {}
 
-    def __call__(self, loop: "Loop", final: bool = False) -> dict[str, float]:
+    def __call__(self, loop: Loop, final: bool = False) -> dict[str, float]:
         network = loop.game.sampler()
         was_training = network.training
         network.eval()
@@ -143,5 +144,5 @@ class Checkpointing(Periodic):
 
     name = "checkpoint"
 
-    def __call__(self, loop: "Loop", final: bool = False) -> None:
+    def __call__(self, loop: Loop, final: bool = False) -> None:
         loop.save()

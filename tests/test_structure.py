@@ -15,12 +15,11 @@ def module_name(path: Path) -> str:
 
 
 def imports_of(path: Path) -> set[str]:
-    """gantrain modules a file imports anywhere (top level, inside functions, under TYPE_CHECKING excluded)."""
+    """gantrain modules a file imports anywhere (top level, inside functions, under TYPE_CHECKING too)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text())
-    type_checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                     and getattr(node.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(node)}
+    type_checking: set[int] = set()  # imports under TYPE_CHECKING count too: a cycle there is still a cycle
     found = set()
     for node in ast.walk(tree):
         if id(node) in type_checking:
