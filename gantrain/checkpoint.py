@@ -12,7 +12,6 @@ import pickle
 import re
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
 
