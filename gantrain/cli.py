@@ -186,10 +186,10 @@ def _check_command_line(args: list[str]) -> None:
         raise GantrainError(f"cannot create or write the run folder {target} ({probe} is not a writable folder); "
                             f"choose another with hydra.run.dir=...")
     if not target.exists():
-        first = probe / target.relative_to(probe).parts[0]
-        try:  # what os.access cannot tell (read-only mounts, /proc): try it
-            first.mkdir()
-            first.rmdir()
+        import tempfile
+
+        try:  # what os.access cannot tell (read-only mounts, /proc): try it, under a name no other process uses
+            os.rmdir(tempfile.mkdtemp(prefix=".gantrain-probe-", dir=probe))
         except OSError as exc:
             raise GantrainError(f"cannot create the run folder {target} ({exc.strerror or exc}); "
                                 f"choose another with hydra.run.dir=...") from None

@@ -104,14 +104,17 @@ class Loop:
             log.info("nothing to train: the run is at step %d and trainer.steps=%d; raise trainer.steps to train longer",
                      self.step, self.steps)
             return
+        # the logger opens at the step training resumes from: rows a crash left past the checkpoint are dropped
+        self.start_step = self.step
         if self.step == 0:
             self.logger.text("config", "```\n" + _yaml(self.meta.get("config", {})) + "\n```")
         log.info("training %s -> step %d on %s", "from step %d" % self.step if self.step else "from scratch",
                  self.steps, self.device)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         self.game.train()
-        self.start_step, self.started_at = self.step, time.perf_counter()
+        self.started_at = time.perf_counter()
         try:
+            _ = self.logger  # opened now, at start_step, not at the end of the first step
             self._prepare_graph()
             while self.step < self.steps:
                 self._step_and_due_work()
@@ -227,7 +230,7 @@ class Loop:
             if self.dist.main:
                 from .logger import RunLogger
 
-                self._logger = RunLogger(self.run_dir, self.steps, self.step, self.progress)
+                self._logger = RunLogger(self.run_dir, self.steps, self.start_step, self.progress)
             else:
                 self._logger = NullLogger()
         return self._logger
@@ -303,7 +306,7 @@ class Loop:
         for work in self.periodic:
             if hasattr(work, "load_state_dict") and work.name in state.get("periodic", {}):
                 work.load_state_dict(state["periodic"][work.name])
-        self.step = int(state["step"])
+        self.step = self.start_step = int(state["step"])
 
 
 def _yaml(config: dict) -> str:

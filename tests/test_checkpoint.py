@@ -259,3 +259,18 @@ def test_last_pt_is_copied_where_hard_links_are_not_allowed(tmp_path, monkeypatc
     assert sorted(p.name for p in folder.iterdir()) == ["last.pt", "step_00000002.pt"]
     assert (folder / "last.pt").read_bytes() == (folder / "step_00000002.pt").read_bytes()
     assert load_checkpoint(folder / "last.pt")["step"] == 2
+
+
+def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
+    # A crash between a log row (step 5) and the next checkpoint (step 6) leaves a row past the resumed step (4):
+    # the resumed run logs step 5 again, so the stale row must go (and the line the kill cut with it).
+    run = tmp_path / "run"
+    common = ["dataset=digits", "trainer.device=cpu", "trainer.log_every=1", "trainer.ckpt_every=4",
+              "trainer.sample_every=100", "generator.base_channels=8", "discriminator.base_channels=8"]
+    gantrain.train(gantrain.compose(common + ["trainer.steps=4"]), run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 5, "loss/d": 123.0}) + "\n" + '{"step": 6, "loss/')  # and a line cut by the kill
+    gantrain.train(gantrain.compose(common + ["trainer.steps=6", f"resume={run}"]), run)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[4]["loss/d"] != 123.0

@@ -130,6 +130,32 @@ def test_run_folder_that_cannot_be_made_is_one_line(tmp_path):
     assert str(blocker) in line
 
 
+
+def test_run_folder_check_is_safe_when_processes_start_together(tmp_path):
+    # torchrun starts every rank at once and each checks the same new run folder; one rank's check must
+    # never trip over another's (a check that made and removed the run folder itself did, now and then).
+    import threading
+
+    from gantrain.cli import _check_command_line
+
+    failures: list[str] = []
+
+    def check(i: int) -> None:
+        for _ in range(40):
+            try:
+                _check_command_line([f"hydra.run.dir={tmp_path / 'run'}"])
+            except GantrainError as exc:
+                failures.append(str(exc))
+                return
+
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == [] and sorted(p.name for p in tmp_path.iterdir()) == []  # no probe left behind
+
+
 def test_console_names_the_run_folder_and_tensorboard_at_the_start(tmp_path):
     run = tmp_path / "run"
     result = run_gantrain(*TINY, "trainer.steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
