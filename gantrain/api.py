@@ -18,11 +18,13 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     """The generator of a run folder (its newest good checkpoint) or of a checkpoint file, in eval mode.
 
     ema: use the EMA generator when the run kept one. `.sample(n)` then gives n samples in data space:
-    images (n, C, H, W) in [-1, 1], 2D points (n, 2). Loading runs no code from the file, and runs
+    images (n, C, H, W) in [-1, 1], 2D points (n, 2); a conditional run's generator has `num_classes`
+    and takes `.sample(n, labels=...)`. Loading runs no code from the file, and runs
     written by earlier gantrain versions load too.
     """
     _, state = open_run_or_checkpoint(Path(path))
-    generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"])
+    generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"],
+                                state.get("num_classes"))
     weights = state["ema"]["generator"] if ema and "generator" in state["ema"] else state["networks"]["generator"]
     generator.load_state_dict(weights)
     return generator.to(device).eval()

@@ -15,12 +15,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import distributed
-from .config import TrainerConfig, check_seed, check_top_level, optimizer_settings, trainer_settings
+from .config import (ConditionConfig, TrainerConfig, check_seed, check_top_level, condition_settings,
+                     optimizer_settings, trainer_settings)
 from .data import Dataset, make_batches
 from .distributed import Dist
 from .errors import GantrainError
 from .games import make_ema
-from .games.gan import GAN
+from .games.gan import GAN, ConditionalGAN
 from .loop import Loop, stdout_is_tty
 from .losses import GANLoss
 from .models import Generator
@@ -184,10 +185,41 @@ def build_dataset(cfg: DictConfig) -> Dataset:
     return instantiate_component(cfg.dataset, "dataset")
 
 
-def build_generator(gen_cfg: Any, data_shape: tuple[int, ...], data_kind: str) -> Generator:
-    """The generator of a config node, sized for data of `data_shape`."""
+def build_generator(gen_cfg: Any, data_shape: tuple[int, ...], data_kind: str, num_classes: Optional[int] = None) -> Generator:
+    """The generator of a config node, sized for data of `data_shape` (conditional on num_classes classes)."""
     node = gen_cfg if isinstance(gen_cfg, DictConfig) else OmegaConf.create(gen_cfg)
-    return instantiate_component(node, "generator", out_shape=tuple(data_shape), bounded=data_kind == "image")
+    given: dict[str, Any] = {"num_classes": num_classes} if num_classes else {}
+    generator = instantiate_component(node, "generator", out_shape=tuple(data_shape), bounded=data_kind == "image", **given)
+    if num_classes and getattr(generator, "num_classes", None) != num_classes:
+        raise GantrainError(f"generator {node._target_} does not take num_classes, so it cannot be conditional; "
+                            f"use generator=dcgan or mlp, or conditional=false")
+    return generator
+
+
+def build_discriminator(cfg: DictConfig, dataset: Dataset, condition: Optional[ConditionConfig]) -> Any:
+    """The discriminator of cfg for dataset's samples (conditional when `condition` is set)."""
+    given: dict[str, Any] = {}
+    if condition is not None:
+        given = {"num_classes": dataset.num_classes, "conditioning": condition.discriminator}
+    discriminator = instantiate_component(cfg.discriminator, "discriminator", in_shape=tuple(dataset.shape), **given)
+    if condition is not None and getattr(discriminator, "num_classes", None) != dataset.num_classes:
+        raise GantrainError(f"discriminator {cfg.discriminator._target_} does not take num_classes, so it cannot be "
+                            f"conditional; use discriminator=dcgan or mlp, or conditional=false")
+    return discriminator
+
+
+def check_labelled(dataset: Dataset, condition: Optional[ConditionConfig]) -> Optional[int]:
+    """The number of classes a conditional run trains on (None when unconditional); refuses unlabelled data."""
+    if condition is None:
+        return None
+    if not dataset.num_classes:
+        raise GantrainError(
+            f"conditional=true needs labels, and {dataset.name} has none; use a labelled dataset (mnist, "
+            f"fashion_mnist, cifar10, digits, ring, grid, or image_folder with one subfolder per class) "
+            f"or conditional=false")
+    if dataset.num_classes < 2:
+        raise GantrainError(f"conditional=true needs two classes or more; {dataset.name} has {dataset.num_classes}")
+    return int(dataset.num_classes)
 
 
 def make_evaluator(dataset: Dataset, settings: TrainerConfig, device: torch.device) -> Optional[Any]:
@@ -220,27 +252,35 @@ def available_memory(device: torch.device) -> int:
     return 1 << 62  # unknown: do not refuse
 
 
-def estimate_memory(cfg: DictConfig, dataset: Dataset, settings: TrainerConfig) -> tuple[int, int, int]:
+def estimate_memory(cfg: DictConfig, dataset: Dataset, settings: TrainerConfig,
+                    condition: Optional[ConditionConfig] = None) -> tuple[int, int, int]:
     """(parameters, parameter bytes, activation bytes) of one training step, from the networks built on the
     meta device (nothing allocated). Parameters count 5 copies (weights, gradients, two optimizer moments,
     EMA); activations are every module output of one batch through G and D, kept for backward, x3 (D sees
     real and generated data, and penalties differentiate twice)."""
+    num_classes = check_labelled(dataset, condition)
     with torch.device("meta"):
-        g = build_generator(cfg.generator, dataset.shape, dataset.kind)
-        d = instantiate_component(cfg.discriminator, "discriminator", in_shape=tuple(dataset.shape))
+        g = build_generator(cfg.generator, dataset.shape, dataset.kind, num_classes)
+        d = build_discriminator(cfg, dataset, condition)
         sizes: list[int] = []
         hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() if isinstance(o, torch.Tensor) else 0))
                  for net in (g, d) for m in net.modules() if not list(m.children())]
-        d(g(torch.empty(settings.batch_size, g.latent_dim)))
+        z = torch.empty(settings.batch_size, g.latent_dim)
+        if num_classes:
+            y = torch.zeros(settings.batch_size, dtype=torch.int64)
+            d(g(z, y), y)
+        else:
+            d(g(z))
         for hook in hooks:
             hook.remove()
     params = sum(p.numel() for net in (g, d) for p in net.parameters())
     return params, 4 * 5 * params, 4 * 3 * sum(sizes)
 
 
-def check_fits(cfg: DictConfig, dataset: Dataset, settings: TrainerConfig, device: torch.device) -> None:
+def check_fits(cfg: DictConfig, dataset: Dataset, settings: TrainerConfig, device: torch.device,
+               condition: Optional[ConditionConfig] = None) -> None:
     """Refuse, with the numbers and the keys to change, networks that cannot fit in the device's memory."""
-    params, weights, activations = estimate_memory(cfg, dataset, settings)
+    params, weights, activations = estimate_memory(cfg, dataset, settings, condition)
     free = available_memory(device)
     if weights + activations > free:
         gib = 1024**3
@@ -270,12 +310,15 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     seed_everything(seed)
 
     loss: GANLoss = instantiate_component(cfg.loss, "loss")
+    condition = condition_settings(cfg)
     dataset = build_dataset(cfg)
-    check_fits(cfg, dataset, settings, device)
-    generator = build_generator(cfg.generator, dataset.shape, dataset.kind)
-    discriminator = instantiate_component(cfg.discriminator, "discriminator", in_shape=tuple(dataset.shape))
+    num_classes = check_labelled(dataset, condition)
+    check_fits(cfg, dataset, settings, device, condition)
+    generator = build_generator(cfg.generator, dataset.shape, dataset.kind, num_classes)
+    discriminator = build_discriminator(cfg, dataset, condition)
     check_combination(loss, cfg)
-    batches = make_batches(dataset, settings.batch_size, seed, device, settings.num_workers, dist.rank, dist.world)
+    batches = make_batches(dataset, settings.batch_size, seed, device, settings.num_workers, dist.rank, dist.world,
+                           labelled=num_classes is not None)
     log.info("data: %s", dataset.describe())
 
     generator.to(device)
@@ -291,10 +334,16 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     use_graph, graph_reason = graph_plan(settings, device, dist)
     stats = Stats(device)
     reduce = (lambda params: distributed.average_gradients(params, dist.world)) if dist.enabled else None
-    game = GAN(generator, discriminator, loss, n_critic=settings.n_critic, batch_size=settings.batch_size,
-               num_samples=settings.num_samples, seed=seed,
-               ema=make_ema(generator) if settings.ema_decay > 0 else None, ema_decay=settings.ema_decay,
-               stats=stats, precision=settings.precision, device=device, reduce_gradients=reduce)
+    common = dict(n_critic=settings.n_critic, batch_size=settings.batch_size, num_samples=settings.num_samples,
+                  seed=seed, ema=make_ema(generator) if settings.ema_decay > 0 else None, ema_decay=settings.ema_decay,
+                  stats=stats, precision=settings.precision, device=device, reduce_gradients=reduce)
+    if condition is None:
+        game: GAN = GAN(generator, discriminator, loss, **common)
+    else:
+        frequencies = torch.bincount(dataset.labels(), minlength=num_classes) if condition.fake_labels == "data" else None
+        game = ConditionalGAN(generator, discriminator, loss, num_classes=num_classes,
+                              conditioning=condition.discriminator, ac_weight=condition.ac_weight,
+                              label_frequencies=frequencies, grid_classes=condition.grid_classes, **common)
     game.optimizers = {who: make_optimizer(net.parameters(), optim, who, device, capturable=use_graph)
                        for who, net in game.networks.items()}
     if optim.lr_schedule == "linear":
@@ -310,7 +359,7 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     progress = settings.progress == "true" or (settings.progress == "auto" and stdout_is_tty())
     meta = {"config": plain_config(cfg), "overrides": None if overrides is None else list(overrides),
             "versions": {"gantrain": __version__, "torch": str(torch.__version__)},
-            "data_shape": list(dataset.shape), "data_kind": dataset.kind}
+            "data_shape": list(dataset.shape), "data_kind": dataset.kind, "num_classes": num_classes}
     return Loop(game=game, batches=batches, periodic=periodic, steps=settings.steps, run_dir=run_dir, device=device,
                 meta=meta, keep_last=settings.keep_last, use_graph=use_graph, graph_reason=graph_reason,
                 progress=progress, agree_every=settings.log_every, dist=dist)

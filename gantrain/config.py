@@ -60,7 +60,20 @@ class OptimizerConfig:
     discriminator: NetworkOptim = field(default_factory=NetworkOptim)
 
 
-TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss"}
+@dataclass
+class ConditionConfig:
+    """How a conditional run (conditional=true) uses the labels."""
+
+    discriminator: str = "projection"  # projection | concat | ac
+    ac_weight: float = 1.0  # weight of the auxiliary classifier's cross-entropy (ac)
+    fake_labels: str = "uniform"  # uniform | data
+    grid_classes: int = 10  # classes shown in sample grids, one row each
+
+
+TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss",
+                  "conditional", "condition"}
+#: top-level keys added after 0.2.0, with the value that reproduces what earlier runs trained
+ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(ConditionConfig()))}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
 SAFE_RESUME_KEYS = (
@@ -78,6 +91,7 @@ SAFE_RESUME_KEYS = (
     "trainer.num_workers",
     "trainer.progress",
     "trainer.cuda_graph",
+    "condition.grid_classes",
     "dataset.root",
     "dataset.download",
     "dataset.on_device",
@@ -116,6 +130,33 @@ def trainer_settings(cfg: DictConfig) -> TrainerConfig:
             raise GantrainError(f"trainer.{key}={getattr(t, key)!r} is not one of auto, true, false")
         setattr(t, key, value)
     return t
+
+
+def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
+    """Typed, checked settings of a conditional run; None when conditional=false."""
+    switch = cfg.get("conditional", False)
+    if not isinstance(switch, bool):
+        raise GantrainError(f"conditional={switch!r} must be true or false")
+    if not switch:
+        return None
+    c: ConditionConfig = _typed(ConditionConfig, cfg.get("condition", {}), "condition")
+    if c.discriminator not in ("projection", "concat", "ac"):
+        raise GantrainError(f"condition.discriminator={c.discriminator!r} is not one of projection, concat, ac")
+    if c.fake_labels not in ("uniform", "data"):
+        raise GantrainError(f"condition.fake_labels={c.fake_labels!r} is not one of uniform, data")
+    if not c.ac_weight >= 0:
+        raise GantrainError(f"condition.ac_weight={c.ac_weight} must be 0 or more")
+    if c.grid_classes < 1:
+        raise GantrainError(f"condition.grid_classes={c.grid_classes} must be 1 or more")
+    return c
+
+
+def with_added_keys(config: dict) -> dict:
+    """A run config written before some top-level keys existed, with them at the values it trained with."""
+    import copy
+
+    missing = {k: copy.deepcopy(v) for k, v in ADDED_KEYS.items() if k not in config}
+    return {**config, **missing} if missing else config
 
 
 def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:

@@ -4,6 +4,9 @@ A dataset gives `shape` ((C, H, W) for images, (2,) for points), `kind` ('image'
 either `tensor()` (the whole set on the CPU: images uint8, points float32) or, for streamed image
 folders, `item(i)`. Batches leave the stream "raw" (uint8 images) and `normalize` maps them to the
 model's data space: images to [-1, 1] float, points unchanged.
+
+Labelled datasets also give `num_classes` and `labels()` (int64, aligned with the samples); a
+conditional run's batches are then (samples, labels) pairs.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -31,6 +34,12 @@ class Dataset:
     name = "dataset"
     on_device: str | bool = "auto"
     shape: tuple[int, ...]
+    #: classes of a labelled dataset (labels() gives one per sample); None when unlabelled
+    num_classes: Optional[int] = None
+
+    def labels(self) -> Tensor:
+        """The class of every sample (int64, aligned with tensor() / item())."""
+        raise GantrainError(f"{self.name} has no labels")
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -123,6 +132,7 @@ class Digits(Dataset):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images, values 0-16 scaled to 0-255)."""
 
     name = "digits"
+    num_classes = 10
 
     def __init__(self, image_size: int = 8, on_device: str | bool = "auto"):
         self.image_size = _check_size(image_size)
@@ -159,6 +169,7 @@ class LabelledImages(Dataset):
     def __init__(self, name: str, images: Tensor, labels: Tensor):
         self.name, self._images, self._labels = name, images, labels
         self.shape = tuple(images.shape[1:])
+        self.num_classes = int(labels.max()) + 1 if len(labels) else 0
 
     def tensor(self) -> Tensor:
         return self._images
@@ -190,6 +201,7 @@ class _MNISTLike(Dataset):
 
     folder = "MNIST"
     torchvision_class = "MNIST"
+    num_classes = 10
 
     def __init__(
         self,
@@ -287,6 +299,7 @@ class CIFAR10(Dataset):
     """CIFAR-10: 50,000 32x32 colour images (torchvision's cifar-10-batches-py under root)."""
 
     name = "CIFAR10"
+    num_classes = 10
 
     def __init__(self, root: str = "data", image_size: int = 32, download: bool = True, on_device: str | bool = "auto"):
         self.root = Path(os.path.expanduser(str(root)))
@@ -294,6 +307,12 @@ class CIFAR10(Dataset):
         self.download, self.on_device = _flag(download, "download"), _on_device(on_device)
         self.shape = (3, self.image_size, self.image_size)
         self._data: Optional[Tensor] = None
+        self._labels: Optional[Tensor] = None
+
+    def labels(self) -> Tensor:
+        self.tensor()
+        assert self._labels is not None
+        return self._labels
 
     def tensor(self) -> Tensor:
         if self._data is None:
@@ -312,6 +331,7 @@ class CIFAR10(Dataset):
                     f"when offline, unpack cifar-10-python.tar.gz into {self.root}"
                 ) from None
             data = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+            self._labels = torch.as_tensor(ds.targets, dtype=torch.int64)
             self._data = _resize_uint8(data, self.image_size)
         return self._data
 
@@ -342,6 +362,24 @@ class ImageFolder(Dataset):
             raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {self.root}")
         self.files = self._readable(files)
         self.shape = (self.channels, self.image_size, self.image_size)
+        # torchvision's convention: one subfolder per class (two or more) and no image directly in root
+        tops = [f.relative_to(self.root).parts for f in self.files]
+        self.classes = sorted({t[0] for t in tops}) if all(len(t) > 1 for t in tops) else []
+        if len(self.classes) < 2:
+            self.classes = []
+        index = {c: i for i, c in enumerate(self.classes)}
+        self._labels = torch.tensor([index[t[0]] for t in tops], dtype=torch.int64) if self.classes else None
+        self.num_classes = len(self.classes) or None
+
+    def labels(self) -> Tensor:
+        if self._labels is None:
+            raise GantrainError(f"the images below {self.root} have no classes: put them in one subfolder per class "
+                                f"(root/<class>/*.png, two classes or more)")
+        return self._labels
+
+    def describe(self) -> str:
+        classes = f", {len(self.classes)} classes" if self.classes else ""
+        return f"{self.name} ({len(self)} samples of shape {tuple(self.shape)}{classes})"
 
     def _readable(self, files: list[Path]) -> list[Path]:
         """The files PIL can decode; the others are skipped with one warning or refused, per skip_bad_images."""
@@ -434,15 +472,27 @@ class _Mixture(Dataset):
         self.shape = (2,)
         self._data: Optional[Tensor] = None
 
+    @property
+    def num_classes(self) -> int:  # type: ignore[override]
+        return len(self.means)
+
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
         """n fresh points from the mixture, (n, 2) float32."""
+        return self.sample_labelled(n, generator)[0]
+
+    def sample_labelled(self, n: int, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
+        """n fresh points from the mixture and the index of the Gaussian each came from."""
         which = torch.randint(len(self.means), (n,), generator=generator)
-        return self.means[which] + self.std * torch.randn(n, 2, generator=generator)
+        return self.means[which] + self.std * torch.randn(n, 2, generator=generator), which
 
     def tensor(self) -> Tensor:
         if self._data is None:
-            self._data = self.sample(self.num_samples, torch.Generator().manual_seed(self.seed))
+            self._data, self._labels = self.sample_labelled(self.num_samples, torch.Generator().manual_seed(self.seed))
         return self._data
+
+    def labels(self) -> Tensor:
+        self.tensor()
+        return self._labels
 
     def __len__(self) -> int:
         return self.num_samples
@@ -520,8 +570,18 @@ class BatchStream:
         return {"epoch": self.epoch, "pos": self.pos}
 
     def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
-        """(shape, dtype) of one raw batch this stream gives."""
+        """(shape, dtype) of one raw batch of samples this stream gives."""
         raise NotImplementedError
+
+    labelled = False  # batches are (samples, labels) pairs
+
+    def empty(self, k: int, device: torch.device) -> Any:
+        """Buffers `next(k, out=...)` fills: (k, B, ...) raw samples, with (k, B) int64 labels when labelled."""
+        shape, dtype = self.batch_spec()
+        samples = torch.empty((k, *shape), dtype=dtype, device=device)
+        if not self.labelled:
+            return samples
+        return samples, torch.empty((k, shape[0]), dtype=torch.int64, device=device)
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
@@ -531,9 +591,12 @@ class BatchStream:
 class DeviceBatches(BatchStream):
     """The whole dataset held on the training device; batches are gathered there with no host copy."""
 
-    def __init__(self, data: Tensor, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1):
+    def __init__(self, data: Tensor, batch_size: int, seed: int, device: torch.device, rank: int = 0, world: int = 1,
+                 labels: Optional[Tensor] = None):
         super().__init__(len(data), batch_size, seed, rank, world)
         self.data = data.to(device)
+        self.labels = None if labels is None else labels.to(device)
+        self.labelled = labels is not None
         self.device = device
 
     def _permutation(self, epoch: int) -> Tensor:
@@ -542,12 +605,20 @@ class DeviceBatches(BatchStream):
     def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
         return (self.batch_size, *self.data.shape[1:]), self.data.dtype
 
-    def next(self, k: int, out: Optional[Tensor] = None) -> Tensor:
-        """k raw batches stacked as (k, batch_size, ...); written into `out` when given."""
+    def next(self, k: int, out: Any = None) -> Any:
+        """k raw batches stacked as (k, batch_size, ...) (with their (k, batch_size) labels when labelled);
+        written into `out` (from `empty`) when given."""
         index = torch.cat(self._indices(k))
+        samples = out[0] if self.labelled and out is not None else out
+        if samples is None:
+            samples = self.data.index_select(0, index).view(k, self.batch_size, *self.data.shape[1:])
+        else:
+            torch.index_select(self.data, 0, index, out=samples.view(k * self.batch_size, *self.data.shape[1:]))
+        if self.labels is None:
+            return samples
         if out is None:
-            return self.data.index_select(0, index).view(k, self.batch_size, *self.data.shape[1:])
-        torch.index_select(self.data, 0, index, out=out.view(k * self.batch_size, *self.data.shape[1:]))
+            return samples, self.labels.index_select(0, index).view(k, self.batch_size)
+        torch.index_select(self.labels, 0, index, out=out[1].view(-1))
         return out
 
 
@@ -555,9 +626,9 @@ class StreamedBatches(BatchStream):
     """Batches decoded by DataLoader workers (large image folders), copied to the device from pinned memory."""
 
     def __init__(self, dataset: ImageFolder, batch_size: int, seed: int, device: torch.device, num_workers: int,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, labelled: bool = False):
         super().__init__(len(dataset), batch_size, seed, rank, world)
-        self.dataset, self.device, self.num_workers = dataset, device, num_workers
+        self.dataset, self.device, self.num_workers, self.labelled = dataset, device, num_workers, labelled
         self._iter: Optional[Iterator[Tensor]] = None
 
     def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
@@ -573,7 +644,7 @@ class StreamedBatches(BatchStream):
             mine = [i for g in range(start, usable, self.global_batch)
                     for i in order[g + self.rank * self.batch_size : g + (self.rank + 1) * self.batch_size]]
             loader = DataLoader(
-                _Indexed(self.dataset),
+                _Indexed(self.dataset, self.labelled),
                 batch_size=self.batch_size,
                 sampler=mine,
                 num_workers=self.num_workers,
@@ -583,7 +654,7 @@ class StreamedBatches(BatchStream):
             )
             yield from loader  # then the next epoch, from its start
 
-    def next(self, k: int, out: Optional[Tensor] = None) -> Tensor:
+    def next(self, k: int, out: Any = None) -> Any:
         if self._iter is None:
             self._iter = self._loader()
         batches = []
@@ -592,10 +663,14 @@ class StreamedBatches(BatchStream):
                 self.epoch, self.pos = self.epoch + 1, 0
             batches.append(next(self._iter))
             self.pos += self.global_batch
-        stacked = torch.stack(batches).to(self.device, non_blocking=True)
+        if self.labelled:
+            stacked: Any = tuple(torch.stack([b[i] for b in batches]).to(self.device, non_blocking=True) for i in (0, 1))
+        else:
+            stacked = torch.stack(batches).to(self.device, non_blocking=True)
         if out is None:
             return stacked
-        out.copy_(stacked)
+        for buffer, values in zip(out, stacked) if self.labelled else ((out, stacked),):
+            buffer.copy_(values)
         return out
 
     def load_state_dict(self, state: dict) -> None:
@@ -604,22 +679,28 @@ class StreamedBatches(BatchStream):
 
 
 class _Indexed(torch.utils.data.Dataset):
-    def __init__(self, dataset: ImageFolder):
-        self.dataset = dataset
+    def __init__(self, dataset: ImageFolder, labelled: bool = False):
+        self.dataset, self.labelled = dataset, labelled
+        self.labels = dataset.labels() if labelled else None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> Tensor:
-        return self.dataset.item(index)
+    def __getitem__(self, index: int) -> Any:
+        image = self.dataset.item(index)
+        return image if self.labels is None else (image, self.labels[index])
 
 
 def make_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.device, num_workers: int,
-                 rank: int = 0, world: int = 1) -> BatchStream:
-    """The batch stream for a dataset (this process's share of it): on the device when it fits, streamed otherwise."""
+                 rank: int = 0, world: int = 1, labelled: bool = False) -> BatchStream:
+    """The batch stream for a dataset (this process's share of it): on the device when it fits, streamed otherwise.
+
+    labelled: batches are (samples, labels) pairs (conditional training)."""
     on_device = str(dataset.on_device).lower()
     if on_device not in ("auto", "true", "false"):
         raise GantrainError(f"dataset.on_device={dataset.on_device!r} is not one of auto, true, false")
     if dataset.streamed and on_device != "true":
-        return StreamedBatches(dataset, batch_size, seed, device, num_workers, rank, world)  # type: ignore[arg-type]
-    return DeviceBatches(dataset.tensor(), batch_size, seed, device, rank, world)
+        return StreamedBatches(dataset, batch_size, seed, device, num_workers, rank, world,  # type: ignore[arg-type]
+                               labelled=labelled)
+    return DeviceBatches(dataset.tensor(), batch_size, seed, device, rank, world,
+                         labels=dataset.labels() if labelled else None)

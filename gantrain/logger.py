@@ -80,14 +80,16 @@ class RunLogger:
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.tb.add_text(tag, text, step)
 
-    def images(self, step: int, samples: Tensor, reference: Optional[Tensor] = None) -> Path:
-        """Save a grid of image samples ((N, C, H, W) in [-1, 1]) or a scatter of 2D points over the data."""
+    def images(self, step: int, samples: Tensor, reference: Optional[Tensor] = None, columns: Optional[int] = None) -> Path:
+        """Save a grid of image samples ((N, C, H, W) in [-1, 1], `columns` wide, else about square) or a
+        scatter of 2D points over the data."""
         if samples.dim() == 2:
             picture = scatter_image(samples, reference if reference is not None else samples[:0])
         else:
             import torchvision
 
-            picture = torchvision.utils.make_grid(to_uint8_image(samples.cpu()), nrow=int(math.sqrt(len(samples))) or 1, padding=2)
+            picture = torchvision.utils.make_grid(to_uint8_image(samples.cpu()), nrow=columns or int(math.sqrt(len(samples))) or 1,
+                                                  padding=2)
         path = self.run_dir / "samples" / f"step_{step:08d}.png"
         save_png(picture, path)
         self.tb.add_image("samples", picture, step)

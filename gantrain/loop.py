@@ -65,7 +65,7 @@ class NullLogger:
     def step_done(self, n: int = 1) -> None: ...
     def scalars(self, step: int, values: dict) -> None: ...
     def text(self, *args: Any) -> None: ...
-    def images(self, *args: Any) -> None: ...
+    def images(self, *args: Any, **kwargs: Any) -> None: ...
     def close(self) -> None: ...
 
 
@@ -210,9 +210,7 @@ class Loop:
         current.wait_stream(side)
         if self.step >= self.steps:
             return
-        k = self.game.batches_per_step()
-        shape, dtype = self.batches.batch_spec()
-        self.static_batch = torch.empty((k, *shape), dtype=dtype, device=self.device)
+        self.static_batch = self.batches.empty(self.game.batches_per_step(), self.device)
         for optimizer in self.game.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
@@ -283,6 +281,7 @@ class Loop:
             "world_size": self.dist.world,
             "step": self.step,
             **{k: self.meta[k] for k in ("config", "overrides", "versions", "data_shape", "data_kind")},
+            **({"num_classes": self.meta["num_classes"]} if self.meta.get("num_classes") else {}),
             "game": self.game.name,
             **self.game.state_dict(),
             "data_state": self.batches.state_dict(),

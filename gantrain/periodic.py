@@ -90,7 +90,8 @@ class Samples(Periodic):
 
     def __call__(self, loop: Loop, final: bool = False) -> None:
         if loop.dist.main:
-            loop.logger.images(loop.step, loop.game.sample_grid(), self.reference)
+            loop.logger.images(loop.step, loop.game.sample_grid(), self.reference,
+                               columns=getattr(loop.game, "grid_columns", None))
 
 
 class Evaluation(Periodic):

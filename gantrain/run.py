@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .build import build, plain_config
 from .checkpoint import load_checkpoint, newest_good, step_checkpoints
-from .config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides
+from .config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
 from .distributed import Dist
 from .errors import GantrainError
 from .loop import Loop
@@ -139,6 +139,7 @@ def prepare_run(
     if overrides is not None:
         overrides = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
     if state is not None:
+        state = {**state, "config": with_added_keys(state["config"])}  # keys added since the run was written
         if recompose is not None and state.get("overrides") is not None:
             overrides = merge_overrides(list(state["overrides"]), list(overrides or []))
             cfg = recompose(overrides + [f"resume={quote_override_value(str(cfg.resume))}"])

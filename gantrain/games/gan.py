@@ -1,10 +1,15 @@
-"""The unconditional GAN: n_critic discriminator updates on real and generated batches, then one generator update."""
+"""GANs: n_critic discriminator updates on real and generated batches, then one generator update.
+
+`GAN` is unconditional; `ConditionalGAN` gives both networks the class labels (the batches are
+(images, labels) pairs; generated samples get labels drawn on the device).
+"""
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import normalize
@@ -35,36 +40,72 @@ class GAN(Game):
             self.ema = {"generator": ema}
         self.ema_decay = float(ema_decay)
         self.n_critic, self.batch_size = int(n_critic), int(batch_size)
+        #: columns of the sample grid (None: as square as the count allows)
+        self.grid_columns: Optional[int] = None
         # the fixed noise of every sample grid (its own generator: the training RNG is not touched)
-        self.fixed_z = torch.randn(num_samples, generator.latent_dim,
+        self.fixed_z = torch.randn(self.grid_size(num_samples), generator.latent_dim,
                                    generator=torch.Generator().manual_seed(seed + 1)).to(self.device)
+        self.fixed_labels: Optional[Tensor] = None
+
+    def grid_size(self, num_samples: int) -> int:
+        """How many noise vectors the sample grid uses."""
+        return num_samples
 
     def batches_per_step(self) -> int:
         return self.n_critic
 
-    def step(self, batch: Tensor) -> None:
-        fake = self.discriminator_phases(batch)
-        self.generator_phase(fake)
+    def step(self, batch: Any) -> None:
+        fake, labels = self.discriminator_phases(batch)
+        self.generator_phase(fake, labels)
         self.update_ema()
 
-    def discriminator_phases(self, batch: Tensor) -> Tensor:
-        """n_critic updates of D; returns the last G(z), whose graph the generator phase backpropagates."""
-        G, D, loss = self.G, self.D, self.loss
+    # ---- what the conditional game changes ------------------------------------------------------
+
+    def real(self, batch: Any, i: int) -> tuple[Tensor, Optional[Tensor]]:
+        """The i-th real batch of a step in data space, and its labels (None: unconditional)."""
+        return normalize(batch[i]), None
+
+    def fake_labels(self, device: torch.device) -> Optional[Tensor]:
+        """Labels for a batch of generated samples (None: unconditional)."""
+        return None
+
+    def judge(self, x: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        """D's logits for x, and its class logits where it has a classifier head."""
+        return self.D(x), None
+
+    def critic_for(self, y: Optional[Tensor]) -> Callable[[Tensor], Tensor]:
+        """D as a function of x alone (what the penalties differentiate)."""
+        return self.D
+
+    def classifier_loss(self, class_logits: Optional[Tensor], y: Optional[Tensor], who: str) -> Optional[Tensor]:
+        """An auxiliary classifier's loss added to D's or G's (None: none)."""
+        return None
+
+    # ---- the phases --------------------------------------------------------------------------
+
+    def discriminator_phases(self, batch: Any) -> tuple[Tensor, Optional[Tensor]]:
+        """n_critic updates of D; returns the last G(z) (whose graph the generator phase backpropagates)
+        and its labels."""
+        G, loss = self.G, self.loss
         for i in range(self.n_critic):
-            real = normalize(batch[i])
+            real, real_labels = self.real(batch, i)
             z = torch.randn(self.batch_size, G.latent_dim, device=real.device)
+            labels = self.fake_labels(real.device)
             last = i == self.n_critic - 1
             with self.autocast, (nullcontext() if last else torch.no_grad()):
-                fake = G(z)
+                fake = G(z) if labels is None else G(z, labels)
             with self.autocast:
-                real_logits = D(real).float()
-                fake_logits = D(fake.detach()).float()
+                real_logits, real_classes = self.judge(real, real_labels)
+                fake_logits, _ = self.judge(fake.detach(), labels)
+                real_logits, fake_logits = real_logits.float(), fake_logits.float()
                 d_loss = loss.d_loss(real_logits, fake_logits)
-                penalty = loss.penalty(D, real, fake) if loss.has_penalty else None
-            self.update("discriminator", d_loss if penalty is None else d_loss + penalty)
+                penalty = loss.penalty(self.critic_for(real_labels), real, fake) if loss.has_penalty else None
+                extra = self.classifier_loss(real_classes, real_labels, "d")
+            total = d_loss if penalty is None else d_loss + penalty
+            self.update("discriminator", total if extra is None else total + extra)
             if loss.clip is not None:
                 with torch.no_grad():
-                    params = list(D.parameters())
+                    params = list(self.D.parameters())
                     torch._foreach_clamp_min_(params, -loss.clip)
                     torch._foreach_clamp_max_(params, loss.clip)
             self.stats.add("loss/d", d_loss)
@@ -72,16 +113,24 @@ class GAN(Game):
             self.stats.add("d/fake", fake_logits.detach().mean())
             if penalty is not None:
                 self.stats.add("loss/penalty", penalty)
-        return fake
+            if extra is not None:
+                self.stats.add("loss/class_d", extra)
+        return fake, labels
 
-    def generator_phase(self, fake: Tensor) -> None:
-        """One update of G through D (D's weights frozen) on the generated batch `fake`."""
+    def generator_phase(self, fake: Tensor, labels: Optional[Tensor] = None) -> None:
+        """One update of G through D (D's weights frozen) on the generated batch `fake` (of `labels`)."""
         self.D.requires_grad_(False)
         with self.autocast:
-            g_loss = self.loss.g_loss(self.D(fake).float())
-        self.update("generator", g_loss)
+            logits, classes = self.judge(fake, labels)
+            g_loss = self.loss.g_loss(logits.float())
+            extra = self.classifier_loss(classes, labels, "g")
+        self.update("generator", g_loss if extra is None else g_loss + extra)
         self.D.requires_grad_(True)
         self.stats.add("loss/g", g_loss)
+        if extra is not None:
+            self.stats.add("loss/class_g", extra)
+
+    # ---- what is shown and logged ------------------------------------------------------------
 
     @torch.no_grad()
     def sample_grid(self) -> Tensor:
@@ -89,12 +138,13 @@ class GAN(Game):
         was_training = g.training
         g.eval()
         with self.autocast:
-            samples = g(self.fixed_z).float()
+            samples = (g(self.fixed_z) if self.fixed_labels is None else g(self.fixed_z, self.fixed_labels)).float()
         g.train(was_training)
         return samples
 
     def report(self, means: dict[str, float]) -> dict[str, float]:
-        values = {k: means[k] for k in ("loss/d", "loss/g", "d/real", "d/fake") if k in means}
+        values = {k: means[k] for k in ("loss/d", "loss/g", "d/real", "d/fake", "loss/class_d", "loss/class_g")
+                  if k in means}
         if self.loss.has_penalty and "loss/penalty" in means:
             values["loss/penalty"] = means["loss/penalty"]
         if self.loss.estimates_distance and "d/real" in means:
@@ -102,3 +152,61 @@ class GAN(Game):
             values["loss/wasserstein"] = means["d/real"] - means["d/fake"]
         values.update(self.learning_rates())
         return values
+
+
+class ConditionalGAN(GAN):
+    """A class-conditional GAN: G(z, y) and D(x, y), real labels from the data, fake ones drawn on the device.
+
+    conditioning: how D uses the labels (projection, concat, ac); ac adds `ac_weight` times the
+    auxiliary classifier's cross-entropy to D's loss (on real images) and to G's (on generated ones).
+    label_frequencies: the distribution fake labels are drawn from. grid_classes: rows of the sample
+    grid (images: one class per row, the same noise down each column; points: every class in turn).
+    """
+
+    name = "cgan"
+    watched = GAN.watched + ("loss/class_d", "loss/class_g")
+
+    def __init__(self, *args: Any, num_classes: int, conditioning: str = "projection", ac_weight: float = 1.0,
+                 label_frequencies: Optional[Tensor] = None, grid_classes: int = 10, **kwargs: Any):
+        self.num_classes, self.grid_classes = int(num_classes), int(grid_classes)
+        self.conditioning, self.ac_weight = conditioning, float(ac_weight)
+        super().__init__(*args, **kwargs)
+        frequencies = (torch.ones(self.num_classes) if label_frequencies is None else label_frequencies.float())
+        cdf = (frequencies / frequencies.sum()).cumsum(0)
+        self.label_cdf = cdf.to(self.device)
+        rows = min(self.num_classes, self.grid_classes)
+        if self.grid_columns:  # images: row r shows class r, column c the same noise
+            self.fixed_z = self.fixed_z.repeat(rows, 1)
+            self.fixed_labels = torch.arange(rows, device=self.device).repeat_interleave(self.grid_columns)
+        else:
+            self.fixed_labels = torch.arange(len(self.fixed_z), device=self.device) % self.num_classes
+
+    def grid_size(self, num_samples: int) -> int:
+        if len(self.G.out_shape) != 3:  # 2D points: one scatter of every class
+            self.grid_columns = None
+            return num_samples
+        rows = min(self.num_classes, self.grid_classes)
+        self.grid_columns = max(1, num_samples // rows)
+        return self.grid_columns
+
+    def real(self, batch: Any, i: int) -> tuple[Tensor, Optional[Tensor]]:
+        samples, labels = batch
+        return normalize(samples[i]), labels[i]
+
+    def fake_labels(self, device: torch.device) -> Optional[Tensor]:
+        # inverse CDF of uniform draws: on the device, no host sync, the same under a CUDA graph
+        u = torch.rand(self.batch_size, device=device)
+        return torch.searchsorted(self.label_cdf, u, right=True).clamp_(max=self.num_classes - 1)
+
+    def judge(self, x: Tensor, y: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        if self.conditioning == "ac":
+            return self.D(x, y, classes=True)
+        return self.D(x, y), None
+
+    def critic_for(self, y: Optional[Tensor]) -> Callable[[Tensor], Tensor]:
+        return lambda x: self.D(x, y)  # penalties on interpolates and real images use the real labels
+
+    def classifier_loss(self, class_logits: Optional[Tensor], y: Optional[Tensor], who: str) -> Optional[Tensor]:
+        if class_logits is None or y is None:
+            return None
+        return self.ac_weight * F.cross_entropy(class_logits.float(), y)
