@@ -222,8 +222,11 @@ def check_labelled(dataset: Dataset, condition: Optional[ConditionConfig]) -> Op
     return int(dataset.num_classes)
 
 
-def make_evaluator(dataset: Dataset, settings: TrainerConfig, device: torch.device) -> Optional[Any]:
-    """The evaluator of trainer.metrics, or None when trainer.metrics=[] (a wrong choice is an error)."""
+def make_evaluator(dataset: Dataset, settings: TrainerConfig, device: torch.device,
+                   conditional: bool = False) -> Optional[Any]:
+    """The evaluator of trainer.metrics, or None when trainer.metrics=[] (a wrong choice is an error).
+
+    conditional: the run is class-conditional (metrics=auto adds the control metrics)."""
     from .evaluate import Evaluator
 
     metrics = settings.metrics
@@ -232,7 +235,7 @@ def make_evaluator(dataset: Dataset, settings: TrainerConfig, device: torch.devi
     if metrics is not None and not isinstance(metrics, str) and len(metrics) == 0:
         log.info("evaluation during training is off: trainer.metrics=[] names no metric")
         return None
-    evaluator = Evaluator(dataset, metrics, device=device)  # checks the choice; the costly set-up waits for first use
+    evaluator = Evaluator(dataset, metrics, device=device, conditional=conditional)  # checks the choice; the costly set-up waits for first use
     if settings.best_metric and settings.best_metric not in evaluator.names:
         raise GantrainError(f"trainer.best_metric={settings.best_metric} is not among the evaluated metrics "
                             f"({', '.join(evaluator.names)}); pick one of them or set trainer.best_metric=null")
@@ -350,7 +353,7 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
         game.schedules = {who: LinearDecay(opt, settings.steps) for who, opt in game.optimizers.items()}
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
-    evaluator = make_evaluator(dataset, settings, device) if evaluate and settings.eval_every > 0 and dist.main else None
+    evaluator = make_evaluator(dataset, settings, device, condition is not None) if evaluate and settings.eval_every > 0 and dist.main else None
     periodic = [DivergenceCheck(settings.log_every), ScalarLog(settings.log_every),
                 Samples(settings.sample_every, reference)]
     if evaluator is not None:

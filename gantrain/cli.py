@@ -256,7 +256,8 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         metrics: Any = own.get("metrics", "auto")
         if metrics != "auto":
             metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
-        evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0))
+        evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0),
+                              conditional=bool(state["config"].get("conditional", False)))
         use_ema = own.get("ema", "true").lower() != "false"
         generator = load_generator(checkpoint, device=device, ema=use_ema)
         results = evaluator(generator)
@@ -271,10 +272,14 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         "real_vs_real_floor": {k: v for k, v in evaluator.floor.items() if k in results},
         "provenance": evaluator.provenance,
     }
-    print(f"{'metric':16s} {'value':>12s} {'real-vs-real':>14s}")
+    print(f"{'metric':18s} {'value':>12s} {'real-vs-real':>14s}")
     for name, value in results.items():
         floor = evaluator.floor.get(name)
-        print(f"{name:16s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
+        print(f"{name:18s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
+    if evaluator.details:  # per-class values of the conditional metrics (None: a class without samples)
+        report["per_class"] = evaluator.details
+        for name, values in evaluator.details.items():
+            print(f"{name}: " + ", ".join(f"{c}: {'-' if v is None else format(v, '.4g')}" for c, v in enumerate(values)))
     target = out_dir / "eval.json"
     report["settings"] = {"num_samples": evaluator.num_samples, "seed": numbers.get("seed", 0)}
     report = _merge_eval(target, report)

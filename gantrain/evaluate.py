@@ -5,11 +5,23 @@ Metric families (names as logged, under eval/ in TensorBoard):
 - labelled image datasets (mnist, fashion_mnist, digits), in the feature space of a small domain
   classifier: fid_classifier, is_classifier, precision, recall (k = 3), classes, class_kl.
 - any image dataset, with InceptionV3 through torchmetrics: fid, kid, is.
+- class-conditional generators (Evaluator(conditional=True); each sample is asked for a class, the labels
+  arange(n) % num_classes, balanced; the other metrics then score those same samples):
+  - cond_mode_pct (2D mixtures): percent (0-100) of samples within 3 std of the mean of the Gaussian of
+    their requested label; higher is better, about 98.9% for the mixture itself (1 - exp(-4.5)).
+  - cond_accuracy, cond_accuracy_min (labelled image datasets): share (0-1) of samples the domain classifier
+    puts in their requested class, over all samples and for the worst class; higher is better, the floor is
+    the classifier's own accuracy on test images (overall and its worst class).
+  - intra_fid (labelled image datasets): the classifier-space FID of each class (training images of class c
+    vs samples requested as c) averaged over the classes; lower is better, the floor is train vs test.
+  The per-class values of the latest call are in `Evaluator.details`, those of the floors in the provenance.
 Every score comes with its real-vs-real floor (training vs test images) and its provenance.
 """
 from __future__ import annotations
 
+import inspect
 import logging
+import math
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -17,7 +29,8 @@ from torch import Tensor
 
 from .data import Dataset, normalize, to_uint8_image
 from .errors import GantrainError
-from .metrics import class_histogram, fid, inception_score, mixture_metrics, precision_recall
+from .metrics import (class_accuracy, class_histogram, fid, inception_score, intra_fid, mixture_metrics,
+                      precision_recall, within_mode_pct, worst_class)
 from .models import Generator
 
 log = logging.getLogger("gantrain")
@@ -25,12 +38,16 @@ log = logging.getLogger("gantrain")
 MIXTURE_METRICS = ("modes", "high_quality_pct", "reverse_kl")
 DOMAIN_METRICS = ("fid_classifier", "is_classifier", "precision", "recall", "classes", "class_kl")
 INCEPTION_METRICS = ("fid", "kid", "is")
-ALL_METRICS = MIXTURE_METRICS + DOMAIN_METRICS + INCEPTION_METRICS
+COND_MIXTURE_METRICS = ("cond_mode_pct",)
+COND_DOMAIN_METRICS = ("cond_accuracy", "cond_accuracy_min", "intra_fid")
+CONDITIONAL_METRICS = COND_MIXTURE_METRICS + COND_DOMAIN_METRICS
+ALL_METRICS = MIXTURE_METRICS + DOMAIN_METRICS + INCEPTION_METRICS + CONDITIONAL_METRICS
 #: whether a larger value of each metric is better (distances and divergences are lower-better)
 HIGHER_IS_BETTER = {
     "modes": True, "high_quality_pct": True, "reverse_kl": False,
     "fid_classifier": False, "is_classifier": True, "precision": True, "recall": True, "classes": True,
     "class_kl": False, "fid": False, "kid": False, "is": True,
+    "cond_mode_pct": True, "cond_accuracy": True, "cond_accuracy_min": True, "intra_fid": False,
 }
 
 
@@ -42,11 +59,12 @@ class MetricUnavailable(GantrainError):
     """The metrics fit but cannot run here (a missing extra or weights file): training goes on without them."""
 
 
-def default_metrics(dataset: Dataset) -> list[str]:
+def default_metrics(dataset: Dataset, conditional: bool = False) -> list[str]:
+    """The metrics of metrics=auto; conditional adds those of class-conditional generators where they apply."""
     if dataset.kind == "points":
-        return list(MIXTURE_METRICS)
+        return list(MIXTURE_METRICS + (COND_MIXTURE_METRICS if conditional else ()))
     if hasattr(dataset, "split"):
-        return list(DOMAIN_METRICS)
+        return list(DOMAIN_METRICS + (COND_DOMAIN_METRICS if conditional else ()))
     return list(INCEPTION_METRICS)
 
 
@@ -57,16 +75,71 @@ def generate(generator: Generator, n: int, seed: int = 0, batch: int = 500) -> T
     return torch.cat([generator.sample(min(batch, n - i), generator=gen).float().cpu() for i in range(0, n, batch)])
 
 
+def balanced_labels(n: int, num_classes: int) -> Tensor:
+    """The labels conditional evaluation asks for: 0, 1, ..., K-1, 0, 1, ... (int64 (n,)), every class equally often."""
+    return torch.arange(n, dtype=torch.int64) % num_classes
+
+
+def _takes_labels(generator: Any) -> bool:
+    try:
+        return "labels" in inspect.signature(generator.sample).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _device_of(module: Any) -> torch.device:
+    for tensor in module.parameters():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def generate_conditional(generator: Generator, labels: Tensor, seed: int = 0, batch: int = 500) -> Tensor:
+    """One sample per requested label (int64 (n,)) from a fixed noise seed, on the CPU (the training RNG is
+    not touched): generator.sample(k, generator=gen, labels=y) per batch of 500, or, for a generator whose
+    sample takes no labels, G(z, y) with z drawn from the same private CPU torch.Generator."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = labels.detach().long().cpu()
+    takes_labels = _takes_labels(generator)
+    out = []
+    for part in labels.split(batch):
+        if takes_labels:
+            x = generator.sample(len(part), generator=gen, labels=part)
+        else:
+            device = _device_of(generator)
+            z = torch.randn(len(part), generator.latent_dim, generator=gen).to(device)
+            x = generator(z, part.to(device))
+        out.append(x.float().cpu())
+    return torch.cat(out)
+
+
+def labelled_mixture_sample(dataset: Any, n: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """n points of a 2D mixture and the index of the Gaussian each came from (its label)."""
+    if hasattr(dataset, "sample_labelled"):
+        return dataset.sample_labelled(n, generator)
+    which = torch.randint(len(dataset.means), (n,), generator=generator)  # as _Mixture.sample draws them
+    return dataset.means[which] + dataset.std * torch.randn(n, 2, generator=generator), which
+
+
+def _listed(values: Tensor) -> list[Optional[float]]:
+    """Per-class values for JSON: NaN (a class without samples) as None."""
+    return [None if math.isnan(v) else v for v in values.tolist()]
+
+
 class Evaluator:
     """Callable(generator) -> {metric: value}; `floor` holds real-vs-real values, `provenance` their source,
-    `higher_is_better` each metric's direction."""
+    `higher_is_better` each metric's direction; `details` the per-class values of the latest call
+    (conditional metrics)."""
 
     higher_is_better = HIGHER_IS_BETTER
 
     def __init__(self, dataset: Dataset, metrics: Sequence[str] | str = "auto", num_samples: Optional[int] = None,
-                 device: str | torch.device = "cpu", seed: int = 0, inception: Optional[torch.nn.Module] = None):
-        """inception: a feature extractor for fid/kid/is in place of InceptionV3 (uint8 (N, 3, H, W) -> (N, d))."""
-        names = default_metrics(dataset) if metrics in ("auto", None) else list(metrics)
+                 device: str | torch.device = "cpu", seed: int = 0, inception: Optional[torch.nn.Module] = None,
+                 conditional: bool = False):
+        """inception: a feature extractor for fid/kid/is in place of InceptionV3 (uint8 (N, 3, H, W) -> (N, d)).
+        conditional: the generators are class-conditional (num_classes, G(z, y)): samples are asked for balanced
+        labels, and metrics=auto adds the conditional metrics of the dataset."""
+        names = default_metrics(dataset, conditional) if metrics in ("auto", None) else list(metrics)
         if not names:
             raise MetricChoiceError(f"no metric named; give metrics=[...] from {', '.join(ALL_METRICS)}, or auto")
         unknown = [m for m in names if m not in ALL_METRICS]
@@ -74,18 +147,27 @@ class Evaluator:
             raise MetricChoiceError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(ALL_METRICS)}")
         if num_samples is not None and num_samples < 1:
             raise MetricChoiceError(f"num_samples={num_samples} must be a positive number of generated samples")
+        wanted = [m for m in names if m in CONDITIONAL_METRICS]
+        if wanted and not conditional:
+            raise MetricChoiceError(f"{', '.join(wanted)} score class-conditional generators; they need a conditional "
+                                    f"run (conditional=true)")
+        self.conditional = bool(conditional)
+        self.details: dict[str, Any] = {}
+        self._classes: Optional[int] = None  # the classes of the data, known once prepared
         self.dataset, self.names, self.device, self.seed = dataset, names, torch.device(device), seed
         self.num_samples = num_samples or (2500 if dataset.kind == "points" else 10000)
         self.floor: dict[str, float] = {}
         self.provenance: dict[str, Any] = {}
-        self.parts: Optional[list[Callable[[Tensor], dict[str, float]]]] = None  # set up on first use
+        # set up on first use; each part maps (samples, requested labels or None) to scores
+        self.parts: Optional[list[Callable[[Tensor, Optional[Tensor]], dict[str, float]]]] = None
         self._inception_extractor = inception
-        mixture = [m for m in names if m in MIXTURE_METRICS]
+        mixture = [m for m in names if m in MIXTURE_METRICS + COND_MIXTURE_METRICS]
         if mixture and dataset.kind != "points":
             raise MetricChoiceError(f"metrics {', '.join(mixture)} are for the 2D mixtures (ring, grid)")
         if dataset.kind == "points" and len(mixture) < len(names):
-            raise MetricChoiceError("image metrics asked for on 2D data; use modes, high_quality_pct, reverse_kl")
-        domain = [m for m in names if m in DOMAIN_METRICS]
+            usable = MIXTURE_METRICS + (COND_MIXTURE_METRICS if conditional else ())
+            raise MetricChoiceError(f"image metrics asked for on 2D data; use {', '.join(usable)}")
+        domain = [m for m in names if m in DOMAIN_METRICS + COND_DOMAIN_METRICS]
         if domain and not hasattr(dataset, "split"):
             raise MetricChoiceError(f"{', '.join(domain)} need a labelled dataset (mnist, fashion_mnist, digits)")
 
@@ -96,34 +178,74 @@ class Evaluator:
         """
         if self.parts is not None:
             return
-        parts: list[Callable[[Tensor], dict[str, float]]] = []
+        parts: list[Callable[[Tensor, Optional[Tensor]], dict[str, float]]] = []
         dataset, seed = self.dataset, self.seed
         with torch.random.fork_rng(devices=[]):
+            if dataset.kind == "points":
+                self._classes = len(dataset.means)
             if mixture := [m for m in self.names if m in MIXTURE_METRICS]:
-                parts.append(lambda x: {k: v for k, v in mixture_metrics(x, dataset.means, dataset.std).items() if k in mixture})
+                parts.append(lambda x, y: {k: v for k, v in mixture_metrics(x, dataset.means, dataset.std).items() if k in mixture})
                 truth = dataset.sample(self.num_samples, torch.Generator().manual_seed(seed + 1))
                 self.floor.update(mixture_metrics(truth, dataset.means, dataset.std))
                 self.provenance["mixture"] = {"num_generated": self.num_samples, "modes": len(dataset.means),
                                               "std": dataset.std, "floor": f"{self.num_samples} samples of the mixture itself"}
-            if domain := [m for m in self.names if m in DOMAIN_METRICS]:
+            if "cond_mode_pct" in self.names:
+                parts.append(self._conditional_mixture())
+            if domain := [m for m in self.names if m in DOMAIN_METRICS + COND_DOMAIN_METRICS]:
                 parts.append(self._domain(domain))
             if inception_names := [m for m in self.names if m in INCEPTION_METRICS]:
-                parts.append(self._inception(inception_names, self._inception_extractor))
+                inception_scores = self._inception(inception_names, self._inception_extractor)
+                parts.append(lambda x, y: inception_scores(x))
         self.parts = parts
 
     def __call__(self, generator: Generator) -> dict[str, float]:
         self.prepare()
         assert self.parts is not None
         out: dict[str, float] = {}
+        self.details = {}
         with torch.random.fork_rng(devices=[]):
-            samples = generate(generator, self.num_samples, self.seed)
+            labels = self._requested_labels(generator)
+            if labels is None:
+                samples = generate(generator, self.num_samples, self.seed)
+            else:
+                samples = generate_conditional(generator, labels, self.seed)
             for part in self.parts:
-                out.update(part(samples))
+                out.update(part(samples, labels))
         return {k: out[k] for k in self.names if k in out}
+
+    def _requested_labels(self, generator: Generator) -> Optional[Tensor]:
+        """The labels a conditional generator is asked for (balanced), or None: generate unconditionally."""
+        if not self.conditional:
+            return None
+        wanted = [m for m in self.names if m in CONDITIONAL_METRICS]
+        classes = getattr(generator, "num_classes", None)
+        if not classes:
+            if wanted:
+                raise MetricChoiceError(f"{', '.join(wanted)} need a class-conditional generator (num_classes set); "
+                                        f"this one is unconditional")
+            return None
+        if wanted and self._classes is not None and classes != self._classes:
+            raise MetricChoiceError(f"the generator has {classes} classes but {self.dataset.name} has {self._classes}; "
+                                    f"{', '.join(wanted)} need a generator trained on this dataset's classes")
+        return balanced_labels(self.num_samples, int(classes))
+
+    # ---- class-conditional 2D mixtures ---------------------------------------------------------
+
+    def _conditional_mixture(self) -> Callable[[Tensor, Optional[Tensor]], dict[str, float]]:
+        dataset = self.dataset
+        points, which = labelled_mixture_sample(dataset, self.num_samples, torch.Generator().manual_seed(self.seed + 1))
+        self.floor["cond_mode_pct"] = within_mode_pct(points, which, dataset.means, dataset.std)
+        self.provenance["conditional"] = {
+            "num_generated": self.num_samples, "labels": "arange(n) % num_classes (balanced)",
+            "floor": f"{self.num_samples} labelled samples of the mixture itself"}
+
+        def scores(samples: Tensor, labels: Optional[Tensor]) -> dict[str, float]:
+            return {} if labels is None else {"cond_mode_pct": within_mode_pct(samples, labels, dataset.means, dataset.std)}
+        return scores
 
     # ---- the domain classifier's feature space ------------------------------------------------
 
-    def _domain(self, names: list[str]) -> Callable[[Tensor], dict[str, float]]:
+    def _domain(self, names: list[str]) -> Callable[[Tensor, Optional[Tensor]], dict[str, float]]:
         from .classifier import load_classifier
 
         model, meta = load_classifier(self.dataset, device=str(self.device))
@@ -131,7 +253,7 @@ class Evaluator:
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))[: min(self.num_samples, len(train))]
         real_images = normalize(train.tensor()[pick])
         real_labels = train.labels()[pick]
-        num_classes = model.num_classes
+        num_classes = self._classes = model.num_classes
 
         @torch.no_grad()
         def embed(images: Tensor) -> tuple[Tensor, Tensor]:
@@ -144,7 +266,8 @@ class Evaluator:
 
         real_f, _ = embed(real_images)
 
-        def scores(feats: Tensor, probs: Tensor) -> dict[str, float]:
+        def scores(feats: Tensor, probs: Tensor, labels: Optional[Tensor], details: dict[str, Any]) -> dict[str, float]:
+            """labels: the class each sample was asked for (test labels for the floor); None: unconditional."""
             out: dict[str, float] = {}
             if "fid_classifier" in names:
                 out["fid_classifier"] = fid(real_f, feats)
@@ -155,13 +278,31 @@ class Evaluator:
             if "classes" in names or "class_kl" in names:
                 hist = class_histogram(probs.argmax(1), real_labels, num_classes)
                 out["classes"], out["class_kl"] = hist["classes"], hist["class_kl"]
+            if labels is not None and ("cond_accuracy" in names or "cond_accuracy_min" in names):
+                accuracy, per_class = class_accuracy(probs.argmax(1), labels, num_classes)
+                out["cond_accuracy"], out["cond_accuracy_min"] = accuracy, worst_class(per_class)
+                details["cond_accuracy_per_class"] = _listed(per_class)
+            if labels is not None and "intra_fid" in names:
+                out["intra_fid"], per_class = intra_fid(real_f, real_labels, feats, labels, num_classes)
+                details["intra_fid_per_class"] = _listed(per_class)
             return out
 
         test_images = normalize(test.tensor()[: len(pick)])
-        self.floor.update(scores(*embed(test_images)))
+        test_labels = test.labels()[: len(pick)]
+        floor_details: dict[str, Any] = {}
+        self.floor.update(scores(*embed(test_images), test_labels, floor_details))
         self.provenance["classifier"] = {**meta, "num_real": len(pick), "num_generated": self.num_samples,
                                          "floor": f"{len(pick)} training vs {len(test_images)} test images"}
-        return lambda samples: scores(*embed(samples))
+        if any(m in COND_DOMAIN_METRICS for m in names):
+            self.provenance["conditional"] = {
+                "num_generated": self.num_samples, "labels": "arange(n) % num_classes (balanced)",
+                "floor": f"the classifier on {len(test_images)} test images (cond_accuracy); {len(pick)} training vs "
+                         f"{len(test_images)} test images, class by class (intra_fid)",
+                **{f"floor_{k}": v for k, v in floor_details.items()}}
+
+        def generated_scores(samples: Tensor, labels: Optional[Tensor]) -> dict[str, float]:
+            return scores(*embed(samples), labels, self.details)
+        return generated_scores
 
     # ---- InceptionV3 through torchmetrics -----------------------------------------------------
 

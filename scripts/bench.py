@@ -5,7 +5,9 @@
     python scripts/bench.py --precision fp32,bf16 --markdown docs/benchmarks.md
 
 Workloads (iterations = generator updates): dcgan32 (DCGAN 32 px, batch 64, non-saturating),
-wgan_gp32 (32 px, batch 64, WGAN-GP, n_critic 5), dcgan64 (64 px, batch 128, non-saturating).
+wgan_gp32 (32 px, batch 64, WGAN-GP, n_critic 5), dcgan64 (64 px, batch 128, non-saturating),
+cgan32 (32 px, batch 64, class-conditional: conditional batch norm in G, projection D with spectral
+norm, hinge loss).
 Data: MNIST from --data (torchvision layout, default ../shared/data), else random images of the same
 shape. The plain loop reads a torchvision MNIST dataset with per-item PIL transforms through a
 DataLoader, in fp32, calling .item() on the losses every step. Both sides get the same generator and
@@ -40,7 +42,10 @@ WORKLOADS = {
     "dcgan32": dict(size=32, batch=64, loss="nonsaturating"),
     "wgan_gp32": dict(size=32, batch=64, loss="wgan_gp"),
     "dcgan64": dict(size=64, batch=128, loss="nonsaturating"),
+    "cgan32": dict(size=32, batch=64, loss="hinge", conditional=True),
 }
+CONDITIONAL = ["conditional=true", "condition.discriminator=projection", "discriminator.norm=none",
+               "discriminator.spectral_norm=true"]
 # Dense peak FLOP/s by card: (TF32 tensor cores, which fp32 convolutions use by default; bf16).
 PEAKS = {"H100": (494e12, 989e12), "H200": (494e12, 989e12), "A100": (156e12, 312e12)}
 
@@ -82,14 +87,17 @@ class FlopCount(TorchDispatchMode):
         return out
 
 
-def gantrain_rate(w: dict, device: torch.device, precision: str, seconds: float, data: torch.Tensor | None, tmp: Path):
+def gantrain_rate(w: dict, device: torch.device, precision: str, seconds: float, data: torch.Tensor | None, tmp: Path,
+                  labels: torch.Tensor | None = None):
     """(it/s, FLOPs per step, whether a CUDA graph ran) of gantrain's trainer in steady state."""
     overrides = [f"loss={w['loss']}", "dataset=digits", f"dataset.image_size={w['size']}", f"trainer.batch_size={w['batch']}",
                  f"trainer.device={device}", f"trainer.precision={precision}", "trainer.log_every=1000000",
                  "trainer.sample_every=1000000", "trainer.ckpt_every=1000000", "trainer.steps=1000000000"]
-    loop = build(gantrain.compose(overrides), tmp / f"run-{w['loss']}-{w['size']}-{precision}")
+    conditional = w.get("conditional", False)
+    loop = build(gantrain.compose(overrides + (CONDITIONAL if conditional else [])),
+                 tmp / f"run-{w['loss']}-{w['size']}-{precision}-{conditional}")
     if data is not None:
-        loop.batches = DeviceBatches(data, w["batch"], 0, device)
+        loop.batches = DeviceBatches(data, w["batch"], 0, device, labels=labels if conditional else None)
     k = loop.game.batches_per_step()
     with FlopCount() as counter:
         loop.game.step(loop.batches.next(k))
@@ -114,6 +122,7 @@ def plain_rate(w: dict, device: torch.device, seconds: float, mnist_root: Path |
     from gantrain.models import DCGANDiscriminator, DCGANGenerator
 
     size, batch = w["size"], w["batch"]
+    conditional = w.get("conditional", False)
     transform = T.Compose([T.Resize(size), T.ToTensor(), T.Normalize((0.5,), (0.5,))])
     if mnist_root is not None:
         dataset = torchvision.datasets.MNIST(str(mnist_root), train=True, download=False, transform=transform)
@@ -122,15 +131,17 @@ def plain_rate(w: dict, device: torch.device, seconds: float, mnist_root: Path |
 
         class Random(TensorDataset):
             def __getitem__(self, i):
-                return transform(T.functional.to_pil_image(images[i])), 0
+                return transform(T.functional.to_pil_image(images[i])), i % 10
 
         dataset = Random(images)
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True,
                         pin_memory=device.type == "cuda")
     torch.manual_seed(0)
-    G = DCGANGenerator((1, size, size), latent_dim=latent_dim).to(device)
+    classes = 10 if conditional else 0
+    G = DCGANGenerator((1, size, size), latent_dim=latent_dim, num_classes=classes).to(device)
     gp = w["loss"] == "wgan_gp"
-    D = DCGANDiscriminator((1, size, size), norm="none" if gp else "batch").to(device)
+    D = DCGANDiscriminator((1, size, size), norm="none" if gp or conditional else "batch", spectral_norm=conditional,
+                           num_classes=classes).to(device)
     lr, betas = (1e-4, (0.0, 0.9)) if gp else (2e-4, (0.5, 0.999))
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
@@ -139,14 +150,27 @@ def plain_rate(w: dict, device: torch.device, seconds: float, mnist_root: Path |
 
     def batches():
         while True:
-            for real, _ in loader:
-                yield real.to(device, non_blocking=True)
+            for real, label in loader:
+                yield real.to(device, non_blocking=True), label.to(device, non_blocking=True)
 
     stream = batches()
 
     def step():
+        if conditional:  # hinge loss, labels into G and D
+            real, y = next(stream)
+            y_fake = torch.randint(10, (batch,), device=device)
+            fake = G(torch.randn(batch, latent_dim, device=device), y_fake)
+            opt_d.zero_grad()
+            d_loss = F.relu(1 - D(real, y)).mean() + F.relu(1 + D(fake.detach(), y_fake)).mean()
+            d_loss.backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            g_loss = -D(fake, y_fake).mean()
+            g_loss.backward()
+            opt_g.step()
+            return d_loss.item(), g_loss.item()
         if not gp:
-            real = next(stream)
+            real = next(stream)[0]
             fake = G(torch.randn(batch, latent_dim, device=device))
             opt_d.zero_grad()
             d_loss = F.binary_cross_entropy_with_logits(D(real), ones) + F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
@@ -158,7 +182,7 @@ def plain_rate(w: dict, device: torch.device, seconds: float, mnist_root: Path |
             opt_g.step()
             return d_loss.item(), g_loss.item()
         for _ in range(n_critic):
-            real = next(stream)
+            real = next(stream)[0]
             fake = G(torch.randn(batch, latent_dim, device=device)).detach()
             eps = torch.rand(batch, 1, 1, 1, device=device)
             x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
@@ -188,7 +212,7 @@ def plain_rate(w: dict, device: torch.device, seconds: float, mnist_root: Path |
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--workloads", default="dcgan32,wgan_gp32,dcgan64")
+    parser.add_argument("--workloads", default="dcgan32,wgan_gp32,dcgan64,cgan32")
     parser.add_argument("--precision", default="fp32", help="comma-separated: fp32,bf16 (bf16: CUDA only)")
     parser.add_argument("--seconds", type=float, default=None, help="timed seconds per measurement")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
@@ -208,14 +232,16 @@ def main() -> None:
             w = WORKLOADS[name]
             data = None
             if mnist_root is not None:
-                data = gantrain.data.MNIST(root=args.data, image_size=w["size"], download=False).tensor()
+                mnist = gantrain.data.MNIST(root=args.data, image_size=w["size"], download=False)
+                data, labels = mnist.tensor(), mnist.labels()
             else:
                 data = torch.randint(0, 256, (60000, 1, w["size"], w["size"]), dtype=torch.uint8)
+                labels = torch.arange(60000) % 10
             plain = plain_rate(w, device, seconds, mnist_root)
             for precision in args.precision.split(","):
                 if precision == "bf16" and device.type != "cuda":
                     continue
-                rate, flops, graphed = gantrain_rate(w, device, precision, seconds, data, tmp)
+                rate, flops, graphed = gantrain_rate(w, device, precision, seconds, data, tmp, labels)
                 achieved = flops * rate
                 frac = achieved / peak[1 if precision == "bf16" else 0] if peak else None
                 rows.append((name, precision, "graph" if graphed else "eager", plain, rate, rate / plain, flops, achieved, frac))

@@ -1,4 +1,5 @@
-"""Correctness of the CUDA path: the CUDA-graph step against eager steps, bf16, resume on the GPU.
+"""Correctness of the CUDA path: the CUDA-graph step against eager steps (conditional games too), bf16,
+resume on the GPU.
 
     python scripts/check_cuda.py [--data DIR]
 
@@ -48,7 +49,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for loss, extra in (("nonsaturating", []), ("wgan_gp", []), ("wasserstein", []), ("hinge", ["loss.r1_gamma=1.0"]),
-                            ("nonsaturating", ["trainer.ema_decay=0.99", "optimizer=rmsprop"])):
+                            ("nonsaturating", ["trainer.ema_decay=0.99", "optimizer=rmsprop"]),
+                            ("hinge", ["conditional=true", "discriminator.norm=none", "discriminator.spectral_norm=true"]),
+                            ("wgan_gp", ["conditional=true", "condition.discriminator=ac", "discriminator.norm=none",
+                                         "condition.fake_labels=data"])):
             base = [f"loss={loss}", "dataset=digits", "dataset.image_size=32", "trainer.device=cuda", "seed=5", *extra]
             eager, s_e = run_steps(base + ["trainer.cuda_graph=true"], args.steps, tmp, f"{loss}-eager", capture=False)
             graph, s_g = run_steps(base + ["trainer.cuda_graph=true"], args.steps, tmp, f"{loss}-graph")
