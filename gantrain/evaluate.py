@@ -8,7 +8,8 @@ Metric families (names as logged, under eval/ in TensorBoard):
 - class-conditional generators (Evaluator(conditional=True); each sample is asked for a class, the labels
   arange(n) % num_classes, balanced; the other metrics then score those same samples):
   - cond_mode_pct (2D mixtures): percent (0-100) of samples within 3 std of the mean of the Gaussian of
-    their requested label; higher is better, about 98.9% for the mixture itself (1 - exp(-4.5)).
+    their requested label, and cond_mode_pct_min, the same for the worst mode; higher is better, about
+    98.9% for the mixture itself (1 - exp(-4.5)).
   - cond_accuracy, cond_accuracy_min (labelled image datasets): share (0-1) of samples the domain classifier
     puts in their requested class, over all samples and for the worst class; higher is better, the floor is
     the classifier's own accuracy on test images (overall and its worst class).
@@ -30,7 +31,7 @@ from torch import Tensor
 from .data import Dataset, normalize, to_uint8_image
 from .errors import GantrainError
 from .metrics import (class_accuracy, class_histogram, fid, inception_score, intra_fid, mixture_metrics,
-                      precision_recall, within_mode_pct, worst_class)
+                      precision_recall, within_mode_pct, within_mode_pct_per_class, worst_class)
 from .models import Generator
 
 log = logging.getLogger("gantrain")
@@ -38,7 +39,7 @@ log = logging.getLogger("gantrain")
 MIXTURE_METRICS = ("modes", "high_quality_pct", "reverse_kl")
 DOMAIN_METRICS = ("fid_classifier", "is_classifier", "precision", "recall", "classes", "class_kl")
 INCEPTION_METRICS = ("fid", "kid", "is")
-COND_MIXTURE_METRICS = ("cond_mode_pct",)
+COND_MIXTURE_METRICS = ("cond_mode_pct", "cond_mode_pct_min")
 COND_DOMAIN_METRICS = ("cond_accuracy", "cond_accuracy_min", "intra_fid")
 CONDITIONAL_METRICS = COND_MIXTURE_METRICS + COND_DOMAIN_METRICS
 ALL_METRICS = MIXTURE_METRICS + DOMAIN_METRICS + INCEPTION_METRICS + CONDITIONAL_METRICS
@@ -47,7 +48,7 @@ HIGHER_IS_BETTER = {
     "modes": True, "high_quality_pct": True, "reverse_kl": False,
     "fid_classifier": False, "is_classifier": True, "precision": True, "recall": True, "classes": True,
     "class_kl": False, "fid": False, "kid": False, "is": True,
-    "cond_mode_pct": True, "cond_accuracy": True, "cond_accuracy_min": True, "intra_fid": False,
+    "cond_mode_pct": True, "cond_mode_pct_min": True, "cond_accuracy": True, "cond_accuracy_min": True, "intra_fid": False,
 }
 
 
@@ -189,7 +190,7 @@ class Evaluator:
                 self.floor.update(mixture_metrics(truth, dataset.means, dataset.std))
                 self.provenance["mixture"] = {"num_generated": self.num_samples, "modes": len(dataset.means),
                                               "std": dataset.std, "floor": f"{self.num_samples} samples of the mixture itself"}
-            if "cond_mode_pct" in self.names:
+            if "cond_mode_pct" in self.names or "cond_mode_pct_min" in self.names:
                 parts.append(self._conditional_mixture())
             if domain := [m for m in self.names if m in DOMAIN_METRICS + COND_DOMAIN_METRICS]:
                 parts.append(self._domain(domain))
@@ -235,12 +236,18 @@ class Evaluator:
         dataset = self.dataset
         points, which = labelled_mixture_sample(dataset, self.num_samples, torch.Generator().manual_seed(self.seed + 1))
         self.floor["cond_mode_pct"] = within_mode_pct(points, which, dataset.means, dataset.std)
+        self.floor["cond_mode_pct_min"] = worst_class(within_mode_pct_per_class(points, which, dataset.means, dataset.std))
         self.provenance["conditional"] = {
             "num_generated": self.num_samples, "labels": "arange(n) % num_classes (balanced)",
             "floor": f"{self.num_samples} labelled samples of the mixture itself"}
 
         def scores(samples: Tensor, labels: Optional[Tensor]) -> dict[str, float]:
-            return {} if labels is None else {"cond_mode_pct": within_mode_pct(samples, labels, dataset.means, dataset.std)}
+            if labels is None:
+                return {}
+            per_mode = within_mode_pct_per_class(samples, labels, dataset.means, dataset.std)
+            self.details["cond_mode_pct_per_class"] = _listed(per_mode)
+            return {"cond_mode_pct": within_mode_pct(samples, labels, dataset.means, dataset.std),
+                    "cond_mode_pct_min": worst_class(per_mode)}
         return scores
 
     # ---- the domain classifier's feature space ------------------------------------------------

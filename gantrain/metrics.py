@@ -165,10 +165,23 @@ def within_mode_pct(samples: Tensor, labels: Tensor, means: Tensor, std: float, 
     The edge counts as inside; a non-finite sample is outside. For samples of the isotropic Gaussian itself
     the expected value is 100 * (1 - exp(-radius^2 / 2)), 98.89% at 3 std.
     """
-    samples, means = samples.detach().float().cpu(), means.float().cpu()
-    labels = labels.detach().long().cpu()
     if len(samples) == 0:
         return math.nan
-    dist = (samples - means[labels]).norm(dim=1)
-    inside = torch.isfinite(dist) & (dist <= radius * std)
+    inside = _inside_requested_mode(samples, labels, means, std, radius)
     return 100.0 * float(inside.sum()) / len(samples)
+
+
+def within_mode_pct_per_class(samples: Tensor, labels: Tensor, means: Tensor, std: float,
+                              radius: float = 3.0) -> Tensor:
+    """within_mode_pct of each mode's requested samples, float64 (K,), NaN for a mode nobody asked for."""
+    inside = _inside_requested_mode(samples, labels, means, std, radius).double()
+    labels = labels.detach().long().cpu()
+    count = torch.bincount(labels, minlength=len(means)).double()
+    hits = torch.bincount(labels, weights=inside, minlength=len(means))
+    return torch.where(count > 0, 100.0 * hits / count.clamp_min(1), torch.full_like(count, math.nan))
+
+
+def _inside_requested_mode(samples: Tensor, labels: Tensor, means: Tensor, std: float, radius: float) -> Tensor:
+    samples, means = samples.detach().float().cpu(), means.float().cpu()
+    dist = (samples - means[labels.detach().long().cpu()]).norm(dim=1)
+    return torch.isfinite(dist) & (dist <= radius * std)

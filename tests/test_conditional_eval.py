@@ -61,6 +61,11 @@ def test_within_mode_pct_by_hand_and_on_gaussians():
     points = means[which] + std * torch.randn(20000, 2, generator=gen)
     assert within_mode_pct(points, which, means, std) == pytest.approx(100 * (1 - math.exp(-4.5)), abs=0.3)
     assert within_mode_pct(points, 1 - which, means, std) == 0.0
+    from gantrain.metrics import within_mode_pct_per_class
+
+    per_mode = within_mode_pct_per_class(samples, labels, means, std)  # mode 0: 1 of 3 in; mode 1: 1 of 2 in
+    assert per_mode.tolist() == pytest.approx([100 / 3, 50.0])
+    assert torch.isnan(within_mode_pct_per_class(samples[:2], labels[:2], means, std)[1])  # nobody asked for 1
 
 
 # ---- the Evaluator's choice of metrics ---------------------------------------------------------
@@ -73,7 +78,7 @@ def test_conditional_metric_choice():
     grid, digits = Grid(), Digits(image_size=8)
     assert Evaluator(grid, "auto").names == list(MIXTURE_METRICS)  # unconditional auto is unchanged
     assert Evaluator(digits, "auto").names == list(DOMAIN_METRICS)
-    assert Evaluator(grid, "auto", conditional=True).names == [*MIXTURE_METRICS, "cond_mode_pct"]
+    assert Evaluator(grid, "auto", conditional=True).names == [*MIXTURE_METRICS, "cond_mode_pct", "cond_mode_pct_min"]
     assert Evaluator(digits, "auto", conditional=True).names == [*DOMAIN_METRICS, "cond_accuracy", "cond_accuracy_min",
                                                                   "intra_fid"]
     assert {k: HIGHER_IS_BETTER[k] for k in ("cond_mode_pct", "cond_accuracy", "cond_accuracy_min", "intra_fid")} == {
@@ -123,6 +128,9 @@ def test_grid_cond_mode_pct_of_right_and_wrong_generators():
     assert floor == pytest.approx(100 * (1 - math.exp(-4.5)), abs=1.0)  # labelled samples of the mixture itself
     assert good["cond_mode_pct"] == pytest.approx(floor, abs=1.5)
     assert bad["cond_mode_pct"] < 1.0
+    assert evaluator.floor["cond_mode_pct_min"] < floor and good["cond_mode_pct_min"] <= good["cond_mode_pct"]
+    assert good["cond_mode_pct_min"] > 90 and bad["cond_mode_pct_min"] < 5
+    assert min(evaluator.details["cond_mode_pct_per_class"]) == bad["cond_mode_pct_min"]
     # both cover every mode equally: only the conditional score tells them apart
     assert good["modes"] == bad["modes"] == k and good["high_quality_pct"] == pytest.approx(bad["high_quality_pct"], abs=1.5)
     # balanced labels 0..K-1 repeating, in batches of 500

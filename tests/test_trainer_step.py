@@ -133,3 +133,16 @@ def test_ema_follows_the_generator_by_one_minus_decay(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(ema_before, ema.parameters()))
     for a, b in zip(ema.buffers(), game.G.buffers()):  # batch-norm statistics are copied, not averaged
         assert torch.equal(a, b)
+
+
+def test_ema_of_a_generator_without_buffers(tmp_path):
+    # the MLP generator of the 2D presets has no batch norm, so no buffers to copy
+    cfg = gantrain.compose(["experiment=grid", "trainer.device=cpu", "trainer.ema_decay=0.5", "trainer.batch_size=16"])
+    loop = build(cfg, tmp_path)
+    game = loop.game
+    assert not list(game.G.buffers())
+    ema = game.ema["generator"]
+    before = [p.detach().clone() for p in ema.parameters()]
+    game.step(loop.batches.next(1))
+    for old, new, g in zip(before, ema.parameters(), game.G.parameters()):
+        torch.testing.assert_close(new, 0.5 * old + 0.5 * g.detach())

@@ -81,7 +81,9 @@ class Game:
         for name, ema in self.ema.items():
             net = self.networks[name]
             torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1.0 - self.ema_decay)
-            torch._foreach_copy_(list(ema.buffers()), list(net.buffers()))
+            buffers = list(ema.buffers())
+            if buffers:  # a network without norm layers has none (and _foreach_ refuses empty lists)
+                torch._foreach_copy_(buffers, list(net.buffers()))
 
     def step_schedules(self) -> None:
         for schedule in self.schedules.values():
