@@ -27,7 +27,14 @@ def run_steps(overrides: list[str], steps: int, tmp: Path, tag: str, capture: bo
     """Train `steps` steps; capture=False runs the same (capturable) optimizers eagerly."""
     loop = build(gantrain.compose(overrides), tmp / tag)
     loop.use_graph = loop.use_graph and capture  # capture=False: the same capturable optimizers, eagerly
-    loop.train_steps(steps)  # with a graph: three eager warm-up steps, the capture, then replays
+    if loop.game.schedules:  # both sides read the scheduled rate from a device tensor, as a captured step must
+        from gantrain.optim import lr_to_device
+
+        for optimizer in loop.game.optimizers.values():
+            lr_to_device(optimizer, loop.device)
+    loop._prepare_graph()  # with a graph: three eager warm-up steps (real steps of the run), then the capture
+    while loop.step < steps:  # both sides run exactly `steps` steps
+        loop.run_step()
     torch.cuda.synchronize()
     stats = [v for _, v in sorted(loop.stats.read().items())]
     return loop, stats
