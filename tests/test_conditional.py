@@ -292,3 +292,9 @@ def test_conditional_presets_train_from_the_command_line(tmp_path, data_root):
                           f"hydra.run.dir={grid}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert gantrain.load_generator(grid).num_classes == 25
+    fashion = run / "fashion"
+    result = run_gantrain("dataset=fashion_mnist", f"dataset.root={data_root}", "conditional=true", "trainer.device=cpu",
+                          "trainer.steps=2", "trainer.batch_size=16", "generator.base_channels=4",
+                          "discriminator.base_channels=4", f"hydra.run.dir={fashion}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert load_checkpoint(fashion / "checkpoints" / "last.pt")["num_classes"] == 10

@@ -42,3 +42,15 @@ def test_two_processes_train_shard_the_data_and_resume_exactly(tmp_path):
     for net in ("generator", "discriminator"):
         for key in a["networks"][net]:
             assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"
+
+
+def test_two_processes_train_a_conditional_gan(tmp_path):
+    run = tmp_path / "run"
+    result = torchrun("conditional=true", "condition.discriminator=ac", "trainer.batch_size=16", "trainer.steps=4",
+                      "trainer.log_every=2", "trainer.sample_every=100", "generator.base_channels=8",
+                      "discriminator.base_channels=8", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]  # the loop checks at the end that both hold the same weights
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["world_size"] == 2 and state["game"] == "cgan" and state["num_classes"] == 10
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all("loss/class_d" in r for r in rows)
