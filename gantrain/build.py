@@ -205,6 +205,10 @@ def build_discriminator(cfg: DictConfig, dataset: Dataset, condition: Optional[C
     if condition is not None and getattr(discriminator, "num_classes", None) != dataset.num_classes:
         raise GantrainError(f"discriminator {cfg.discriminator._target_} does not take num_classes, so it cannot be "
                             f"conditional; use discriminator=dcgan or mlp, or conditional=false")
+    if condition is not None and condition.discriminator == "ac" and \
+            "classes" not in inspect.signature(discriminator.forward).parameters:
+        raise GantrainError(f"condition.discriminator=ac needs a discriminator with a classifier head "
+                            f"(forward(x, y, classes=True)); {cfg.discriminator._target_} has none")
     return discriminator
 
 
@@ -219,6 +223,13 @@ def check_labelled(dataset: Dataset, condition: Optional[ConditionConfig]) -> Op
             f"or conditional=false")
     if dataset.num_classes < 2:
         raise GantrainError(f"conditional=true needs two classes or more; {dataset.name} has {dataset.num_classes}")
+    labels = dataset.labels()
+    if labels.dtype != torch.int64 or labels.dim() != 1 or len(labels) != len(dataset):
+        raise GantrainError(f"{dataset.name}.labels() must give one int64 class per sample ({len(dataset)}), "
+                            f"not {labels.dtype} of shape {tuple(labels.shape)}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= dataset.num_classes):
+        raise GantrainError(f"{dataset.name}'s labels run from {int(labels.min())} to {int(labels.max())}, outside "
+                            f"0..{dataset.num_classes - 1} (num_classes={dataset.num_classes})")
     return int(dataset.num_classes)
 
 

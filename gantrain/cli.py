@@ -166,6 +166,16 @@ def _check_command_line(args: list[str]) -> None:
                                         f"`gantrain --cfg job` every key; +{key}=... adds a new one)")
     if "-m" in args or "--multirun" in args:
         return
+    if plain and cfg is not None:
+        try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
+            compose(plain)
+        except Exception as exc:
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            if text.startswith("Error merging override "):
+                cause = exc.__cause__ or exc.__context__
+                why = str(cause).splitlines()[0] if cause is not None and str(cause) else type(exc).__name__
+                raise GantrainError(f"cannot set {text[len('Error merging override '):]}: {why}; give a value of the "
+                                    f"key's type (`gantrain --cfg job` shows every key's current value)") from None
     resume = _argv_value(args, "resume")
     if resume not in (None, "", "auto", "null") and not Path(resume).expanduser().exists():
         raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")

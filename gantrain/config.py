@@ -139,7 +139,11 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
         raise GantrainError(f"conditional={switch!r} must be true or false")
     if not switch:
         return None
-    c: ConditionConfig = _typed(ConditionConfig, cfg.get("condition", {}), "condition")
+    node = cfg.get("condition", {})
+    if not isinstance(node, (DictConfig, dict)):
+        raise GantrainError(f"condition={node!r} must be a group of settings: condition.discriminator, "
+                            f"condition.ac_weight, condition.fake_labels, condition.grid_classes")
+    c: ConditionConfig = _typed(ConditionConfig, node, "condition")
     if c.discriminator not in ("projection", "concat", "ac"):
         raise GantrainError(f"condition.discriminator={c.discriminator!r} is not one of projection, concat, ac")
     if c.fake_labels not in ("uniform", "data"):

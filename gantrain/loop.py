@@ -293,6 +293,10 @@ class Loop:
     def load_state_dict(self, state: dict) -> None:
         if state.get("game", "gan") != self.game.name:
             raise GantrainError(f"the checkpoint is of a {state.get('game')} run, this config trains a {self.game.name}")
+        if state.get("num_classes") != self.meta.get("num_classes"):
+            raise GantrainError(f"the checkpoint was trained on {state.get('num_classes')} classes, the dataset now has "
+                                f"{self.meta.get('num_classes')} (a class folder added or removed?); resume with the "
+                                f"data it was trained on, or start a new run")
         self.game.load_state_dict(state)
         self.batches.load_state_dict(state["data_state"])
         saved_world = int(state.get("world_size", 1))

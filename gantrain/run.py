@@ -146,7 +146,7 @@ def prepare_run(
         elif recompose is not None:
             cfg = saved_config_with(state["config"], overrides or [], cfg)
             overrides = None
-        current = plain_config(cfg)
+        current = with_added_keys(plain_config(cfg))  # a config made before those keys existed trains with them off
         differing = config_differences(state["config"], current)
         if differing:
             saved, now = flatten(state["config"]), flatten(current)

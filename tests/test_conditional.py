@@ -260,6 +260,8 @@ def test_sample_grid_has_one_row_per_class(tmp_path):
     (["dataset=digits", "conditional=true", "condition.discriminator=both"], "condition.discriminator='both' is not one of"),
     (["dataset=digits", "conditional=true", "condition.fake_labels=zipf"], "condition.fake_labels='zipf'"),
     (["dataset=digits", "conditional=yes"], "conditional='yes' must be true or false"),
+    (["dataset=digits", "conditional=true", "condition=null"], "must be a group of settings"),
+    (["dataset=digits", "optimizer.betas={a: 1}"], "cannot set optimizer.betas={a: 1}: Cannot merge DictConfig"),
 ])
 def test_bad_condition_settings_are_one_line(args, message, tmp_path):
     result = run_gantrain(*args, "trainer.device=cpu", "trainer.steps=1", f"hydra.run.dir={tmp_path / 'run'}",
@@ -298,3 +300,71 @@ def test_conditional_presets_train_from_the_command_line(tmp_path, data_root):
                           "discriminator.base_channels=4", f"hydra.run.dir={fashion}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert load_checkpoint(fashion / "checkpoints" / "last.pt")["num_classes"] == 10
+
+
+def test_python_config_without_the_conditional_keys_trains_and_resumes(tmp_path):
+    from omegaconf import open_dict
+
+    def old_style(steps: int, resume=None):
+        cfg = gantrain.compose(["dataset=digits", "trainer.device=cpu", "generator.base_channels=8",
+                                "discriminator.base_channels=8", "trainer.batch_size=32", f"trainer.steps={steps}",
+                                "trainer.ckpt_every=2", "trainer.sample_every=100"] + ([f"resume={resume}"] if resume else []))
+        with open_dict(cfg):  # a config file written before these keys existed
+            del cfg["conditional"], cfg["condition"]
+        return cfg
+
+    run = tmp_path / "run"
+    gantrain.train(old_style(2), run)
+    gantrain.train(old_style(4, run), run)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+
+
+def test_resume_after_the_classes_changed_is_one_line(tmp_path):
+    for name, colour in (("cats", (255, 0, 0)), ("dogs", (0, 0, 255))):
+        write_images(tmp_path / "data" / name, 4, colour)
+    run = tmp_path / "run"
+    common = ["dataset=image_folder", f"dataset.root={tmp_path / 'data'}", "dataset.image_size=8", "conditional=true",
+              "trainer.device=cpu", "trainer.batch_size=4", "generator.base_channels=4", "discriminator.base_channels=4",
+              "trainer.sample_every=100"]
+    gantrain.train(gantrain.compose(common + ["trainer.steps=1"]), run)
+    write_images(tmp_path / "data" / "birds", 4, (0, 255, 0))
+    with pytest.raises(GantrainError, match="trained on 2 classes, the dataset now has 3"):
+        gantrain.train(gantrain.compose(common + ["trainer.steps=2", f"resume={run}"]), run)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
+
+
+class NoClassifierHead(DCGANDiscriminator):
+    """A custom conditional discriminator without the AC head's `classes` argument."""
+
+    def forward(self, x, y=None):
+        return super().forward(x, y)
+
+
+def test_labels_and_heads_a_conditional_run_needs_are_checked(tmp_path):
+    from gantrain.build import check_labelled
+    from gantrain.config import ConditionConfig
+
+    class Custom(gantrain.data.Dataset):
+        name, num_classes, shape = "custom", 3, (1, 8, 8)
+
+        def __init__(self, labels):
+            self._labels = labels
+
+        def __len__(self):
+            return 4
+
+        def labels(self):
+            return self._labels
+
+    condition = ConditionConfig()
+    assert check_labelled(Custom(torch.tensor([0, 1, 2, 2])), condition) == 3
+    assert check_labelled(Custom(torch.tensor([0, 1, 2, 2])), None) is None
+    with pytest.raises(GantrainError, match=r"labels run from 0 to 3, outside 0\.\.2"):
+        check_labelled(Custom(torch.tensor([0, 1, 2, 3])), condition)
+    with pytest.raises(GantrainError, match="one int64 class per sample"):
+        check_labelled(Custom(torch.tensor([0, 1, 2], dtype=torch.int32)), condition)
+    with pytest.raises(GantrainError, match="one int64 class per sample"):
+        check_labelled(Custom(torch.tensor([0, 1, 2])), condition)
+    with pytest.raises(GantrainError, match="needs a discriminator with a classifier head"):
+        build(gantrain.compose([*TINY, "condition.discriminator=ac",
+                                "discriminator._target_=test_conditional.NoClassifierHead"]), tmp_path)

@@ -146,3 +146,37 @@ def test_ema_of_a_generator_without_buffers(tmp_path):
     game.step(loop.batches.next(1))
     for old, new, g in zip(before, ema.parameters(), game.G.parameters()):
         torch.testing.assert_close(new, 0.5 * old + 0.5 * g.detach())
+
+
+def test_report_names_and_the_wasserstein_estimate(tmp_path):
+    means = {"loss/d": 0.5, "loss/g": -0.25, "d/real": 2.0, "d/fake": -1.5, "loss/penalty": 0.125, "other": 9.0}
+    gp = build(gantrain.compose(["loss=wgan_gp", "dataset=digits", "trainer.device=cpu", "optimizer.lr=3e-4"]),
+               tmp_path / "gp").game
+    assert gp.report(means) == {"loss/d": 0.5, "loss/g": -0.25, "d/real": 2.0, "d/fake": -1.5, "loss/penalty": 0.125,
+                                "loss/wasserstein": 3.5, "lr/d": 3e-4, "lr/g": 3e-4}  # E D(x) - E D(G(z))
+    plain = build(gantrain.compose(["loss=hinge", "dataset=digits", "trainer.device=cpu"]), tmp_path / "h").game
+    assert plain.report(means) == {"loss/d": 0.5, "loss/g": -0.25, "d/real": 2.0, "d/fake": -1.5,
+                                   "lr/d": 2e-4, "lr/g": 2e-4}  # no penalty, no distance estimate
+    assert plain.report({"loss/d": 1.0, "loss/class_d": 0.5, "loss/class_g": 0.25}) == {
+        "loss/d": 1.0, "loss/class_d": 0.5, "loss/class_g": 0.25, "lr/d": 2e-4, "lr/g": 2e-4}
+    assert {"loss/d", "loss/g", "loss/penalty"} <= set(plain.watched)
+
+
+def test_sample_grid_is_the_sampler_on_fixed_noise_in_eval_mode(tmp_path):
+    cfg = gantrain.compose(["dataset=digits", "trainer.device=cpu", "generator.base_channels=8", "seed=11",
+                            "trainer.num_samples=9", "trainer.ema_decay=0.5"])
+    game = build(cfg, tmp_path).game
+    expected_z = torch.randn(9, game.G.latent_dim, generator=torch.Generator().manual_seed(12))
+    assert torch.equal(game.fixed_z, expected_z) and game.grid_columns is None
+    ema = game.ema["generator"]
+    with torch.no_grad():  # the EMA copy, not G, draws the grid
+        for p in ema.parameters():
+            p.add_(0.1)
+    game.train()
+    grid = game.sample_grid()
+    assert ema.training and game.G.training  # training mode is restored
+    ema.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(grid, ema(expected_z))
+        assert not torch.allclose(grid, game.G.eval()(expected_z))
+    assert torch.equal(game.sample_grid(), game.sample_grid())  # the same noise every time

@@ -20,7 +20,7 @@ from ..optim import lr_to_float
 from ..stats import Stats
 
 #: game name -> "module:Class" (imported on use)
-GAMES = {"gan": "gantrain.games.gan:GAN"}
+GAMES = {"gan": "gantrain.games.gan:GAN", "cgan": "gantrain.games.gan:ConditionalGAN"}
 
 
 def game_class(name: str) -> type:
