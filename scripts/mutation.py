@@ -30,7 +30,7 @@ from typing import Optional
 REPO = Path(__file__).resolve().parents[1]
 # Top-level entries of the checkout that are never copied (history, caches, outputs of runs).
 SKIP_TOP = {".git", ".hypothesis", ".pytest_cache", ".benchmarks", "outputs", "multirun", "data", "build", "dist",
-            "gantrain.egg-info", ".whl", ".gl"}
+            "gantrain.egg-info", ".whl", ".gl", ".devdata"}
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,10 @@ TARGETS: dict[str, Target] = {
                "newest_good", "run_folder_of", "open_run_or_checkpoint", "CheckpointWriter"),
         note="the file handling; the format-1 migration (migrate, _migrate_v1, migrate_config_v1) is out of scope",
     ),
-    "gan": Target("gantrain/games/gan.py", ("tests/test_trainer_step.py",),
-                  scope=("GAN",), note="the GAN game's update phases"),
+    "gan": Target("gantrain/games/gan.py",
+                  ("tests/test_trainer_step.py", "tests/test_conditional.py", "-k",
+                   "not presets and not one_line and not resume and not image_folder and not labelled"),
+                  scope=("GAN", "ConditionalGAN"), note="the GAN games' update phases, sample grids and reports"),
     "game": Target("gantrain/games/__init__.py", ("tests/test_trainer_step.py",),
                    scope=("Game",), note="the shared update, EMA and schedule stepping of every game"),
 }
