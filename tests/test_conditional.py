@@ -168,6 +168,10 @@ def test_fake_labels_follow_the_data_frequencies(tmp_path):
     drawn = torch.bincount(game.fake_labels(torch.device("cpu")), minlength=10).float() / 20000
     truth = torch.bincount(gantrain.data.Digits().labels(), minlength=10).float() / 1797
     assert (drawn - truth).abs().max() < 0.015
+    # a cumulative distribution that rounding left short of 1 never yields a label past the last class
+    game.label_cdf = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    drawn = game.fake_labels(torch.device("cpu"))
+    assert int(drawn.max()) == 9 and (drawn == 9).float().mean() > 0.08
     uniform = build(gantrain.compose(TINY), tmp_path / "u").game
     uniform.batch_size = 20000
     assert (torch.bincount(uniform.fake_labels(torch.device("cpu")), minlength=10) > 0).all()
@@ -251,6 +255,8 @@ def test_sample_grid_has_one_row_per_class(tmp_path):
     assert game.grid_columns == 10 and grid.shape == (40, 1, 8, 8)
     assert game.fixed_labels.tolist() == [c for c in range(4) for _ in range(10)]
     assert torch.equal(game.fixed_z[:10], game.fixed_z[10:20])  # the same noise down each column
+    few = build(gantrain.compose([*TINY, "trainer.num_samples=4"]), tmp_path / "few").game  # fewer than the classes
+    assert few.grid_columns == 1 and few.sample_grid().shape == (10, 1, 8, 8)
     points = build(gantrain.compose(["experiment=cgan_grid", "trainer.device=cpu", "trainer.num_samples=50"]),
                    tmp_path / "p").game
     assert points.grid_columns is None and points.fixed_labels.tolist() == [i % 25 for i in range(50)]

@@ -23,6 +23,7 @@ RECIPES = {
     "wasserstein": ["loss=wasserstein"],  # n_critic 5, clipping 0.01
     "wgan_gp": ["loss=wgan_gp"],  # n_critic 5, penalty 10
     "hinge_r1": ["loss=hinge", "loss.r1_gamma=2.0", "discriminator.norm=none"],
+    "hinge_2critic": ["loss=hinge", "trainer.n_critic=2"],  # an even n_critic: the last critic batch feeds G
 }
 
 
@@ -118,6 +119,9 @@ def test_game_step_matches_reference(recipe, tmp_path):
         assert ("loss/penalty" in means) == (recipe in ("wgan_gp", "hinge_r1"))
         assert_same_weights(game.G, G, atol=1e-5)
         assert_same_weights(game.D, D, atol=1e-5)
+        for a, b in ((game.G, G), (game.D, D)):  # G's update leaves D's gradients as D's own update made them
+            for (name, x), y in zip(a.named_parameters(), b.parameters()):
+                torch.testing.assert_close(x.grad, y.grad, rtol=1e-4, atol=1e-5, msg=name)
     assert moved  # the comparison saw real updates
 
 
@@ -180,3 +184,4 @@ def test_sample_grid_is_the_sampler_on_fixed_noise_in_eval_mode(tmp_path):
         torch.testing.assert_close(grid, ema(expected_z))
         assert not torch.allclose(grid, game.G.eval()(expected_z))
     assert torch.equal(game.sample_grid(), game.sample_grid())  # the same noise every time
+    assert not game.sample_grid().requires_grad  # drawn without autograd
