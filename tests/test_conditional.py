@@ -253,6 +253,7 @@ def test_sample_grid_has_one_row_per_class(tmp_path):
     game = build(gantrain.compose([*TINY, "trainer.num_samples=40", "condition.grid_classes=4"]), tmp_path).game
     grid = game.sample_grid()
     assert game.grid_columns == 10 and grid.shape == (40, 1, 8, 8)
+    assert not grid.requires_grad  # drawn without autograd, here from G itself (no EMA copy)
     assert game.fixed_labels.tolist() == [c for c in range(4) for _ in range(10)]
     assert torch.equal(game.fixed_z[:10], game.fixed_z[10:20])  # the same noise down each column
     few = build(gantrain.compose([*TINY, "trainer.num_samples=4"]), tmp_path / "few").game  # fewer than the classes
