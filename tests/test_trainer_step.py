@@ -185,3 +185,39 @@ def test_sample_grid_is_the_sampler_on_fixed_noise_in_eval_mode(tmp_path):
         assert not torch.allclose(grid, game.G.eval()(expected_z))
     assert torch.equal(game.sample_grid(), game.sample_grid())  # the same noise every time
     assert not game.sample_grid().requires_grad  # drawn without autograd
+
+
+def test_game_state_round_trip_modes_and_schedules(tmp_path):
+    from gantrain.errors import GantrainError
+    from gantrain.games import Game
+
+    common = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=8", "discriminator.base_channels=8",
+              "trainer.batch_size=32", "trainer.ema_decay=0.9", "optimizer.lr_schedule=linear", "trainer.steps=4"]
+    loop = build(gantrain.compose(common), tmp_path / "a")
+    game = loop.game
+    game.step(loop.batches.next(1))
+    game.step_schedules()
+    assert game.learning_rates() == {"lr/d": pytest.approx(2e-4 * 3 / 4), "lr/g": pytest.approx(2e-4 * 3 / 4)}
+    state = game.state_dict()
+    other = build(gantrain.compose(common), tmp_path / "b").game
+    other.optimizers["generator"].param_groups[0]["lr"] = torch.tensor(1.0)  # as a captured run holds it
+    other.load_state_dict(state)
+    for part in ("networks", "ema"):
+        for name, net in getattr(other, part).items():
+            for key, value in net.state_dict().items():
+                assert torch.equal(value, state[part][name][key]), (part, name, key)
+    for name, opt in other.optimizers.items():
+        assert isinstance(opt.param_groups[0]["lr"], float) and opt.param_groups[0]["lr"] == pytest.approx(1.5e-4)
+        assert torch.equal(opt.state_dict()["state"][0]["exp_avg"], game.optimizers[name].state_dict()["state"][0]["exp_avg"])
+    assert other.schedules["generator"].state_dict() == game.schedules["generator"].state_dict()
+    other.train(False)
+    assert not any(net.training for net in other.networks.values())
+    other.train()
+    assert all(net.training for net in other.networks.values())
+    with pytest.raises(GantrainError, match="no EMA generator"):
+        other.load_state_dict({**state, "ema": {}})
+    with pytest.raises(GantrainError, match="no learning-rate schedule for"):
+        other.load_state_dict({**state, "schedules": {}})
+    from gantrain.stats import Stats
+
+    assert Game(Stats(torch.device("cpu"))).batches_per_step() == 1
