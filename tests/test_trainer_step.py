@@ -200,8 +200,12 @@ def test_game_state_round_trip_modes_and_schedules(tmp_path):
     assert game.learning_rates() == {"lr/d": pytest.approx(2e-4 * 3 / 4), "lr/g": pytest.approx(2e-4 * 3 / 4)}
     state = game.state_dict()
     other = build(gantrain.compose(common), tmp_path / "b").game
-    other.optimizers["generator"].param_groups[0]["lr"] = torch.tensor(1.0)  # as a captured run holds it
-    other.load_state_dict(state)
+    import copy as copy_module
+
+    with_tensor_rate = copy_module.deepcopy(state)  # a rate saved as a tensor (as a captured run holds it)
+    for saved in with_tensor_rate["optimizers"].values():
+        saved["param_groups"][0]["lr"] = torch.tensor(saved["param_groups"][0]["lr"])
+    other.load_state_dict(with_tensor_rate)
     for part in ("networks", "ema"):
         for name, net in getattr(other, part).items():
             for key, value in net.state_dict().items():
