@@ -63,6 +63,11 @@ TARGETS: dict[str, Target] = {
                "newest_good", "run_folder_of", "open_run_or_checkpoint", "CheckpointWriter"),
         note="the file handling; the format-1 migration (migrate, _migrate_v1, migrate_config_v1) is out of scope",
     ),
+    "migration": Target(
+        "gantrain/checkpoint.py", ("tests/test_migrate.py",),
+        scope=("migrate", "_migrate_v1", "migrate_config_v1"),
+        note="the format-1 (gantrain 0.1.0) migration",
+    ),
     "gan": Target("gantrain/games/gan.py",
                   ("tests/test_trainer_step.py", "tests/test_conditional.py", "-k",
                    "not presets and not one_line and not resume and not image_folder and not labelled"),
