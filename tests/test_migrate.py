@@ -62,6 +62,8 @@ def test_format_1_without_penalty_ema_or_schedules():
     r1 = v1_state(penalty=0.0, n_critic=1)
     r1["config"]["loss"]["r1_gamma"] = 1.0
     assert "loss/penalty" in migrate(r1, PATH)["stats"]["names"]
+    small = v1_state(penalty=0.5, n_critic=1)  # any positive weight, also below 1
+    assert "loss/penalty" in migrate(small, PATH)["stats"]["names"]
     single = v1_state()
     del single["rng_ranks"], single["metrics"]
     new = migrate(single, PATH)
@@ -101,3 +103,5 @@ def test_config_of_0_1_0():
     assert migrate_config_v1(strict)["dataset"]["skip_bad_images"] is False
     mnist = {"dataset": {"_target_": "gantrain.data.MNIST", "root": "data"}, "discriminator": {"norm": "batch"}}
     assert migrate_config_v1(mnist) == mnist  # MNIST keeps its root; nothing else changes
+    cifar = {"dataset": {"_target_": "gantrain.data.CIFAR10", "root": "data"}}
+    assert migrate_config_v1(cifar) == cifar  # only Digits loses its root, only ImageFolder gains a key
