@@ -76,6 +76,9 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     _fsync_dir(path.parent)
 
 
+atomic_write = _atomic_write  # for other writers of files that must never be seen half written
+
+
 def _atomic_link(src: Path, dst: Path) -> None:
     """Make dst the same file as src, atomically (hard link, or a copy where links are not allowed)."""
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .errors import GantrainError
+from .sample import check_writable, resolve_device
 
 PROG = "gantrain-export"
 OPTIONS = ("format", "out", "ema", "device")
@@ -66,34 +67,9 @@ def _flag(key: str, text: str) -> bool:
     raise GantrainError(f"{key}={text} must be true or false")
 
 
-def _device(name: str) -> torch.device:
-    name = name.strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        raise GantrainError(f"device={name} is not one of cpu, cuda, cuda:N, auto")
-    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise GantrainError(f"device={name} but that CUDA device is not available here; use device=cpu")
-    return device
-
-
 def _writable_parent(out: Path) -> None:
     """Refuse an out whose folder cannot be made or written, before anything is loaded."""
-    probe = Path(os.path.abspath(out)).parent
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise GantrainError(f"out={out}: {probe} is a file, not a folder; choose another out=...")
-    try:  # os.access is not enough (root, read-only mounts): make and remove a file there
-        fd, name = tempfile.mkstemp(prefix=".gantrain-probe-", dir=probe)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as exc:
-        raise GantrainError(f"out={out}: cannot write in {probe} ({exc.strerror or exc}); choose another out=...") from None
+    check_writable(out, "file")
     if out.is_dir():
         raise GantrainError(f"out={out} is a folder; give a file name, e.g. out={out / 'generator'}{out.suffix}")
 
@@ -287,7 +263,7 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
     _writable_parent(out)
     if fmt in ("safetensors", "onnx"):  # say so before loading anything
         _require("safetensors.torch" if fmt == "safetensors" else "onnx", f"format={fmt}")
-    device = _device(str(device))
+    device = resolve_device(str(device))
     checkpoint, state = open_run_or_checkpoint(path)
     generator = load_generator(checkpoint, device=device, ema=ema)
     meta = {"generator": state["config"]["generator"], "data_shape": list(state["data_shape"]),

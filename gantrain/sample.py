@@ -333,17 +333,9 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from .checkpoint import atomic_write
+
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Optional[Tensor] = None) -> Path:
