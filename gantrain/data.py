@@ -587,6 +587,9 @@ class BatchStream:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._perm_epoch = -1
 
+    def close(self) -> None:
+        """Release what the stream holds besides memory (DataLoader worker processes)."""
+
 
 class DeviceBatches(BatchStream):
     """The whole dataset held on the training device; batches are gathered there with no host copy."""
@@ -675,7 +678,14 @@ class StreamedBatches(BatchStream):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self._iter = None
+        self.close()
+
+    def close(self) -> None:
+        # the workers are forked processes holding copies of every open file, the run folder's lock among
+        # them: shut them down now rather than whenever the iterator is collected
+        if self._iter is not None:
+            self._iter.close()  # type: ignore[attr-defined]
+            self._iter = None
 
 
 class _Indexed(torch.utils.data.Dataset):

@@ -234,6 +234,7 @@ class Loop:
         return self._logger
 
     def close(self) -> None:
+        self.batches.close()
         if self._logger is not None:
             self._logger.close()
             self._logger = None

@@ -334,6 +334,10 @@ def test_resume_after_the_classes_changed_is_one_line(tmp_path):
               "trainer.device=cpu", "trainer.batch_size=4", "generator.base_channels=4", "discriminator.base_channels=4",
               "trainer.sample_every=100"]
     gantrain.train(gantrain.compose(common + ["trainer.steps=1"]), run)
+    import multiprocessing
+
+    # the DataLoader workers of the streamed folder are gone when train returns (forked, they held the run's lock)
+    assert multiprocessing.active_children() == []
     write_images(tmp_path / "data" / "birds", 4, (0, 255, 0))
     with pytest.raises(GantrainError, match="trained on 2 classes, the dataset now has 3"):
         gantrain.train(gantrain.compose(common + ["trainer.steps=2", f"resume={run}"]), run)
