@@ -73,10 +73,102 @@ def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool) -> None:
             (run_dir / ".gantrain.lock").unlink(missing_ok=True)
 
 
-def _task(cfg: DictConfig) -> None:
+def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional[float]:
+    """One job of a sweep (`gantrain -m`): skipped when its folder holds it finished, continued from its
+    checkpoint when interrupted, recorded in status.json; a failing job fails alone (the sweep goes on).
+    Returns the value of `optimized_metric` for Hydra's sweepers (NaN when the job failed)."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from . import sweep
+    from .loop import Interrupted
+    from .run import RunBusy, train
+
+    hydra_cfg = HydraConfig.get()
+    sweep_dir = Path(str(hydra_cfg.sweep.dir))
+    name = f"job {hydra_cfg.job.num} ({' '.join(overrides) or 'no overrides'})"
+    metric = cfg.get("optimized_metric")
+    steps = int(OmegaConf.select(cfg, "trainer.steps", default=0) or 0)
+    prior = sweep.read_status(run_dir)
+    if prior is not None and (prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps
+                              or sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)):
+        record = str(hydra_cfg.output_subdir or "")
+        if record.startswith(".hydra/"):  # the config record Hydra just wrote for a job that will not run
+            import shutil
+
+            shutil.rmtree(run_dir / record, ignore_errors=True)
+    if prior is not None and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides):
+        print(f"gantrain: error: {run_dir} holds another job ({' '.join(prior.get('overrides') or [])}) than this sweep's "
+              f"{name}; re-run the sweep's original command, or give a new hydra.sweep.dir", file=sys.stderr)
+        sys.exit(2)
+    if sweep.is_busy(run_dir):
+        print(f"gantrain: error: {run_dir} is in use by another process; is this sweep running twice?", file=sys.stderr)
+        sys.exit(2)
+    if prior is not None and prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps:
+        log.info("%s finished earlier (step %s); skipped", name, prior.get("step"))
+        return _job_value(run_dir, metric)
+    try:
+        every = int(OmegaConf.select(cfg, "trainer.eval_every", default=0) or 0)
+        if metric and not str(metric).startswith(("loss/", "lr/")) and (every <= 0 or steps % every):
+            raise GantrainError(f"optimized_metric={metric} is an evaluation metric, but evaluation does not run at the "
+                                f"last step (trainer.eval_every={every}, trainer.steps={steps}): set trainer.eval_every "
+                                f"to a divisor of trainer.steps")
+        with open_dict(cfg):
+            if cfg.get("resume") in (None, ""):
+                cfg.resume = "auto"  # a re-run of the sweep continues the job from its checkpoint
+            gpus = _gpu_count() if str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")).endswith("JoblibLauncher") else 0
+            cfg.trainer.device = sweep.device_for_job(cfg.trainer.device, int(hydra_cfg.job.num), gpus)
+        sweep.write_status(run_dir, status="running", overrides=overrides, steps=steps, reason="", job=int(hydra_cfg.job.num),
+                           started=time.strftime("%Y-%m-%dT%H:%M:%S"), started_at=time.time(), pid=os.getpid())
+        loop = train(cfg, run_dir, overrides, lambda ovs: compose(config_name="config", overrides=ovs))
+    except Interrupted as stop:
+        sweep.write_status(run_dir, status="interrupted", step=stop.step, reason=f"stopped by signal {stop.signum}",
+                           ended_at=time.time())
+        print(f"gantrain: sweep stopped in {name} at step {stop.step}. Finish it with the same command and "
+              f"hydra.sweep.dir={sweep_dir} (finished jobs are skipped, this one continues)", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except RunBusy as exc:
+        print(f"gantrain: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # the job fails alone; its log keeps the traceback of anything unexpected
+        reason = sweep.one_line(exc)
+        if not isinstance(exc, GantrainError):
+            log.exception("%s failed", name)
+        log.error("%s failed: %s", name, reason)
+        sweep.write_status(run_dir, status="failed", reason=reason, step=sweep.last_values(run_dir)[0], ended_at=time.time())
+        sweep.write_hparams(run_dir, overrides, "failed")
+        return math.nan
+    sweep.write_status(run_dir, status="finished", step=loop.step, steps=loop.steps, reason="", ended_at=time.time())
+    sweep.write_hparams(run_dir, overrides, "finished")
+    return _job_value(run_dir, metric)
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _job_value(run_dir: Path, metric: Optional[str]) -> Optional[float]:
+    """The value a finished job returns to the sweeper: its last `optimized_metric` (None when unset)."""
+    if not metric:
+        return None
+    from . import sweep
+
+    try:
+        return sweep.metric_value(run_dir, str(metric))
+    except GantrainError as exc:
+        log.error("%s", exc)
+        sweep.write_status(run_dir, status="failed", reason=str(exc))
+        return math.nan
+
+
+def _task(cfg: DictConfig) -> Optional[float]:
     """One Hydra job: train (or resume) the composed config in Hydra's output folder."""
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from . import distributed
     from .loop import Interrupted
@@ -88,6 +180,8 @@ def _task(cfg: DictConfig) -> None:
     log_size = log_file.stat().st_size if log_file.is_file() else None
     overrides = list(hydra_cfg.overrides.task)
     dist = distributed.from_env()
+    if hydra_cfg.mode == RunMode.MULTIRUN and not dist.enabled:
+        return _sweep_job(cfg, run_dir, overrides)
     try:
         if dist.enabled:  # join the job and take rank 0's run folder
             distributed.init(dist, str(cfg.trainer.device))
@@ -127,6 +221,32 @@ def _argv_value(args: list[str], key: str) -> Optional[str]:
     return found
 
 
+#: Hydra plugins of the sweeps extra: (what asks for it, its module)
+_PLUGINS = (("hydra/sweeper=optuna", "hydra_plugins.hydra_optuna_sweeper", "the Optuna sweeper"),
+            ("hparams_search=", "hydra_plugins.hydra_optuna_sweeper", "the Optuna sweeper"),
+            ("hydra/launcher=joblib", "hydra_plugins.hydra_joblib_launcher", "the joblib launcher"),
+            ("hydra/launcher=slurm", "hydra_plugins.hydra_submitit_launcher", "the submitit launcher"),
+            ("hydra/launcher=submitit", "hydra_plugins.hydra_submitit_launcher", "the submitit launcher"))
+
+
+def missing_plugin(args: list[str]) -> Optional[str]:
+    """One line naming the pip install to run when the command line asks for a Hydra plugin that is not
+    installed, else None."""
+    import importlib.util
+
+    for arg in args:
+        for asks, module, what in _PLUGINS:
+            if arg.lstrip("+~").startswith(asks) and not arg.endswith("=null"):
+                try:
+                    found = importlib.util.find_spec(module) is not None
+                except (ImportError, ValueError):
+                    found = False
+                if not found:
+                    return (f"{arg} needs {what}, which is not installed: pip install 'gantrain[sweeps]' "
+                            f"(or pip install {module.split('.')[1].replace('_', '-')})")
+    return None
+
+
 def _check_command_line(args: list[str]) -> None:
     """What Hydra would report with a traceback or wrong advice, as one line: unknown keys (with the
     nearest valid ones), and a run folder that cannot be created or written."""
@@ -141,7 +261,7 @@ def _check_command_line(args: list[str]) -> None:
     if plain:
         from .config import TOP_LEVEL_KEYS
 
-        roots = sorted(TOP_LEVEL_KEYS | {"experiment"})
+        roots = sorted(TOP_LEVEL_KEYS | {"experiment", "hparams_search"})
         for arg in plain:
             root = arg.split("=", 1)[0].split(".")[0]
             if root not in roots:
@@ -158,13 +278,19 @@ def _check_command_line(args: list[str]) -> None:
                 key = arg.split("=", 1)[0]
                 parent, _, leaf = key.rpartition(".")
                 node = OmegaConf.select(cfg, parent) if parent else cfg
-                valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment"]) if isinstance(node, DictConfig) else []
+                valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment", "hparams_search"]) if isinstance(node, DictConfig) else []
                 if leaf not in valid:
                     near = difflib.get_close_matches(leaf, valid, n=2)
                     hint = f"did you mean {' or '.join((parent + '.' if parent else '') + n for n in near)}? " if near else ""
                     raise GantrainError(f"unknown key {key}; {hint}(`gantrain --help` lists the groups, "
                                         f"`gantrain --cfg job` every key; +{key}=... adds a new one)")
+    missing = missing_plugin(args)
+    if missing:
+        raise GantrainError(missing)
     if "-m" in args or "--multirun" in args:
+        if _argv_value(args, "resume") not in (None, "", "null"):
+            raise GantrainError("resume= does not apply to a sweep: re-run the sweep's command with "
+                                "hydra.sweep.dir=<its folder> to finish it (finished jobs are skipped, interrupted ones continue)")
         return
     if plain and cfg is not None:
         try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
@@ -217,6 +343,10 @@ def main() -> None:
         sys.exit(2)
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
     entry()
+    from .sweep import LAST_SWEEP
+
+    if LAST_SWEEP.get("failed"):  # the summary above names them and why
+        sys.exit(1)
 
 
 # ---- gantrain-eval ---------------------------------------------------------------------------------

@@ -71,9 +71,10 @@ class ConditionConfig:
 
 
 TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss",
-                  "conditional", "condition"}
+                  "conditional", "condition", "optimized_metric"}
 #: top-level keys added after 0.2.0, with the value that reproduces what earlier runs trained
-ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(ConditionConfig()))}
+ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(ConditionConfig())),
+                               "optimized_metric": None}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
 SAFE_RESUME_KEYS = (
@@ -92,6 +93,7 @@ SAFE_RESUME_KEYS = (
     "trainer.progress",
     "trainer.cuda_graph",
     "condition.grid_classes",
+    "optimized_metric",
     "dataset.root",
     "dataset.download",
     "dataset.on_device",

@@ -1,0 +1,249 @@
+"""Sweeps through the real `gantrain -m` command: the summary table, failed jobs, re-runs that skip finished
+jobs and continue interrupted ones, Optuna, the joblib launcher, and `gantrain-report`."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_gantrain
+from gantrain import sweep
+from gantrain.errors import GantrainError
+
+pytestmark = pytest.mark.slow
+
+# a small ring GAN: a job trains in well under a second per 100 steps on a CPU
+SMALL = ["experiment=ring", "trainer.device=cpu", "trainer.progress=false", "trainer.batch_size=32",
+         "generator.hidden=[32,32]", "discriminator.hidden=[32,32]", "trainer.log_every=5",
+         "trainer.sample_every=20", "trainer.ckpt_every=10", "trainer.steps=20", "trainer.eval_every=0"]
+
+
+def _last(job: Path) -> dict:
+    values: dict = {}
+    for line in (job / "metrics.jsonl").read_text().splitlines():
+        values.update(json.loads(line))
+    return values
+
+
+def _report_exe() -> list[str]:
+    exe = Path(sys.executable).with_name("gantrain-report")
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from gantrain.sweep import report_main; report_main()"]
+
+
+def test_a_2x2_sweep_summarises_every_job_and_a_rerun_skips_them(tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    args = ["-m", "loss=nonsaturating,hinge", "seed=0,1", *SMALL, "trainer.eval_every=20", "trainer.num_samples=500",
+            f"hydra.sweep.dir={folder}"]
+    proc = run_gantrain(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((folder / "summary.csv").open()))
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"]
+    for row in rows:
+        job = folder / row["job"]
+        last = _last(job)
+        assert row["status"] == "finished" and int(row["step"]) == 20 and row["reason"] == ""
+        for key in ("loss/d", "loss/g", "eval/modes", "eval/high_quality_pct"):
+            assert float(row[key]) == pytest.approx(float(last[key]), rel=1e-9), key
+        saved = json.loads((job / "status.json").read_text())["overrides"]
+        assert f"loss={row['loss']}" in saved and f"seed={row['seed']}" in saved
+    assert {(r["loss"], r["seed"]) for r in rows} == {(a, b) for a in ("nonsaturating", "hinge") for b in ("0", "1")}
+    # seeds of one setting: mean and sample std of the per-job values
+    seeds = list(csv.DictReader((folder / "summary_seeds.csv").open()))
+    assert sorted(s["loss"] for s in seeds) == ["hinge", "nonsaturating"]
+    for group in seeds:
+        members = [float(r["loss/g"]) for r in rows if r["loss"] == group["loss"]]
+        assert group["seeds"] == "2" and group["finished"] == "2"
+        assert float(group["loss/g mean"]) == pytest.approx(statistics.fmean(members), rel=1e-9)
+        assert float(group["loss/g std"]) == pytest.approx(statistics.stdev(members), rel=1e-9)
+    printed = proc.stdout
+    assert "| job | loss | seed | status | step |" in printed and "mean and std over seeds" in printed
+    # the same table from gantrain-report
+    again = subprocess.run([*_report_exe(), str(folder)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    table = [line for line in printed.splitlines() if line.startswith("|")]
+    assert [line for line in again.stdout.splitlines() if line.startswith("|")] == table
+    # every job in TensorBoard's HParams dashboard, with its overrides
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    acc = EventAccumulator(str(folder / "1" / "tb"))
+    acc.Reload()
+    data = [plugin_data_pb2.HParamsPluginData.FromString(v) for v in acc.PluginTagToContent("hparams").values()]
+    start = next(d.session_start_info for d in data if d.HasField("session_start_info"))
+    assert start.hparams["loss"].string_value == rows[1]["loss"] and start.hparams["seed"].number_value == int(rows[1]["seed"])
+    experiment = next(d.experiment for d in data if d.HasField("experiment"))
+    assert {"loss/g", "eval/modes"} <= {m.name.tag for m in experiment.metric_infos}
+    # the same command again: nothing retrained
+    stamps = {r["job"]: (folder / r["job"] / "checkpoints" / "last.pt").stat().st_mtime_ns for r in rows}
+    rerun = run_gantrain(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (rerun.stdout + rerun.stderr).count("finished earlier (step 20); skipped") == 4
+    assert stamps == {r["job"]: (folder / r["job"] / "checkpoints" / "last.pt").stat().st_mtime_ns for r in rows}
+    assert list(csv.DictReader((folder / "summary.csv").open())) == rows
+
+
+def test_a_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    proc = run_gantrain("-m", "trainer.n_critic=0,1", *SMALL, f"hydra.sweep.dir={folder}", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    rows = {r["job"]: r for r in csv.DictReader((folder / "summary.csv").open())}
+    assert rows["0"]["status"] == "failed" and rows["0"]["reason"] == "trainer.n_critic=0 must be a positive integer"
+    assert rows["1"]["status"] == "finished" and int(rows["1"]["step"]) == 20
+    assert "job 0 failed: trainer.n_critic=0 must be a positive integer" in proc.stdout
+    report = subprocess.run([*_report_exe(), str(folder)], capture_output=True, text=True, timeout=120)
+    assert report.returncode == 1 and "1 finished, 1 failed" in report.stdout
+
+
+def test_an_interrupted_sweep_finishes_on_rerun_without_retraining(tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    args = ["-m", "seed=0,1", *SMALL, "trainer.steps=800", "trainer.ckpt_every=100", "trainer.log_every=10",
+            "trainer.sample_every=800", f"hydra.sweep.dir={folder}"]
+    exe = Path(sys.executable).with_name("gantrain")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.cli"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    first = subprocess.Popen(command + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    second_log = folder / "1" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (second_log.is_file() and second_log.read_text().count("\n") >= 2):  # job 1 is training
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.time() < deadline, "the second job never started"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGTERM)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Finish it with the same command and hydra.sweep.dir=" in err
+    status = [json.loads((folder / j / "status.json").read_text()) for j in ("0", "1")]
+    assert status[0]["status"] == "finished" and status[1]["status"] == "interrupted"
+    stopped_at = status[1]["step"]
+    assert 0 < stopped_at < 800
+    kept = (folder / "0" / "checkpoints" / "last.pt").stat().st_mtime_ns
+
+    rerun = run_gantrain(*args, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    out = rerun.stdout + rerun.stderr
+    assert "job 0 (" in out and "finished earlier (step 800); skipped" in out
+    assert f"continuing at step {stopped_at} of 800" in out
+    assert (folder / "0" / "checkpoints" / "last.pt").stat().st_mtime_ns == kept
+    rows = list(csv.DictReader((folder / "summary.csv").open()))
+    assert [(r["status"], r["step"]) for r in rows] == [("finished", "800")] * 2
+    # the continued job ends exactly where an uninterrupted run of it ends
+    straight = run_gantrain("seed=1", *args[2:-1], f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    resumed = torch.load(folder / "1" / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    whole = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    for name, tensor in whole["networks"]["generator"].items():
+        assert torch.equal(resumed["networks"]["generator"][name], tensor), name
+
+
+def test_optuna_search_runs_its_trials_and_names_the_best(tmp_path: Path) -> None:
+    folder = tmp_path / "search"
+    proc = run_gantrain("-m", "hparams_search=grid_optuna", "hydra.sweeper.n_trials=3", "trainer.device=cpu",
+                        "trainer.progress=false", "trainer.steps=20", "trainer.eval_every=20", "trainer.sample_every=20",
+                        "trainer.ckpt_every=20", "trainer.num_samples=500", "trainer.batch_size=64",
+                        f"hydra.sweep.dir={folder}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    modes = {j: float(_last(folder / j)["eval/modes"]) for j in ("0", "1", "2")}
+    from omegaconf import OmegaConf
+
+    best = OmegaConf.load(folder / "optimization_results.yaml")
+    assert best.best_value == max(modes.values())
+    assert f"best modes (maximize): {max(modes.values()):.4g}" in proc.stdout
+    rows = list(csv.DictReader((folder / "summary.csv").open()))
+    assert len(rows) == 3 and {"optimizer.generator.lr", "generator.hidden.0"} <= set(rows[0])
+
+
+def test_the_joblib_launcher_runs_two_jobs_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    proc = run_gantrain("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1", *SMALL,
+                        "trainer.steps=300", "trainer.ckpt_every=300", "trainer.log_every=100", "trainer.sample_every=300",
+                        f"hydra.sweep.dir={folder}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [json.loads((folder / j / "status.json").read_text()) for j in ("0", "1")]
+    assert all(j["status"] == "finished" and j["step"] == 300 for j in jobs)
+    assert jobs[0]["pid"] != jobs[1]["pid"]  # two worker processes
+    assert max(j["started_at"] for j in jobs) < min(j["ended_at"] for j in jobs)  # their training overlapped
+
+
+# ---- pieces, in process ---------------------------------------------------------------------------
+
+
+def test_a_parallel_job_gets_its_own_gpu() -> None:
+    assert [sweep.device_for_job("auto", n, 4) for n in range(6)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:3", "cuda:0", "cuda:1"]
+    assert sweep.device_for_job("cuda", 3, 2) == "cuda:1"
+    assert sweep.device_for_job("cpu", 3, 4) == "cpu" and sweep.device_for_job("cuda:2", 0, 4) == "cuda:2"
+    assert sweep.device_for_job("auto", 1, 1) == "auto" and sweep.device_for_job("auto", 1, 0) == "auto"
+
+
+def test_job_identity_leaves_out_what_a_resume_may_change() -> None:
+    assert sweep.job_identity(["seed=1", "trainer.steps=10", "loss=hinge"]) == sweep.job_identity(["loss=hinge", "seed=1", "trainer.steps=99"])
+    assert sweep.job_identity(["seed=1"]) != sweep.job_identity(["seed=2"])
+
+
+def test_the_report_reads_a_killed_job_as_interrupted_and_skips_cut_lines(tmp_path: Path) -> None:
+    job = tmp_path / "0"
+    (job / "checkpoints").mkdir(parents=True)
+    sweep.write_status(job, status="running", overrides=["seed=3"], steps=100)
+    (job / "metrics.jsonl").write_text('{"step": 5, "loss/d": 1.5}\n{"step": 10, "loss/d": 0.5, "loss/g": "nan"}\n{"step": 1')
+    text, rows = sweep.report(tmp_path)
+    assert rows[0]["status"] == "interrupted" and rows[0]["step"] == 10
+    assert rows[0]["values"]["loss/d"] == 0.5 and rows[0]["values"]["loss/g"] != rows[0]["values"]["loss/g"]  # nan kept
+    assert "re-run the same `gantrain -m` command" in text
+    with pytest.raises(GantrainError, match="holds no sweep jobs"):
+        sweep.report(tmp_path / "0" / "checkpoints")
+    with pytest.raises(GantrainError, match="optimized_metric=fid was never logged"):
+        sweep.metric_value(job, "fid")
+    assert sweep.metric_value(job, "loss/d") == 0.5
+
+
+def test_report_command_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for args, words in (([str(tmp_path / "nope")], "is not a folder"), ([str(tmp_path)], "holds no sweep jobs"),
+                        ([str(tmp_path), "metric=x"], "unknown option metric"), ([], "gantrain-report SWEEP_FOLDER"),
+                        ([str(tmp_path), "direction=up"], "direction=up is not maximize or minimize")):
+        with pytest.raises(SystemExit) as stop:
+            sweep.report_main(args)
+        err = capsys.readouterr()
+        assert stop.value.code == 2 and words in err.err + err.out, (args, err)
+        assert len(err.err.strip().splitlines()) <= 1
+
+
+def test_a_missing_plugin_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from gantrain.cli import missing_plugin
+
+    assert missing_plugin(["-m", "hydra/launcher=joblib", "hparams_search=grid_optuna"]) is None  # installed here
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("hydra_plugins") else real(name, *a))
+    message = missing_plugin(["-m", "hydra/launcher=slurm"])
+    assert message is not None and "pip install 'gantrain[sweeps]'" in message and "submitit" in message
+    assert "Optuna" in (missing_plugin(["hparams_search=mnist_optuna"]) or "")
+    assert missing_plugin(["seed=1", "hparams_search=null"]) is None
+
+
+def test_sweep_command_line_errors(tmp_path: Path) -> None:
+    proc = run_gantrain("-m", "seed=0,1", "resume=auto", cwd=tmp_path)
+    assert proc.returncode == 2 and "resume= does not apply to a sweep" in proc.stderr
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_the_slurm_launcher_config_names_the_keys_to_set() -> None:
+    from hydra import compose, initialize_config_module
+
+    from gantrain.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_module("gantrain.configs", version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 1, 1)
+    assert launcher.timeout_min > 0 and launcher.cpus_per_task > 0
