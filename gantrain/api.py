@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch
 from omegaconf import DictConfig
 
-from .build import build_generator
+from .build import build_generator, build_translator
 from .checkpoint import open_run_or_checkpoint
 from .config import register_resolvers
+from .errors import GantrainError
 from .models import Generator
 from .run import train as _train
 
@@ -23,11 +24,33 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     written by earlier gantrain versions load too.
     """
     _, state = open_run_or_checkpoint(Path(path))
+    if state.get("translation"):
+        raise GantrainError(f"{path} is a {state['translation']['kind']} (image translation) run: translate images with "
+                            f"gantrain-translate or gantrain.load_translator")
     generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"],
                                 state.get("num_classes"))
     weights = state["ema"]["generator"] if ema and "generator" in state["ema"] else state["networks"]["generator"]
     generator.load_state_dict(weights)
     return generator.to(device).eval()
+
+
+def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "cpu", ema: bool = True) -> Any:
+    """The translating networks of a pix2pix or CycleGAN run (folder or checkpoint file), in eval mode.
+
+    `.translate(x, direction="AtoB")` maps (N, C, S, S) images in [-1, 1] at the trained size S
+    (`.image_size`) to the other domain; `.directions` says which directions were trained (CycleGAN:
+    AtoB and BtoA), `.channels(direction)` their (input, output) channels.
+    """
+    _, state = open_run_or_checkpoint(Path(path))
+    meta = state.get("translation")
+    if not meta:
+        raise GantrainError(f"{path} is not an image translation run (it trains a GAN from noise): use "
+                            f"gantrain-sample or gantrain.load_generator")
+    translator = build_translator(state["config"]["generator"], meta["kind"], meta["channels_a"], meta["channels_b"],
+                                  meta["image_size"])
+    weights = state["ema"]["generator"] if ema and "generator" in state.get("ema", {}) else state["networks"]["generator"]
+    translator.load_state_dict(weights)
+    return translator.to(device).eval()
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:

@@ -15,8 +15,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import distributed
-from .config import (ConditionConfig, TrainerConfig, check_seed, check_top_level, condition_settings,
-                     optimizer_settings, trainer_settings)
+from .config import (ConditionConfig, TrainerConfig, TranslationConfig, check_seed, check_top_level, condition_settings,
+                     optimizer_settings, trainer_settings, translation_settings)
 from .data import Dataset, make_batches
 from .distributed import Dist
 from .errors import GantrainError
@@ -306,6 +306,128 @@ def check_fits(cfg: DictConfig, dataset: Dataset, settings: TrainerConfig, devic
         )
 
 
+def translation_channels(dataset: Any, translation: TranslationConfig) -> tuple[int, int, int, int, int]:
+    """(A's channels in the data, A's channels trained, B's in the data, B's trained, image size) of a
+    translation dataset."""
+    if translation.kind == "pix2pix" and not getattr(dataset, "paired", False):
+        raise GantrainError(f"model=pix2pix needs paired data (dataset=edges2mnist or paired_folder); {dataset.name} "
+                            f"is unpaired: use model=cyclegan")
+    if getattr(dataset, "paired", False):
+        ca, cb, size = dataset.channels_a, dataset.channels_b, dataset.shape[-1]
+    else:
+        a, b = dataset.domain_a(), dataset.domain_b()
+        if a.shape[-1] != b.shape[-1]:
+            raise GantrainError(f"the domains of {dataset.name} have different image sizes ({a.shape[-1]} and {b.shape[-1]}); "
+                                f"set dataset.image_size")
+        ca, cb, size = a.shape[0], b.shape[0], a.shape[-1]
+    want = translation.channels
+    return ca, want or ca, cb, want or cb, size
+
+
+def build_translator(gen_cfg: Any, kind: str, channels_a: int, channels_b: int, image_size: int) -> Any:
+    """The translating networks of a translation config: A -> B, and B -> A for CycleGAN."""
+    from .games.translation import Translator
+
+    node = gen_cfg if isinstance(gen_cfg, DictConfig) else OmegaConf.create(gen_cfg)
+
+    if not _takes(node, "in_channels"):
+        raise GantrainError(f"generator {node.get('_target_')} does not translate images; use generator=unet (pix2pix) "
+                            f"or generator=resnet (CycleGAN)")
+
+    def one(c_in: int, c_out: int) -> Any:
+        return instantiate_component(node, "generator", in_channels=c_in, out_channels=c_out, image_size=image_size)
+
+    ab = one(channels_a, channels_b)
+    ba = one(channels_b, channels_a) if kind == "cyclegan" else None
+    return Translator(ab, ba, channels_a, channels_b, image_size)
+
+
+def _takes(node: DictConfig, argument: str) -> bool:
+    """Whether the class a config node names takes `argument` (False when it cannot be imported)."""
+    from hydra.utils import get_class
+
+    try:
+        return argument in inspect.signature(get_class(str(node.get("_target_"))).__init__).parameters
+    except Exception:  # instantiate_component reports a bad _target_ in its own words
+        return True
+
+
+def _patch_discriminator(cfg: DictConfig, channels: int, image_size: int) -> Any:
+    if not _takes(cfg.discriminator, "in_channels"):
+        raise GantrainError(f"discriminator {cfg.discriminator.get('_target_')} cannot judge translated images; use "
+                            f"discriminator=patchgan")
+    return instantiate_component(cfg.discriminator, "discriminator", in_channels=channels, image_size=image_size)
+
+
+def _grid_images(dataset: Any, count: int) -> tuple[Any, Any]:
+    """Held-out (test split) images of both domains for the sample grids, normalised; the first training
+    images when there is no test split."""
+    from .data import normalize
+
+    source = dataset
+    if hasattr(dataset, "split"):
+        try:
+            source = dataset.split(train=False)
+            len(source) if getattr(source, "paired", False) else source.domain_a()
+        except GantrainError as exc:
+            log.info("sample grids show training images (no test split: %s)", exc)
+            source = dataset
+    if getattr(source, "paired", False):
+        images = source.tensor()[:count]
+        return normalize(images[:, : source.channels_a]), normalize(images[:, source.channels_a :])
+    half = max(1, count // 2)
+    return normalize(source.domain_a().tensor()[:half]), normalize(source.domain_b().tensor()[:half])
+
+
+def build_translation_game(cfg: DictConfig, translation: TranslationConfig, dataset: Any, loss: GANLoss,
+                           settings: TrainerConfig, seed: int, device: torch.device, dist: Dist,
+                           common: dict) -> tuple[Any, Any, dict]:
+    """(game, batch stream, checkpoint meta) of a pix2pix or CycleGAN run."""
+    from .data import UnpairedBatches
+    from .games.translation import CycleGAN, Pix2Pix, to_channels
+
+    src_a, ca, src_b, cb, size = translation_channels(dataset, translation)
+    translator = build_translator(cfg.generator, translation.kind, ca, cb, size)
+    load_size = translation.load_size if translation.load_size is not None else round(size * 286 / 256)
+    if load_size < size:
+        raise GantrainError(f"translation.load_size={load_size} is below the image size {size}; the random crop "
+                            f"needs load_size >= image_size (equal: flips only)")
+    grid_a, grid_b = _grid_images(dataset, translation.grid_images)
+    grid_a, grid_b = to_channels(grid_a, ca), to_channels(grid_b, cb)
+    if translation.kind == "pix2pix":
+        discriminator = _patch_discriminator(cfg, ca + cb, size)
+        batches = make_batches(dataset, settings.batch_size, seed, device, settings.num_workers, dist.rank, dist.world)
+    else:
+        import torch.nn as nn
+
+        discriminator = nn.ModuleDict({"a": _patch_discriminator(cfg, ca, size), "b": _patch_discriminator(cfg, cb, size)})
+        if getattr(dataset, "paired", False):  # CycleGAN on paired data: the two sides, each in its own order
+            from .translation_data import DomainImages
+
+            images = dataset.tensor()
+            domains = (DomainImages(f"{dataset.name}-A", images[:, :src_a]), DomainImages(f"{dataset.name}-B", images[:, src_a:]))
+        else:
+            domains = (dataset.domain_a(), dataset.domain_b())
+        batches = UnpairedBatches(*(make_batches(d, settings.batch_size, seed + i, device, settings.num_workers,
+                                                 dist.rank, dist.world) for i, d in enumerate(domains)))
+    translator.to(device)
+    discriminator.to(device)
+    if dist.enabled:
+        distributed.broadcast_state(translator)
+        distributed.broadcast_state(discriminator)
+        seed_everything(seed + 1_000_003 * dist.rank)
+    shared = {k: v for k, v in common.items() if k not in ("n_critic", "batch_size", "num_samples", "seed")}
+    shared["ema"] = make_ema(translator) if settings.ema_decay > 0 else None
+    if translation.kind == "pix2pix":
+        game: Any = Pix2Pix(translator, discriminator, loss, translation.l1_weight, load_size, translation.flip,
+                            grid_a, grid_b, source_channels_a=src_a, **shared)
+    else:
+        game = CycleGAN(translator, discriminator, loss, translation.cycle_weight, translation.identity_weight,
+                        translation.pool_size, load_size, translation.flip, grid_a, grid_b, **shared)
+    meta = {"kind": translation.kind, "channels_a": ca, "channels_b": cb, "image_size": size}
+    return game, batches, meta
+
+
 def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[Dist] = None,
           overrides: Optional[list[str]] = None) -> Loop:
     """Every object of a run, wired into a Loop ready to fit (fresh weights; resume loads state after).
@@ -325,7 +447,14 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
 
     loss: GANLoss = instantiate_component(cfg.loss, "loss")
     condition = condition_settings(cfg)
+    translation = translation_settings(cfg)
     dataset = build_dataset(cfg)
+    if translation is not None:
+        return _build_translation(cfg, run_dir, translation, dataset, loss, settings, optim, seed, device, dist,
+                                  evaluate, overrides)
+    if getattr(dataset, "paired", None) is not None:
+        raise GantrainError(f"dataset {dataset.name} is for image-to-image translation: add model=pix2pix (paired) or "
+                            f"model=cyclegan, or pick another dataset")
     num_classes = check_labelled(dataset, condition)
     check_fits(cfg, dataset, settings, device, condition)
     generator = build_generator(cfg.generator, dataset.shape, dataset.kind, num_classes)
@@ -358,10 +487,7 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
         game = ConditionalGAN(generator, discriminator, loss, num_classes=num_classes,
                               conditioning=condition.discriminator, ac_weight=condition.ac_weight,
                               label_frequencies=frequencies, grid_classes=condition.grid_classes, **common)
-    game.optimizers = {who: make_optimizer(net.parameters(), optim, who, device, capturable=use_graph)
-                       for who, net in game.networks.items()}
-    if optim.lr_schedule == "linear":
-        game.schedules = {who: LinearDecay(opt, settings.steps) for who, opt in game.optimizers.items()}
+    _optimizers(game, optim, settings, device, use_graph)
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
     evaluator = make_evaluator(dataset, settings, device, condition is not None) if evaluate and settings.eval_every > 0 and dist.main else None
@@ -370,10 +496,66 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     if evaluator is not None:
         periodic.append(Evaluation(settings.eval_every, evaluator, settings.best_metric))
     periodic.append(Checkpointing(settings.ckpt_every))
-    progress = settings.progress == "true" or (settings.progress == "auto" and stdout_is_tty())
     meta = {"config": plain_config(cfg), "overrides": None if overrides is None else list(overrides),
             "versions": {"gantrain": __version__, "torch": str(torch.__version__)},
             "data_shape": list(dataset.shape), "data_kind": dataset.kind, "num_classes": num_classes}
+    return _loop(game, batches, periodic, settings, run_dir, device, meta, use_graph, graph_reason, dist)
+
+
+def _optimizers(game: Any, optim: Any, settings: TrainerConfig, device: torch.device, use_graph: bool) -> None:
+    """One optimizer per network of the game, and their learning-rate schedules."""
+    game.optimizers = {who: make_optimizer(net.parameters(), optim, who, device, capturable=use_graph)
+                       for who, net in game.networks.items()}
+    if optim.lr_schedule in ("linear", "constant_linear"):
+        hold = settings.steps // 2 if optim.lr_schedule == "constant_linear" else 0
+        game.schedules = {who: LinearDecay(opt, settings.steps, hold) for who, opt in game.optimizers.items()}
+
+
+def _loop(game: Any, batches: Any, periodic: list, settings: TrainerConfig, run_dir: Path, device: torch.device,
+          meta: dict, use_graph: bool, graph_reason: str, dist: Dist) -> Loop:
+    progress = settings.progress == "true" or (settings.progress == "auto" and stdout_is_tty())
     return Loop(game=game, batches=batches, periodic=periodic, steps=settings.steps, run_dir=run_dir, device=device,
                 meta=meta, keep_last=settings.keep_last, use_graph=use_graph, graph_reason=graph_reason,
                 progress=progress, agree_every=settings.log_every, dist=dist)
+
+
+def _build_translation(cfg: DictConfig, run_dir: Path, translation: TranslationConfig, dataset: Any, loss: GANLoss,
+                       settings: TrainerConfig, optim: Any, seed: int, device: torch.device, dist: Dist,
+                       evaluate: bool, overrides: Optional[list[str]]) -> Loop:
+    """The Loop of a pix2pix or CycleGAN run."""
+    if getattr(dataset, "paired", None) is None:
+        raise GantrainError(f"model={translation.kind} translates images between two domains, and {dataset.name} has one; "
+                            f"use dataset=edges2mnist, mnist2mnistm, paired_folder or unpaired_folder")
+    if settings.n_critic != 1:
+        raise GantrainError(f"trainer.n_critic={settings.n_critic}: translation games update each network once per step; "
+                            f"set trainer.n_critic=1 (loss=wgan_gp sets 5: override it)")
+    if loss.gp_weight > 0 and cfg.discriminator.get("norm") == "batch":
+        raise GantrainError("discriminator.norm=batch under a gradient penalty: set discriminator.norm=instance or none")
+    use_graph, graph_reason = graph_plan(settings, device, dist)
+    stats = Stats(device)
+    reduce = (lambda params: distributed.average_gradients(params, dist.world)) if dist.enabled else None
+    common = dict(ema_decay=settings.ema_decay, stats=stats, precision=settings.precision, device=device,
+                  reduce_gradients=reduce)
+    game, batches, translation_meta = build_translation_game(cfg, translation, dataset, loss, settings, seed, device,
+                                                             dist, common)
+    log.info("data: %s", dataset.describe())
+    _optimizers(game, optim, settings, device, use_graph)
+    periodic: list = [DivergenceCheck(settings.log_every), ScalarLog(settings.log_every), Samples(settings.sample_every)]
+    evaluator = None
+    if evaluate and settings.eval_every > 0 and dist.main:
+        from .translation_eval import make_translation_evaluator
+
+        evaluator = make_translation_evaluator(dataset, settings.metrics, device, translation.kind)
+        if settings.best_metric and (evaluator is None or settings.best_metric not in evaluator.names):
+            evaluated = ", ".join(evaluator.names) if evaluator is not None else "none apply to this data"
+            raise GantrainError(f"trainer.best_metric={settings.best_metric} is not among the evaluated metrics "
+                                f"({evaluated}); pick one of them or set trainer.best_metric=null")
+    if evaluator is not None:
+        periodic.append(Evaluation(settings.eval_every, evaluator, settings.best_metric))
+    periodic.append(Checkpointing(settings.ckpt_every))
+    meta = {"config": plain_config(cfg), "overrides": None if overrides is None else list(overrides),
+            "versions": {"gantrain": __version__, "torch": str(torch.__version__)},
+            "data_shape": [translation_meta["channels_a"] + translation_meta["channels_b"], translation_meta["image_size"],
+                           translation_meta["image_size"]],
+            "data_kind": "image", "num_classes": None, "translation": translation_meta}
+    return _loop(game, batches, periodic, settings, run_dir, device, meta, use_graph, graph_reason, dist)

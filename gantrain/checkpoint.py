@@ -26,6 +26,7 @@ FORMAT_VERSION = 2
 CHECKPOINT_KEYS = {
     "format", "format_version", "step", "config", "overrides", "versions", "data_shape", "data_kind", "game",
     "networks", "ema", "optimizers", "schedules", "data_state", "rng", "rng_ranks", "world_size", "stats", "periodic",
+    "pools", "translation",  # a CycleGAN's history pools; a translation run's channels and size (0.4.0)
     "num_classes",  # classes of a conditional run (None or absent: unconditional; absent before 0.3.0)
 }
 # What gantrain 0.1.0 wrote (format version 1); migrated on load by _migrate_v1.

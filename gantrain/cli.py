@@ -261,7 +261,7 @@ def _check_command_line(args: list[str]) -> None:
     if plain:
         from .config import TOP_LEVEL_KEYS
 
-        roots = sorted(TOP_LEVEL_KEYS | {"experiment", "hparams_search"})
+        roots = sorted(TOP_LEVEL_KEYS | {"experiment", "hparams_search", "model"})
         for arg in plain:
             root = arg.split("=", 1)[0].split(".")[0]
             if root not in roots:
@@ -278,7 +278,7 @@ def _check_command_line(args: list[str]) -> None:
                 key = arg.split("=", 1)[0]
                 parent, _, leaf = key.rpartition(".")
                 node = OmegaConf.select(cfg, parent) if parent else cfg
-                valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment", "hparams_search"]) if isinstance(node, DictConfig) else []
+                valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment", "hparams_search", "model"]) if isinstance(node, DictConfig) else []
                 if leaf not in valid:
                     near = difflib.get_close_matches(leaf, valid, n=2)
                     hint = f"did you mean {' or '.join((parent + '.' if parent else '') + n for n in near)}? " if near else ""
@@ -358,8 +358,12 @@ def _yaml_value(text: str) -> Any:
 
 def eval_main(argv: Optional[list[str]] = None) -> None:
     """`gantrain-eval RUN_FOLDER_OR_CHECKPOINT [metrics=[fid_classifier,precision]] [num_samples=N] [device=cpu]
-    [dataset.root=DIR] [ema=true] [seed=0]`: print a table of scores with their real-vs-real floor, write eval.json."""
-    from .api import load_generator
+    [dataset.root=DIR] [ema=true] [seed=0]`: print a table of scores with their real-vs-real floor, write eval.json.
+
+    Image translation runs (pix2pix, CycleGAN) are scored on their dataset's test split (metrics l1, psnr, ssim,
+    label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
+    score next to its floor (the untranslated input; for fid_classifier, real vs real)."""
+    from .api import load_generator, load_translator
     from .build import instantiate_component, resolve_device
     from .checkpoint import open_run_or_checkpoint, run_folder_of
     from .evaluate import Evaluator
@@ -396,27 +400,39 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         metrics: Any = own.get("metrics", "auto")
         if metrics != "auto":
             metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
-        evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0),
-                              conditional=bool(state["config"].get("conditional", False)))
+        translation = state.get("translation")
         use_ema = own.get("ema", "true").lower() != "false"
-        generator = load_generator(checkpoint, device=device, ema=use_ema)
-        results = evaluator(generator)
+        if translation:
+            from .translation_eval import TranslationEvaluator
+
+            evaluator: Any = TranslationEvaluator(dataset, metrics, device, numbers.get("num_samples", 2000),
+                                                  numbers.get("seed", 0), translation["kind"])
+            network: Any = load_translator(checkpoint, device=device, ema=use_ema)
+        else:
+            evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0),
+                                  conditional=bool(state["config"].get("conditional", False)))
+            network = load_generator(checkpoint, device=device, ema=use_ema)
+        results = evaluator(network)
     except GantrainError as exc:
         print(f"gantrain-eval: error: {exc}", file=sys.stderr)
         sys.exit(2)
     report = {
         "checkpoint": str(checkpoint),
         "step": state["step"],
-        "generator": "ema" if use_ema and "generator" in state["ema"] else "generator",
+        "generator": "ema" if use_ema and "generator" in state.get("ema", {}) else "generator",
         "metrics": results,
         "real_vs_real_floor": {k: v for k, v in evaluator.floor.items() if k in results},
         "provenance": evaluator.provenance,
     }
-    print(f"{'metric':18s} {'value':>12s} {'real-vs-real':>14s}")
+    print(f"{'metric':18s} {'value':>12s} {'floor' if translation else 'real-vs-real':>14s}")
     for name, value in results.items():
         floor = evaluator.floor.get(name)
         print(f"{name:18s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
-    if evaluator.details:  # per-class values of the conditional metrics (None: a class without samples)
+    if translation:
+        report["translation"] = {"kind": translation["kind"], "direction": evaluator.direction, **evaluator.details}
+        for name, value in evaluator.details.items():
+            print(f"{name}: {value:.4f}")
+    elif evaluator.details:  # per-class values of the conditional metrics (None: a class without samples)
         report["per_class"] = evaluator.details
         for name, values in evaluator.details.items():
             print(f"{name}: " + ", ".join(f"{c}: {'-' if v is None else format(v, '.4g')}" for c, v in enumerate(values)))

@@ -55,7 +55,7 @@ class OptimizerConfig:
     momentum: float = 0.0
     alpha: float = 0.99
     eps: float = 1e-8
-    lr_schedule: str = "constant"  # constant | linear (decay to 0 at trainer.steps)
+    lr_schedule: str = "constant"  # constant | linear (decay to 0 at trainer.steps) | constant_linear (constant, then linear from half way)
     generator: NetworkOptim = field(default_factory=NetworkOptim)
     discriminator: NetworkOptim = field(default_factory=NetworkOptim)
 
@@ -70,11 +70,29 @@ class ConditionConfig:
     grid_classes: int = 10  # classes shown in sample grids, one row each
 
 
+@dataclass
+class TranslationConfig:
+    """Image-to-image translation (model=pix2pix or model=cyclegan); null trains an ordinary GAN."""
+
+    kind: str = "pix2pix"  # pix2pix (paired data) | cyclegan (unpaired)
+    l1_weight: float = 100.0  # pix2pix: weight of |G(a) - b|
+    cycle_weight: float = 10.0  # cyclegan: weight of the cycle-consistency L1 terms
+    identity_weight: float = 0.5  # cyclegan: weight of the identity terms, as a fraction of cycle_weight
+    pool_size: int = 50  # cyclegan: generated images kept for the discriminators; 0: none
+    load_size: Optional[int] = None  # resize to this before the random crop; null: image_size x 286/256
+    flip: bool = True  # random left-right flips (the same for both images of a pair)
+    grid_images: int = 8  # held-out images in each sample grid
+    channels: Optional[int] = None  # convert both domains to 1 or 3 channels; null: each keeps its own
+
+
+TRANSLATIONS = ("pix2pix", "cyclegan")
+LR_SCHEDULES = ("constant", "linear", "constant_linear")
+
 TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss",
-                  "conditional", "condition", "optimized_metric"}
+                  "conditional", "condition", "optimized_metric", "translation"}
 #: top-level keys added after 0.2.0, with the value that reproduces what earlier runs trained
 ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(ConditionConfig())),
-                               "optimized_metric": None}
+                               "optimized_metric": None, "translation": None}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
 SAFE_RESUME_KEYS = (
@@ -157,6 +175,31 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
     return c
 
 
+def translation_settings(cfg: DictConfig) -> Optional[TranslationConfig]:
+    """Typed, checked settings of a translation run; None for an ordinary GAN."""
+    node = cfg.get("translation")
+    if node is None:
+        return None
+    if not isinstance(node, DictConfig):
+        raise GantrainError(f"translation={node!r} must be null or a mapping; pick model=pix2pix or model=cyclegan")
+    t: TranslationConfig = _typed(TranslationConfig, node, "translation")
+    if t.kind not in TRANSLATIONS:
+        raise GantrainError(f"translation.kind={t.kind!r} is not one of {', '.join(TRANSLATIONS)}")
+    for key in ("l1_weight", "cycle_weight", "identity_weight"):
+        if getattr(t, key) < 0:
+            raise GantrainError(f"translation.{key}={getattr(t, key)} must be 0 or more")
+    if t.pool_size < 0:
+        raise GantrainError(f"translation.pool_size={t.pool_size} must be 0 (no pool) or more")
+    if t.channels not in (None, 1, 3):
+        raise GantrainError(f"translation.channels={t.channels} must be 1, 3 or null (each domain keeps its own)")
+    if t.grid_images < 1:
+        raise GantrainError(f"translation.grid_images={t.grid_images} must be 1 or more")
+    if cfg.get("conditional"):
+        raise GantrainError("conditional=true and a translation model together are not supported; the input image is "
+                            "the condition: set conditional=false")
+    return t
+
+
 def with_added_keys(config: dict) -> dict:
     """A run config written before some top-level keys existed, with them at the values it trained with."""
     import copy
@@ -168,8 +211,8 @@ def with_added_keys(config: dict) -> dict:
 def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:
     """Typed, checked optimizer settings."""
     o: OptimizerConfig = _typed(OptimizerConfig, cfg.optimizer, "optimizer")
-    if o.lr_schedule not in ("constant", "linear"):
-        raise GantrainError(f"optimizer.lr_schedule={o.lr_schedule!r} is not one of constant, linear")
+    if o.lr_schedule not in LR_SCHEDULES:
+        raise GantrainError(f"optimizer.lr_schedule={o.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
     if o.name not in OPTIMIZERS:
         raise GantrainError(f"optimizer.name={o.name!r} is not one of {', '.join(OPTIMIZERS)}")
     for who in ("", "generator.", "discriminator."):

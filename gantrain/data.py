@@ -714,3 +714,34 @@ def make_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.dev
                                labelled=labelled)
     return DeviceBatches(dataset.tensor(), batch_size, seed, device, rank, world,
                          labels=dataset.labels() if labelled else None)
+
+
+class UnpairedBatches:
+    """Two batch streams walked together (the two domains of unpaired translation): `next(k)` gives
+    (a, b), each (k, batch_size, C, H, W) raw; each stream keeps its own order and position."""
+
+    labelled = False
+
+    def __init__(self, a: BatchStream, b: BatchStream):
+        self.a, self.b = a, b
+
+    def next(self, k: int, out: Any = None) -> Any:
+        if out is None:
+            return self.a.next(k), self.b.next(k)
+        self.a.next(k, out[0])
+        self.b.next(k, out[1])
+        return out
+
+    def empty(self, k: int, device: torch.device) -> Any:
+        return self.a.empty(k, device), self.b.empty(k, device)
+
+    def state_dict(self) -> dict:
+        return {"a": self.a.state_dict(), "b": self.b.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.a.load_state_dict(state["a"])
+        self.b.load_state_dict(state["b"])
+
+    def close(self) -> None:
+        self.a.close()
+        self.b.close()

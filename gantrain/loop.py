@@ -283,6 +283,7 @@ class Loop:
             "step": self.step,
             **{k: self.meta[k] for k in ("config", "overrides", "versions", "data_shape", "data_kind")},
             **({"num_classes": self.meta["num_classes"]} if self.meta.get("num_classes") else {}),
+            **({"translation": self.meta["translation"]} if self.meta.get("translation") else {}),
             "game": self.game.name,
             **self.game.state_dict(),
             "data_state": self.batches.state_dict(),

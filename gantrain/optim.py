@@ -34,16 +34,19 @@ def make_optimizer(params: Iterable[Any], o: OptimizerConfig, who: str, device: 
 
 
 class LinearDecay:
-    """lr = base_lr * max(0, 1 - done / total) after `done` steps; stepped once per training step.
+    """lr = base_lr * max(0, 1 - done / total) after `done` steps; stepped once per training step. With
+    `hold`, the rate stays at base_lr for the first `hold` steps, then decays linearly to 0 at `total`.
 
     Writes into a tensor learning rate in place (a captured CUDA graph reads it there), else sets the float.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, total: int):
-        self.optimizer, self.total, self.done = optimizer, int(total), 0
+    def __init__(self, optimizer: torch.optim.Optimizer, total: int, hold: int = 0):
+        self.optimizer, self.total, self.done, self.hold = optimizer, int(total), 0, min(int(hold), int(total) - 1)
         self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
 
     def factor(self) -> float:
+        if self.hold > 0:
+            return min(1.0, max(0.0, 1.0 - (self.done - self.hold) / (self.total - self.hold)))
         return max(0.0, 1.0 - self.done / self.total)
 
     def step(self) -> None:

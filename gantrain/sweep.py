@@ -355,8 +355,10 @@ def natural_direction(metric: Optional[str], given: Any = None) -> str:
     (evaluation metrics declare theirs; losses are minimised)."""
     if isinstance(given, str) and given in ("maximize", "minimize"):
         return given
-    from .evaluate import HIGHER_IS_BETTER
+    from .evaluate import HIGHER_IS_BETTER as gan_directions
+    from .translation_eval import HIGHER_IS_BETTER as translation_directions
 
+    HIGHER_IS_BETTER = {**gan_directions, **translation_directions}
     name = str(metric or "")
     name = name[5:] if name.startswith("eval/") else name
     if name in HIGHER_IS_BETTER:

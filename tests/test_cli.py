@@ -150,16 +150,6 @@ def test_every_experiment_starts_training(experiment, tmp_path, data_root):
     assert [r["step"] for r in read_metrics(run) if "loss/d" in r] == [1, 2]
 
 
-def test_sweep_makes_one_folder_per_job(tmp_path):
-    result = run_gantrain("-m", "loss=minimax,nonsaturating,wasserstein", "dataset=digits", "trainer.steps=3", *FAST,
-                          f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    jobs = sorted((tmp_path / "sweep").glob("[0-9]*"))
-    assert len(jobs) == 3
-    names = [torch.load(j / "checkpoints" / "last.pt", weights_only=True)["config"]["loss"]["_target_"] for j in jobs]
-    assert names == ["gantrain.losses.Minimax", "gantrain.losses.NonSaturating", "gantrain.losses.Wasserstein"]
-
-
 def test_help_and_cfg_job(tmp_path):
     help_text = run_gantrain("--help", cwd=tmp_path).stdout
     for word in ("dataset:", "loss:", "experiment:", "wgan_gp", "fashion_mnist", "trainer:"):

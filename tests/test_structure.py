@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gantrain"
-LEAVES = {"errors", "version", "losses", "models", "data", "metrics", "checkpoint", "config", "distributed", "stats"}
+LEAVES = {"errors", "version", "losses", "models", "data", "metrics", "checkpoint", "config", "distributed", "stats",
+          "translation_models", "translation_data"}
 
 
 def module_name(path: Path) -> str:

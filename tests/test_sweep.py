@@ -27,6 +27,9 @@ SMALL = ["experiment=ring", "trainer.device=cpu", "trainer.progress=false", "tra
          "trainer.sample_every=20", "trainer.ckpt_every=10", "trainer.steps=20", "trainer.eval_every=0"]
 
 
+TARGETS = {"nonsaturating": "gantrain.losses.NonSaturating", "hinge": "gantrain.losses.Hinge"}
+
+
 def _last(job: Path) -> dict:
     values: dict = {}
     for line in (job / "metrics.jsonl").read_text().splitlines():
@@ -55,6 +58,8 @@ def test_a_2x2_sweep_summarises_every_job_and_a_rerun_skips_them(tmp_path: Path)
             assert float(row[key]) == pytest.approx(float(last[key]), rel=1e-9), key
         saved = json.loads((job / "status.json").read_text())["overrides"]
         assert f"loss={row['loss']}" in saved and f"seed={row['seed']}" in saved
+        trained = torch.load(job / "checkpoints" / "last.pt", weights_only=True)["config"]  # each job trained its own
+        assert trained["loss"]["_target_"] == TARGETS[row["loss"]] and trained["seed"] == int(row["seed"])
     assert {(r["loss"], r["seed"]) for r in rows} == {(a, b) for a in ("nonsaturating", "hinge") for b in ("0", "1")}
     # seeds of one setting: mean and sample std of the per-job values
     seeds = list(csv.DictReader((folder / "summary_seeds.csv").open()))
@@ -247,3 +252,23 @@ def test_the_slurm_launcher_config_names_the_keys_to_set() -> None:
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 1, 1)
     assert launcher.timeout_min > 0 and launcher.cpus_per_task > 0
+
+
+def test_the_search_presets_compose() -> None:
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from gantrain.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_module("gantrain.configs", version_base="1.3"):
+        grid = compose("config", overrides=["hparams_search=grid_optuna", "generator.hidden.0=512"], return_hydra_config=True)
+        mnist = compose("config", overrides=["hparams_search=mnist_optuna"], return_hydra_config=True)
+    assert OmegaConf.to_container(grid.generator, resolve=True)["hidden"] == [512, 512, 512]  # one width for all layers
+    assert grid.optimized_metric == "modes" and grid.hydra.sweeper.direction == "maximize"
+    assert grid.trainer.steps % grid.trainer.eval_every == 0 and grid.dataset._target_ == "gantrain.data.Grid"
+    assert mnist.optimized_metric == "fid_classifier" and mnist.hydra.sweeper.direction == "minimize"
+    assert mnist.trainer.steps % mnist.trainer.eval_every == 0 and mnist.dataset._target_ == "gantrain.data.MNIST"
+    assert set(mnist.hydra.sweeper.params) == {"optimizer.generator.lr", "optimizer.discriminator.lr", "optimizer.betas.0", "loss"}
+    assert sweep.natural_direction("fid_classifier") == "minimize" and sweep.natural_direction("eval/modes") == "maximize"
+    assert sweep.natural_direction("loss/g") == "minimize" and sweep.natural_direction("modes", "minimize") == "minimize"

@@ -1,0 +1,335 @@
+"""Image-to-image translation: pix2pix (paired, Isola et al. 2017) and CycleGAN (unpaired, Zhu et al. 2017).
+
+Both translate images of domain A into domain B. The translating networks live in one `Translator`
+(`ab`: A -> B, and for CycleGAN `ba`: B -> A), which is the run's "generator": checkpoints, the EMA copy,
+`gantrain-translate` and the evaluation use it. The adversarial terms come from the loss group and are
+weighted as in the reference implementation (pytorch-CycleGAN-and-pix2pix): a discriminator's loss is
+the mean of its real and fake terms, a generator's the plain term.
+
+Everything in a step runs on the device without a host sync (random crops and flips, the history pool),
+so the step can be captured as a CUDA graph like the other games'.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data import normalize
+from ..errors import GantrainError
+from ..losses import GANLoss
+from . import Game
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+class Translator(nn.Module):
+    """The translating networks of a run: `ab` (A -> B) and, when trained (CycleGAN), `ba` (B -> A)."""
+
+    def __init__(self, ab: nn.Module, ba: Optional[nn.Module], channels_a: int, channels_b: int, image_size: int):
+        super().__init__()
+        self.ab = ab
+        if ba is not None:
+            self.ba = ba
+        self.channels_a, self.channels_b, self.image_size = int(channels_a), int(channels_b), int(image_size)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return DIRECTIONS if hasattr(self, "ba") else DIRECTIONS[:1]
+
+    def channels(self, direction: str = "AtoB") -> tuple[int, int]:
+        """(input, output) channels of a direction."""
+        self.check_direction(direction)
+        return (self.channels_a, self.channels_b) if direction == "AtoB" else (self.channels_b, self.channels_a)
+
+    def check_direction(self, direction: str) -> None:
+        if direction not in self.directions:
+            if direction in DIRECTIONS:
+                raise GantrainError(f"direction={direction}: this run trained only {self.directions[0]} (pix2pix); "
+                                    f"use direction=AtoB, or train both directions with CycleGAN")
+            raise GantrainError(f"direction={direction} is not one of {', '.join(DIRECTIONS)}")
+
+    def forward(self, x: Tensor, direction: str = "AtoB") -> Tensor:
+        return self.ab(x) if direction == "AtoB" else self.ba(x)
+
+    @torch.no_grad()
+    def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor:
+        """Translate a batch (N, C_in, S, S) in [-1, 1] at the trained size S; grey or colour input is
+        converted to the direction's input channels."""
+        c_in, _ = self.channels(direction)
+        if x.dim() != 4 or x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            raise GantrainError(f"translate() takes (N, C, {self.image_size}, {self.image_size}) images, not "
+                                f"{tuple(x.shape)}; resize or tile to the trained size first")
+        first = next(self.parameters())
+        return self(to_channels(x.to(first.device, first.dtype), c_in), direction)
+
+
+def to_channels(x: Tensor, channels: int) -> Tensor:
+    """Images (N, C, H, W) as `channels` channels: grey repeated to RGB, RGB to grey by luminance (ITU-R 601),
+    an alpha channel dropped."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c == 4:
+        return to_channels(x[:, :3], channels)
+    if c == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if c == 3 and channels == 1:
+        return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]  # no host-made tensor: capturable
+    raise GantrainError(f"cannot convert {c}-channel images to {channels} channels")
+
+
+def jitter(x: Tensor, load_size: int, flip: bool) -> Tensor:
+    """pix2pix's augmentation, per sample and on the device: resize to load_size, crop a random window of
+    the original size, flip left-right with probability 1/2. Every channel of a sample gets the same crop
+    and flip, so A and B of a paired batch (stacked as channels) stay aligned."""
+    n, c, s, _ = x.shape
+    if load_size > s:
+        big = F.interpolate(x, size=(load_size, load_size), mode="bilinear", align_corners=False)
+        offsets = torch.randint(0, load_size - s + 1, (n, 2), device=x.device)
+        steps = torch.arange(s, device=x.device)
+        rows = (offsets[:, :1] + steps).view(n, 1, s, 1)
+        cols = (offsets[:, 1:] + steps).view(n, 1, 1, s)
+        x = big[torch.arange(n, device=x.device).view(n, 1, 1, 1), torch.arange(c, device=x.device).view(1, c, 1, 1), rows, cols]
+    if flip:
+        mirrored = torch.rand(n, device=x.device) < 0.5
+        x = torch.where(mirrored.view(n, 1, 1, 1), x.flip(-1), x)
+    return x
+
+
+class ImagePool(nn.Module):
+    """The history of generated images the CycleGAN discriminators also see (Shrivastava et al. 2017).
+
+    Until full, each image is stored and returned as it is; then each image is, with probability 1/2,
+    swapped with a random stored one (the stored one is returned), else returned as it is. The images and
+    the count are buffers: on the device (no host sync) and in the checkpoint.
+    """
+
+    def __init__(self, size: int, shape: tuple[int, ...]):
+        super().__init__()
+        self.size = int(size)
+        self.register_buffer("images", torch.zeros((max(self.size, 1), *shape)))
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+
+    @torch.no_grad()
+    def forward(self, batch: Tensor) -> Tensor:
+        if self.size == 0:
+            return batch
+        batch = batch.detach().to(self.images.dtype)
+        out = []
+        for image in batch:
+            filling = self.count < self.size
+            slot_random = torch.randint(0, self.size, (), device=batch.device)
+            use_stored = ~filling & (torch.rand((), device=batch.device) < 0.5)
+            slot = torch.where(filling, self.count.clamp(max=self.size - 1), slot_random)
+            stored = self.images[slot]
+            out.append(torch.where(use_stored, stored, image))
+            keep = filling | use_stored  # the new image goes into the pool
+            self.images.index_copy_(0, slot.view(1), torch.where(keep, image, stored).unsqueeze(0))
+            self.count.add_(filling.long())
+        return torch.stack(out)
+
+
+def _adversarial_scales(loss: GANLoss) -> tuple[float, float]:
+    """(D scale, G scale) that make the loss group's terms the reference's: D the mean of its real and fake
+    terms, G the plain term (LSGAN's terms already carry a factor 1/2)."""
+    return (1.0, 2.0) if loss.name == "lsgan" else (0.5, 1.0)
+
+
+def _grid(rows: list[list[Tensor]]) -> Tensor:
+    """Rows of image batches side by side, as one batch for a grid (every image in the most channels)."""
+    channels = max(t.shape[1] for row in rows for t in row)
+    return torch.cat([torch.stack([to_channels(t, channels) for t in row], 1).flatten(0, 1) for row in rows])
+
+
+class Pix2Pix(Game):
+    """Paired translation: the U-Net maps A to B; the PatchGAN judges (A, B) pairs; L1 to the target.
+
+    A batch holds each pair as the channels of one image (A's first), so crops and flips are shared.
+    """
+
+    name = "pix2pix"
+    sampled = "generator"
+    watched = ("loss/d", "loss/g", "loss/l1", "loss/penalty")
+
+    def __init__(self, translator: Translator, discriminator: nn.Module, loss: GANLoss, l1_weight: float,
+                 load_size: int, flip: bool, grid_a: Tensor, grid_b: Tensor, ema: Optional[Translator] = None,
+                 ema_decay: float = 0.0, source_channels_a: Optional[int] = None, **base: Any):
+        super().__init__(**base)
+        self.T, self.D, self.loss = translator, discriminator, loss
+        self.networks = {"generator": translator, "discriminator": discriminator}
+        if ema is not None:
+            self.ema = {"generator": ema}
+        self.ema_decay = float(ema_decay)
+        self.l1_weight, self.load_size, self.flip = float(l1_weight), int(load_size), bool(flip)
+        self.ca, self.source_a = translator.channels_a, source_channels_a
+        self.grid_a, self.grid_b = grid_a.to(self.device), grid_b.to(self.device)
+        self.grid_columns = 6  # two (input | output | target) triplets per row
+        self.d_scale, self.g_scale = _adversarial_scales(loss)
+
+    def pair_critic(self, a: Tensor):
+        """D on (a, x) pairs as a function of x alone, one score per sample (what penalties differentiate)."""
+        return lambda x: self.D(torch.cat([a, x], 1)).flatten(1).mean(1)
+
+    def step(self, batch: Tensor) -> None:
+        x = jitter(normalize(batch[0]), self.load_size, self.flip)
+        split = self.source_a or self.ca  # A's channels in the data, before any conversion
+        a, b = to_channels(x[:, :split], self.ca), to_channels(x[:, split:], self.T.channels_b)
+        loss = self.loss
+        with self.autocast:
+            fake = self.T.ab(a)
+            real_logits = self.D(torch.cat([a, b], 1)).float().flatten()
+            fake_logits = self.D(torch.cat([a, fake.detach()], 1)).float().flatten()
+            d_loss = self.d_scale * loss.d_loss(real_logits, fake_logits)
+            penalty = loss.penalty(self.pair_critic(a), b, fake) if loss.has_penalty else None
+        self.update("discriminator", d_loss if penalty is None else d_loss + penalty)
+        if loss.clip is not None:
+            with torch.no_grad():
+                params = list(self.D.parameters())
+                torch._foreach_clamp_min_(params, -loss.clip)
+                torch._foreach_clamp_max_(params, loss.clip)
+        self.D.requires_grad_(False)
+        with self.autocast:
+            g_loss = self.g_scale * loss.g_loss(self.D(torch.cat([a, fake], 1)).float().flatten())
+            l1 = (fake.float() - b).abs().mean()
+        self.update("generator", g_loss + self.l1_weight * l1)
+        self.D.requires_grad_(True)
+        self.update_ema()
+        self.stats.add("loss/d", d_loss)
+        self.stats.add("loss/g", g_loss)
+        self.stats.add("loss/l1", l1)
+        self.stats.add("d/real", real_logits.detach().mean())
+        self.stats.add("d/fake", fake_logits.detach().mean())
+        if penalty is not None:
+            self.stats.add("loss/penalty", penalty)
+
+    @torch.no_grad()
+    def sample_grid(self) -> Tensor:
+        """input | output | target for the same held-out pairs every time."""
+        t = self.sampler()
+        was_training = t.training
+        t.eval()
+        with self.autocast:
+            out = t.ab(self.grid_a).float()
+        t.train(was_training)
+        return _grid([[self.grid_a, out, self.grid_b]])
+
+    def report(self, means: dict[str, float]) -> dict[str, float]:
+        values = {k: means[k] for k in ("loss/d", "loss/g", "loss/l1", "d/real", "d/fake") if k in means}
+        if self.loss.has_penalty and "loss/penalty" in means:
+            values["loss/penalty"] = means["loss/penalty"]
+        values.update(self.learning_rates())
+        return values
+
+
+class CycleGAN(Game):
+    """Unpaired translation: G (A -> B) and F (B -> A), a PatchGAN per domain, cycle consistency
+    |F(G(a)) - a| + |G(F(b)) - b| weighted `cycle_weight`, identity |G(b) - b| + |F(a) - a| weighted
+    `identity_weight` x cycle_weight, and a history pool of generated images for each discriminator.
+
+    A step takes one batch of each domain: the generators' update (discriminators frozen), then the
+    discriminators' on real images and pooled generated ones.
+    """
+
+    name = "cyclegan"
+    sampled = "generator"
+    watched = ("loss/d", "loss/g", "loss/cycle", "loss/identity", "loss/penalty")
+
+    def __init__(self, translator: Translator, discriminators: nn.ModuleDict, loss: GANLoss, cycle_weight: float,
+                 identity_weight: float, pool_size: int, load_size: int, flip: bool, grid_a: Tensor, grid_b: Tensor,
+                 ema: Optional[Translator] = None, ema_decay: float = 0.0, **base: Any):
+        super().__init__(**base)
+        if identity_weight > 0 and translator.channels_a != translator.channels_b:
+            raise GantrainError(f"translation.identity_weight={identity_weight} compares G(b) with b, which needs "
+                                f"the same channels in both domains ({translator.channels_a} and {translator.channels_b}); "
+                                f"set translation.identity_weight=0 or declare the same channels for both domains")
+        self.T, self.D, self.loss = translator, discriminators, loss
+        self.networks = {"generator": translator, "discriminator": discriminators}
+        if ema is not None:
+            self.ema = {"generator": ema}
+        self.ema_decay = float(ema_decay)
+        self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
+        self.load_size, self.flip = int(load_size), bool(flip)
+        size = translator.image_size
+        self.pools = nn.ModuleDict({"a": ImagePool(pool_size, (translator.channels_a, size, size)),
+                                    "b": ImagePool(pool_size, (translator.channels_b, size, size))}).to(self.device)
+        self.grid_a, self.grid_b = grid_a.to(self.device), grid_b.to(self.device)
+        self.grid_columns = 6
+        self.d_scale, self.g_scale = _adversarial_scales(loss)
+
+    def judge(self, domain: str, x: Tensor) -> Tensor:
+        return self.D[domain](x).float().flatten()
+
+    def step(self, batch: Any) -> None:
+        a = to_channels(jitter(normalize(batch[0][0]), self.load_size, self.flip), self.T.channels_a)
+        b = to_channels(jitter(normalize(batch[1][0]), self.load_size, self.flip), self.T.channels_b)
+        T, loss = self.T, self.loss
+        # the generators' update, discriminators frozen
+        self.D.requires_grad_(False)
+        with self.autocast:
+            fake_b, fake_a = T.ab(a), T.ba(b)
+            rec_a, rec_b = T.ba(fake_b), T.ab(fake_a)
+            g_loss = self.g_scale * (loss.g_loss(self.judge("b", fake_b)) + loss.g_loss(self.judge("a", fake_a)))
+            cycle = (rec_a.float() - a).abs().mean() + (rec_b.float() - b).abs().mean()
+            total = g_loss + self.cycle_weight * cycle
+            identity = None
+            if self.identity_weight > 0:
+                identity = (T.ab(b).float() - b).abs().mean() + (T.ba(a).float() - a).abs().mean()
+                total = total + self.identity_weight * self.cycle_weight * identity
+        self.update("generator", total)
+        self.D.requires_grad_(True)
+        # the discriminators' update, on real images and on generated ones from the history pools
+        pooled_b, pooled_a = self.pools["b"](fake_b.float()), self.pools["a"](fake_a.float())
+        with self.autocast:
+            real_b, seen_b = self.judge("b", b), self.judge("b", pooled_b)
+            real_a, seen_a = self.judge("a", a), self.judge("a", pooled_a)
+            d_loss = self.d_scale * (loss.d_loss(real_b, seen_b) + loss.d_loss(real_a, seen_a))
+            penalty = None
+            if loss.has_penalty:
+                penalty = (loss.penalty(lambda x: self.D["b"](x).flatten(1).mean(1), b, pooled_b)
+                           + loss.penalty(lambda x: self.D["a"](x).flatten(1).mean(1), a, pooled_a))
+        self.update("discriminator", d_loss if penalty is None else d_loss + penalty)
+        if loss.clip is not None:
+            with torch.no_grad():
+                params = list(self.D.parameters())
+                torch._foreach_clamp_min_(params, -loss.clip)
+                torch._foreach_clamp_max_(params, loss.clip)
+        self.update_ema()
+        self.stats.add("loss/d", d_loss)
+        self.stats.add("loss/g", g_loss)
+        self.stats.add("loss/cycle", cycle)
+        if identity is not None:
+            self.stats.add("loss/identity", identity)
+        self.stats.add("d/real", 0.5 * (real_a.detach().mean() + real_b.detach().mean()))
+        self.stats.add("d/fake", 0.5 * (seen_a.detach().mean() + seen_b.detach().mean()))
+        if penalty is not None:
+            self.stats.add("loss/penalty", penalty)
+
+    @torch.no_grad()
+    def sample_grid(self) -> Tensor:
+        """A | G(A) | F(G(A)) rows, then B | F(B) | G(F(B)) rows, for the same held-out images every time."""
+        t = self.sampler()
+        was_training = t.training
+        t.eval()
+        with self.autocast:
+            ga = t.ab(self.grid_a).float()
+            fb = t.ba(self.grid_b).float()
+            rows = [[self.grid_a, ga, t.ba(ga).float()], [self.grid_b, fb, t.ab(fb).float()]]
+        t.train(was_training)
+        return _grid(rows)
+
+    def report(self, means: dict[str, float]) -> dict[str, float]:
+        values = {k: means[k] for k in ("loss/d", "loss/g", "loss/cycle", "loss/identity", "d/real", "d/fake") if k in means}
+        if self.loss.has_penalty and "loss/penalty" in means:
+            values["loss/penalty"] = means["loss/penalty"]
+        values.update(self.learning_rates())
+        return values
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "pools": self.pools.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.pools.load_state_dict(state["pools"])

@@ -1,0 +1,200 @@
+"""The translation games: pix2pix's L1 and CycleGAN's cycle terms against hand computation, the history
+pool, aligned crops, exact resume of a CycleGAN run, the commands on tiny settings, and the one-line errors."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import gantrain
+from conftest import FAST, run_gantrain
+from gantrain.errors import GantrainError
+from gantrain.games.translation import CycleGAN, ImagePool, Pix2Pix, Translator, jitter, to_channels
+from gantrain.losses import LeastSquares, NonSaturating
+from gantrain.optim import LinearDecay
+from gantrain.stats import Stats
+from gantrain.translation_models import PatchDiscriminator, ResnetGenerator, UNetGenerator
+
+TINY = ["trainer.device=cpu", "trainer.progress=false", "generator.width=8", "discriminator.width=8",
+        "trainer.batch_size=4", "trainer.log_every=2", "trainer.sample_every=4", "trainer.ckpt_every=2",
+        "trainer.eval_every=0"]
+
+
+def _optimizers(game, lr: float = 1e-3) -> None:
+    game.optimizers = {k: torch.optim.Adam(v.parameters(), lr=lr) for k, v in game.networks.items()}
+
+
+def test_pix2pix_l1_term_is_the_mean_absolute_error_of_the_step() -> None:
+    torch.manual_seed(0)
+    t = Translator(UNetGenerator(1, 1, 32, width=4, dropout=False), None, 1, 1, 32)
+    d = PatchDiscriminator(2, 32, width=4)
+    grid = torch.zeros(2, 1, 32, 32)
+    game = Pix2Pix(t, d, NonSaturating(), l1_weight=100.0, load_size=32, flip=False, grid_a=grid, grid_b=grid,
+                   stats=Stats(torch.device("cpu")))
+    _optimizers(game)
+    batch = torch.randint(0, 256, (1, 3, 2, 32, 32), dtype=torch.uint8)
+    before = copy.deepcopy(t.ab)
+    x = batch[0].float() / 127.5 - 1.0
+    expected = (before(x[:, :1]) - x[:, 1:]).abs().mean().item()
+    game.step(batch)
+    assert game.stats.read()["loss/l1"] == pytest.approx(expected, rel=1e-5)
+    assert not torch.equal(next(iter(before.parameters())), next(iter(t.ab.parameters())))  # it trained
+
+
+def test_cyclegan_cycle_and_identity_terms_match_hand_computation() -> None:
+    torch.manual_seed(1)
+    t = Translator(ResnetGenerator(3, 3, 16, width=4, n_blocks=1), ResnetGenerator(3, 3, 16, width=4, n_blocks=1), 3, 3, 16)
+    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(3, 16, width=4, norm="instance"),
+                              "b": PatchDiscriminator(3, 16, width=4, norm="instance")})
+    grid = torch.zeros(1, 3, 16, 16)
+    game = CycleGAN(t, ds, LeastSquares(), cycle_weight=10.0, identity_weight=0.5, pool_size=4, load_size=16, flip=False,
+                    grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
+    _optimizers(game)
+    raw_a = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
+    raw_b = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
+    a, b = raw_a[0].float() / 127.5 - 1, raw_b[0].float() / 127.5 - 1
+    G, F = copy.deepcopy(t.ab), copy.deepcopy(t.ba)
+    cycle = ((F(G(a)) - a).abs().mean() + (G(F(b)) - b).abs().mean()).item()
+    identity = ((G(b) - b).abs().mean() + (F(a) - a).abs().mean()).item()
+    game.step((raw_a, raw_b))
+    values = game.stats.read()
+    assert values["loss/cycle"] == pytest.approx(cycle, rel=1e-5)
+    assert values["loss/identity"] == pytest.approx(identity, rel=1e-5)
+    assert int(game.pools["a"].count) == 2 and int(game.pools["b"].count) == 2
+
+
+def test_identity_needs_the_same_channels() -> None:
+    t = Translator(ResnetGenerator(1, 3, 16, width=4, n_blocks=1), ResnetGenerator(3, 1, 16, width=4, n_blocks=1), 1, 3, 16)
+    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(1, 16, width=4), "b": PatchDiscriminator(3, 16, width=4)})
+    with pytest.raises(GantrainError, match="identity_weight=0.5 compares G"):
+        CycleGAN(t, ds, LeastSquares(), 10.0, 0.5, 0, 16, False, torch.zeros(1, 1, 16, 16), torch.zeros(1, 3, 16, 16),
+                 stats=Stats(torch.device("cpu")))
+
+
+def test_the_pool_fills_then_swaps_half_the_time_and_resumes_exactly() -> None:
+    torch.manual_seed(0)
+    pool = ImagePool(5, (1, 2, 2))
+    first = torch.arange(5.0).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous()
+    assert torch.equal(pool(first), first)  # filling: every image comes back as it is, and is stored
+    assert int(pool.count) == 5 and torch.equal(pool.images, first)
+    swapped = 0
+    trials = 2000
+    for i in range(trials):
+        image = torch.full((1, 1, 2, 2), 100.0 + i)
+        out = pool(image)
+        if not torch.equal(out, image):
+            swapped += 1
+            assert out[0, 0, 0, 0].item() in pool.images.flatten().tolist() or out[0, 0, 0, 0].item() < 100 + i
+    assert abs(swapped / trials - 0.5) < 0.05  # binomial sd 0.011
+    # resume: a copy loaded from the state, under the same RNG state, answers the same
+    twin = ImagePool(5, (1, 2, 2))
+    twin.load_state_dict(pool.state_dict())
+    probe = torch.randn(8, 1, 2, 2)
+    state = torch.get_rng_state()
+    expected = pool(probe)
+    torch.set_rng_state(state)
+    assert torch.equal(twin(probe), expected) and torch.equal(twin.images, pool.images)
+    assert torch.equal(ImagePool(0, (1, 2, 2))(probe), probe)  # size 0: no pool
+
+
+def test_paired_crops_and_flips_stay_aligned() -> None:
+    torch.manual_seed(0)
+    base = torch.randn(16, 1, 8, 8)
+    x = torch.cat([base, base, base], 1)  # A and B of each "pair" identical
+    out = jitter(x, 12, flip=True)
+    assert out.shape == x.shape
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    assert not torch.allclose(out, x)  # it changed something
+    plain = jitter(x, 8, flip=False)
+    assert torch.equal(plain, x)
+
+
+def test_to_channels() -> None:
+    grey = torch.rand(2, 1, 4, 4)
+    assert torch.equal(to_channels(grey, 3), grey.expand(-1, 3, -1, -1))
+    rgb = torch.rand(2, 3, 4, 4)
+    lum = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
+    assert torch.allclose(to_channels(rgb, 1)[:, 0], lum)
+    assert torch.equal(to_channels(torch.cat([rgb, grey], 1), 3), rgb)
+
+
+def test_constant_then_linear_schedule() -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = LinearDecay(opt, total=10, hold=5)
+    rates = []
+    for _ in range(10):
+        schedule.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates == pytest.approx([1.0] * 5 + [0.8, 0.6, 0.4, 0.2, 0.0])
+
+
+def _weights(run: Path) -> dict:
+    state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    return {"networks": state["networks"], "pools": state["pools"], "step": state["step"]}
+
+
+def test_a_cyclegan_run_resumes_exactly(tmp_path: Path, data_root: Path) -> None:
+    common = ["experiment=cyclegan_mnist2mnistm", f"dataset.root={data_root}", *TINY, "translation.pool_size=3",
+              "trainer.steps=6"]  # the constant-then-linear schedule of the preset included
+    straight = tmp_path / "straight"
+    gantrain.train(gantrain.compose(common), straight)
+    split = tmp_path / "split"
+    middle = straight / "checkpoints" / "step_00000002.pt"
+    gantrain.train(gantrain.compose([*common, f"resume={middle}"]), split)  # from step 2 of the same run
+    a, b = _weights(straight), _weights(split)
+    assert a["step"] == b["step"] == 6
+    for group in ("networks", "pools"):
+        for name, tensors in a[group].items():
+            for key, value in (tensors.items() if isinstance(tensors, dict) else [(name, tensors)]):
+                other = b[group][name][key] if isinstance(tensors, dict) else b[group][name]
+                assert torch.equal(value, other), (group, name, key)
+    assert int(a["pools"]["a.count"]) == 3  # the pool filled and kept going
+    translator = gantrain.load_translator(split)
+    assert translator.directions == ("AtoB", "BtoA") and translator.channels("BtoA") == (3, 3)
+
+
+def test_pix2pix_command_on_tiny_settings(tmp_path: Path, data_root: Path) -> None:
+    run = tmp_path / "p2p"
+    proc = run_gantrain("experiment=pix2pix_edges2mnist", f"dataset.root={data_root}", *TINY, "trainer.steps=4",
+                        f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    grid = Image.open(run / "samples" / "step_00000004.png")
+    # 8 held-out pairs as (input | output | target) triplets, two per row: 4 rows of 6 images of 32 px + padding
+    assert grid.size == (6 * 34 + 2, 4 * 34 + 2)
+    rows = [line for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert '"loss/l1"' in rows[-1]
+
+
+def test_cyclegan_command_on_an_unpaired_folder(tmp_path: Path) -> None:
+    root = tmp_path / "horse2zebra"
+    for side, mode in (("trainA", "RGB"), ("trainB", "L"), ("testA", "RGB"), ("testB", "RGB")):
+        (root / side).mkdir(parents=True)
+        for i in range(6):
+            Image.new(mode, (20 + i, 24), color=(i * 40, 10, 200 - i * 30) if mode == "RGB" else i * 40).save(root / side / f"{i}.png")
+    (root / "trainB" / "6.png").write_bytes(b"not a picture")
+    run = tmp_path / "cg"
+    proc = run_gantrain("model=cyclegan", "dataset=unpaired_folder", f"dataset.root={root}", "dataset.image_size=16",
+                        *TINY, "trainer.batch_size=2", "trainer.steps=2", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "6.png" in proc.stdout + proc.stderr  # the damaged file, reported and skipped
+    assert (run / "samples" / "step_00000002.png").is_file()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["model=pix2pix", "dataset=mnist2mnistm"], "model=pix2pix needs paired data"),
+    (["dataset=edges2mnist"], "is for image-to-image translation: add model=pix2pix"),
+    (["model=pix2pix", "dataset=mnist"], "translates images between two domains"),
+    (["model=pix2pix", "dataset=edges2mnist", "generator=dcgan"], "does not translate images"),
+    (["model=cyclegan", "dataset=mnist2mnistm", "translation.channels=3", "discriminator=mlp"], "cannot judge translated images"),
+    (["model=cyclegan", "dataset=mnist2mnistm"], "identity_weight=0.5 compares G(b) with b"),
+    (["model=pix2pix", "dataset=edges2mnist", "translation.kind=stargan"], "translation.kind='stargan' is not one of"),
+    (["model=pix2pix", "dataset=edges2mnist", "translation.load_size=8"], "translation.load_size=8 is below"),
+])
+def test_translation_config_errors_are_one_line(args: list[str], words: str, data_root: Path, tmp_path: Path) -> None:
+    cfg = gantrain.compose([*args, f"dataset.root={data_root}", *FAST, "trainer.steps=2"])
+    with pytest.raises(GantrainError) as error:
+        gantrain.train(cfg, tmp_path / "run")
+    assert words in str(error.value) and "\n" not in str(error.value)
