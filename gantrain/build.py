@@ -539,6 +539,8 @@ def _build_translation(cfg: DictConfig, run_dir: Path, translation: TranslationC
     game, batches, translation_meta = build_translation_game(cfg, translation, dataset, loss, settings, seed, device,
                                                              dist, common)
     log.info("data: %s", dataset.describe())
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes every step, as the GAN games
     _optimizers(game, optim, settings, device, use_graph)
     periodic: list = [DivergenceCheck(settings.log_every), ScalarLog(settings.log_every), Samples(settings.sample_every)]
     evaluator = None

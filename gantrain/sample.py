@@ -172,24 +172,31 @@ class Request:
     device: str = "auto"
 
 
-def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
-    """(run folder or checkpoint, request) of a command line; GantrainError for every mistake in it."""
+def split_command_line(args: Sequence[str], valid: Sequence[str], prog: str, usage: str) -> tuple[Path, dict[str, str]]:
+    """(the one run folder or checkpoint, key=value options) of a command line; GantrainError for an unknown
+    option (with the nearest valid one) or not exactly one path."""
     paths = [a for a in args if "=" not in a]
     options: dict[str, str] = {}
     for arg in args:
         if "=" in arg:
             key, value = arg.split("=", 1)
             options[key.strip()] = value.strip().strip("'\"")
-    unknown = [k for k in options if k not in OPTIONS]
+    unknown = [k for k in options if k not in valid]
     flags = [p for p in paths if p.startswith("-")]
     if unknown or flags:
         bad = (unknown or flags)[0]
-        near = difflib.get_close_matches(bad.lstrip("-"), OPTIONS, n=1)
+        near = difflib.get_close_matches(bad.lstrip("-"), valid, n=1)
         hint = f"did you mean {near[0]}=? " if near else ""
-        raise GantrainError(f"unknown option {bad}; {hint}valid options: {'=, '.join(OPTIONS)}= (see {PROG} --help)")
+        raise GantrainError(f"unknown option {bad}; {hint}valid options: {'=, '.join(valid)}= (see {prog} --help)")
     if len(paths) != 1:
-        raise GantrainError(f"give exactly one run folder or checkpoint file (got {len(paths)}): "
-                            f"{PROG} RUN_OR_CHECKPOINT [key=value ...]; see {PROG} --help")
+        raise GantrainError(f"give exactly one run folder or checkpoint file (got {len(paths)}): {prog} {usage}; "
+                            f"see {prog} --help")
+    return Path(paths[0]).expanduser(), options
+
+
+def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
+    """(run folder or checkpoint, request) of a command line; GantrainError for every mistake in it."""
+    path, options = split_command_line(args, OPTIONS, PROG, "RUN_OR_CHECKPOINT [key=value ...]")
     request = Request()
     if "n" in options:
         request.n = _whole("n", options["n"], 1, "the number of samples to draw, e.g. n=64")
@@ -224,7 +231,7 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         rows = " rows" if request.interpolate else ""
         raise GantrainError(f"labels has {len(request.labels)} values but n={request.n}{rows}; "
                             f"give one label per sample{rows}, one label for all, or leave n out")
-    return Path(paths[0]).expanduser(), request
+    return path, request
 
 
 # ---- drawing ---------------------------------------------------------------------------------------

@@ -28,7 +28,6 @@ Examples:
 """
 from __future__ import annotations
 
-import difflib
 import io
 import sys
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import numpy as np
 import torch
 
 from .errors import GantrainError
+from .sample import split_command_line
 
 PROG = "gantrain-translate"
 OPTIONS = ("input", "out", "direction", "ema", "device", "overwrite")
@@ -66,22 +66,7 @@ def _flag(key: str, text: str) -> bool:
 
 def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
     """(run folder or checkpoint, request) of a command line; GantrainError for every mistake in it."""
-    paths = [a for a in args if "=" not in a]
-    options: dict[str, str] = {}
-    for arg in args:
-        if "=" in arg:
-            key, value = arg.split("=", 1)
-            options[key.strip()] = value.strip().strip("'\"")
-    unknown = [k for k in options if k not in OPTIONS]
-    flags = [p for p in paths if p.startswith("-")]
-    if unknown or flags:
-        bad = (unknown or flags)[0]
-        near = difflib.get_close_matches(bad.lstrip("-"), OPTIONS, n=1)
-        hint = f"did you mean {near[0]}=? " if near else ""
-        raise GantrainError(f"unknown option {bad}; {hint}valid options: {'=, '.join(OPTIONS)}= (see {PROG} --help)")
-    if len(paths) != 1:
-        raise GantrainError(f"give exactly one run folder or checkpoint file (got {len(paths)}): "
-                            f"{PROG} RUN_OR_CHECKPOINT input=FILE_OR_FOLDER out=FOLDER; see {PROG} --help")
+    path, options = split_command_line(args, OPTIONS, PROG, "RUN_OR_CHECKPOINT input=FILE_OR_FOLDER out=FOLDER")
     for key in ("input", "out"):
         if not options.get(key):
             raise GantrainError(f"{key}= is missing: {PROG} RUN_OR_CHECKPOINT input=FILE_OR_FOLDER out=FOLDER; "
@@ -95,7 +80,7 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         request.overwrite = _flag("overwrite", options["overwrite"])
     if "device" in options:
         request.device = options["device"]
-    return Path(paths[0]).expanduser(), request
+    return path, request
 
 
 def input_files(source: Path) -> list[Path]:

@@ -37,30 +37,41 @@ def image_folder(tmp_path):
     folder.mkdir()
     for i in range(12):
         Image.new("RGB", (20 + i, 24), (10 * i, 100, 200)).save(folder / f"{i}.png")
+    for side in ("paired/train/A", "paired/train/B", "unpaired/trainA", "unpaired/trainB"):  # translation layouts
+        (tmp_path / "images" / side).mkdir(parents=True)
+        for i in range(6):
+            Image.new("L" if side.endswith("B") else "RGB", (20, 20 + i), 30 * i).save(folder / side / f"{i}.png")
     return folder
 
 
 def dataset_overrides(name: str, data_root: Path, image_folder: Path) -> list[str]:
+    small = ["dataset.image_size=16", "trainer.batch_size=4", "generator.width=4", "discriminator.width=4"]
     extra = {"mnist": [f"dataset.root={data_root}"], "fashion_mnist": [f"dataset.root={data_root}"],
-             "image_folder": [f"dataset.root={image_folder}", "dataset.image_size=16", "trainer.batch_size=4"]}
+             "image_folder": [f"dataset.root={image_folder}", "dataset.image_size=16", "trainer.batch_size=4"],
+             # translation sets train with their model
+             "edges2mnist": ["model=pix2pix", f"dataset.root={data_root}", *small],
+             "mnist2mnistm": ["model=cyclegan", f"dataset.root={data_root}", "translation.channels=3", *small],
+             "paired_folder": ["model=pix2pix", f"dataset.root={image_folder / 'paired'}", *small],
+             "unpaired_folder": ["model=cyclegan", f"dataset.root={image_folder / 'unpaired'}", *small]}
     return [f"dataset={name}", *extra.get(name, [])]
 
 
 @pytest.mark.parametrize("name", [n for n in options("dataset") if n != "cifar10"])
 def test_every_dataset_builds_and_steps(name, data_root, image_folder, tmp_path):
     gen = "mlp" if name in ("ring", "grid") else "dcgan"
-    cfg = gantrain.compose(
-        dataset_overrides(name, data_root, image_folder)
-        + [f"generator={gen}", f"discriminator={gen}", "generator.hidden=[8]" if gen == "mlp" else "generator.base_channels=4",
-           "discriminator.hidden=[8]" if gen == "mlp" else "discriminator.base_channels=4", "trainer.device=cpu",
-           "trainer.num_workers=0"]
-    )
+    networks = [] if "model=" in " ".join(dataset_overrides(name, data_root, image_folder)) else [
+        f"generator={gen}", f"discriminator={gen}", "generator.hidden=[8]" if gen == "mlp" else "generator.base_channels=4",
+        "discriminator.hidden=[8]" if gen == "mlp" else "discriminator.base_channels=4"]
+    cfg = gantrain.compose(dataset_overrides(name, data_root, image_folder) + networks
+                           + ["trainer.device=cpu", "trainer.num_workers=0"])
     loop = build(cfg, tmp_path / "run")
     raw = loop.batches.next(1)
-    assert raw.shape[:2] == (1, cfg.trainer.batch_size)
-    before = [p.detach().clone() for p in loop.game.G.parameters()]
+    for part in (raw if isinstance(raw, tuple) else (raw,)):  # unpaired data: one batch of each domain
+        assert part.shape[:2] == (1, cfg.trainer.batch_size)
+    generator = loop.game.networks["generator"]
+    before = [p.detach().clone() for p in generator.parameters()]
     loop.game.step(raw)
-    assert any(not torch.equal(a, b) for a, b in zip(before, loop.game.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, generator.parameters()))
     assert all(math.isfinite(v) for v in loop.stats.read().values())
 
 
@@ -104,6 +115,16 @@ def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
                            if "mnist" in experiment else [f"experiment={experiment}", "trainer.device=cpu"])
     loop = build(cfg, tmp_path)
     game = loop.game
+    if cfg.translation is not None:  # a translation preset: its networks, loss and weights
+        first_d = game.D["a"] if cfg.translation.kind == "cyclegan" else game.D
+        for obj, node in ((game.T.ab, cfg.generator), (first_d, cfg.discriminator), (game.loss, cfg.loss)):
+            assert f"{type(obj).__module__}.{type(obj).__name__}" == node._target_
+        assert game.name == cfg.translation.kind and loop.steps == cfg.trainer.steps
+        assert game.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(cfg.optimizer.lr)
+        assert set(game.schedules) == {"generator", "discriminator"} and game.schedules["generator"].hold == cfg.trainer.steps // 2
+        loop.game.step(loop.batches.next(1))
+        assert all(math.isfinite(v) for v in loop.stats.read().values())
+        return
     # the built objects are the ones the preset names, with its settings
     for obj, node in ((game.G, cfg.generator), (game.D, cfg.discriminator), (game.loss, cfg.loss)):
         assert f"{type(obj).__module__}.{type(obj).__name__}" == node._target_

@@ -76,6 +76,15 @@ class Game:
             self.reduce_gradients(self.networks[network].parameters())
         optimizer.step()
 
+    def clip_weights(self, network: str, clip: Optional[float]) -> None:
+        """Clamp every weight of a network to [-clip, clip] (weight clipping of a WGAN critic); None: nothing."""
+        if clip is None:
+            return
+        with torch.no_grad():
+            params = list(self.networks[network].parameters())
+            torch._foreach_clamp_min_(params, -clip)
+            torch._foreach_clamp_max_(params, clip)
+
     def update_ema(self) -> None:
         """Move each EMA copy towards its network by 1 - ema_decay (buffers are copied)."""
         for name, ema in self.ema.items():

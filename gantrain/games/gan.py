@@ -103,11 +103,7 @@ class GAN(Game):
                 extra = self.classifier_loss(real_classes, real_labels, "d")
             total = d_loss if penalty is None else d_loss + penalty
             self.update("discriminator", total if extra is None else total + extra)
-            if loss.clip is not None:
-                with torch.no_grad():
-                    params = list(self.D.parameters())
-                    torch._foreach_clamp_min_(params, -loss.clip)
-                    torch._foreach_clamp_max_(params, loss.clip)
+            self.clip_weights("discriminator", loss.clip)
             self.stats.add("loss/d", d_loss)
             self.stats.add("d/real", real_logits.detach().mean())
             self.stats.add("d/fake", fake_logits.detach().mean())

@@ -185,11 +185,7 @@ class Pix2Pix(Game):
             d_loss = self.d_scale * loss.d_loss(real_logits, fake_logits)
             penalty = loss.penalty(self.pair_critic(a), b, fake) if loss.has_penalty else None
         self.update("discriminator", d_loss if penalty is None else d_loss + penalty)
-        if loss.clip is not None:
-            with torch.no_grad():
-                params = list(self.D.parameters())
-                torch._foreach_clamp_min_(params, -loss.clip)
-                torch._foreach_clamp_max_(params, loss.clip)
+        self.clip_weights("discriminator", loss.clip)
         self.D.requires_grad_(False)
         with self.autocast:
             g_loss = self.g_scale * loss.g_loss(self.D(torch.cat([a, fake], 1)).float().flatten())
@@ -291,11 +287,7 @@ class CycleGAN(Game):
                 penalty = (loss.penalty(lambda x: self.D["b"](x).flatten(1).mean(1), b, pooled_b)
                            + loss.penalty(lambda x: self.D["a"](x).flatten(1).mean(1), a, pooled_a))
         self.update("discriminator", d_loss if penalty is None else d_loss + penalty)
-        if loss.clip is not None:
-            with torch.no_grad():
-                params = list(self.D.parameters())
-                torch._foreach_clamp_min_(params, -loss.clip)
-                torch._foreach_clamp_max_(params, loss.clip)
+        self.clip_weights("discriminator", loss.clip)
         self.update_ema()
         self.stats.add("loss/d", d_loss)
         self.stats.add("loss/g", g_loss)
