@@ -364,19 +364,19 @@ def _grid_images(dataset: Any, count: int) -> tuple[Any, Any]:
     images when there is no test split."""
     from .data import normalize
 
-    source = dataset
+    def first(source: Any) -> tuple[Any, Any]:
+        if getattr(source, "paired", False):
+            images = source.tensor()[:count]
+            return normalize(images[:, : source.channels_a]), normalize(images[:, source.channels_a :])
+        half = max(1, count // 2)
+        return normalize(source.domain_a().tensor()[:half]), normalize(source.domain_b().tensor()[:half])
+
     if hasattr(dataset, "split"):
         try:
-            source = dataset.split(train=False)
-            len(source) if getattr(source, "paired", False) else source.domain_a()
+            return first(dataset.split(train=False))
         except GantrainError as exc:
             log.info("sample grids show training images (no test split: %s)", exc)
-            source = dataset
-    if getattr(source, "paired", False):
-        images = source.tensor()[:count]
-        return normalize(images[:, : source.channels_a]), normalize(images[:, source.channels_a :])
-    half = max(1, count // 2)
-    return normalize(source.domain_a().tensor()[:half]), normalize(source.domain_b().tensor()[:half])
+    return first(dataset)
 
 
 def build_translation_game(cfg: DictConfig, translation: TranslationConfig, dataset: Any, loss: GANLoss,

@@ -90,22 +90,23 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
     name = f"job {hydra_cfg.job.num} ({' '.join(overrides) or 'no overrides'})"
     metric = cfg.get("optimized_metric")
     steps = int(OmegaConf.select(cfg, "trainer.steps", default=0) or 0)
-    prior = sweep.read_status(run_dir)
-    if prior is not None and (prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps
-                              or sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)):
+    prior = sweep.read_status(run_dir) or {}
+    other_job = bool(prior) and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)
+    finished = prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps
+    if other_job or finished:
         record = str(hydra_cfg.output_subdir or "")
         if record.startswith(".hydra/"):  # the config record Hydra just wrote for a job that will not run
             import shutil
 
             shutil.rmtree(run_dir / record, ignore_errors=True)
-    if prior is not None and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides):
+    if other_job:
         print(f"gantrain: error: {run_dir} holds another job ({' '.join(prior.get('overrides') or [])}) than this sweep's "
               f"{name}; re-run the sweep's original command, or give a new hydra.sweep.dir", file=sys.stderr)
         sys.exit(2)
     if sweep.is_busy(run_dir):
         print(f"gantrain: error: {run_dir} is in use by another process; is this sweep running twice?", file=sys.stderr)
         sys.exit(2)
-    if prior is not None and prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps:
+    if finished:
         log.info("%s finished earlier (step %s); skipped", name, prior.get("step"))
         return _job_value(run_dir, metric)
     try:
