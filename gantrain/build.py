@@ -12,11 +12,11 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import distributed
-from .config import (ConditionConfig, TrainerConfig, TranslationConfig, check_seed, check_top_level, condition_settings,
-                     optimizer_settings, trainer_settings, translation_settings)
+from .config import (ConditionConfig, TrainerConfig, TranslationConfig, augment_settings, check_seed, check_top_level,
+                     condition_settings, optimizer_settings, trainer_settings, translation_settings)
 from .data import Dataset, make_batches
 from .distributed import Dist
 from .errors import GantrainError
@@ -181,8 +181,36 @@ def plain_config(cfg: DictConfig) -> dict:
         raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
 
 
-def build_dataset(cfg: DictConfig) -> Dataset:
-    return instantiate_component(cfg.dataset, "dataset")
+def build_dataset(node: Any, seed: Optional[int] = None) -> Dataset:
+    """The dataset of a `dataset` config node; with seed, the training subset dataset.subset asks for (if any).
+
+    Without seed (evaluation, reference points) the full dataset, whatever dataset.subset says.
+    """
+    node = node if isinstance(node, DictConfig) else OmegaConf.create(node)
+    subset = node.get("subset")
+    if "subset" in node:
+        node = node.copy()
+        with open_dict(node):
+            del node["subset"]
+    dataset = instantiate_component(node, "dataset")
+    if subset is None or seed is None:
+        return dataset
+    if getattr(dataset, "paired", None) is not None:
+        raise GantrainError(f"dataset.subset is not supported for translation datasets ({dataset.name}); set "
+                            f"dataset.subset=null")
+    from .data import Subset
+
+    return Subset(dataset, subset, seed)
+
+
+def reference_batch(dataset: Dataset, seed: int, n: int = 256) -> torch.Tensor:
+    """Up to n training samples in data space, drawn with the seed (the scale diagnostics compare samples to)."""
+    from .data import normalize
+
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed + 7))[:n]
+    if dataset.streamed:
+        return normalize(torch.stack([dataset.item(int(i)) for i in order]))  # type: ignore[attr-defined]
+    return normalize(dataset.tensor()[order])
 
 
 def build_generator(gen_cfg: Any, data_shape: tuple[int, ...], data_kind: str, num_classes: Optional[int] = None) -> Generator:
@@ -192,7 +220,7 @@ def build_generator(gen_cfg: Any, data_shape: tuple[int, ...], data_kind: str, n
     generator = instantiate_component(node, "generator", out_shape=tuple(data_shape), bounded=data_kind == "image", **given)
     if num_classes and getattr(generator, "num_classes", None) != num_classes:
         raise GantrainError(f"generator {node._target_} does not take num_classes, so it cannot be conditional; "
-                            f"use generator=dcgan or mlp, or conditional=false")
+                            f"use generator=dcgan, sngan or mlp, or conditional=false")
     return generator
 
 
@@ -204,7 +232,7 @@ def build_discriminator(cfg: DictConfig, dataset: Dataset, condition: Optional[C
     discriminator = instantiate_component(cfg.discriminator, "discriminator", in_shape=tuple(dataset.shape), **given)
     if condition is not None and getattr(discriminator, "num_classes", None) != dataset.num_classes:
         raise GantrainError(f"discriminator {cfg.discriminator._target_} does not take num_classes, so it cannot be "
-                            f"conditional; use discriminator=dcgan or mlp, or conditional=false")
+                            f"conditional; use discriminator=dcgan, sngan or mlp, or conditional=false")
     if condition is not None and condition.discriminator == "ac" and \
             "classes" not in inspect.signature(discriminator.forward).parameters:
         raise GantrainError(f"condition.discriminator=ac needs a discriminator with a classifier head "
@@ -448,7 +476,11 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     loss: GANLoss = instantiate_component(cfg.loss, "loss")
     condition = condition_settings(cfg)
     translation = translation_settings(cfg)
-    dataset = build_dataset(cfg)
+    augment = augment_settings(cfg)
+    if augment is not None and translation is not None:
+        raise GantrainError("augment.policy is for GAN runs; translation runs augment with random crops and flips "
+                            "(translation.load_size, translation.flip): set augment.policy=null")
+    dataset = build_dataset(cfg.dataset, seed)
     if translation is not None:
         return _build_translation(cfg, run_dir, translation, dataset, loss, settings, optim, seed, device, dist,
                                   evaluate, overrides)
@@ -487,14 +519,32 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
         game = ConditionalGAN(generator, discriminator, loss, num_classes=num_classes,
                               conditioning=condition.discriminator, ac_weight=condition.ac_weight,
                               label_frequencies=frequencies, grid_classes=condition.grid_classes, **common)
+    if augment is not None:
+        if dataset.kind != "image":
+            raise GantrainError(f"augment.policy transforms images and {dataset.name} holds 2D points; set "
+                                f"augment.policy=null")
+        from .augment import Augment
+
+        game.augment = Augment(augment.policy, p=0.0 if augment.ada else augment.p,
+                               ada_target=augment.ada_target if augment.ada else None, ada_interval=augment.ada_interval,
+                               ada_kimg=augment.ada_kimg, batch_size=settings.batch_size * dist.world, device=device)
     _optimizers(game, optim, settings, device, use_graph)
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
-    evaluator = make_evaluator(dataset, settings, device, condition is not None) if evaluate and settings.eval_every > 0 and dist.main else None
-    periodic = [DivergenceCheck(settings.log_every), ScalarLog(settings.log_every),
-                Samples(settings.sample_every, reference)]
+    scored = getattr(dataset, "base", dataset)  # a run on dataset.subset is scored against the full dataset
+    evaluator = make_evaluator(scored, settings, device, condition is not None) if evaluate and settings.eval_every > 0 and dist.main else None
+    periodic: list = [DivergenceCheck(settings.log_every, settings.on_divergence, settings.max_rollbacks)]
+    diagnosis = None
+    if settings.diagnose and dist.main:
+        from .diagnosis import Diagnosis
+
+        diagnosis = Diagnosis(settings.log_every, getattr(loss, "name", ""), loss.estimates_distance,
+                              reference_batch(dataset, seed))
+        periodic.append(diagnosis)
+    periodic += [ScalarLog(settings.log_every), Samples(settings.sample_every, reference)]
     if evaluator is not None:
-        periodic.append(Evaluation(settings.eval_every, evaluator, settings.best_metric))
+        periodic.append(Evaluation(settings.eval_every, evaluator, settings.best_metric,
+                                   diagnosis.coverage if diagnosis is not None else None))
     periodic.append(Checkpointing(settings.ckpt_every))
     meta = {"config": plain_config(cfg), "overrides": None if overrides is None else list(overrides),
             "versions": {"gantrain": __version__, "torch": str(torch.__version__)},
@@ -542,7 +592,8 @@ def _build_translation(cfg: DictConfig, run_dir: Path, translation: TranslationC
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes every step, as the GAN games
     _optimizers(game, optim, settings, device, use_graph)
-    periodic: list = [DivergenceCheck(settings.log_every), ScalarLog(settings.log_every), Samples(settings.sample_every)]
+    periodic: list = [DivergenceCheck(settings.log_every, settings.on_divergence, settings.max_rollbacks),
+                      ScalarLog(settings.log_every), Samples(settings.sample_every)]
     evaluator = None
     if evaluate and settings.eval_every > 0 and dist.main:
         from .translation_eval import make_translation_evaluator

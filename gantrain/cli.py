@@ -365,7 +365,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
     score next to its floor (the untranslated input; for fid_classifier, real vs real)."""
     from .api import load_generator, load_translator
-    from .build import instantiate_component, resolve_device
+    from .build import build_dataset, resolve_device
     from .checkpoint import open_run_or_checkpoint, run_folder_of
     from .evaluate import Evaluator
 
@@ -396,7 +396,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         dataset_cfg = OmegaConf.create(state["config"]["dataset"])
         for key, value in options.items():
             OmegaConf.update(dataset_cfg, key[len("dataset."):], _yaml_value(value))
-        dataset = instantiate_component(dataset_cfg, "dataset")
+        dataset = build_dataset(dataset_cfg)  # the full dataset, also for a run trained on dataset.subset
         device = resolve_device(own.get("device", "auto"))
         metrics: Any = own.get("metrics", "auto")
         if metrics != "auto":
@@ -497,7 +497,7 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
             cfg = compose(overrides)
         except Exception as exc:  # Hydra's own errors: an unknown option, a bad override
             raise GantrainError(f"{' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
-        dataset = build_dataset(cfg)
+        dataset = build_dataset(cfg.dataset)
         device = resolve_device(own.get("device", "auto"))
         start = time.time()
         model, acc = train_classifier(dataset, steps=steps, device=str(device))

@@ -34,6 +34,9 @@ class TrainerConfig:
     num_samples: int = 64  # samples in each grid / scatter plot
     num_workers: int = 2  # DataLoader workers for streamed datasets
     progress: str = "auto"  # auto | true | false
+    on_divergence: str = "stop"  # stop | rollback (reload the last good checkpoint, halve both learning rates)
+    max_rollbacks: int = 3  # rollbacks allowed in one run before it stops
+    diagnose: bool = True  # plain-language warnings when a known failure shows (console and TensorBoard)
 
 
 @dataclass
@@ -85,14 +88,30 @@ class TranslationConfig:
     channels: Optional[int] = None  # convert both domains to 1 or 3 channels; null: each keeps its own
 
 
+@dataclass
+class AugmentConfig:
+    """Differentiable augmentation of everything the discriminator sees (real and generated, both updates)."""
+
+    policy: Any = None  # DiffAugment transforms: a list [color,translation,cutout] or a string 'color,cutout'; null: none
+    p: float = 1.0  # probability each transform is applied to each sample (ignored with ada)
+    ada: bool = False  # adapt p (from 0) towards ada_target = E[sign(D(real))] (Karras et al. 2020)
+    ada_target: float = 0.6  # the overfitting heuristic r_t that p is steered to
+    ada_interval: int = 4  # steps between adjustments of p
+    ada_kimg: float = 100.0  # thousands of real images for p to move from 0 to 1 at the fastest
+
+
 TRANSLATIONS = ("pix2pix", "cyclegan")
+DIVERGENCE_ACTIONS = ("stop", "rollback")
 LR_SCHEDULES = ("constant", "linear", "constant_linear")
 
 TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss",
-                  "conditional", "condition", "optimized_metric", "translation"}
+                  "conditional", "condition", "optimized_metric", "translation", "augment"}
 #: top-level keys added after 0.2.0, with the value that reproduces what earlier runs trained
 ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(ConditionConfig())),
-                               "optimized_metric": None, "translation": None}
+                               "optimized_metric": None, "translation": None,
+                               "augment": dict(vars(AugmentConfig()))}
+#: keys inside groups added since, with the value that reproduces what earlier runs trained
+ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
 SAFE_RESUME_KEYS = (
@@ -110,6 +129,9 @@ SAFE_RESUME_KEYS = (
     "trainer.num_workers",
     "trainer.progress",
     "trainer.cuda_graph",
+    "trainer.on_divergence",
+    "trainer.max_rollbacks",
+    "trainer.diagnose",
     "condition.grid_classes",
     "optimized_metric",
     "dataset.root",
@@ -137,13 +159,15 @@ def trainer_settings(cfg: DictConfig) -> TrainerConfig:
     for key in ("steps", "batch_size", "n_critic", "log_every", "sample_every", "ckpt_every", "num_samples"):
         if getattr(t, key) <= 0:
             raise GantrainError(f"trainer.{key}={getattr(t, key)} must be a positive integer")
-    for key in ("keep_last", "eval_every", "num_workers"):
+    for key in ("keep_last", "eval_every", "num_workers", "max_rollbacks"):
         if getattr(t, key) < 0:
             raise GantrainError(f"trainer.{key}={getattr(t, key)} must be 0 or more")
     if not 0.0 <= t.ema_decay < 1.0:
         raise GantrainError(f"trainer.ema_decay={t.ema_decay} must be in [0, 1); 0 disables the EMA generator")
     if t.precision not in ("fp32", "bf16"):
         raise GantrainError(f"trainer.precision={t.precision!r} is not one of fp32, bf16")
+    if t.on_divergence not in DIVERGENCE_ACTIONS:
+        raise GantrainError(f"trainer.on_divergence={t.on_divergence!r} is not one of {', '.join(DIVERGENCE_ACTIONS)}")
     for key in ("cuda_graph", "progress"):
         value = str(getattr(t, key)).lower()
         if value not in ("auto", "true", "false"):
@@ -205,7 +229,31 @@ def with_added_keys(config: dict) -> dict:
     import copy
 
     missing = {k: copy.deepcopy(v) for k, v in ADDED_KEYS.items() if k not in config}
-    return {**config, **missing} if missing else config
+    config = {**config, **missing} if missing else config
+    for dotted, value in ADDED_NESTED_KEYS.items():
+        group, key = dotted.split(".")
+        if isinstance(config.get(group), dict) and key not in config[group]:
+            config = {**config, group: {**config[group], key: copy.deepcopy(value)}}
+    return config
+
+
+def augment_settings(cfg: DictConfig) -> Optional[AugmentConfig]:
+    """Typed, checked augmentation settings; None when augment.policy names no transform."""
+    node = cfg.get("augment")
+    if node is None:
+        return None
+    if not isinstance(node, DictConfig):
+        raise GantrainError(f"augment={node!r} must be a group of settings: augment.policy, augment.p, augment.ada, "
+                            f"augment.ada_target, augment.ada_interval, augment.ada_kimg")
+    a: AugmentConfig = _typed(AugmentConfig, node, "augment")
+    from .augment import parse_policy
+
+    a.policy = parse_policy(a.policy) or None
+    if a.policy is None:
+        if a.ada:
+            raise GantrainError("augment.ada=true needs transforms to apply: set augment.policy=color,translation,cutout")
+        return None
+    return a
 
 
 def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:

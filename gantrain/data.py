@@ -431,6 +431,51 @@ class ImageFolder(Dataset):
         return torch.stack([self.item(i) for i in range(len(self))])
 
 
+class Subset(Dataset):
+    """Part of a dataset's training set (dataset.subset: a fraction in (0, 1) or a count), drawn with a seed.
+
+    Everything but the samples comes from the full dataset; evaluation scores against the full dataset.
+    """
+
+    def __init__(self, base: Dataset, subset: object, seed: int):
+        total = len(base)
+        if isinstance(subset, bool) or not isinstance(subset, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(subset) or subset <= 0:
+            raise GantrainError(f"dataset.subset={_shown(subset)} must be a fraction in (0, 1) of the training set or a "
+                                f"count of samples; e.g. dataset.subset=0.1 or dataset.subset=6000")
+        if isinstance(subset, (float, np.floating)) and subset <= 1:
+            count = round(float(subset) * total)
+        elif float(subset) == int(subset):
+            count = int(subset)
+        else:
+            raise GantrainError(f"dataset.subset={_shown(subset)} must be a fraction in (0, 1) or a whole count of samples")
+        if count < 1 or count > total:
+            raise GantrainError(f"dataset.subset={_shown(subset)} gives {count} samples; {base.name} has {total}: pick a "
+                                f"count from 1 to {total} or a fraction that keeps at least one sample")
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(int(seed)))
+        self.indices = order[:count].sort().values
+        self.base = base
+        self.kind, self.shape, self.num_classes = base.kind, base.shape, base.num_classes
+        self.on_device = base.on_device
+        self.name = f"{base.name}[{count} of {total}]"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def tensor(self) -> Tensor:
+        return self.base.tensor()[self.indices]
+
+    def labels(self) -> Tensor:
+        return self.base.labels()[self.indices]
+
+    @property
+    def streamed(self) -> bool:
+        return self.base.streamed
+
+    def item(self, index: int) -> Tensor:
+        return self.base.item(int(self.indices[index]))  # type: ignore[attr-defined]
+
+
 def _jpeg_ends_whole(path: Path) -> bool:
     """Whether the file ends with JPEG's end-of-image marker (FF D9), as a complete JPEG without a trailer does."""
     with open(path, "rb") as f:

@@ -95,6 +95,10 @@ class Loop:
         self._logger: Optional[Any] = None
         self._stop_signal: Optional[int] = None
         self._stats_cache: Optional[tuple[tuple[int, int], dict[str, float]]] = None
+        self._recapture = False
+        self._rolled_back = False
+        #: scalars periodic work computed for the next scalar log row (diagnostics)
+        self.pending_scalars: dict[str, float] = {}
 
     # ---- the loop ---------------------------------------------------------------------------------
 
@@ -115,12 +119,19 @@ class Loop:
         self.started_at = time.perf_counter()
         try:
             _ = self.logger  # opened now, at start_step, not at the end of the first step
+            for work in self.periodic:
+                if hasattr(work, "before_training"):
+                    work.before_training(self)
             self._prepare_graph()
             while self.step < self.steps:
-                self._step_and_due_work()
-            for work in self.periodic:  # the last step, where it was not a multiple of `every`
-                if work.at_end and not work.due(self.step):
-                    work(self, final=True)
+                while self.step < self.steps:
+                    self._step_and_due_work()
+                for work in self.periodic:  # the last step, where it was not a multiple of `every`
+                    if work.at_end and not work.due(self.step):
+                        work(self, final=True)
+                    if self._rolled_back:  # back to an earlier step: train on from there
+                        self._rolled_back = False
+                        break
             if self.dist.enabled:
                 for network in self.game.networks.values():
                     distributed.check_in_sync(network)
@@ -143,11 +154,19 @@ class Loop:
 
     def _step_and_due_work(self) -> None:
         """The loop's body: one step, then the periodic work due at the new step, then a stop if asked."""
+        if self._recapture:  # a rollback replaced the optimizers' state tensors the graph had captured
+            self._recapture = False
+            self._prepare_graph()
+            if self.step >= self.steps:
+                return
         self.run_step()
         self.logger.step_done()
         for work in self.periodic:
             if work.due(self.step):
                 work(self)
+            if self._rolled_back:  # the work of the restored step was done before it was saved
+                self._rolled_back = False
+                break
         self._stop_if_asked()
 
     def train_steps(self, n: int) -> None:
@@ -263,6 +282,47 @@ class Loop:
     def save_named(self, name: str) -> Optional[Path]:
         """Write checkpoints/<name>.pt of this step (best.pt, say), from the main process."""
         return self.writer.save_named(self.state_dict(gather=False), name) if self.dist.main else None
+
+    def last_checkpoint(self) -> Optional[Path]:
+        """checkpoints/last.pt when the run has one."""
+        path = self.run_dir / "checkpoints" / "last.pt"
+        return path if path.exists() else None
+
+    def roll_back(self) -> float:
+        """Go back to the last checkpoint (trainer.on_divergence=rollback): its weights, optimizer and data
+        state, RNG and step; the logs restart from its step. Returns the learning-rate scale it was written with."""
+        from .checkpoint import load_checkpoint
+
+        path = self.last_checkpoint()
+        if path is None:
+            raise GantrainError(f"training diverged before the first checkpoint and there is none in "
+                                f"{self.run_dir / 'checkpoints'} to roll back to; lower optimizer.lr")
+        state = load_checkpoint(path)
+        self.load_state_dict(state)
+        self._stats_cache = None
+        if self._logger is not None:  # rows logged past the checkpoint are about to be logged again
+            self._logger.close()
+            self._logger = None
+        _ = self.logger
+        self.started_at = time.perf_counter()
+        for work in self.periodic:
+            work.on_rollback(self)
+        self._rolled_back = True
+        if self.graph is not None:
+            self.graph = None
+            self._recapture = True
+        return float(state.get("periodic", {}).get("divergence", {}).get("lr_scale", 1.0))
+
+    def scale_learning_rates(self, factor: float) -> None:
+        """Multiply every optimizer's learning rate (and its schedule's base rates) by factor."""
+        for optimizer in self.game.optimizers.values():
+            for group in optimizer.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"].mul_(factor)
+                else:
+                    group["lr"] = float(group["lr"]) * factor
+        for schedule in self.game.schedules.values():
+            schedule.base_lrs = [lr * factor for lr in schedule.base_lrs]
 
     # ---- checkpoint state ---------------------------------------------------------------------------
 

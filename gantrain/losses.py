@@ -45,6 +45,9 @@ class GANLoss:
     #: True when E D(x) - E D(G(z)) estimates a distance between the distributions (the Wasserstein critic);
     #: the trainer then logs it as loss/wasserstein.
     estimates_distance = False
+    #: the logit above which D calls a sample real (its accuracy on real and generated batches is logged);
+    #: None where the critic's values have no such threshold (the Wasserstein critic)
+    threshold: Optional[float] = 0.0
 
     def __init__(self, clip: Optional[float] = None, gradient_penalty: float = 0.0, r1_gamma: float = 0.0):
         if clip is not None and clip <= 0:
@@ -102,6 +105,7 @@ class Wasserstein(GANLoss):
 
     name = "wasserstein"
     estimates_distance = True
+    threshold = None
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return fake_logits.mean() - real_logits.mean()
@@ -126,6 +130,7 @@ class LeastSquares(GANLoss):
     """LSGAN with a=0, b=1, c=1: D minimises ((D(x)-1)^2 + D(G(z))^2)/2; G minimises (D(G(z))-1)^2/2."""
 
     name = "lsgan"
+    threshold = 0.5  # halfway between the targets of generated (0) and real (1) samples
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return 0.5 * ((real_logits - 1.0).square().mean() + fake_logits.square().mean())

@@ -393,9 +393,9 @@ def reference_points(state: dict) -> Optional[Tensor]:
     try:
         from omegaconf import OmegaConf
 
-        from .build import instantiate_component
+        from .build import build_dataset
 
-        dataset = instantiate_component(OmegaConf.create(state["config"]["dataset"]), "dataset")
+        dataset = build_dataset(OmegaConf.create(state["config"]["dataset"]))
         if getattr(dataset, "kind", None) != "points" or getattr(dataset, "streamed", False):
             return None
         return dataset.tensor()[:2500].float().cpu()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gantrain
-from gantrain.build import build, instantiate_component
+from gantrain.build import build, build_dataset, instantiate_component
 from gantrain.errors import GantrainError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -77,7 +77,7 @@ def test_every_dataset_builds_and_steps(name, data_root, image_folder, tmp_path)
 
 def test_cifar10_composes_builds_models_and_says_what_is_missing(tmp_path):
     cfg = gantrain.compose(["dataset=cifar10", f"dataset.root={tmp_path}", "dataset.download=false"])
-    dataset = instantiate_component(cfg.dataset, "dataset")
+    dataset = build_dataset(cfg.dataset)
     assert dataset.shape == (3, 32, 32)
     g = instantiate_component(cfg.generator, "generator", out_shape=dataset.shape)
     d = instantiate_component(cfg.discriminator, "discriminator", in_shape=dataset.shape)
@@ -113,6 +113,9 @@ def test_every_optimizer_and_two_time_scales(optimizer, tmp_path):
 def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
     cfg = gantrain.compose([f"experiment={experiment}", f"dataset.root={data_root}", "trainer.device=cpu"]
                            if "mnist" in experiment else [f"experiment={experiment}", "trainer.device=cpu"])
+    if cfg.dataset._target_ == "gantrain.data.CIFAR10":  # not here offline: its settings and networks, no data
+        check_preset_without_data(cfg)
+        return
     loop = build(cfg, tmp_path)
     game = loop.game
     if cfg.translation is not None:  # a translation preset: its networks, loss and weights
@@ -139,6 +142,32 @@ def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
     assert ("Evaluation" in every) == (cfg.trainer.eval_every > 0)
     loop.game.step(loop.batches.next(cfg.trainer.n_critic))  # and it trains
     assert all(math.isfinite(v) for v in loop.stats.read().values())
+
+
+def check_preset_without_data(cfg):
+    """What build checks of a preset short of its data: every group's keys, the evaluated metrics, and its
+    networks built at its batch size (on the meta device) and run on the dataset's shape (on the CPU)."""
+    from gantrain.build import (build_dataset, build_discriminator, build_generator, check_combination, estimate_memory,
+                                make_evaluator)
+    from gantrain.config import check_top_level, condition_settings, optimizer_settings, trainer_settings
+
+    check_top_level(cfg)
+    settings, condition = trainer_settings(cfg), condition_settings(cfg)
+    assert optimizer_settings(cfg).name == cfg.optimizer.name
+    loss = instantiate_component(cfg.loss, "loss")
+    check_combination(loss, cfg)
+    dataset = build_dataset(cfg.dataset)  # built, not loaded
+    if settings.eval_every > 0:
+        make_evaluator(dataset, settings, torch.device("cpu"), condition is not None)
+    if condition is None:  # build's memory check: both networks at the preset's batch size (conditional: reads labels)
+        assert estimate_memory(cfg, dataset, settings)[0] > 0
+    g = build_generator(cfg.generator, dataset.shape, dataset.kind, dataset.num_classes if condition else None)
+    d = build_discriminator(cfg, dataset, condition)
+    for obj, node in ((g, cfg.generator), (d, cfg.discriminator), (loss, cfg.loss)):
+        assert f"{type(obj).__module__}.{type(obj).__name__}" == node._target_
+    labels = [torch.arange(2) % dataset.num_classes] if condition else []
+    x = g(torch.randn(2, g.latent_dim), *labels)
+    assert x.shape == (2, *dataset.shape) and d(x, *labels).shape == (2,)
 
 
 def test_wgan_recipes_carry_their_objective():

@@ -7,7 +7,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gantrain"
 LEAVES = {"errors", "version", "losses", "models", "data", "metrics", "checkpoint", "config", "distributed", "stats",
-          "translation_models", "translation_data"}
+          "translation_models", "translation_data", "augment", "sngan_models"}
 
 
 def module_name(path: Path) -> str:

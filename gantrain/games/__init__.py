@@ -74,7 +74,15 @@ class Game:
         loss.backward()
         if self.reduce_gradients is not None:
             self.reduce_gradients(self.networks[network].parameters())
+        self.stats.add(f"grad/{network[0]}", self.gradient_norm(network))
         optimizer.step()
+
+    def gradient_norm(self, network: str) -> Tensor:
+        """The 2-norm of one network's gradient, all its weights together (a device scalar, no sync)."""
+        grads = [p.grad for p in self.networks[network].parameters() if p.grad is not None]
+        if not grads:
+            return torch.zeros((), device=self.device)
+        return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)).float())
 
     def clip_weights(self, network: str, clip: Optional[float]) -> None:
         """Clamp every weight of a network to [-clip, clip] (weight clipping of a WGAN critic); None: nothing."""
@@ -114,6 +122,13 @@ class Game:
         values = dict(means)
         values.update(self.learning_rates())
         return values
+
+    #: logged statistics that every game may report (diagnostics), when present
+    DIAGNOSTICS = ("grad/g", "grad/d", "d/acc_real", "d/acc_fake", "augment/p")
+
+    def diagnostics(self, means: dict[str, float]) -> dict[str, float]:
+        """The diagnostic statistics among `means`: gradient norms, D's accuracy, the augmentation probability."""
+        return {k: means[k] for k in self.DIAGNOSTICS if k in means}
 
     def learning_rates(self) -> dict[str, float]:
         return {f"lr/{name[0]}": float(opt.param_groups[0]["lr"]) for name, opt in sorted(self.optimizers.items())}

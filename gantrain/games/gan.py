@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import normalize
+from ..errors import GantrainError
 from ..losses import GANLoss
 from ..models import Generator
 from . import Game
@@ -46,6 +47,8 @@ class GAN(Game):
         self.fixed_z = torch.randn(self.grid_size(num_samples), generator.latent_dim,
                                    generator=torch.Generator().manual_seed(seed + 1)).to(self.device)
         self.fixed_labels: Optional[Tensor] = None
+        #: differentiable augmentation of everything D sees (gantrain.augment.Augment), or None
+        self.augment: Optional[Any] = None
 
     def grid_size(self, num_samples: int) -> int:
         """How many noise vectors the sample grid uses."""
@@ -81,6 +84,10 @@ class GAN(Game):
         """An auxiliary classifier's loss added to D's or G's (None: none)."""
         return None
 
+    def augmented(self, x: Tensor) -> Tensor:
+        """What D sees of a batch: x through the augmentation when there is one (real and generated alike)."""
+        return x if self.augment is None else self.augment(x)
+
     # ---- the phases --------------------------------------------------------------------------
 
     def discriminator_phases(self, batch: Any) -> tuple[Tensor, Optional[Tensor]]:
@@ -95,11 +102,13 @@ class GAN(Game):
             with self.autocast, (nullcontext() if last else torch.no_grad()):
                 fake = G(z) if labels is None else G(z, labels)
             with self.autocast:
-                real_logits, real_classes = self.judge(real, real_labels)
-                fake_logits, _ = self.judge(fake.detach(), labels)
+                seen_real, seen_fake = self.augmented(real), self.augmented(fake.detach())
+                real_logits, real_classes = self.judge(seen_real, real_labels)
+                fake_logits, _ = self.judge(seen_fake, labels)
                 real_logits, fake_logits = real_logits.float(), fake_logits.float()
                 d_loss = loss.d_loss(real_logits, fake_logits)
-                penalty = loss.penalty(self.critic_for(real_labels), real, fake) if loss.has_penalty else None
+                penalty = (loss.penalty(self.critic_for(real_labels), seen_real, seen_fake) if loss.has_penalty
+                           else None)
                 extra = self.classifier_loss(real_classes, real_labels, "d")
             total = d_loss if penalty is None else d_loss + penalty
             self.update("discriminator", total if extra is None else total + extra)
@@ -107,6 +116,11 @@ class GAN(Game):
             self.stats.add("loss/d", d_loss)
             self.stats.add("d/real", real_logits.detach().mean())
             self.stats.add("d/fake", fake_logits.detach().mean())
+            if loss.threshold is not None:
+                self.stats.add("d/acc_real", (real_logits.detach() > loss.threshold).float().mean())
+                self.stats.add("d/acc_fake", (fake_logits.detach() <= loss.threshold).float().mean())
+            if self.augment is not None:
+                self.augment.observe(real_logits.detach())
             if penalty is not None:
                 self.stats.add("loss/penalty", penalty)
             if extra is not None:
@@ -117,12 +131,14 @@ class GAN(Game):
         """One update of G through D (D's weights frozen) on the generated batch `fake` (of `labels`)."""
         self.D.requires_grad_(False)
         with self.autocast:
-            logits, classes = self.judge(fake, labels)
+            logits, classes = self.judge(self.augmented(fake), labels)
             g_loss = self.loss.g_loss(logits.float())
             extra = self.classifier_loss(classes, labels, "g")
         self.update("generator", g_loss if extra is None else g_loss + extra)
         self.D.requires_grad_(True)
         self.stats.add("loss/g", g_loss)
+        if self.augment is not None:
+            self.stats.add("augment/p", self.augment.p.sum())
         if extra is not None:
             self.stats.add("loss/class_g", extra)
 
@@ -146,8 +162,22 @@ class GAN(Game):
         if self.loss.estimates_distance and "d/real" in means:
             # the critic's estimate of the Wasserstein-1 distance: E D(x) - E D(G(z))
             values["loss/wasserstein"] = means["d/real"] - means["d/fake"]
+        values.update(self.diagnostics(means))
         values.update(self.learning_rates())
         return values
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.augment is not None:
+            state["augment"] = self.augment.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.augment is not None:
+            if "augment" not in state:
+                raise GantrainError("the checkpoint was trained without augmentation; resume with augment.policy=null")
+            self.augment.load_state_dict(state["augment"])
 
 
 class ConditionalGAN(GAN):

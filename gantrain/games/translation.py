@@ -216,6 +216,7 @@ class Pix2Pix(Game):
         values = {k: means[k] for k in ("loss/d", "loss/g", "loss/l1", "d/real", "d/fake") if k in means}
         if self.loss.has_penalty and "loss/penalty" in means:
             values["loss/penalty"] = means["loss/penalty"]
+        values.update(self.diagnostics(means))
         values.update(self.learning_rates())
         return values
 
@@ -316,6 +317,7 @@ class CycleGAN(Game):
         values = {k: means[k] for k in ("loss/d", "loss/g", "loss/cycle", "loss/identity", "d/real", "d/fake") if k in means}
         if self.loss.has_penalty and "loss/penalty" in means:
             values["loss/penalty"] = means["loss/penalty"]
+        values.update(self.diagnostics(means))
         values.update(self.learning_rates())
         return values
 
