@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -101,6 +102,23 @@ def save_classifier(model: DomainClassifier, dataset: Dataset, test_accuracy: fl
     return path
 
 
+@contextmanager
+def _training_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive OS lock on <path>.lock while the classifier at path is trained (none where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def load_classifier(dataset: Dataset, train_if_missing: bool = True, device: str = "cpu") -> tuple[DomainClassifier, dict]:
     """The cached classifier of a dataset (trained and cached first when missing and allowed)."""
     path = cache_dir() / f"{cache_key(dataset)}.pt"
@@ -108,9 +126,11 @@ def load_classifier(dataset: Dataset, train_if_missing: bool = True, device: str
         if not train_if_missing:
             raise GantrainError(f"no classifier for {cache_key(dataset)} in {path.parent}; train it with "
                                 f"gantrain-classifier dataset=<its option>")
-        log.info("training the %s classifier once (cached in %s)", cache_key(dataset), path)
-        model, acc = train_classifier(dataset, device=device)
-        save_classifier(model, dataset, acc)
+        with _training_lock(path):  # processes evaluating at once (a parallel sweep) train it once between them
+            if not path.is_file():
+                log.info("training the %s classifier once (cached in %s)", cache_key(dataset), path)
+                model, acc = train_classifier(dataset, device=device)
+                save_classifier(model, dataset, acc)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         assert saved.get("format") == FORMAT

@@ -80,8 +80,17 @@ FAST = ["trainer.device=cpu", "trainer.log_every=5", "trainer.sample_every=10", 
 
 
 @pytest.fixture(scope="session", autouse=True)
-def classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Domain classifiers trained by the tests go to a temporary cache, shared by the whole session."""
-    folder = tmp_path_factory.mktemp("classifier-cache")
+def classifier_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """Domain classifiers trained by the tests go to a temporary cache, shared by the whole session (and by
+    the workers of `pytest -n N`, which train each classifier once between them: load_classifier locks)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if worker_id != "master" else base) / "classifier-cache"
+    folder.mkdir(exist_ok=True)
     os.environ["GANTRAIN_CACHE"] = str(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    """This process's pytest-xdist worker ("gw0", ...), or "master" without xdist."""
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")

@@ -142,6 +142,31 @@ def test_classifier_reaches_98_percent_on_mnist(data_root, classifier_cache):
     assert saved["test_accuracy"] == pytest.approx(accuracy / 100, abs=1e-4)
 
 
+def test_processes_evaluating_at_once_train_the_classifier_once(tmp_path, monkeypatch):
+    import threading
+
+    import gantrain.classifier as classifier
+    from gantrain.data import Digits
+
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path))
+    trained = []
+    real_train = classifier.train_classifier
+
+    def counting(dataset, **kwargs):
+        trained.append(threading.get_ident())
+        return real_train(dataset, steps=50, **{k: v for k, v in kwargs.items() if k != "steps"})
+
+    monkeypatch.setattr(classifier, "train_classifier", counting)
+    loaded = []
+    threads = [threading.Thread(target=lambda: loaded.append(classifier.load_classifier(Digits())[1])) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(trained) == 1 and len(loaded) == 2  # the second waited on the lock, then loaded the cached weights
+    assert loaded[0]["weights_sha256"] == loaded[1]["weights_sha256"]
+
+
 @pytest.mark.slow
 def test_domain_evaluator_real_data_scores_near_floor(data_root):
     from gantrain.data import MNIST
