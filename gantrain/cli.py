@@ -498,6 +498,9 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
         except Exception as exc:  # Hydra's own errors: an unknown option, a bad override
             raise GantrainError(f"{' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
         dataset = build_dataset(cfg.dataset)
+        if dataset.name == "stacked_mnist":
+            raise GantrainError("stacked_mnist is scored with the MNIST classifier, channel by channel, not one of its "
+                                "own 1000 classes: train that with gantrain-classifier dataset=mnist")
         device = resolve_device(own.get("device", "auto"))
         start = time.time()
         model, acc = train_classifier(dataset, steps=steps, device=str(device))

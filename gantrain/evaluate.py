@@ -5,6 +5,12 @@ Metric families (names as logged, under eval/ in TensorBoard):
 - labelled image datasets (mnist, fashion_mnist, digits), in the feature space of a small domain
   classifier: fid_classifier, is_classifier, precision, recall (k = 3), classes, class_kl.
 - any image dataset, with InceptionV3 through torchmetrics: fid, kid, is.
+- Stacked MNIST (dataset=stacked_mnist; VEEGAN / PacGAN definitions, 26,000 samples): each channel of a sample
+  is classified by the MNIST domain classifier (trained on MNIST itself, never on the stacked images), the
+  three digits giving one of 1000 modes. stacked_modes: modes with at least one sample (higher is better, at
+  most 1000); stacked_kl: KL(p_gen || uniform) of the mode histogram in nats (lower is better, 0 for an even
+  spread, log 1000 = 6.91 for a single mode). The floor: the same on as many stacked test images. These
+  replace the domain metrics there, whose classifier would have to learn the 1000 stacked classes.
 - class-conditional generators (Evaluator(conditional=True); each sample is asked for a class, the labels
   arange(n) % num_classes, balanced; the other metrics then score those same samples):
   - cond_mode_pct (2D mixtures): percent (0-100) of samples within 3 std of the mean of the Gaussian of
@@ -31,8 +37,9 @@ from torch import Tensor
 from .data import Dataset, normalize, to_uint8_image
 from .errors import GantrainError
 from .metrics import (class_accuracy, class_histogram, fid, inception_score, intra_fid, mixture_metrics,
-                      precision_recall, within_mode_pct, within_mode_pct_per_class, worst_class)
+                      precision_recall, stacked_mnist_metrics, within_mode_pct, within_mode_pct_per_class, worst_class)
 from .models import Generator
+from .stacked_mnist import EVAL_SAMPLES, NUM_MODES, StackedMNIST, classify_stacked
 
 log = logging.getLogger("gantrain")
 
@@ -42,13 +49,15 @@ INCEPTION_METRICS = ("fid", "kid", "is")
 COND_MIXTURE_METRICS = ("cond_mode_pct", "cond_mode_pct_min")
 COND_DOMAIN_METRICS = ("cond_accuracy", "cond_accuracy_min", "intra_fid")
 CONDITIONAL_METRICS = COND_MIXTURE_METRICS + COND_DOMAIN_METRICS
-ALL_METRICS = MIXTURE_METRICS + DOMAIN_METRICS + INCEPTION_METRICS + CONDITIONAL_METRICS
+STACKED_METRICS = ("stacked_modes", "stacked_kl")
+ALL_METRICS = MIXTURE_METRICS + DOMAIN_METRICS + INCEPTION_METRICS + CONDITIONAL_METRICS + STACKED_METRICS
 #: whether a larger value of each metric is better (distances and divergences are lower-better)
 HIGHER_IS_BETTER = {
     "modes": True, "high_quality_pct": True, "reverse_kl": False,
     "fid_classifier": False, "is_classifier": True, "precision": True, "recall": True, "classes": True,
     "class_kl": False, "fid": False, "kid": False, "is": True,
     "cond_mode_pct": True, "cond_mode_pct_min": True, "cond_accuracy": True, "cond_accuracy_min": True, "intra_fid": False,
+    "stacked_modes": True, "stacked_kl": False,
 }
 
 
@@ -64,6 +73,8 @@ def default_metrics(dataset: Dataset, conditional: bool = False) -> list[str]:
     """The metrics of metrics=auto; conditional adds those of class-conditional generators where they apply."""
     if dataset.kind == "points":
         return list(MIXTURE_METRICS + (COND_MIXTURE_METRICS if conditional else ()))
+    if isinstance(dataset, StackedMNIST):  # not the domain metrics: their classifier would learn the stacked images
+        return list(STACKED_METRICS)
     if hasattr(dataset, "split"):
         return list(DOMAIN_METRICS + (COND_DOMAIN_METRICS if conditional else ()))
     return list(INCEPTION_METRICS)
@@ -156,7 +167,8 @@ class Evaluator:
         self.details: dict[str, Any] = {}
         self._classes: Optional[int] = None  # the classes of the data, known once prepared
         self.dataset, self.names, self.device, self.seed = dataset, names, torch.device(device), seed
-        self.num_samples = num_samples or (2500 if dataset.kind == "points" else 10000)
+        stacked = isinstance(dataset, StackedMNIST)
+        self.num_samples = num_samples or (2500 if dataset.kind == "points" else EVAL_SAMPLES if stacked else 10000)
         self.floor: dict[str, float] = {}
         self.provenance: dict[str, Any] = {}
         # set up on first use; each part maps (samples, requested labels or None) to scores
@@ -171,6 +183,13 @@ class Evaluator:
         domain = [m for m in names if m in DOMAIN_METRICS + COND_DOMAIN_METRICS]
         if domain and not hasattr(dataset, "split"):
             raise MetricChoiceError(f"{', '.join(domain)} need a labelled dataset (mnist, fashion_mnist, digits)")
+        if domain and stacked:
+            raise MetricChoiceError(f"{', '.join(domain)} would train a domain classifier on the 1000 stacked classes; "
+                                    f"on stacked_mnist use {', '.join(STACKED_METRICS)} (or fid, kid, is)")
+        wrong = [m for m in names if m in STACKED_METRICS]
+        if wrong and not stacked:
+            raise MetricChoiceError(f"{', '.join(wrong)} are for dataset=stacked_mnist; {dataset.name} has its own: "
+                                    f"metrics=auto")
 
     def prepare(self) -> None:
         """The costly part, run once: real-data features, floors, a classifier trained if none is cached.
@@ -194,6 +213,8 @@ class Evaluator:
                 parts.append(self._conditional_mixture())
             if domain := [m for m in self.names if m in DOMAIN_METRICS + COND_DOMAIN_METRICS]:
                 parts.append(self._domain(domain))
+            if stacked := [m for m in self.names if m in STACKED_METRICS]:
+                parts.append(self._stacked(stacked))
             if inception_names := [m for m in self.names if m in INCEPTION_METRICS]:
                 inception_scores = self._inception(inception_names, self._inception_extractor)
                 parts.append(lambda x, y: inception_scores(x))
@@ -310,6 +331,32 @@ class Evaluator:
         def generated_scores(samples: Tensor, labels: Optional[Tensor]) -> dict[str, float]:
             return scores(*embed(samples), labels, self.details)
         return generated_scores
+
+    # ---- Stacked MNIST: modes by the MNIST classifier, channel by channel ---------------------------
+
+    def _stacked(self, names: list[str]) -> Callable[[Tensor, Optional[Tensor]], dict[str, float]]:
+        from .classifier import load_classifier
+
+        dataset: StackedMNIST = self.dataset  # type: ignore[assignment]
+        model, meta = load_classifier(dataset.digits(), device=str(self.device))  # MNIST's, trained once and cached
+        self._classes = NUM_MODES
+        test = dataset.split(train=False, num_samples=self.num_samples)
+        real_modes = classify_stacked(model, test.tensor(), self.device, indices=test.indices())  # each digit once
+        self.floor.update({k: v for k, v in stacked_mnist_metrics(real_modes, NUM_MODES).items() if k in names})
+        self.provenance["stacked_mnist"] = {
+            **meta, "modes": NUM_MODES, "num_generated": self.num_samples, "num_real": len(test),
+            "mode": "100 * d_R + 10 * d_G + d_B, each digit the classifier's argmax on one channel"
+                    + (f" resized to {model.in_shape[-1]} px" if dataset.image_size != model.in_shape[-1] else ""),
+            "stacked_modes": "modes with at least one sample",
+            "stacked_kl": "KL(p_gen || uniform over 1000 modes), nats",
+            "floor": f"{len(test)} stacked test images (MNIST test digits, seed {dataset.seed})",
+            "floor_mode_accuracy": float((real_modes == test.labels()).double().mean()),
+        }
+
+        def scores(samples: Tensor, labels: Optional[Tensor]) -> dict[str, float]:
+            values = stacked_mnist_metrics(classify_stacked(model, samples, self.device), NUM_MODES)
+            return {k: v for k, v in values.items() if k in names}
+        return scores
 
     # ---- InceptionV3 through torchmetrics -----------------------------------------------------
 

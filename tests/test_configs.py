@@ -47,6 +47,7 @@ def image_folder(tmp_path):
 def dataset_overrides(name: str, data_root: Path, image_folder: Path) -> list[str]:
     small = ["dataset.image_size=16", "trainer.batch_size=4", "generator.width=4", "discriminator.width=4"]
     extra = {"mnist": [f"dataset.root={data_root}"], "fashion_mnist": [f"dataset.root={data_root}"],
+             "stacked_mnist": [f"dataset.root={data_root}", "dataset.num_samples=1000"],
              "image_folder": [f"dataset.root={image_folder}", "dataset.image_size=16", "trainer.batch_size=4"],
              # translation sets train with their model
              "edges2mnist": ["model=pix2pix", f"dataset.root={data_root}", *small],
@@ -112,6 +113,7 @@ def test_every_optimizer_and_two_time_scales(optimizer, tmp_path):
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
     cfg = gantrain.compose([f"experiment={experiment}", f"dataset.root={data_root}", "trainer.device=cpu"]
+                           + (["dataset.num_samples=1000"] if "stacked" in experiment else [])  # not 128,000
                            if "mnist" in experiment else [f"experiment={experiment}", "trainer.device=cpu"])
     if cfg.dataset._target_ == "gantrain.data.CIFAR10":  # not here offline: its settings and networks, no data
         check_preset_without_data(cfg)
