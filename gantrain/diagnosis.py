@@ -5,11 +5,12 @@
 text tab (tag "diagnosis"), once per episode: it fires when its condition starts to hold and again only
 after the condition cleared. The failures watched:
 
-- the discriminator wins outright: D's accuracy on real and on generated samples both at least 99% for
-  `PATIENCE` logs in a row (G then learns little; with the minimax loss its gradient vanishes);
-- mode collapse: the generated samples of the sample grid are nearly identical (their mean pairwise
-  distance below `DIVERSITY` of the data's), or the modes / classes covered at an evaluation fell to 3/4
-  of their best or below;
+- the discriminator wins outright: D's accuracy on real and on generated samples both at least 99% and
+  its loss at most 0.1 for `PATIENCE` logs in a row while G's gradient norm fell below a tenth of its
+  peak (it vanishes, as with the minimax loss), or for `LONG_PATIENCE` logs in a row;
+- mode collapse: after the first WARMUP_LOGS logs, the generated samples of the sample grid nearly
+  identical for PATIENCE logs (their mean pairwise distance below `DIVERSITY` of the data's, after having
+  been twice that), or the modes / classes covered at an evaluation fell to 3/4 of their best or below;
 - oscillation: after the first WARMUP_LOGS + SWINGS logs, D's accuracy on generated samples crossing 50% at
   least SWINGS - 3 times in the last SWINGS logs, reaching below 20% and above 80%;
 - a rising Wasserstein estimate: the critic's estimate growing log after log, well above its low.
@@ -54,6 +55,8 @@ class Diagnosis(Periodic):
     PATIENCE = 3  # logs in a row the discriminator must win by ACCURACY
     ACCURACY = 0.99
     D_LOSS = 0.1  # ... with D's loss at most this (sure of itself, not just on the right side of the threshold)
+    VANISHED = 0.1  # ... and G's gradient norm below this fraction of its peak,
+    LONG_PATIENCE = 20  # ... or D winning for this many logs in a row (a loss whose gradient does not vanish)
     DIVERSITY = 0.1  # generated samples this close together (relative to the data's spread) have collapsed,
     # for PATIENCE logs, after having been twice as spread out (a fresh generator's samples start close together)
     COVERAGE_DROP = 0.75  # modes / classes at or below this fraction of their best
@@ -94,21 +97,26 @@ class Diagnosis(Periodic):
         real, fake = self.history.get("d/acc_real", []), self.history.get("d/acc_fake", [])
         if len(real) < self.PATIENCE or len(fake) < self.PATIENCE or "d/acc_real" not in means:
             return None
-        losses = self.history.get("loss/d", [])[-self.PATIENCE:]
-        if min(real[-self.PATIENCE:] + fake[-self.PATIENCE:]) < self.ACCURACY or len(losses) < self.PATIENCE \
-                or max(losses) > self.D_LOSS:
-            return None
+        losses = self.history.get("loss/d", [])
+
+        def won(i: int) -> bool:  # D won outright at the i-th log from the end
+            return min(real[-i], fake[-i]) >= self.ACCURACY and losses[-i] <= self.D_LOSS
+
+        longest = min(len(real), len(fake), len(losses))
+        streak = next((i - 1 for i in range(1, longest + 1) if not won(i)), longest)
         g = means.get("grad/g", math.nan)
-        vanished = math.isfinite(g) and self.g_grad_peak > 0 and g < 0.01 * self.g_grad_peak
+        vanished = math.isfinite(g) and self.g_grad_peak > 0 and g < self.VANISHED * self.g_grad_peak
+        if streak < self.PATIENCE or not (vanished or streak >= self.LONG_PATIENCE):
+            return None
         gradient = (f"; G's gradient norm fell to {g:.2g} from a peak of {self.g_grad_peak:.2g}: it vanishes"
-                    if vanished else (f"; G's gradient norm is {g:.2g}" if math.isfinite(g) else ""))
+                    if vanished else f"; it has for {streak} logs")
         if self.loss_name == "minimax":
             advice = ("use loss=nonsaturating (the minimax generator loss saturates when D is sure), add a penalty "
                       "(loss.r1_gamma=10 or loss=wgan_gp), or lower optimizer.discriminator.lr")
         else:
             advice = ("add a penalty (loss.r1_gamma=10 or loss=wgan_gp), augment what D sees "
                       "(augment.policy=[translation,cutout]), or lower optimizer.discriminator.lr")
-        return (f"the discriminator wins outright: for the last {self.PATIENCE} logs it called {real[-1]:.1%} of real "
+        return (f"the discriminator wins outright: for the last {min(streak, self.PATIENCE)} logs it called {real[-1]:.1%} of real "
                 f"and {fake[-1]:.1%} of generated samples correctly{gradient}; {advice}")
 
     def oscillation(self) -> Optional[str]:
@@ -144,7 +152,7 @@ class Diagnosis(Periodic):
         history = (self.history.get("diag/diversity", []) + [ratio])[-(self.WARMUP_LOGS + 40):]
         self.history["diag/diversity"] = history
         recent = history[-self.PATIENCE:]
-        if len(recent) < self.PATIENCE or max(recent) >= self.DIVERSITY or max(history) < 2 * self.DIVERSITY:
+        if len(history) <= self.WARMUP_LOGS or max(recent) >= self.DIVERSITY or max(history) < 2 * self.DIVERSITY:
             return None
         return (f"mode collapse: the generated samples are nearly identical (mean pairwise distance {spread:.3g}, "
                 f"{spread / self.reference_spread:.1%} of the data's {self.reference_spread:.3g}); lower the learning "

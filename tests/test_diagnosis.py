@@ -10,7 +10,8 @@ from gantrain.build import build
 from gantrain.diagnosis import Diagnosis, mean_pairwise_distance
 from gantrain.periodic import Periodic
 
-RING = ["experiment=ring", "generator.hidden=[32,32]", "discriminator.hidden=[32,32]", "trainer.device=cpu",
+RING = ["dataset=ring", "generator=mlp", "discriminator=mlp", "generator.latent_dim=2",
+        "optimizer.lr=1e-3", "generator.hidden=[32,32]", "discriminator.hidden=[32,32]", "trainer.device=cpu",
         "trainer.batch_size=64", "trainer.log_every=10", "trainer.ckpt_every=1000", "trainer.sample_every=1000",
         "trainer.eval_every=0", "trainer.best_metric=null", "trainer.progress=false", "trainer.num_samples=256"]
 
@@ -32,11 +33,12 @@ def tensorboard_texts(run_dir):
 
 def test_a_far_stronger_discriminator_under_the_minimax_loss_is_named(tmp_path, caplog):
     loop, diagnosis = fit(RING + ["loss=minimax", "optimizer.discriminator.lr=1e-2", "optimizer.generator.lr=1e-6",
-                                  "trainer.steps=80"], tmp_path)
+                                  "trainer.steps=120"], tmp_path)
     loop.fit()
     wins = [w for w in diagnosis.warnings if w.startswith("the discriminator wins outright")]
     assert len(wins) == 1, diagnosis.warnings  # once per episode, not at every log
     assert "100.0% of real and 100.0% of generated samples" in wins[0] and "use loss=nonsaturating" in wins[0]
+    assert "G's gradient norm fell to" in wins[0] and "it vanishes" in wins[0]
     assert any("the discriminator wins outright" in r.getMessage() for r in caplog.records)  # the console
     assert any("the discriminator wins outright" in t for t in tensorboard_texts(tmp_path))  # TensorBoard's text tab
 
@@ -61,8 +63,8 @@ class Collapse(Periodic):
 
 
 def test_samples_collapsing_to_one_point_are_named(tmp_path):
-    loop, diagnosis = fit(RING + ["trainer.steps=100"], tmp_path)
-    loop.periodic.insert(0, Collapse(50))
+    loop, diagnosis = fit(RING + ["trainer.steps=170"], tmp_path)
+    loop.periodic.insert(0, Collapse(120))
     loop.fit()
     collapse = [w for w in diagnosis.warnings if w.startswith("mode collapse: the generated samples are nearly identical")]
     assert len(collapse) == 1, diagnosis.warnings

@@ -12,7 +12,8 @@ from gantrain.config import config_differences
 from gantrain.errors import GantrainError
 from gantrain.periodic import DivergenceCheck, Periodic
 
-SMALL = ["experiment=ring", "generator.hidden=[16]", "discriminator.hidden=[16]", "trainer.device=cpu",
+SMALL = ["dataset=ring", "generator=mlp", "discriminator=mlp", "generator.latent_dim=2",
+        "optimizer.lr=1e-3", "generator.hidden=[16]", "discriminator.hidden=[16]", "trainer.device=cpu",
          "trainer.batch_size=64", "trainer.log_every=10", "trainer.ckpt_every=20", "trainer.sample_every=1000",
          "trainer.eval_every=0", "trainer.best_metric=null", "trainer.progress=false", "trainer.diagnose=false"]
 
