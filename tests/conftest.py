@@ -90,6 +90,16 @@ def classifier_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -
     return folder
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under `pytest -n N` each worker, and every command it starts, computes on one thread: N workers share
+    the cores instead of each spreading over all of them."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def worker_id(request: pytest.FixtureRequest) -> str:
     """This process's pytest-xdist worker ("gw0", ...), or "master" without xdist."""

@@ -37,3 +37,20 @@ def test_0_1_0_generator_loads_from_folder_and_file():
     assert not raw.training
     x = raw.sample(4, generator=torch.Generator().manual_seed(0))
     assert x.shape == (4, 1, 8, 8) and float(x.abs().max()) <= 1.0
+
+
+def test_0_4_0_run_resumes_with_the_keys_added_since(tmp_path):
+    """0.4.0 configs have no augment, trainer.on_divergence / max_rollbacks / diagnose or dataset.subset: the run
+    resumes with them at the values that train as 0.4.0 did, and its generator loads."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES.parent / "v0_4_0" / "run", run)
+    old = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert old["versions"]["gantrain"] == "0.4.0" and "augment" not in old["config"]
+    result = run_gantrain(f"resume={run}", "trainer.steps=20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 20 and state["config"]["augment"]["policy"] is None
+    assert state["config"]["dataset"]["subset"] is None and state["config"]["trainer"]["on_divergence"] == "stop"
+    assert state["schedules"]["generator"]["last_epoch"] == 20  # the linear decay went on from where it was
+    g = load_generator(run)
+    assert g.sample(2).shape == (2, 1, 8, 8)
