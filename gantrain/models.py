@@ -375,6 +375,13 @@ class MLPDiscriminator(Discriminator):
     """Fully connected discriminator on flattened inputs, LeakyReLU(0.2), one logit per sample.
 
     Conditional (num_classes > 0): projection, concat (one-hot label beside the input) or ac, as DCGAN's.
+
+    pack (PacGAN, Lin et al. 2018): D judges `pack` samples jointly. A batch (B, ...) is flattened and
+    reshaped to (B / pack, pack * d), so that each row concatenates `pack` consecutive samples (all real
+    or all generated, as the game calls D on one kind at a time), and D gives one logit per pack, shape
+    (B / pack,). Seeing several samples at once lets D notice a generator that misses modes or puts
+    samples between them. pack=1 is the ordinary discriminator; B must be divisible by pack, and packing
+    is refused for conditional discriminators (one logit would judge samples of different labels).
     """
 
     def __init__(
@@ -385,11 +392,18 @@ class MLPDiscriminator(Discriminator):
         spectral_norm: bool = False,
         num_classes: int = 0,
         conditioning: str = "projection",
+        pack: int = 1,
     ):
         super().__init__()
         classes = _conditioning(num_classes, conditioning)
-        self.num_classes, self.conditioning = classes or None, conditioning
-        width_in = math.prod(in_shape) + (classes if classes and conditioning == "concat" else 0)
+        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+            raise GantrainError(f"discriminator.pack={pack!r} must be a whole number >= 1 (1: no packing)")
+        if pack > 1 and classes:
+            raise GantrainError(f"discriminator.pack={pack} cannot be combined with conditional=true (num_classes="
+                                f"{classes}): one packed logit would judge samples of different labels; "
+                                f"set discriminator.pack=1")
+        self.num_classes, self.conditioning, self.pack = classes or None, conditioning, pack
+        width_in = math.prod(in_shape) * pack + (classes if classes and conditioning == "concat" else 0)
         layers = _mlp([width_in, *hidden], norm, spectral_norm, nn.LeakyReLU(0.2, True), "discriminator")
         last = hidden[-1] if hidden else width_in
         layers.append(_maybe_sn(nn.Linear(last, 1), spectral_norm))
@@ -397,9 +411,20 @@ class MLPDiscriminator(Discriminator):
         if classes:
             self.head = _ConditionalHead(last, classes, conditioning, spectral_norm)
 
+    def packed(self, x: Tensor) -> Tensor:
+        """x (B, ...) as (B / pack, pack * d): row i holds samples i*pack .. i*pack + pack - 1, flattened."""
+        x = x.flatten(1)
+        if self.pack == 1:
+            return x
+        n = x.shape[0]
+        if n % self.pack:
+            raise GantrainError(f"a batch of {n} samples does not split into packs of discriminator.pack={self.pack}; "
+                                f"set trainer.batch_size to a multiple of {self.pack} (or discriminator.pack=1)")
+        return x.reshape(n // self.pack, -1)
+
     def forward(self, x: Tensor, y: Optional[Tensor] = None, classes: bool = False) -> Any:
         if self.num_classes is None:
-            return self.net(x.flatten(1)).flatten()
+            return self.net(self.packed(x)).flatten()
         if y is None:
             raise GantrainError("this discriminator is conditional: call it as D(x, labels)")
         h = x.flatten(1)
