@@ -212,7 +212,7 @@ def main() -> int:
         if not Path(where).resolve().is_relative_to(main_copy):
             raise SystemExit(f"the copy imports gantrain from {where}, not from {main_copy}; mutants would not be tested")
 
-        test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *target.tests]
+        test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *target.tests]
         started = time.monotonic()
         baseline = subprocess.run(test_command, cwd=main_copy, env=env, capture_output=True, text=True)
         baseline_s = time.monotonic() - started

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -90,17 +91,59 @@ def classifier_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -
     return folder
 
 
+#: torch's thread count before a test worker set it to 1 (what the pinned fixtures were trained with)
+DEFAULT_THREADS = int(os.environ.get("GANTRAIN_TEST_DEFAULT_THREADS", "0")) or None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under `pytest -n N` each worker, and every command it starts, computes on one thread: N workers share
-    the cores instead of each spreading over all of them."""
-    if hasattr(config, "workerinput"):
-        import torch
+    the cores instead of each spreading over all of them (which makes the suite several times slower)."""
+    global DEFAULT_THREADS
+    import torch
 
+    DEFAULT_THREADS = DEFAULT_THREADS or torch.get_num_threads()
+    os.environ["GANTRAIN_TEST_DEFAULT_THREADS"] = str(DEFAULT_THREADS)  # the workers inherit it
+    if hasattr(config, "workerinput"):
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
+
+
+@pytest.fixture
+def default_threads() -> Iterator[dict]:
+    """For tests that compare with weights pinned by an earlier version: torch's default thread count in this
+    process (CPU reductions round differently with another), and the environment for commands it starts."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(DEFAULT_THREADS)
+    try:
+        yield {"OMP_NUM_THREADS": str(DEFAULT_THREADS)}
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
 def worker_id(request: pytest.FixtureRequest) -> str:
     """This process's pytest-xdist worker ("gw0", ...), or "master" without xdist."""
     return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+def replay_generator(images):
+    """A 'generator' whose sample(n) returns the next n of the given uint8 images, in data space, in order: real
+    images in a generator's place (their scores must sit at the real-vs-real floor)."""
+    import torch
+
+    class Replay(torch.nn.Module):
+        latent_dim = 1
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.i = 0
+
+        def sample(self, n, generator=None):
+            out = images[self.i : self.i + n].float() / 127.5 - 1
+            self.i += n
+            return out
+
+    return Replay()

@@ -13,11 +13,11 @@ from test_pinned import assert_weights_equal, named_weights
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1_0"
 
 
-def test_0_1_0_run_resumes_exactly_as_0_1_0_did(tmp_path):
+def test_0_1_0_run_resumes_exactly_as_0_1_0_did(tmp_path, default_threads):
     run = tmp_path / "old run"
     shutil.copytree(FIXTURES / "run", run)
     before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
-    result = run_gantrain(f"resume={run}", "trainer.steps=30", cwd=tmp_path)
+    result = run_gantrain(f"resume={run}", "trainer.steps=30", cwd=tmp_path, env=default_threads)
     assert result.returncode == 0, result.stderr
     want = torch.load(FIXTURES / "resumed_30.pt", weights_only=True)
     state = load_checkpoint(run / "checkpoints" / "last.pt")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, run_gantrain
+from conftest import FAST, replay_generator, run_gantrain
 from gantrain.metrics import class_histogram, fid, frechet_distance, inception_score, precision_recall
 
 
@@ -176,26 +176,11 @@ def test_domain_evaluator_real_data_scores_near_floor(data_root):
     evaluator = Evaluator(dataset, "auto", num_samples=2000)
     test = dataset.split(train=False)
 
-    class Replay(torch.nn.Module):
-        """A 'generator' that returns real test images: its scores must sit at the real-vs-real floor."""
-
-        latent_dim = 1
-
-        def __init__(self, images):
-            super().__init__()
-            self.images, self.w = images, torch.nn.Parameter(torch.zeros(1))
-            self.i = 0
-
-        def sample(self, n, generator=None):
-            out = self.images[self.i : self.i + n].float() / 127.5 - 1
-            self.i += n
-            return out
-
-    fake = evaluator(Replay(test.tensor()))
+    fake = evaluator(replay_generator(test.tensor()))
     assert fake["fid_classifier"] == pytest.approx(evaluator.floor["fid_classifier"], rel=0.05)
     assert fake["classes"] == 10 and fake["precision"] > 0.6 and fake["recall"] > 0.6
     ones = (test.tensor()[test.labels() == 1][:1000])
-    collapsed = evaluator(Replay(ones.repeat(2, 1, 1, 1)))
+    collapsed = evaluator(replay_generator(ones.repeat(2, 1, 1, 1)))
     assert collapsed["classes"] == 1 and collapsed["class_kl"] > 2.0
     assert collapsed["fid_classifier"] > 10 * evaluator.floor["fid_classifier"] and collapsed["recall"] < 0.3
     assert len(evaluator.provenance["classifier"]["weights_sha256"]) == 64
@@ -264,21 +249,9 @@ def test_inception_family_plumbing_with_a_stand_in_extractor():
     digits = Digits(image_size=16)
     evaluator = Evaluator(digits, ["fid", "kid", "is"], num_samples=500, inception=TinyFeatures())
 
-    class Replay(torch.nn.Module):
-        latent_dim = 1
-
-        def __init__(self, images):
-            super().__init__()
-            self.images, self.i, self.w = images, 0, torch.nn.Parameter(torch.zeros(1))
-
-        def sample(self, n, generator=None):
-            out = self.images[self.i : self.i + n].float() / 127.5 - 1
-            self.i += n
-            return out
-
     pick = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))[:500]
-    same = evaluator(Replay(digits.tensor()[pick]))  # exactly the real reference set
-    noise = evaluator(Replay(torch.randint(0, 256, (500, 1, 16, 16), dtype=torch.uint8)))
+    same = evaluator(replay_generator(digits.tensor()[pick]))  # exactly the real reference set
+    noise = evaluator(replay_generator(torch.randint(0, 256, (500, 1, 16, 16), dtype=torch.uint8)))
     assert abs(same["fid"]) < 1e-3 and noise["fid"] > 100 * max(same["fid"], 1e-3)
     assert noise["kid"] > same["kid"]
     assert same["is"] >= 1.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, REPO, run_gantrain
+from conftest import FAST, REPO, replay_generator, run_gantrain
 from gantrain.errors import GantrainError
 from gantrain.metrics import kl_to_uniform, mode_histogram, modes_covered, stacked_mnist_metrics
 from gantrain.stacked_mnist import StackedMNIST, classify_stacked, label_digits, stacked_labels
@@ -142,20 +142,6 @@ def test_metric_choice_never_trains_a_classifier_on_stacked_images(data_root):
     assert "stacked_modes" not in default_metrics(MNIST(str(data_root)))
 
 
-class Replay(torch.nn.Module):
-    """A 'generator' that returns given uint8 images in data space, in order."""
-
-    latent_dim = 1
-
-    def __init__(self, images):
-        super().__init__()
-        self.images, self.w = images, torch.nn.Parameter(torch.zeros(1))
-        self.i = 0
-
-    def sample(self, n, generator=None):
-        out = self.images[self.i: self.i + n].float() / 127.5 - 1
-        self.i += n
-        return out
 
 
 def test_real_stacked_data_covers_every_mode_and_a_constant_batch_one(data_root, classifier_cache):
@@ -195,9 +181,9 @@ def test_real_stacked_data_covers_every_mode_and_a_constant_batch_one(data_root,
     assert (direct == test.labels()[:1500]).float().mean() > 0.95
     # a collapsed generator: one real stacked image repeated is one mode, KL = log 1000
     small = Evaluator(stacked, num_samples=1000)
-    constant = small(Replay(test.tensor()[:1].repeat(1000, 1, 1, 1)))
+    constant = small(replay_generator(test.tensor()[:1].repeat(1000, 1, 1, 1)))
     assert constant["stacked_modes"] == 1 and constant["stacked_kl"] == pytest.approx(math.log(1000))
-    replayed = small(Replay(test.tensor()[-1000:]))  # real images: about the floor of the same count
+    replayed = small(replay_generator(test.tensor()[-1000:]))  # real images: about the floor of the same count
     assert abs(replayed["stacked_modes"] - small.floor["stacked_modes"]) < 60
 
 
