@@ -538,7 +538,7 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     if settings.diagnose and dist.main:
         from .diagnosis import Diagnosis
 
-        diagnosis = Diagnosis(settings.log_every, getattr(loss, "name", ""), loss.estimates_distance,
+        diagnosis = Diagnosis(settings.log_every, loss.name, loss.estimates_distance,
                               reference_batch(dataset, seed))
         periodic.append(diagnosis)
     periodic += [ScalarLog(settings.log_every), Samples(settings.sample_every, reference)]

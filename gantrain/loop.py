@@ -120,8 +120,7 @@ class Loop:
         try:
             _ = self.logger  # opened now, at start_step, not at the end of the first step
             for work in self.periodic:
-                if hasattr(work, "before_training"):
-                    work.before_training(self)
+                work.before_training(self)
             self._prepare_graph()
             while self.step < self.steps:
                 while self.step < self.steps:

@@ -35,6 +35,9 @@ class Periodic:
     def __call__(self, loop: Loop, final: bool = False) -> None:
         raise NotImplementedError
 
+    def before_training(self, loop: Loop) -> None:
+        """Called once when fit() starts, before the first step."""
+
     def on_rollback(self, loop: Loop) -> None:
         """Called after the loop went back to an earlier checkpoint (trainer.on_divergence=rollback)."""
 

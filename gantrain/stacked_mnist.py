@@ -21,7 +21,7 @@ from torch import Tensor
 from . import data
 from .data import Dataset, _flag, _on_device, _whole, normalize
 from .errors import GantrainError
-from .translation_data import _is_images, _read_cache, _split_name, _write_cache, datasets_cache_dir
+from .translation_data import _is_images, _read_cache, _split_generator, _split_name, _write_cache, datasets_cache_dir
 
 #: modes of Stacked MNIST: one per triple of digits
 NUM_MODES = 1000
@@ -93,16 +93,13 @@ class StackedMNIST(Dataset):
                 and int(labels.min()) >= 0 and int(labels.max()) < NUM_MODES
                 and isinstance(indices, Tensor) and indices.dtype == torch.int64 and tuple(indices.shape) == (n, 3))
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 2 + (0 if self.train else 1))
-
     def _build(self) -> dict:
         if self._built is not None:
             return self._built
         cached = _read_cache(self.cache_path, self._valid)
         if cached is None:
             digits, digit_labels = self._mnist.tensor(), self._mnist.labels()  # MNIST's own errors when missing
-            indices = torch.randint(len(digits), (self.num_samples, 3), generator=self._generator())
+            indices = torch.randint(len(digits), (self.num_samples, 3), generator=_split_generator(self.seed, self.train))
             images = digits[indices.view(-1), 0].view(self.num_samples, 3, self.image_size, self.image_size)
             cached = {"kind": "stacked_mnist", "images": images.contiguous(), "indices": indices,
                       "labels": stacked_labels(digit_labels[indices])}

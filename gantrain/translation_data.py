@@ -116,6 +116,11 @@ def _split_name(train: bool) -> str:
     return "train" if train else "test"
 
 
+def _split_generator(seed: int, train: bool) -> torch.Generator:
+    """The private random stream a synthetic set of one split is built from (the two splits never share one)."""
+    return torch.Generator().manual_seed(seed * 2 + (0 if train else 1))
+
+
 # ---------------------------------------------------------------------------------------------
 # Edges of digits
 
@@ -366,9 +371,6 @@ class MNIST2MNISTM(_Unpaired):
                 and isinstance(crops, Tensor) and tuple(crops.shape) == (len(b), 3)
                 and content.get("photos") == [name for name, _ in PHOTOS])
 
-    def _generator(self) -> torch.Generator:
-        return torch.Generator().manual_seed(self.seed * 2 + (0 if self.train else 1))
-
     def _build(self) -> dict:
         if self._built is not None:
             return self._built
@@ -378,7 +380,7 @@ class MNIST2MNISTM(_Unpaired):
             photos = [_at_least(p, self.image_size) for _, p in _load_photos()]
             half = len(digits) // 2
             b_digits = digits[half:]
-            gen = self._generator()
+            gen = _split_generator(self.seed, self.train)
             which = torch.randint(len(photos), (len(b_digits),), generator=gen)
             u = torch.rand((len(b_digits), 2), generator=gen, dtype=torch.float64)
             room = torch.tensor([[p.shape[1] - self.image_size + 1, p.shape[2] - self.image_size + 1] for p in photos],
