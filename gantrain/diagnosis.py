@@ -10,7 +10,8 @@ after the condition cleared. The failures watched:
   peak (it vanishes, as with the minimax loss), or for `LONG_PATIENCE` logs in a row;
 - mode collapse: after the first WARMUP_LOGS logs, the generated samples of the sample grid nearly
   identical for PATIENCE logs (their mean pairwise distance below `DIVERSITY` of the data's, after having
-  been twice that), or the modes / classes covered at an evaluation fell to 3/4 of their best or below;
+  been twice that), or the modes / classes covered fell to 3/4 of their best or below at COVERAGE_EVALS
+  evaluations in a row (a dip that recovers at the next evaluation is early exploration), or at the last one;
 - oscillation: after the first WARMUP_LOGS + SWINGS logs, D's accuracy on generated samples crossing 50% at
   least SWINGS - 3 times in the last SWINGS logs, reaching below 20% and above 80%;
 - a rising Wasserstein estimate: the critic's estimate growing log after log, well above its low.
@@ -60,6 +61,7 @@ class Diagnosis(Periodic):
     DIVERSITY = 0.1  # generated samples this close together (relative to the data's spread) have collapsed,
     # for PATIENCE logs, after having been twice as spread out (a fresh generator's samples start close together)
     COVERAGE_DROP = 0.75  # modes / classes at or below this fraction of their best
+    COVERAGE_EVALS = 2  # ... at this many evaluations in a row (or at the run's last evaluation)
     SWINGS = 8  # logs over which D's accuracy on generated samples is checked for oscillation
     RISE_LOGS = 5  # logs in a row the Wasserstein estimate must rise
     WARMUP_LOGS = 10  # logs before the Wasserstein estimate is watched (it rises early in every healthy run)
@@ -71,6 +73,7 @@ class Diagnosis(Periodic):
         self.active: set[str] = set()
         self.history: dict[str, list[float]] = {}
         self.best_coverage: dict[str, tuple[float, int]] = {}
+        self.coverage_fallen: dict[str, int] = {}  # evaluations in a row at or below COVERAGE_DROP of the best
         self.g_grad_peak = 0.0
         self.warnings: list[str] = []  # every warning of this process, in order (also in the console and TensorBoard)
 
@@ -159,7 +162,9 @@ class Diagnosis(Periodic):
                 f"rates, add a penalty (loss.r1_gamma=10), or pack the discriminator's inputs (discriminator.pack=2, MLP)")
 
     def coverage(self, loop: Loop, results: dict[str, Any]) -> None:
-        """After an evaluation: warn when the modes or classes covered fell to COVERAGE_DROP of their best."""
+        """After an evaluation: warn when the modes or classes covered stay at COVERAGE_DROP of their best or
+        below for COVERAGE_EVALS evaluations in a row, or are there at the run's last evaluation."""
+        last = loop.step >= getattr(loop, "steps", math.inf)
         for name in COVERAGE_METRICS:
             if name not in results or not math.isfinite(float(results[name])):
                 continue
@@ -169,10 +174,14 @@ class Diagnosis(Periodic):
                 best, at = value, loop.step
             self.best_coverage[name] = (best, at)
             fell = best > 0 and value <= self.COVERAGE_DROP * best and best - value >= 2
+            self.coverage_fallen[name] = self.coverage_fallen.get(name, 0) + 1 if fell else 0
+            held = self.coverage_fallen[name] >= self.COVERAGE_EVALS or (fell and last)
+            if fell and not held:
+                continue  # one low evaluation: wait for the next before calling it a collapse
             self.update(loop, f"coverage_{name}", (
                 f"mode collapse: the {name} covered fell from {best:g} (step {at}) to {value:g} (step {loop.step}); "
                 f"checkpoints/best.pt keeps the best step when trainer.best_metric={name}; lower the learning rates or "
-                f"add a penalty (loss.r1_gamma=10)") if fell else None)
+                f"add a penalty (loss.r1_gamma=10)") if held else None)
 
     # ---- warning once per episode ---------------------------------------------------------------------
 
@@ -192,10 +201,12 @@ class Diagnosis(Periodic):
 
     def state_dict(self) -> dict:
         return {"active": sorted(self.active), "history": {k: list(v) for k, v in self.history.items()},
-                "best_coverage": {k: list(v) for k, v in self.best_coverage.items()}, "g_grad_peak": self.g_grad_peak}
+                "best_coverage": {k: list(v) for k, v in self.best_coverage.items()}, "g_grad_peak": self.g_grad_peak,
+                "coverage_fallen": dict(self.coverage_fallen)}
 
     def load_state_dict(self, state: dict) -> None:
         self.active = set(state.get("active", []))
         self.history = {k: [float(x) for x in v] for k, v in state.get("history", {}).items()}
         self.best_coverage = {k: (float(v[0]), int(v[1])) for k, v in state.get("best_coverage", {}).items()}
+        self.coverage_fallen = {k: int(v) for k, v in state.get("coverage_fallen", {}).items()}
         self.g_grad_peak = float(state.get("g_grad_peak", 0.0))

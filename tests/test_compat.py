@@ -4,6 +4,7 @@ from pathlib import Path
 
 import torch
 
+import gantrain
 from gantrain import load_generator
 from gantrain.checkpoint import load_checkpoint
 
@@ -54,3 +55,22 @@ def test_0_4_0_run_resumes_with_the_keys_added_since(tmp_path):
     assert state["schedules"]["generator"]["last_epoch"] == 20  # the linear decay went on from where it was
     g = load_generator(run)
     assert g.sample(2).shape == (2, 1, 8, 8)
+
+
+def test_0_5_0_run_resumes_with_its_augmentation_and_diagnosis_state(tmp_path):
+    """0.5.0 checkpoints keep ADA's p and the diagnosis' state without the coverage counter added since: the run
+    resumes from them and the counter starts at zero."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES.parent / "v0_5_0" / "run", run)
+    old = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert old["versions"]["gantrain"] == "0.5.0" and "coverage_fallen" not in old["periodic"]["diagnosis"]
+    p_then = float(old["augment"]["p"])
+    result = run_gantrain(f"resume={run}", "trainer.steps=20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 20 and state["versions"]["gantrain"] == gantrain.__version__
+    assert state["config"]["augment"]["ada"] is True and state["config"]["trainer"]["on_divergence"] == "rollback"
+    assert state["periodic"]["diagnosis"]["coverage_fallen"] == {}
+    assert p_then == 1.0 and 0.0 <= float(state["augment"]["p"]) <= 1.0  # p was restored, then kept adapting in range
+    assert state["schedules"]["generator"]["last_epoch"] == 20
+    assert load_generator(run).sample(2).shape == (2, 1, 8, 8)

@@ -94,10 +94,10 @@ def test_healthy_runs_get_no_warning(tmp_path):
 
 
 class Recorder:
-    """The two things a Diagnosis uses of the loop when it only judges numbers: the step and the logger."""
+    """What a Diagnosis uses of the loop when it only judges numbers: the step, the run's length and the logger."""
 
-    def __init__(self):
-        self.step, self.texts = 0, []
+    def __init__(self, steps=10**9):
+        self.step, self.steps, self.texts = 0, steps, []
         self.logger = self
         self.pending_scalars = {}
 
@@ -135,13 +135,40 @@ def test_falling_coverage_is_named_with_its_best_step():
     for step, modes in ((1000, 20.0), (2000, 25.0), (3000, 24.0), (4000, 18.0), (5000, 12.0), (6000, 11.0)):
         loop.step = step
         diagnosis.coverage(loop, {"modes": modes, "high_quality_pct": 50.0})
-    assert diagnosis.warnings == ["mode collapse: the modes covered fell from 25 (step 2000) to 18 (step 4000); "
+        if step == 4000:
+            assert diagnosis.warnings == []  # one low evaluation: not yet
+    assert diagnosis.warnings == ["mode collapse: the modes covered fell from 25 (step 2000) to 12 (step 5000); "
                                   "checkpoints/best.pt keeps the best step when trainer.best_metric=modes; lower the "
                                   "learning rates or add a penalty (loss.r1_gamma=10)"]
     saved = diagnosis.state_dict()
     again = Diagnosis(10, "nonsaturating", False, None)
     again.load_state_dict(saved)
     assert again.best_coverage == {"modes": (25.0, 2000)} and again.active == {"coverage_modes"}
+    assert again.coverage_fallen == {"modes": 3}
+
+
+def test_a_coverage_dip_that_recovers_is_not_a_collapse_but_a_low_last_evaluation_is():
+    # grid seed 2 with R1: 24 modes at step 1000, 17 at 2000, 25 from 3000 on (a healthy run)
+    loop = Recorder(steps=6000)
+    diagnosis = Diagnosis(10, "nonsaturating", False, None)
+    for step, modes in ((1000, 24.0), (2000, 17.0), (3000, 25.0), (4000, 25.0), (5000, 24.0)):
+        loop.step = step
+        diagnosis.coverage(loop, {"modes": modes})
+    assert diagnosis.warnings == [] and diagnosis.coverage_fallen == {"modes": 0}
+    resumed = Diagnosis(10, "nonsaturating", False, None)  # a resume between two low evaluations still counts both
+    loop.step = 4000
+    diagnosis.coverage(loop, {"modes": 18.0})
+    resumed.load_state_dict(diagnosis.state_dict())
+    loop.step = 5000
+    resumed.coverage(loop, {"modes": 18.0})
+    assert resumed.warnings == ["mode collapse: the modes covered fell from 25 (step 3000) to 18 (step 5000); "
+                                "checkpoints/best.pt keeps the best step when trainer.best_metric=modes; lower the "
+                                "learning rates or add a penalty (loss.r1_gamma=10)"]
+    last = Diagnosis(10, "nonsaturating", False, None)  # the last evaluation has no next one to wait for
+    for step, modes in ((5000, 25.0), (6000, 17.0)):
+        loop.step = step
+        last.coverage(loop, {"modes": modes})
+    assert len(last.warnings) == 1 and "fell from 25 (step 5000) to 17 (step 6000)" in last.warnings[0]
 
 
 def test_mean_pairwise_distance():
