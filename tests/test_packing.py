@@ -122,11 +122,11 @@ def test_pack_trains_end_to_end_with_wgan_gp(tmp_path):
     assert (run / "checkpoints" / "last.pt").is_file()
 
 
-@pytest.mark.parametrize("name, steps, pack", [("ring", 10000, 2), ("grid", 8000, 1)])
+@pytest.mark.parametrize("name, steps, pack", [("ring", 12000, 2), ("grid", 12000, 1)])
 def test_tuned_presets_compose(name, steps, pack):
     cfg = gantrain.compose([f"experiment={name}"])
     assert cfg.dataset._target_ == f"gantrain.data.{name.capitalize()}"
-    assert cfg.loss._target_ == "gantrain.losses.NonSaturating"
+    assert cfg.loss._target_ == "gantrain.losses.NonSaturating" and cfg.loss.r1_gamma == 0.1
     assert cfg.discriminator.pack == pack
     assert cfg.optimizer.lr == 1.0e-3 and cfg.optimizer.lr_schedule == "linear"
     assert cfg.trainer.steps == steps and cfg.trainer.batch_size == 256 and cfg.trainer.ema_decay == 0.99

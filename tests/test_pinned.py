@@ -31,7 +31,8 @@ def assert_weights_equal(got: dict, want: dict, exact: bool) -> None:
 
 
 #: what a preset set in 0.1.0 that it sets differently today (the pinned command trains what it trained then)
-PRESETS_THEN = {"experiment=grid": ["trainer.ema_decay=0.0"]}  # 0.5.0's grid keeps an EMA of G
+PRESETS_THEN = {"experiment=grid": ["trainer.ema_decay=0.0",  # 0.5.0's grid keeps an EMA of G
+                                    "loss.r1_gamma=0.0"]}  # and 0.6.0's adds R1 to whichever loss is chosen
 
 
 @pytest.mark.parametrize("name", sorted(PINNED["configs"]))
