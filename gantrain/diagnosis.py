@@ -164,7 +164,7 @@ class Diagnosis(Periodic):
     def coverage(self, loop: Loop, results: dict[str, Any]) -> None:
         """After an evaluation: warn when the modes or classes covered stay at COVERAGE_DROP of their best or
         below for COVERAGE_EVALS evaluations in a row, or are there at the run's last evaluation."""
-        last = loop.step >= getattr(loop, "steps", math.inf)
+        last = loop.step >= loop.steps
         for name in COVERAGE_METRICS:
             if name not in results or not math.isfinite(float(results[name])):
                 continue

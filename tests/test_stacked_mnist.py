@@ -142,8 +142,6 @@ def test_metric_choice_never_trains_a_classifier_on_stacked_images(data_root):
     assert "stacked_modes" not in default_metrics(MNIST(str(data_root)))
 
 
-
-
 def test_real_stacked_data_covers_every_mode_and_a_constant_batch_one(data_root, classifier_cache):
     from gantrain.classifier import cache_dir
     from gantrain.data import MNIST
