@@ -129,12 +129,15 @@ class Augment:
     holds p at (None: p stays fixed; ADA uses 0.6). ada_interval: observations between adjustments
     (ADA: 4). ada_kimg: thousands of images for p to move by 1 (the ADA paper: 500; StyleGAN3 100 when
     fine-tuning). batch_size: the real images behind each observe call (all processes together).
+    average: under data parallelism, the mean of a tensor over the processes (an all-reduce), so that
+    every process moves p by the same observations and holds the same p; None: one process.
     """
 
     def __init__(self, policy: Union[None, str, Sequence[str]], p: float = 1.0, ada_target: Optional[float] = None,
                  ada_interval: int = 4, ada_kimg: float = 100.0, batch_size: int = 64,
-                 device: torch.device = torch.device("cpu")):
+                 device: torch.device = torch.device("cpu"), average: Optional[Callable[[Tensor], Tensor]] = None):
         self.policy = parse_policy(policy)
+        self.average = average
         p = _number("p", p)
         if not 0.0 <= p <= 1.0:
             raise GantrainError(f"augment.p={p} must be in [0, 1]; 1 augments every sample (DiffAugment)")
@@ -179,7 +182,8 @@ class Augment:
         a torch.where on the counter), so a captured graph replays it. Without ADA it does nothing."""
         if not self.adaptive:
             return
-        self.accumulator.add_(torch.sign(real_logits.detach().float()).mean())
+        observed = torch.sign(real_logits.detach().float()).mean()
+        self.accumulator.add_(observed if self.average is None else self.average(observed))
         self.count.add_(1)
         due = self.count >= self.ada_interval
         r_t = self.accumulator / self.count.clamp(min=1)

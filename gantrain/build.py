@@ -527,7 +527,8 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
 
         game.augment = Augment(augment.policy, p=0.0 if augment.ada else augment.p,
                                ada_target=augment.ada_target if augment.ada else None, ada_interval=augment.ada_interval,
-                               ada_kimg=augment.ada_kimg, batch_size=settings.batch_size * dist.world, device=device)
+                               ada_kimg=augment.ada_kimg, batch_size=settings.batch_size * dist.world, device=device,
+                               average=(lambda t: distributed.all_sum(t) / dist.world) if dist.enabled else None)
     _optimizers(game, optim, settings, device, use_graph)
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None

@@ -29,6 +29,7 @@ CHECKPOINT_KEYS = {
     "pools", "translation",  # a CycleGAN's history pools; a translation run's channels and size (0.4.0)
     "num_classes",  # classes of a conditional run (None or absent: unconditional; absent before 0.3.0)
     "augment",  # the augmentation's adaptive probability and its accumulators (0.5.0; absent: no augmentation)
+    "game_ranks",  # what each data-parallel process keeps for itself, e.g. its history pools (0.7.0)
 }
 # What gantrain 0.1.0 wrote (format version 1); migrated on load by _migrate_v1.
 CHECKPOINT_KEYS_V1 = {

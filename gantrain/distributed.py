@@ -100,11 +100,15 @@ def broadcast_object(obj: Any) -> Any:
     return box[0]
 
 
-def check_in_sync(module: nn.Module) -> None:
-    """Raise when the processes' copies of a module's weights differ (a bug, never expected)."""
-    device = next(module.parameters()).device
-    local = torch.stack([p.detach().double().sum() for p in module.parameters()]).to(device)
+def check_in_sync(tensors: Iterable[torch.Tensor], what: str = "weights") -> None:
+    """Raise when the processes' copies of tensors that must agree (a network's weights, ADA's p) differ
+    (a bug, never expected)."""
+    tensors = list(tensors)
+    if not tensors:
+        return
+    device = tensors[0].device
+    local = torch.stack([t.detach().double().sum() for t in tensors]).to(device)
     reference = local.clone()
     dist.broadcast(reference, 0)
     if not torch.allclose(local, reference, rtol=1e-6, atol=1e-8):
-        raise RuntimeError("data-parallel processes hold different weights")
+        raise RuntimeError(f"data-parallel processes hold different {what}")

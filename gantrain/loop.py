@@ -133,7 +133,8 @@ class Loop:
                         break
             if self.dist.enabled:
                 for network in self.game.networks.values():
-                    distributed.check_in_sync(network)
+                    distributed.check_in_sync(network.parameters())
+                distributed.check_in_sync(self.game.shared_tensors(), "game state (augment/p)")
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -334,6 +335,9 @@ class Loop:
         extra = {}
         if self.dist.enabled and gather:
             extra = {"rng_ranks": distributed.gather_objects(rng, self.dist.world)}
+            ranked = self.game.rank_state_dict()
+            if ranked:
+                extra["game_ranks"] = distributed.gather_objects(ranked, self.dist.world)
         return {
             **extra,
             "format": FORMAT,
@@ -366,6 +370,8 @@ class Loop:
                         "same data position but not bit-identically", saved_world, self.dist.world)
         rng = state["rng_ranks"][self.dist.rank] if saved_world == self.dist.world and "rng_ranks" in state else state["rng"]
         set_rng_state(rng, self.device)
+        if saved_world == self.dist.world and "game_ranks" in state:
+            self.game.load_rank_state_dict(state["game_ranks"][self.dist.rank])
         self.stats.load_state_dict(state["stats"])
         for work in self.periodic:
             if hasattr(work, "load_state_dict") and work.name in state.get("periodic", {}):

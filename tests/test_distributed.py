@@ -44,13 +44,56 @@ def test_two_processes_train_shard_the_data_and_resume_exactly(tmp_path):
             assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"
 
 
-def test_two_processes_train_a_conditional_gan(tmp_path):
+def test_two_processes_train_a_conditional_gan_with_ada(tmp_path):
     run = tmp_path / "run"
     result = torchrun("conditional=true", "condition.discriminator=ac", "trainer.batch_size=16", "trainer.steps=4",
                       "trainer.log_every=2", "trainer.sample_every=100", "generator.base_channels=8",
-                      "discriminator.base_channels=8", f"hydra.run.dir={run}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]  # the loop checks at the end that both hold the same weights
+                      "discriminator.base_channels=8", "augment.policy=[translation]", "augment.ada=true",
+                      "augment.ada_interval=1", "augment.ada_kimg=0.5", f"hydra.run.dir={run}", cwd=tmp_path)
+    # the loop checks at the end that both hold the same weights and the same ADA p
+    assert result.returncode == 0, result.stderr[-3000:]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["world_size"] == 2 and state["game"] == "cgan" and state["num_classes"] == 10
+    assert 0.0 <= float(state["augment"]["p"]) <= 1.0 and int(state["augment"]["count"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all("loss/class_d" in r for r in rows)
+
+
+TRANSLATION_TINY = ["generator.width=8", "discriminator.width=8", "trainer.batch_size=2", "trainer.log_every=2",
+                    "trainer.sample_every=100", "trainer.ckpt_every=3", "trainer.eval_every=0"]
+
+
+def test_two_processes_train_a_cyclegan_and_resume_exactly(tmp_path, data_root):
+    # Each process keeps its own history pools (they decide what its discriminators see): the checkpoint
+    # holds every process's pools, so a resume with the same number of processes is exact.
+    common = ["experiment=cyclegan_mnist2mnistm", f"dataset.root={data_root}", *TRANSLATION_TINY,
+              "translation.pool_size=2"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    one = torchrun(*common, "trainer.steps=6", f"hydra.run.dir={straight}", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]  # the loop checks at the end that both hold the same weights
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    assert a["world_size"] == 2 and a["game"] == "cyclegan" and len(a["game_ranks"]) == 2
+    pools = [ranked["pools"] for ranked in a["game_ranks"]]
+    assert int(pools[0]["a.count"]) == int(pools[1]["a.count"]) == 2  # both filled, and hold different images
+    assert not torch.equal(pools[0]["a.images"], pools[1]["a.images"])
+    middle = straight / "checkpoints" / "step_00000003.pt"  # the same schedule (it follows trainer.steps)
+    resumed = torchrun(*common, "trainer.steps=6", f"resume={middle}", f"hydra.run.dir={split}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    b = load_checkpoint(split / "checkpoints" / "last.pt")
+    for net in a["networks"]:
+        for key in a["networks"][net]:
+            assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"
+    for rank in range(2):
+        for key, value in a["game_ranks"][rank]["pools"].items():
+            assert torch.equal(value, b["game_ranks"][rank]["pools"][key]), (rank, key)
+
+
+def test_two_processes_train_pix2pix(tmp_path, data_root):
+    run = tmp_path / "run"
+    result = torchrun("experiment=pix2pix_edges2mnist", f"dataset.root={data_root}", *TRANSLATION_TINY,
+                      "trainer.steps=4", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["world_size"] == 2 and state["game"] == "pix2pix" and state["step"] == 4
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all("loss/l1" in r for r in rows)

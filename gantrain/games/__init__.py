@@ -150,6 +150,18 @@ class Game:
             "schedules": {k: v.state_dict() for k, v in self.schedules.items()},
         }
 
+    def shared_tensors(self) -> list:
+        """State besides the weights that every data-parallel process must hold alike (checked at the end)."""
+        return []
+
+    def rank_state_dict(self) -> dict:
+        """What each data-parallel process keeps for itself (a CycleGAN's history pools); the checkpoint
+        holds every process's (key game_ranks). Empty: every process holds the same state."""
+        return {}
+
+    def load_rank_state_dict(self, state: dict) -> None:
+        """This process's part of game_ranks, when resuming with the same number of processes."""
+
     def load_state_dict(self, state: dict) -> None:
         for name, net in self.networks.items():
             net.load_state_dict(state["networks"][name])

@@ -166,6 +166,9 @@ class GAN(Game):
         values.update(self.learning_rates())
         return values
 
+    def shared_tensors(self) -> list:
+        return [self.augment.p] if self.augment is not None else []
+
     def state_dict(self) -> dict:
         state = super().state_dict()
         if self.augment is not None:

@@ -327,3 +327,9 @@ class CycleGAN(Game):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.pools.load_state_dict(state["pools"])
+
+    def rank_state_dict(self) -> dict:
+        return {"pools": {k: v.detach().cpu().clone() for k, v in self.pools.state_dict().items()}}
+
+    def load_rank_state_dict(self, state: dict) -> None:
+        self.pools.load_state_dict(state["pools"])
