@@ -451,7 +451,8 @@ def build_translation_game(cfg: DictConfig, translation: TranslationConfig, data
                             grid_a, grid_b, source_channels_a=src_a, **shared)
     else:
         game = CycleGAN(translator, discriminator, loss, translation.cycle_weight, translation.identity_weight,
-                        translation.pool_size, load_size, translation.flip, grid_a, grid_b, **shared)
+                        translation.pool_size, load_size, translation.flip, grid_a, grid_b,
+                        cycle_weight_b=translation.cycle_weight_b, **shared)
     meta = {"kind": translation.kind, "channels_a": ca, "channels_b": cb, "image_size": size}
     return game, batches, meta
 

@@ -80,6 +80,7 @@ class TranslationConfig:
     kind: str = "pix2pix"  # pix2pix (paired data) | cyclegan (unpaired)
     l1_weight: float = 100.0  # pix2pix: weight of |G(a) - b|
     cycle_weight: float = 10.0  # cyclegan: weight of the cycle-consistency L1 terms
+    cycle_weight_b: Optional[float] = None  # cyclegan: weight of |G(F(b)) - b| alone; null: cycle_weight
     identity_weight: float = 0.5  # cyclegan: weight of the identity terms, as a fraction of cycle_weight
     pool_size: int = 50  # cyclegan: generated images kept for the discriminators; 0: none
     load_size: Optional[int] = None  # resize to this before the random crop; null: image_size x 286/256
@@ -209,8 +210,8 @@ def translation_settings(cfg: DictConfig) -> Optional[TranslationConfig]:
     t: TranslationConfig = _typed(TranslationConfig, node, "translation")
     if t.kind not in TRANSLATIONS:
         raise GantrainError(f"translation.kind={t.kind!r} is not one of {', '.join(TRANSLATIONS)}")
-    for key in ("l1_weight", "cycle_weight", "identity_weight"):
-        if getattr(t, key) < 0:
+    for key in ("l1_weight", "cycle_weight", "cycle_weight_b", "identity_weight"):
+        if getattr(t, key) is not None and getattr(t, key) < 0:
             raise GantrainError(f"translation.{key}={getattr(t, key)} must be 0 or more")
     if t.pool_size < 0:
         raise GantrainError(f"translation.pool_size={t.pool_size} must be 0 (no pool) or more")

@@ -66,6 +66,35 @@ def test_cyclegan_cycle_and_identity_terms_match_hand_computation() -> None:
     assert int(game.pools["a"].count) == 2 and int(game.pools["b"].count) == 2
 
 
+def test_each_domain_has_its_own_cycle_weight() -> None:
+    # The generators' gradient is that of g + 10 |F(G(a)) - a| + 2 |G(F(b)) - b| + 0.5 (10 |F(a) - a| + 2 |G(b) - b|).
+    # Without a pool (pool_size=0) the discriminators see the generated images as they are, detached.
+    torch.manual_seed(2)
+    t = Translator(ResnetGenerator(3, 3, 16, width=4, n_blocks=1), ResnetGenerator(3, 3, 16, width=4, n_blocks=1), 3, 3, 16)
+    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(3, 16, width=4, norm="instance"),
+                              "b": PatchDiscriminator(3, 16, width=4, norm="instance")})
+    grid = torch.zeros(1, 3, 16, 16)
+    loss = LeastSquares()
+    game = CycleGAN(t, ds, loss, cycle_weight=10.0, cycle_weight_b=2.0, identity_weight=0.5, pool_size=0,
+                    load_size=16, flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
+    _optimizers(game)
+    raw_a = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
+    raw_b = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
+    a, b = raw_a[0].float() / 127.5 - 1, raw_b[0].float() / 127.5 - 1
+    T, D = copy.deepcopy(t), copy.deepcopy(ds)
+    G, F = T.ab, T.ba
+    g = game.g_scale * (loss.g_loss(D["b"](G(a)).flatten()) + loss.g_loss(D["a"](F(b)).flatten()))
+    total = (g + 10.0 * (F(G(a)) - a).abs().mean() + 2.0 * (G(F(b)) - b).abs().mean()
+             + 0.5 * (10.0 * (F(a) - a).abs().mean() + 2.0 * (G(b) - b).abs().mean()))
+    total.backward()
+    game.step((raw_a, raw_b))
+    for (name, mine), expected in zip(t.named_parameters(), T.parameters()):
+        torch.testing.assert_close(mine.grad, expected.grad, rtol=1e-4, atol=1e-4, msg=name)
+    same = CycleGAN(copy.deepcopy(T), copy.deepcopy(D), loss, cycle_weight=10.0, identity_weight=0.5, pool_size=0,
+                    load_size=16, flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
+    assert same.cycle_weight_b == 10.0  # null: the same weight for both
+
+
 def test_identity_needs_the_same_channels() -> None:
     t = Translator(ResnetGenerator(1, 3, 16, width=4, n_blocks=1), ResnetGenerator(3, 1, 16, width=4, n_blocks=1), 1, 3, 16)
     ds = torch.nn.ModuleDict({"a": PatchDiscriminator(1, 16, width=4), "b": PatchDiscriminator(3, 16, width=4)})

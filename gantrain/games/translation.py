@@ -115,9 +115,9 @@ class ImagePool(nn.Module):
 
     @torch.no_grad()
     def forward(self, batch: Tensor) -> Tensor:
+        batch = batch.detach().to(self.images.dtype)  # the discriminators' update never reaches the generators
         if self.size == 0:
             return batch
-        batch = batch.detach().to(self.images.dtype)
         out = []
         for image in batch:
             filling = self.count < self.size
@@ -223,8 +223,9 @@ class Pix2Pix(Game):
 
 class CycleGAN(Game):
     """Unpaired translation: G (A -> B) and F (B -> A), a PatchGAN per domain, cycle consistency
-    |F(G(a)) - a| + |G(F(b)) - b| weighted `cycle_weight`, identity |G(b) - b| + |F(a) - a| weighted
-    `identity_weight` x cycle_weight, and a history pool of generated images for each discriminator.
+    |F(G(a)) - a| weighted `cycle_weight` and |G(F(b)) - b| weighted `cycle_weight_b` (None: the same; the
+    reference's lambda_A and lambda_B), identity |F(a) - a| and |G(b) - b| weighted `identity_weight` x
+    their domain's cycle weight, and a history pool of generated images for each discriminator.
 
     A step takes one batch of each domain: the generators' update (discriminators frozen), then the
     discriminators' on real images and pooled generated ones.
@@ -236,7 +237,8 @@ class CycleGAN(Game):
 
     def __init__(self, translator: Translator, discriminators: nn.ModuleDict, loss: GANLoss, cycle_weight: float,
                  identity_weight: float, pool_size: int, load_size: int, flip: bool, grid_a: Tensor, grid_b: Tensor,
-                 ema: Optional[Translator] = None, ema_decay: float = 0.0, **base: Any):
+                 ema: Optional[Translator] = None, ema_decay: float = 0.0, cycle_weight_b: Optional[float] = None,
+                 **base: Any):
         super().__init__(**base)
         if identity_weight > 0 and translator.channels_a != translator.channels_b:
             raise GantrainError(f"translation.identity_weight={identity_weight} compares G(b) with b, which needs "
@@ -248,6 +250,7 @@ class CycleGAN(Game):
             self.ema = {"generator": ema}
         self.ema_decay = float(ema_decay)
         self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
+        self.cycle_weight_b = self.cycle_weight if cycle_weight_b is None else float(cycle_weight_b)
         self.load_size, self.flip = int(load_size), bool(flip)
         size = translator.image_size
         self.pools = nn.ModuleDict({"a": ImagePool(pool_size, (translator.channels_a, size, size)),
@@ -269,12 +272,14 @@ class CycleGAN(Game):
             fake_b, fake_a = T.ab(a), T.ba(b)
             rec_a, rec_b = T.ba(fake_b), T.ab(fake_a)
             g_loss = self.g_scale * (loss.g_loss(self.judge("b", fake_b)) + loss.g_loss(self.judge("a", fake_a)))
-            cycle = (rec_a.float() - a).abs().mean() + (rec_b.float() - b).abs().mean()
-            total = g_loss + self.cycle_weight * cycle
+            cycle_a, cycle_b = (rec_a.float() - a).abs().mean(), (rec_b.float() - b).abs().mean()
+            cycle = cycle_a + cycle_b
+            total = g_loss + self.cycle_weight * cycle_a + self.cycle_weight_b * cycle_b
             identity = None
-            if self.identity_weight > 0:
-                identity = (T.ab(b).float() - b).abs().mean() + (T.ba(a).float() - a).abs().mean()
-                total = total + self.identity_weight * self.cycle_weight * identity
+            if self.identity_weight > 0:  # each scaled by its domain's cycle weight, as the reference does
+                identity_b, identity_a = (T.ab(b).float() - b).abs().mean(), (T.ba(a).float() - a).abs().mean()
+                identity = identity_a + identity_b
+                total = total + self.identity_weight * (self.cycle_weight * identity_a + self.cycle_weight_b * identity_b)
         self.update("generator", total)
         self.D.requires_grad_(True)
         # the discriminators' update, on real images and on generated ones from the history pools
