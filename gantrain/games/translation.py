@@ -251,6 +251,9 @@ class CycleGAN(Game):
         self.ema_decay = float(ema_decay)
         self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
         self.cycle_weight_b = self.cycle_weight if cycle_weight_b is None else float(cycle_weight_b)
+        #: per-sample normalisation only: each stage's inputs of a generator may go through it as one batch
+        self.batched = not any(isinstance(m, nn.modules.batchnorm._BatchNorm) or getattr(m, "track_running_stats", False)
+                               for m in translator.modules())
         self.load_size, self.flip = int(load_size), bool(flip)
         size = translator.image_size
         self.pools = nn.ModuleDict({"a": ImagePool(pool_size, (translator.channels_a, size, size)),
@@ -262,22 +265,43 @@ class CycleGAN(Game):
     def judge(self, domain: str, x: Tensor) -> Tensor:
         return self.D[domain](x).float().flatten()
 
+    def translate_all(self, a: Tensor, b: Tensor) -> tuple:
+        """G(a), F(b), F(G(a)), G(F(b)) and, with identity terms, F(a) and G(b) (else None).
+
+        With per-sample normalisation (instance or none), each generator's inputs of one stage go through it
+        as one batch: three generator calls instead of six (four with identity terms off), the same values
+        as separate calls, and faster (CPU and GPU alike at small batches). Batch norm keeps separate calls,
+        as the reference makes them (its statistics are per call).
+        """
+        T, n = self.T, a.shape[0]
+        identity = self.identity_weight > 0
+        if not self.batched:
+            fake_b, fake_a = T.ab(a), T.ba(b)
+            rec_a, rec_b = T.ba(fake_b), T.ab(fake_a)
+            return fake_b, fake_a, rec_a, rec_b, (T.ba(a) if identity else None), (T.ab(b) if identity else None)
+        if identity:  # needs the same channels on both sides, so a, b and G(a) all fit both generators
+            fake_b, same_b = T.ab(torch.cat([a, b])).split(n)
+            fake_a, same_a, rec_a = T.ba(torch.cat([b, a, fake_b])).split(n)
+        else:
+            fake_b, same_b, same_a = T.ab(a), None, None
+            fake_a, rec_a = T.ba(torch.cat([b, fake_b])).split(n)
+        return fake_b, fake_a, rec_a, T.ab(fake_a), same_a, same_b
+
     def step(self, batch: Any) -> None:
         a = to_channels(jitter(normalize(batch[0][0]), self.load_size, self.flip), self.T.channels_a)
         b = to_channels(jitter(normalize(batch[1][0]), self.load_size, self.flip), self.T.channels_b)
-        T, loss = self.T, self.loss
+        loss = self.loss
         # the generators' update, discriminators frozen
         self.D.requires_grad_(False)
         with self.autocast:
-            fake_b, fake_a = T.ab(a), T.ba(b)
-            rec_a, rec_b = T.ba(fake_b), T.ab(fake_a)
+            fake_b, fake_a, rec_a, rec_b, same_a, same_b = self.translate_all(a, b)
             g_loss = self.g_scale * (loss.g_loss(self.judge("b", fake_b)) + loss.g_loss(self.judge("a", fake_a)))
             cycle_a, cycle_b = (rec_a.float() - a).abs().mean(), (rec_b.float() - b).abs().mean()
             cycle = cycle_a + cycle_b
             total = g_loss + self.cycle_weight * cycle_a + self.cycle_weight_b * cycle_b
             identity = None
-            if self.identity_weight > 0:  # each scaled by its domain's cycle weight, as the reference does
-                identity_b, identity_a = (T.ab(b).float() - b).abs().mean(), (T.ba(a).float() - a).abs().mean()
+            if same_a is not None:  # each scaled by its domain's cycle weight, as the reference does
+                identity_b, identity_a = (same_b.float() - b).abs().mean(), (same_a.float() - a).abs().mean()
                 identity = identity_a + identity_b
                 total = total + self.identity_weight * (self.cycle_weight * identity_a + self.cycle_weight_b * identity_b)
         self.update("generator", total)
