@@ -81,7 +81,7 @@ class TranslationConfig:
     l1_weight: float = 100.0  # pix2pix: weight of |G(a) - b|
     cycle_weight: float = 10.0  # cyclegan: weight of the cycle-consistency L1 terms
     cycle_weight_b: Optional[float] = None  # cyclegan: weight of |G(F(b)) - b| alone; null: cycle_weight
-    identity_weight: float = 0.5  # cyclegan: weight of the identity terms, as a fraction of cycle_weight
+    identity_weight: float = 0.5  # cyclegan: weight of the identity terms, as a fraction of their domain's cycle weight
     pool_size: int = 50  # cyclegan: generated images kept for the discriminators; 0: none
     load_size: Optional[int] = None  # resize to this before the random crop; null: image_size x 286/256
     flip: bool = True  # random left-right flips (the same for both images of a pair)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import torch
 import torch.distributed as dist
@@ -85,6 +85,13 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
 def all_max(t: torch.Tensor) -> torch.Tensor:
     out = t.clone()
     dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
+def gather_to_main(obj: Any, d: Dist) -> Optional[list[Any]]:
+    """Every process's obj, in rank order, on the main process (None on the others); a collective call."""
+    out: Optional[list[Any]] = [None] * d.world if d.main else None
+    dist.gather_object(obj, out, dst=0)
     return out
 
 

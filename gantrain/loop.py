@@ -335,9 +335,9 @@ class Loop:
         extra = {}
         if self.dist.enabled and gather:
             extra = {"rng_ranks": distributed.gather_objects(rng, self.dist.world)}
-            ranked = self.game.rank_state_dict()
-            if ranked:
-                extra["game_ranks"] = distributed.gather_objects(ranked, self.dist.world)
+            ranked = self.game.rank_state_dict()  # empty on every process or on none (the same game everywhere)
+            if ranked:  # rank 0's own is the game state already: None in its place
+                extra["game_ranks"] = distributed.gather_to_main(None if self.dist.main else ranked, self.dist)
         return {
             **extra,
             "format": FORMAT,
@@ -365,13 +365,20 @@ class Loop:
         self.game.load_state_dict(state)
         self.batches.load_state_dict(state["data_state"])
         saved_world = int(state.get("world_size", 1))
+        # exact: the same number of processes, and the state of each of them (best.pt holds the main one's only)
+        exact = saved_world == self.dist.world and (self.dist.world == 1 or "rng_ranks" in state)
         if saved_world != self.dist.world:
             log.warning("the checkpoint was written by %d process(es), this run has %d: training continues from the "
                         "same data position but not bit-identically", saved_world, self.dist.world)
-        rng = state["rng_ranks"][self.dist.rank] if saved_world == self.dist.world and "rng_ranks" in state else state["rng"]
-        set_rng_state(rng, self.device)
-        if saved_world == self.dist.world and "game_ranks" in state:
-            self.game.load_rank_state_dict(state["game_ranks"][self.dist.rank])
+        elif not exact:
+            log.warning("the checkpoint holds the main process's state only (as best.pt does): training continues "
+                        "from it, each process with noise of its own, but not bit-identically")
+        set_rng_state(state["rng_ranks"][self.dist.rank] if exact and self.dist.enabled else state["rng"], self.device)
+        if not exact and not self.dist.main:  # not the main process's noise again
+            torch.manual_seed(int(state["step"]) * 1_000_003 + self.dist.rank)
+        ranked = state.get("game_ranks") if exact else None
+        if ranked is not None and ranked[self.dist.rank] is not None:  # the main process's is the game state
+            self.game.load_rank_state_dict(ranked[self.dist.rank])
         self.stats.load_state_dict(state["stats"])
         for work in self.periodic:
             if hasattr(work, "load_state_dict") and work.name in state.get("periodic", {}):

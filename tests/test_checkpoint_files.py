@@ -40,7 +40,10 @@ def test_load_round_trip_and_refusals(tmp_path):
         "a_list.pt": ([1, 2, 3], "is not a gantrain checkpoint"),
         "newer.pt": ({**state(1), "format_version": checkpoint.FORMAT_VERSION + 1},
                      f"format version {checkpoint.FORMAT_VERSION + 1}, newer than this gantrain reads"),
-        "odd.pt": ({**state(1), "surprise": 1}, r"unexpected entries \['surprise'\]"),
+        "odd.pt": ({**state(1), "surprise": 1}, r"unexpected entries \['surprise'\]; refusing to load it$"),
+        "later.pt": ({**state(1), "surprise": 1, "versions": {"gantrain": "99.0.0"}},
+                     r"unexpected entries \['surprise'\]; refusing to load it \(written by gantrain 99.0.0, this is "
+                     r"[0-9.]+: pip install -U gantrain\)"),
         "a_format.pt": ({"format": "a-format-sorting-first", "format_version": 1}, "is not a gantrain checkpoint"),
         "no_format.pt": ({"format_version": 1, "step": 1}, "is not a gantrain checkpoint"),
     }

@@ -50,7 +50,8 @@ def test_two_processes_train_a_conditional_gan_with_ada(tmp_path):
                       "trainer.log_every=2", "trainer.sample_every=100", "generator.base_channels=8",
                       "discriminator.base_channels=8", "augment.policy=[translation]", "augment.ada=true",
                       "augment.ada_interval=1", "augment.ada_kimg=0.5", f"hydra.run.dir={run}", cwd=tmp_path)
-    # the loop checks at the end that both hold the same weights and the same ADA p
+    # the loop checks at the end that both hold the same weights and the same ADA p (a smoke test of that
+    # check: test_grad_average.py shows that the processes' p would drift apart without the averaging)
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["world_size"] == 2 and state["game"] == "cgan" and state["num_classes"] == 10
@@ -73,7 +74,8 @@ def test_two_processes_train_a_cyclegan_and_resume_exactly(tmp_path, data_root):
     assert one.returncode == 0, one.stderr[-3000:]  # the loop checks at the end that both hold the same weights
     a = load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["world_size"] == 2 and a["game"] == "cyclegan" and len(a["game_ranks"]) == 2
-    pools = [ranked["pools"] for ranked in a["game_ranks"]]
+    assert a["game_ranks"][0] is None  # rank 0's pools are the game state's
+    pools = [a["pools"], a["game_ranks"][1]["pools"]]
     assert int(pools[0]["a.count"]) == int(pools[1]["a.count"]) == 2  # both filled, and hold different images
     assert not torch.equal(pools[0]["a.images"], pools[1]["a.images"])
     middle = straight / "checkpoints" / "step_00000003.pt"  # the same schedule (it follows trainer.steps)
@@ -83,9 +85,21 @@ def test_two_processes_train_a_cyclegan_and_resume_exactly(tmp_path, data_root):
     for net in a["networks"]:
         for key in a["networks"][net]:
             assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"
-    for rank in range(2):
-        for key, value in a["game_ranks"][rank]["pools"].items():
-            assert torch.equal(value, b["game_ranks"][rank]["pools"][key]), (rank, key)
+    for key, value in a["pools"].items():
+        assert torch.equal(value, b["pools"][key]), (0, key)
+        assert torch.equal(a["game_ranks"][1]["pools"][key], b["game_ranks"][1]["pools"][key]), (1, key)
+
+    # A checkpoint with the main process's state only (as best.pt is written): a warning, and each process
+    # goes on with noise of its own rather than the main one's again.
+    main_only = {k: v for k, v in load_checkpoint(middle).items() if k not in ("rng_ranks", "game_ranks")}
+    torch.save(main_only, tmp_path / "main_only.pt")
+    third = tmp_path / "third"
+    again = torchrun(*common, "trainer.steps=4", f"resume={tmp_path / 'main_only.pt'}", f"hydra.run.dir={third}",
+                     cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "holds the main process's state only" in (third / "gantrain.log").read_text()
+    c = load_checkpoint(third / "checkpoints" / "last.pt")
+    assert c["step"] == 4 and not torch.equal(c["rng_ranks"][0]["torch"], c["rng_ranks"][1]["torch"])
 
 
 def test_two_processes_train_pix2pix(tmp_path, data_root):

@@ -95,16 +95,17 @@ def test_each_domain_has_its_own_cycle_weight() -> None:
     assert same.cycle_weight_b == 10.0  # null: the same weight for both
 
 
-@pytest.mark.parametrize("identity", [0.5, 0.0])
-def test_batched_generator_calls_give_the_separate_calls_values(identity: float) -> None:
+@pytest.mark.parametrize("identity,ca,cb", [(0.5, 3, 3), (0.0, 3, 3), (0.0, 1, 3)])
+def test_batched_generator_calls_give_the_separate_calls_values(identity: float, ca: int, cb: int) -> None:
     torch.manual_seed(3)
-    t = Translator(ResnetGenerator(3, 3, 16, width=4, n_blocks=1), ResnetGenerator(3, 3, 16, width=4, n_blocks=1), 3, 3, 16)
-    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(3, 16, width=4), "b": PatchDiscriminator(3, 16, width=4)})
+    t = Translator(ResnetGenerator(ca, cb, 16, width=4, n_blocks=1), ResnetGenerator(cb, ca, 16, width=4, n_blocks=1),
+                   ca, cb, 16)
+    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(ca, 16, width=4), "b": PatchDiscriminator(cb, 16, width=4)})
     grid = torch.zeros(1, 3, 16, 16)
     game = CycleGAN(t, ds, LeastSquares(), cycle_weight=10.0, identity_weight=identity, pool_size=0, load_size=16,
                     flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
     assert game.batched  # instance norm: per sample
-    a, b = torch.randn(3, 3, 16, 16), torch.randn(3, 3, 16, 16)
+    a, b = torch.randn(3, ca, 16, 16), torch.randn(2, cb, 16, 16)  # batches of two sizes too
     batched = game.translate_all(a, b)
     game.batched = False
     separate = game.translate_all(a, b)
@@ -114,8 +115,8 @@ def test_batched_generator_calls_give_the_separate_calls_values(identity: float)
             assert x is None and y is None
         else:
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
-    bn = Translator(ResnetGenerator(3, 3, 16, width=4, n_blocks=1, norm="batch"),
-                    ResnetGenerator(3, 3, 16, width=4, n_blocks=1, norm="batch"), 3, 3, 16)
+    bn = Translator(ResnetGenerator(ca, cb, 16, width=4, n_blocks=1, norm="batch"),
+                    ResnetGenerator(cb, ca, 16, width=4, n_blocks=1, norm="batch"), ca, cb, 16)
     assert not CycleGAN(bn, ds, LeastSquares(), cycle_weight=10.0, identity_weight=identity, pool_size=0, load_size=16,
                         flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu"))).batched
 

@@ -156,7 +156,8 @@ class Game:
 
     def rank_state_dict(self) -> dict:
         """What each data-parallel process keeps for itself (a CycleGAN's history pools); the checkpoint
-        holds every process's (key game_ranks). Empty: every process holds the same state."""
+        holds the other processes' (key game_ranks; the main process's is the game state). Empty: every
+        process holds the same state. Empty or not alike on every process (a collective depends on it)."""
         return {}
 
     def load_rank_state_dict(self, state: dict) -> None:
