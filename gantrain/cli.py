@@ -248,6 +248,27 @@ def missing_plugin(args: list[str]) -> Optional[str]:
     return None
 
 
+def _saved_choices(args: list[str]) -> list[str]:
+    """The group choices (experiment=..., dataset=...) of the run that resume= continues, from its
+    .hydra/overrides.yaml: a key such as dataset.root is checked against the run's dataset, not the default."""
+    resume = _argv_value(args, "resume")
+    if resume in (None, "", "null"):
+        return []
+    from .checkpoint import run_folder_of
+
+    where = _argv_value(args, "hydra.run.dir") if resume == "auto" else resume
+    if where is None:
+        return []
+    path = Path(where).expanduser()
+    folder = run_folder_of(path) if path.suffix == ".pt" or path.is_file() else path
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "overrides.yaml"))
+    except Exception:  # no record (a run started from Python) or an unreadable one: the defaults
+        return []
+    return [o for o in saved if isinstance(o, str) and "=" in o and not o.startswith(("+", "~", "hydra", "resume="))
+            and "." not in o.split("=", 1)[0]] if isinstance(saved, list) else []
+
+
 def _check_command_line(args: list[str]) -> None:
     """What Hydra would report with a traceback or wrong advice, as one line: unknown keys (with the
     nearest valid ones), and a run folder that cannot be created or written."""
@@ -269,7 +290,10 @@ def _check_command_line(args: list[str]) -> None:
                 near = difflib.get_close_matches(root, roots, n=2)
                 hint = f"did you mean {' or '.join(near)}? " if near else ""
                 raise GantrainError(f"unknown key {root}; {hint}(`gantrain --help` lists the groups and keys)")
-        choices = [a for a in plain if "." not in a.split("=", 1)[0]]
+        from .config import merge_overrides
+
+        saved = _saved_choices(args)
+        choices = merge_overrides(saved, [a for a in plain if "." not in a.split("=", 1)[0]])
         try:
             cfg = compose(choices)
         except Exception:  # an unknown option of a group: Hydra's own message lists the valid ones
@@ -295,7 +319,7 @@ def _check_command_line(args: list[str]) -> None:
         return
     if plain and cfg is not None:
         try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
-            compose(plain)
+            compose(merge_overrides(saved, plain))
         except Exception as exc:
             text = str(exc).splitlines()[0] if str(exc) else ""
             if text.startswith("Error merging override "):
@@ -342,6 +366,9 @@ def main() -> None:
     except GantrainError as exc:
         print(f"gantrain: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    given = {a.split("=", 1)[0] for a in sys.argv[1:]}
+    # a resumed run's group choices first, so that keys of its groups (dataset.root of its dataset) compose
+    sys.argv[1:1] = [c for c in _saved_choices(sys.argv[1:]) if c.split("=", 1)[0] not in given]
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
     entry()
     from .sweep import LAST_SWEEP

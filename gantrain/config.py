@@ -112,7 +112,7 @@ ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(Condi
                                "optimized_metric": None, "translation": None,
                                "augment": dict(vars(AugmentConfig()))}
 #: keys inside groups added since, with the value that reproduces what earlier runs trained
-ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None}
+ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_weight_b": None}  # (0.5.0, 0.7.0)
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
 SAFE_RESUME_KEYS = (

@@ -74,3 +74,24 @@ def test_0_5_0_run_resumes_with_its_augmentation_and_diagnosis_state(tmp_path):
     assert p_then == 1.0 and 0.0 <= float(state["augment"]["p"]) <= 1.0  # p was restored, then kept adapting in range
     assert state["schedules"]["generator"]["last_epoch"] == 20
     assert load_generator(run).sample(2).shape == (2, 1, 8, 8)
+
+
+def test_0_6_0_cyclegan_run_resumes_and_translates(tmp_path):
+    """A 0.6.0 CycleGAN checkpoint (history pools, no game_ranks) resumes under this version, its pools and
+    its schedule kept, and its translator loads."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES.parent / "v0_6_0" / "run", run)
+    old = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert old["versions"]["gantrain"] == "0.6.0" and old["game"] == "cyclegan" and "game_ranks" not in old
+    assert int(old["pools"]["a.count"]) == 3
+    result = run_gantrain(f"resume={run}", f"dataset.root={FIXTURES.parent / 'v0_6_0' / 'data'}", "trainer.steps=8",
+                          cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 8 and state["versions"]["gantrain"] == gantrain.__version__
+    assert state["config"]["translation"]["cycle_weight_b"] is None  # the key added since: the same weight as before
+    assert int(state["pools"]["a.count"]) == int(state["pools"]["b.count"]) == 3
+    assert not torch.equal(state["pools"]["a.images"], old["pools"]["a.images"])  # the pool kept swapping
+    assert state["schedules"]["generator"]["last_epoch"] == 8
+    translator = gantrain.load_translator(run)
+    assert translator.translate(torch.zeros(1, 3, 16, 16), "BtoA").shape == (1, 3, 16, 16)
