@@ -44,19 +44,31 @@ def test_pix2pix_l1_term_is_the_mean_absolute_error_of_the_step() -> None:
     assert not torch.equal(next(iter(before.parameters())), next(iter(t.ab.parameters())))  # it trained
 
 
-def test_cyclegan_cycle_and_identity_terms_match_hand_computation() -> None:
-    torch.manual_seed(1)
-    t = Translator(ResnetGenerator(3, 3, 16, width=4, n_blocks=1), ResnetGenerator(3, 3, 16, width=4, n_blocks=1), 3, 3, 16)
-    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(3, 16, width=4, norm="instance"),
-                              "b": PatchDiscriminator(3, 16, width=4, norm="instance")})
-    grid = torch.zeros(1, 3, 16, 16)
-    game = CycleGAN(t, ds, LeastSquares(), cycle_weight=10.0, identity_weight=0.5, pool_size=4, load_size=16, flip=False,
-                    grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
+def _tiny_cyclegan(seed: int, ca: int = 3, cb: int = 3, g_norm: str = "instance", **options) -> CycleGAN:
+    """A CycleGAN of 16 px networks of width 4 (one residual block), LSGAN, cycle weight 10, no flips or crops."""
+    torch.manual_seed(seed)
+    t = Translator(ResnetGenerator(ca, cb, 16, width=4, n_blocks=1, norm=g_norm),
+                   ResnetGenerator(cb, ca, 16, width=4, n_blocks=1, norm=g_norm), ca, cb, 16)
+    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(ca, 16, width=4, norm="instance"),
+                              "b": PatchDiscriminator(cb, 16, width=4, norm="instance")})
+    options = {"identity_weight": 0.5, "pool_size": 4, **options}
+    game = CycleGAN(t, ds, LeastSquares(), cycle_weight=10.0, load_size=16, flip=False, grid_a=torch.zeros(1, ca, 16, 16),
+                    grid_b=torch.zeros(1, cb, 16, 16), stats=Stats(torch.device("cpu")), **options)
     _optimizers(game)
+    return game
+
+
+def _raw_pair() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step's batches of two 16 px RGB images per domain, as the data gives them, and in [-1, 1]."""
     raw_a = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
     raw_b = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
-    a, b = raw_a[0].float() / 127.5 - 1, raw_b[0].float() / 127.5 - 1
-    G, F = copy.deepcopy(t.ab), copy.deepcopy(t.ba)
+    return raw_a, raw_b, raw_a[0].float() / 127.5 - 1, raw_b[0].float() / 127.5 - 1
+
+
+def test_cyclegan_cycle_and_identity_terms_match_hand_computation() -> None:
+    game = _tiny_cyclegan(1)
+    raw_a, raw_b, a, b = _raw_pair()
+    G, F = copy.deepcopy(game.T.ab), copy.deepcopy(game.T.ba)
     cycle = ((F(G(a)) - a).abs().mean() + (G(F(b)) - b).abs().mean()).item()
     identity = ((G(b) - b).abs().mean() + (F(a) - a).abs().mean()).item()
     game.step((raw_a, raw_b))
@@ -69,41 +81,23 @@ def test_cyclegan_cycle_and_identity_terms_match_hand_computation() -> None:
 def test_each_domain_has_its_own_cycle_weight() -> None:
     # The generators' gradient is that of g + 10 |F(G(a)) - a| + 2 |G(F(b)) - b| + 0.5 (10 |F(a) - a| + 2 |G(b) - b|).
     # Without a pool (pool_size=0) the discriminators see the generated images as they are, detached.
-    torch.manual_seed(2)
-    t = Translator(ResnetGenerator(3, 3, 16, width=4, n_blocks=1), ResnetGenerator(3, 3, 16, width=4, n_blocks=1), 3, 3, 16)
-    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(3, 16, width=4, norm="instance"),
-                              "b": PatchDiscriminator(3, 16, width=4, norm="instance")})
-    grid = torch.zeros(1, 3, 16, 16)
-    loss = LeastSquares()
-    game = CycleGAN(t, ds, loss, cycle_weight=10.0, cycle_weight_b=2.0, identity_weight=0.5, pool_size=0,
-                    load_size=16, flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
-    _optimizers(game)
-    raw_a = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
-    raw_b = torch.randint(0, 256, (1, 2, 3, 16, 16), dtype=torch.uint8)
-    a, b = raw_a[0].float() / 127.5 - 1, raw_b[0].float() / 127.5 - 1
-    T, D = copy.deepcopy(t), copy.deepcopy(ds)
+    game = _tiny_cyclegan(2, cycle_weight_b=2.0, pool_size=0)
+    raw_a, raw_b, a, b = _raw_pair()
+    T, D = copy.deepcopy(game.T), copy.deepcopy(game.D)
     G, F = T.ab, T.ba
-    g = game.g_scale * (loss.g_loss(D["b"](G(a)).flatten()) + loss.g_loss(D["a"](F(b)).flatten()))
+    g = game.g_scale * (game.loss.g_loss(D["b"](G(a)).flatten()) + game.loss.g_loss(D["a"](F(b)).flatten()))
     total = (g + 10.0 * (F(G(a)) - a).abs().mean() + 2.0 * (G(F(b)) - b).abs().mean()
              + 0.5 * (10.0 * (F(a) - a).abs().mean() + 2.0 * (G(b) - b).abs().mean()))
     total.backward()
     game.step((raw_a, raw_b))
-    for (name, mine), expected in zip(t.named_parameters(), T.parameters()):
+    for (name, mine), expected in zip(game.T.named_parameters(), T.parameters()):
         torch.testing.assert_close(mine.grad, expected.grad, rtol=1e-4, atol=1e-4, msg=name)
-    same = CycleGAN(copy.deepcopy(T), copy.deepcopy(D), loss, cycle_weight=10.0, identity_weight=0.5, pool_size=0,
-                    load_size=16, flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
-    assert same.cycle_weight_b == 10.0  # null: the same weight for both
+    assert _tiny_cyclegan(2).cycle_weight_b == 10.0  # null: the same weight for both
 
 
 @pytest.mark.parametrize("identity,ca,cb", [(0.5, 3, 3), (0.0, 3, 3), (0.0, 1, 3)])
 def test_batched_generator_calls_give_the_separate_calls_values(identity: float, ca: int, cb: int) -> None:
-    torch.manual_seed(3)
-    t = Translator(ResnetGenerator(ca, cb, 16, width=4, n_blocks=1), ResnetGenerator(cb, ca, 16, width=4, n_blocks=1),
-                   ca, cb, 16)
-    ds = torch.nn.ModuleDict({"a": PatchDiscriminator(ca, 16, width=4), "b": PatchDiscriminator(cb, 16, width=4)})
-    grid = torch.zeros(1, 3, 16, 16)
-    game = CycleGAN(t, ds, LeastSquares(), cycle_weight=10.0, identity_weight=identity, pool_size=0, load_size=16,
-                    flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
+    game = _tiny_cyclegan(3, ca, cb, identity_weight=identity)
     assert game.batched  # instance norm: per sample
     a, b = torch.randn(3, ca, 16, 16), torch.randn(2, cb, 16, 16)  # batches of two sizes too
     batched = game.translate_all(a, b)
@@ -115,10 +109,7 @@ def test_batched_generator_calls_give_the_separate_calls_values(identity: float,
             assert x is None and y is None
         else:
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
-    bn = Translator(ResnetGenerator(ca, cb, 16, width=4, n_blocks=1, norm="batch"),
-                    ResnetGenerator(cb, ca, 16, width=4, n_blocks=1, norm="batch"), ca, cb, 16)
-    assert not CycleGAN(bn, ds, LeastSquares(), cycle_weight=10.0, identity_weight=identity, pool_size=0, load_size=16,
-                        flip=False, grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu"))).batched
+    assert not _tiny_cyclegan(3, ca, cb, g_norm="batch", identity_weight=identity).batched
 
 
 def test_identity_needs_the_same_channels() -> None:
