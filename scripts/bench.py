@@ -18,7 +18,8 @@ Translation workloads (iterations = training steps: one generator and one discri
 pix2pix128 (model=pix2pix: U-Net, PatchGAN on pairs, GAN + 100 x L1) and cyclegan128 (model=cyclegan:
 two ResNet generators, two PatchGANs, LSGAN, cycle and identity terms, 50-image pools), each at batch
 1 (as the reference trains) and 16; cyclegan256 at batch 1, whose row is read for its peak GPU memory
-(every translation row reports it: torch.cuda.max_memory_allocated over the run, "n/a" on the CPU).
+(every translation row reports it: torch.cuda.max_memory_allocated over the run, "n/a" on the CPU);
+cyclegan32 at batch 1 and 8, digit-sized as experiment=cyclegan_mnist2mnistm (networks of width 64).
 Data: synthetic JPEG folders written once to a temporary folder (--images per domain, 256 px; pix2pix
 gets A|B side-by-side files), read by gantrain as dataset=paired_folder / unpaired_folder at
 dataset.image_size 128 or 256. The plain loop (scripts/bench_translation_reference.py) decodes the same
@@ -65,6 +66,7 @@ TRANSLATION = {
     "pix2pix128": dict(kind="pix2pix", size=128, batches=(1, 16)),
     "cyclegan128": dict(kind="cyclegan", size=128, batches=(1, 16)),
     "cyclegan256": dict(kind="cyclegan", size=256, batches=(1,)),  # the memory row
+    "cyclegan32": dict(kind="cyclegan", size=32, batches=(1, 8)),  # digit-sized, as experiment=cyclegan_mnist2mnistm
 }
 CONDITIONAL = ["conditional=true", "condition.discriminator=projection", "discriminator.norm=none",
                "discriminator.spectral_norm=true"]
