@@ -59,6 +59,7 @@ class OptimizerConfig:
     alpha: float = 0.99
     eps: float = 1e-8
     lr_schedule: str = "constant"  # constant | linear (decay to 0 at trainer.steps) | constant_linear (constant, then linear from half way)
+    kernel: str = "auto"  # auto (fused Adam/AdamW, else foreach) | fused | foreach; a CUDA graph takes capturable foreach
     generator: NetworkOptim = field(default_factory=NetworkOptim)
     discriminator: NetworkOptim = field(default_factory=NetworkOptim)
 
@@ -112,7 +113,8 @@ ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(Condi
                                "optimized_metric": None, "translation": None,
                                "augment": dict(vars(AugmentConfig()))}
 #: keys inside groups added since, with the value that reproduces what earlier runs trained
-ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_weight_b": None}  # (0.5.0, 0.7.0)
+ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_weight_b": None,  # (0.5.0, 0.7.0)
+                                     "optimizer.kernel": "auto"}  # 0.7.0; auto now fuses Adam on the CPU too
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
 SAFE_RESUME_KEYS = (
@@ -264,6 +266,11 @@ def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:
         raise GantrainError(f"optimizer.lr_schedule={o.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
     if o.name not in OPTIMIZERS:
         raise GantrainError(f"optimizer.name={o.name!r} is not one of {', '.join(OPTIMIZERS)}")
+    if o.kernel not in ("auto", "fused", "foreach"):
+        raise GantrainError(f"optimizer.kernel={o.kernel!r} is not one of auto, fused, foreach")
+    if o.kernel == "fused" and o.name not in ("adam", "adamw"):
+        raise GantrainError(f"optimizer.kernel=fused: gantrain fuses adam and adamw only, not {o.name}; "
+                            f"set optimizer.kernel=auto")
     for who in ("", "generator.", "discriminator."):
         node = o if not who else getattr(o, who[:-1])
         if node.lr is not None and node.lr <= 0:

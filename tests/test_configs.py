@@ -197,6 +197,23 @@ def test_linear_lr_schedule_decays_to_zero_at_the_last_step(tmp_path):
         build(gantrain.compose(["optimizer.lr_schedule=cosine", "trainer.device=cpu"]), tmp_path / "x")
 
 
+@pytest.mark.parametrize("name,kernel,fused", [("adam", "auto", True), ("adamw", "auto", True), ("adam", "foreach", False),
+                                               ("adam", "fused", True), ("rmsprop", "auto", False), ("sgd", "auto", False)])
+def test_optimizer_kernel(name, kernel, fused, tmp_path):
+    # auto: Adam/AdamW fused on the CPU as on CUDA (one pass over the weights); foreach keeps 0.6.0's update
+    loop = build(gantrain.compose([f"optimizer={name}", f"optimizer.kernel={kernel}", "trainer.device=cpu"]), tmp_path)
+    for opt in loop.game.optimizers.values():
+        assert bool(opt.defaults.get("fused")) is fused and bool(opt.defaults.get("foreach")) is not fused
+    loop.run_step()  # and it steps
+
+
+def test_optimizer_kernel_errors(tmp_path):
+    with pytest.raises(GantrainError, match="optimizer.kernel='fast' is not one of auto, fused, foreach"):
+        build(gantrain.compose(["optimizer.kernel=fast", "trainer.device=cpu"]), tmp_path / "a")
+    with pytest.raises(GantrainError, match="gantrain fuses adam and adamw only, not sgd; set optimizer.kernel=auto"):
+        build(gantrain.compose(["optimizer=sgd", "optimizer.kernel=fused", "trainer.device=cpu"]), tmp_path / "b")
+
+
 def test_schedule_writes_into_a_tensor_rate_in_place():
     # What a captured CUDA graph relies on: the schedule changes the value of the tensor the graph reads.
     from gantrain.optim import LinearDecay, lr_to_device, lr_to_float
