@@ -110,6 +110,16 @@ def test_batched_generator_calls_give_the_separate_calls_values(identity: float,
         else:
             torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6, msg=name)
     assert not _tiny_cyclegan(3, ca, cb, g_norm="batch", identity_weight=identity).batched
+    calls = []
+    game.batched = True
+    for g in (game.T.ab, game.T.ba):
+        g.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    game.translate_all(a, b)
+    assert len(calls) == 3  # one call per generator and stage
+    calls.clear()
+    big = 8192 // (16 * 16) + 1  # past BATCHED_PIXELS: separate calls, as batch norm's
+    game.translate_all(torch.randn(big, ca, 16, 16), torch.randn(big, cb, 16, 16))
+    assert calls == [big] * (6 if identity else 4)
 
 
 def test_identity_needs_the_same_channels() -> None:
