@@ -84,7 +84,7 @@ def test_0_6_0_cyclegan_run_resumes_and_translates(tmp_path):
     old = load_checkpoint(run / "checkpoints" / "last.pt")
     assert old["versions"]["gantrain"] == "0.6.0" and old["game"] == "cyclegan" and "game_ranks" not in old
     assert int(old["pools"]["a.count"]) == 3
-    result = run_gantrain(f"resume={run}", f"dataset.root={FIXTURES.parent / 'v0_6_0' / 'data'}", "trainer.steps=8",
+    result = run_gantrain(f"resume={run}", f"dataset.root={FIXTURES.parent / 'v0_6_0' / 'images'}", "trainer.steps=8",
                           cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     state = load_checkpoint(run / "checkpoints" / "last.pt")
