@@ -147,7 +147,8 @@ def migrate(state: dict, path: Path) -> dict:
     keys = CHECKPOINT_KEYS_V1 if version == 1 else CHECKPOINT_KEYS
     unknown = set(state) - keys
     if unknown:
-        written = (state.get("versions") or {}).get("gantrain") if isinstance(state.get("versions"), dict) else None
+        versions = state.get("versions")
+        written = versions.get("gantrain") if isinstance(versions, dict) else None
         from .version import __version__
 
         newer = f" (written by gantrain {written}, this is {__version__}: pip install -U gantrain)" if written and written != __version__ else ""

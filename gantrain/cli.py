@@ -290,10 +290,7 @@ def _check_command_line(args: list[str]) -> None:
                 near = difflib.get_close_matches(root, roots, n=2)
                 hint = f"did you mean {' or '.join(near)}? " if near else ""
                 raise GantrainError(f"unknown key {root}; {hint}(`gantrain --help` lists the groups and keys)")
-        from .config import merge_overrides
-
-        saved = _saved_choices(args)
-        choices = merge_overrides(saved, [a for a in plain if "." not in a.split("=", 1)[0]])
+        choices = [a for a in plain if "." not in a.split("=", 1)[0]]
         try:
             cfg = compose(choices)
         except Exception:  # an unknown option of a group: Hydra's own message lists the valid ones
@@ -319,7 +316,7 @@ def _check_command_line(args: list[str]) -> None:
         return
     if plain and cfg is not None:
         try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
-            compose(merge_overrides(saved, plain))
+            compose(plain)
         except Exception as exc:
             text = str(exc).splitlines()[0] if str(exc) else ""
             if text.startswith("Error merging override "):
@@ -361,14 +358,15 @@ def main() -> None:
     import hydra
 
     register_resolvers()
+    given = {a.split("=", 1)[0] for a in sys.argv[1:]}
+    # a resumed run's group choices first, so that keys of its groups (dataset.root of its dataset) are
+    # checked and composed against them, not against the defaults
+    sys.argv[1:1] = [c for c in _saved_choices(sys.argv[1:]) if c.split("=", 1)[0] not in given]
     try:
         _check_command_line(sys.argv[1:])
     except GantrainError as exc:
         print(f"gantrain: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    given = {a.split("=", 1)[0] for a in sys.argv[1:]}
-    # a resumed run's group choices first, so that keys of its groups (dataset.root of its dataset) compose
-    sys.argv[1:1] = [c for c in _saved_choices(sys.argv[1:]) if c.split("=", 1)[0] not in given]
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
     entry()
     from .sweep import LAST_SWEEP

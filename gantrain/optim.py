@@ -21,7 +21,7 @@ def make_optimizer(params: Iterable[Any], o: OptimizerConfig, who: str, device: 
     cuda = device.type == "cuda"
     # Fused Adam/AdamW is the fastest on CUDA and on the CPU (one pass over the weights: 4x the per-tensor
     # update on one CPU thread); capture needs capturable foreach; kernel=foreach keeps 0.6.0's CPU update.
-    fused = getattr(o, "kernel", "auto") in ("auto", "fused")
+    fused = o.kernel in ("auto", "fused")
     fast = {"capturable": True, "foreach": True} if capturable else ({"fused": True} if fused else {"foreach": True})
     if o.name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=o.eps, weight_decay=o.weight_decay, **fast)
