@@ -11,6 +11,7 @@ from .build import build_generator, build_translator
 from .checkpoint import open_run_or_checkpoint
 from .config import register_resolvers
 from .errors import GantrainError
+from .overrides import check_overrides, check_roots
 from .models import Generator
 from .run import train as _train
 
@@ -63,9 +64,15 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
 
     register_resolvers()
+    check_overrides(list(overrides))
+    check_roots(list(overrides))
     GlobalHydra.instance().clear()
     with initialize_config_module(config_module="gantrain.configs", version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
+        try:
+            return hydra_compose(config_name="config", overrides=list(overrides))
+        except Exception as exc:  # what the checks above do not foresee: Hydra's first line, and its cause kept
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            raise GantrainError(f"cannot compose {' '.join(overrides)}: {'; '.join(lines[:2]) or type(exc).__name__}") from exc
 
 
 def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:

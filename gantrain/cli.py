@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import register_resolvers
 from .errors import GantrainError
+from .overrides import check_overrides, check_roots, override_words
 
 log = logging.getLogger("gantrain")
 
@@ -77,7 +78,6 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
     """One job of a sweep (`gantrain -m`): skipped when its folder holds it finished, continued from its
     checkpoint when interrupted, recorded in status.json; a failing job fails alone (the sweep goes on).
     Returns the value of `optimized_metric` for Hydra's sweepers (NaN when the job failed)."""
-    from hydra import compose
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
@@ -89,7 +89,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
     sweep_dir = Path(str(hydra_cfg.sweep.dir))
     name = f"job {hydra_cfg.job.num} ({' '.join(overrides) or 'no overrides'})"
     metric = cfg.get("optimized_metric")
-    steps = int(OmegaConf.select(cfg, "trainer.steps", default=0) or 0)
+    steps = _whole_number(OmegaConf.select(cfg, "trainer.steps", default=0)) or 0  # a bad value fails in train()
     prior = sweep.read_status(run_dir) or {}
     other_job = bool(prior) and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)
     finished = prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps
@@ -110,7 +110,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
         log.info("%s finished earlier (step %s); skipped", name, prior.get("step"))
         return _job_value(run_dir, metric)
     try:
-        every = int(OmegaConf.select(cfg, "trainer.eval_every", default=0) or 0)
+        every = _whole_number(OmegaConf.select(cfg, "trainer.eval_every", default=0)) or 0
         if metric and not str(metric).startswith(("loss/", "lr/")) and (every <= 0 or steps % every):
             raise GantrainError(f"optimized_metric={metric} is an evaluation metric, but evaluation does not run at the "
                                 f"last step (trainer.eval_every={every}, trainer.steps={steps}): set trainer.eval_every "
@@ -122,7 +122,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
             cfg.trainer.device = sweep.device_for_job(cfg.trainer.device, int(hydra_cfg.job.num), gpus)
         sweep.write_status(run_dir, status="running", overrides=overrides, steps=steps, reason="", job=int(hydra_cfg.job.num),
                            started=time.strftime("%Y-%m-%dT%H:%M:%S"), started_at=time.time(), pid=os.getpid())
-        loop = train(cfg, run_dir, overrides, lambda ovs: compose(config_name="config", overrides=ovs))
+        loop = train(cfg, run_dir, overrides)
     except Interrupted as stop:
         sweep.write_status(run_dir, status="interrupted", step=stop.step, reason=f"stopped by signal {stop.signum}",
                            ended_at=time.time())
@@ -143,6 +143,14 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
     sweep.write_status(run_dir, status="finished", step=loop.step, steps=loop.steps, reason="", ended_at=time.time())
     sweep.write_hparams(run_dir, overrides, "finished")
     return _job_value(run_dir, metric)
+
+
+def _whole_number(value: Any) -> Optional[int]:
+    """value as an int, or None when it is not a whole number (train() then refuses it in one line)."""
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _gpu_count() -> int:
@@ -167,7 +175,6 @@ def _job_value(run_dir: Path, metric: Optional[str]) -> Optional[float]:
 
 def _task(cfg: DictConfig) -> Optional[float]:
     """One Hydra job: train (or resume) the composed config in Hydra's output folder."""
-    from hydra import compose
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -190,7 +197,7 @@ def _task(cfg: DictConfig) -> Optional[float]:
             if not dist.main:
                 logging.getLogger("gantrain").setLevel(logging.WARNING)
                 _remove_rank_folder(own_dir)
-        train(cfg, run_dir, overrides, lambda ovs: compose(config_name="config", overrides=ovs), dist)
+        train(cfg, run_dir, overrides, dist)
     except Interrupted as stop:
         if dist.main:
             launcher = "torchrun ... -m gantrain.cli" if dist.enabled else "gantrain"
@@ -277,19 +284,13 @@ def _check_command_line(args: list[str]) -> None:
     from .api import compose
     from .checkpoint import run_folder_of
 
-    if any(a in ("-h", "--help", "--hydra-help", "-c", "--cfg", "--info", "-i") or a.startswith("--") for a in args):
+    if any(a in ("-h", "--help", "--hydra-help") for a in args):
         return
-    plain = [a for a in args if "=" in a and not a.startswith(("-", "+", "~")) and not a.startswith("hydra")]
+    check_overrides(args)
+    words = override_words(args)
+    plain = [a for a in words if "=" in a and not a.startswith(("+", "~")) and not a.startswith("hydra")]
     if plain:
-        from .config import TOP_LEVEL_KEYS
-
-        roots = sorted(TOP_LEVEL_KEYS | {"experiment", "hparams_search", "model"})
-        for arg in plain:
-            root = arg.split("=", 1)[0].split(".")[0]
-            if root not in roots:
-                near = difflib.get_close_matches(root, roots, n=2)
-                hint = f"did you mean {' or '.join(near)}? " if near else ""
-                raise GantrainError(f"unknown key {root}; {hint}(`gantrain --help` lists the groups and keys)")
+        check_roots(plain)
         choices = [a for a in plain if "." not in a.split("=", 1)[0]]
         try:
             cfg = compose(choices)
@@ -309,6 +310,8 @@ def _check_command_line(args: list[str]) -> None:
     missing = missing_plugin(args)
     if missing:
         raise GantrainError(missing)
+    if any(a in ("-c", "--cfg", "--info", "-i", "--resolve") for a in args):  # shows the config; trains nothing
+        return
     if "-m" in args or "--multirun" in args:
         if _argv_value(args, "resume") not in (None, "", "null"):
             raise GantrainError("resume= does not apply to a sweep: re-run the sweep's command with "
@@ -318,6 +321,8 @@ def _check_command_line(args: list[str]) -> None:
         try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
             compose(plain)
         except Exception as exc:
+            if isinstance(exc, GantrainError) and exc.__cause__ is not None:  # compose's one line: read Hydra's own
+                exc = exc.__cause__
             text = str(exc).splitlines()[0] if str(exc) else ""
             if text.startswith("Error merging override "):
                 cause = exc.__cause__ or exc.__context__

@@ -237,6 +237,14 @@ def with_added_keys(config: dict) -> dict:
         group, key = dotted.split(".")
         if isinstance(config.get(group), dict) and key not in config[group]:
             config = {**config, group: {**config[group], key: copy.deepcopy(value)}}
+    for group, schema in (("trainer", TrainerConfig), ("optimizer", OptimizerConfig)):
+        # the typed groups' other keys added since train at their schema's default: written out, so that a
+        # resumed run's saved config says what it trains with
+        node = config.get(group)
+        if isinstance(node, dict):
+            defaults = OmegaConf.to_container(OmegaConf.structured(schema))
+            missing = {k: v for k, v in defaults.items() if k not in node}
+            config = {**config, group: {**node, **missing}} if missing else config
     return config
 
 

@@ -8,7 +8,7 @@ import os
 import socket
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,15 +61,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def quote_override_value(value: str) -> str:
-    """A value as a quoted string of Hydra's override grammar (paths with spaces, non-ASCII letters, quotes)."""
-    if "'" not in value:
-        return f"'{value}'"
-    if '"' not in value:
-        return f'"{value}"'
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
     """The checkpoint state to continue from, or None for a fresh start; GantrainError when impossible."""
     has_checkpoints = (run_dir / "checkpoints" / "last.pt").exists() or bool(step_checkpoints(run_dir / "checkpoints"))
@@ -101,22 +92,31 @@ def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
     raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
 
 
-def saved_config_with(saved: dict, overrides: Sequence[str], composed: DictConfig) -> DictConfig:
-    """The saved config of a run started from Python, with a command line's overrides applied to it.
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
 
-    key.path=value overrides set that value (YAML-typed); a group choice (loss=hinge) takes that group's
-    node from the freshly composed config, so that a real change shows up in the comparison after.
+
+def saved_config_with(saved: dict, overrides: Sequence[str], composed: DictConfig) -> DictConfig:
+    """A run's saved config with a command line's own changes applied to it: what a resumed run trains.
+
+    key.path=value takes the value Hydra composed for it (parsed by Hydra's grammar); a group choice
+    (loss=hinge) takes that group's node from the composed config, so that a real change shows up in the
+    comparison after. Whatever the presets say today, nothing else changes.
     """
     cfg = OmegaConf.create(saved)
     for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
+        key = _override_key(override)
         if key in GROUPS:
             cfg[key] = composed[key]
-        elif key == "experiment":
-            raise GantrainError(f"cannot resume with {override}: this run was started from Python with no command "
-                                f"line to recompose; change only {', '.join(SAFE_RESUME_KEYS)}")
+        elif key in ("experiment", "model", "hparams_search"):
+            raise GantrainError(f"cannot resume with {override}: it picks another preset than the run was trained with; "
+                                f"change only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')}")
+        elif override.startswith("~"):
+            OmegaConf.update(cfg, key, None, force_add=True)
         else:
-            OmegaConf.update(cfg, key, OmegaConf.create(f"v: {value}" if value else "v: null").v, force_add=True)
+            value = OmegaConf.select(composed, key, default=None)
+            OmegaConf.update(cfg, key, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value,
+                             force_add=True)
     cfg.resume = composed.get("resume")
     return cfg
 
@@ -125,27 +125,28 @@ def prepare_run(
     cfg: DictConfig,
     run_dir: Path,
     overrides: Optional[Sequence[str]] = None,
-    recompose: Optional[Callable[[list[str]], DictConfig]] = None,
     dist: Optional[Dist] = None,
 ) -> Loop:
     """A Loop for cfg in run_dir, its state loaded from a checkpoint when cfg.resume asks for one.
 
-    overrides: the command line behind cfg (None: composed in Python). recompose: composes a config
-    from overrides; on resume of a command-line run, the run's saved overrides plus the new ones are
-    recomposed, so that `gantrain resume=RUN trainer.steps=N` continues RUN's config rather than the
-    defaults; a run started from Python continues from its saved config.
+    overrides: the command line behind cfg (None: composed in Python). A resumed command-line run trains
+    its saved config with the command line's own changes applied (so `gantrain resume=RUN trainer.steps=N`
+    continues what RUN trained, whatever its preset says today); a config composed in Python is compared
+    with the saved one as it is. Either way, only SAFE_RESUME_KEYS may differ.
     """
     state = find_resume_state(cfg.get("resume"), run_dir)
     if overrides is not None:
         overrides = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
     if state is not None:
         state = {**state, "config": with_added_keys(state["config"])}  # keys added since the run was written
-        if recompose is not None and state.get("overrides") is not None:
-            overrides = merge_overrides(list(state["overrides"]), list(overrides or []))
-            cfg = recompose(overrides + [f"resume={quote_override_value(str(cfg.resume))}"])
-        elif recompose is not None:
-            cfg = saved_config_with(state["config"], overrides or [], cfg)
-            overrides = None
+        if overrides is not None:
+            # the run continues with the config it was trained with (presets may have changed since); only the
+            # command line's own changes apply, and are checked below
+            saved_overrides = state.get("overrides")
+            given = list(overrides or [])
+            changes = [o for o in given if o not in (saved_overrides or [])]
+            cfg = saved_config_with(state["config"], changes, cfg)
+            overrides = merge_overrides(list(saved_overrides), given) if saved_overrides is not None else None
         current = with_added_keys(plain_config(cfg))  # a config made before those keys existed trains with them off
         differing = config_differences(state["config"], current)
         if differing:
@@ -167,7 +168,7 @@ def prepare_run(
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: Optional[Sequence[str]] = None,
-          recompose: Optional[Callable[[list[str]], DictConfig]] = None, dist: Optional[Dist] = None) -> Loop:
+          dist: Optional[Dist] = None) -> Loop:
     """Train the run described by cfg in run_dir (resuming when cfg.resume says so); returns the finished loop.
 
     Raises loop.Interrupted when a signal stopped training (a checkpoint of that step was written), and
@@ -178,7 +179,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Optional[Sequence[str]] = N
         if main:
             log.info("run folder: %s  (watch it: tensorboard --logdir %s)", run_dir, run_dir)
         try:
-            loop = prepare_run(cfg, run_dir, overrides, recompose, dist)
+            loop = prepare_run(cfg, run_dir, overrides, dist)
         except RunBusy:
             raise
         except GantrainError as exc:

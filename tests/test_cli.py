@@ -163,7 +163,7 @@ BAD = [
     (["trainer.steps=0"], "trainer.steps=0 must be a positive integer"),
     (["trainer.steps=abc"], "could not be converted to Integer"),
     (["trainer.stpes=5"], "unknown key trainer.stpes; did you mean trainer.steps?"),
-    (["loss=foo"], "Available options in 'loss'"),
+    (["loss=foo"], "loss=foo is not an option of loss: choose one of hinge, lsgan"),
     (["generator.latent_dimm=5"], "unknown key generator.latent_dimm; did you mean generator.latent_dim?"),
     (["+generator.latent_dimm=5"], "unknown key(s) generator.latent_dimm"),
     (["trainer.batch_size=5000"], "larger than the dataset"),

@@ -9,7 +9,8 @@ from gantrain import load_generator
 from gantrain.checkpoint import load_checkpoint
 
 from conftest import run_gantrain
-from test_pinned import assert_weights_equal, named_weights
+from pins import assert_matches_pin
+from test_pinned import named_weights
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1_0"
 
@@ -23,9 +24,31 @@ def test_0_1_0_run_resumes_exactly_as_0_1_0_did(tmp_path, default_threads):
     want = torch.load(FIXTURES / "resumed_30.pt", weights_only=True)
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["step"] == want["step"] == 30
-    got = named_weights(state)
-    assert_weights_equal(got, want["weights"], exact=str(torch.__version__) == want["torch"])
+    assert_matches_pin(named_weights(state), want["weights"], FIXTURES)
     assert (run / "checkpoints" / "step_00000020.pt").read_bytes() == before["step_00000020.pt"]
+
+
+def test_0_1_0_preset_run_resumes_with_the_config_it_was_trained_with(tmp_path, default_threads):
+    """A run 0.1.0's command started from experiment=ring, a preset changed since (0.6.0's ring adds packing, R1, a
+    linear decay and an EMA): it resumes with its saved config, reaching the weights 0.1.0 reached, and only the
+    command line's own changes are checked."""
+    fixture = FIXTURES.parent / "v0_1_0_ring"
+    run = tmp_path / "ring run"
+    shutil.copytree(fixture / "run", run)
+    refused = run_gantrain(f"resume={run}", "trainer.steps=30", "loss.r1_gamma=0.1", cwd=tmp_path, env=default_threads)
+    assert refused.returncode == 2 and "loss.r1_gamma: 0.0 -> 0.1" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    result = run_gantrain(f"resume={run}", "trainer.steps=30", cwd=tmp_path, env=default_threads)
+    assert result.returncode == 0, result.stderr
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 30 and state["config"]["trainer"]["steps"] == 30
+    assert state["config"]["optimizer"]["lr_schedule"] == "constant" and state["config"]["trainer"]["ema_decay"] == 0.0
+    assert state["config"]["loss"]["r1_gamma"] == 0.0 and "pack" not in state["config"]["discriminator"]
+    want = torch.load(fixture / "resumed_30.pt", weights_only=True)
+    assert_matches_pin(named_weights(state), want["weights"], fixture)
+    again = run_gantrain(f"resume={run}", "trainer.steps=40", "experiment=ring", cwd=tmp_path, env=default_threads)
+    assert again.returncode == 0, again.stderr  # naming the run's own preset again changes nothing
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["config"]["optimizer"]["lr_schedule"] == "constant"
 
 
 def test_0_1_0_generator_loads_from_folder_and_file():

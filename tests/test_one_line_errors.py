@@ -1,0 +1,69 @@
+"""What Hydra reports over many lines (or with a traceback) is one line naming the fix, from the command and
+from Python; a bad value in a sweep fails its job alone."""
+import json
+from pathlib import Path
+
+import pytest
+
+import gantrain
+from gantrain.errors import GantrainError
+
+from conftest import run_gantrain
+from test_hardening import one_line_error
+
+pytestmark = pytest.mark.slow
+
+REFUSED = [
+    (["loss=foo"], "loss=foo is not an option of loss: choose one of hinge, lsgan, minimax, nonsaturating, wasserstein, wgan_gp"),
+    (["dataset=nope"], "dataset=nope is not an option of dataset: choose one of cifar10, digits,"),
+    (["experiment=nope"], "experiment=nope is not an option of experiment: choose one of cgan_digits,"),
+    (["experiment=rng"], "did you mean experiment=ring?"),
+    (["generator=dcgn"], "did you mean generator=dcgan?"),
+    (["model=cyclgan"], "did you mean model=cyclegan?"),
+    (["-m", "loss=foo,hinge", "trainer.steps=1"], "loss=foo is not an option of loss"),
+    (["-m", "optimizer=choice(adam,adamm)"], "did you mean optimizer=adam?"),
+    (["foo"], "'foo' is not an override: give key=value"),
+    (["--cfg", "job", "los=hinge"], "unknown key los; did you mean loss?"),
+    (["--cfg", "job", "loss=foo"], "loss=foo is not an option of loss"),
+    (["hydra.run.dir=runs/ünïcödé"], "quote a value with spaces, non-ASCII letters or special characters, "
+                                     "e.g. \"hydra.run.dir='runs/ünïcödé'\""),
+    (["trainer.steps=[1"], "cannot read trainer.steps=[1"),
+]
+
+
+@pytest.mark.parametrize("args,message", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_command_line_mistakes_are_one_line(args, message, tmp_path):
+    line = one_line_error(run_gantrain(*args, cwd=tmp_path))
+    assert message in line
+    assert list(tmp_path.iterdir()) == []  # nothing written: no outputs/, no multirun/
+
+
+def test_the_quoted_form_the_message_suggests_is_accepted(tmp_path):
+    result = run_gantrain("hydra.run.dir='runs/ünïcödé'", "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["los=hinge"], "unknown key los; did you mean loss?"),
+    (["loss=foo"], "loss=foo is not an option of loss: choose one of hinge"),
+    (["trainer.stepz=3"], "Could not override 'trainer.stepz'"),
+    (["foo"], "'foo' is not an override"),
+])
+def test_compose_raises_gantrain_errors_in_one_line(overrides, message):
+    with pytest.raises(GantrainError) as info:
+        gantrain.compose(overrides)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_bad_value_in_a_sweep_fails_its_job_and_the_sweep_goes_on(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_gantrain("-m", "dataset=digits", "trainer.steps=3,-1,abc", "trainer.device=cpu",
+                          "generator.base_channels=4", "discriminator.base_channels=4", "trainer.batch_size=16",
+                          f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    status = {job: json.loads((sweep / job / "status.json").read_text()) for job in ("0", "1", "2")}
+    assert status["0"]["status"] == "finished" and status["0"]["step"] == 3
+    assert status["1"]["status"] == "failed" and "trainer.steps=-1 must be a positive integer" in status["1"]["reason"]
+    assert status["2"]["status"] == "failed" and "could not be converted to Integer" in status["2"]["reason"]
+    summary = (sweep / "summary.md").read_text()
+    assert summary.count("| failed |") == 2 and "| finished |" in summary
