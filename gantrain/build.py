@@ -534,7 +534,10 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
 
     reference = dataset.tensor()[:2500] if dataset.kind == "points" else None
     scored = getattr(dataset, "base", dataset)  # a run on dataset.subset is scored against the full dataset
-    evaluator = make_evaluator(scored, settings, device, condition is not None) if evaluate and settings.eval_every > 0 and dist.main else None
+    # made (cheaply: set-up waits for first use) also to check trainer.best_metric when evaluation is off
+    checked = evaluate and dist.main and (settings.eval_every > 0 or bool(settings.best_metric))
+    evaluator = make_evaluator(scored, settings, device, condition is not None) if checked else None
+    evaluator = evaluator if settings.eval_every > 0 else None
     periodic: list = [DivergenceCheck(settings.log_every, settings.on_divergence, settings.max_rollbacks)]
     diagnosis = None
     if settings.diagnose and dist.main:
@@ -597,7 +600,7 @@ def _build_translation(cfg: DictConfig, run_dir: Path, translation: TranslationC
     periodic: list = [DivergenceCheck(settings.log_every, settings.on_divergence, settings.max_rollbacks),
                       ScalarLog(settings.log_every), Samples(settings.sample_every)]
     evaluator = None
-    if evaluate and settings.eval_every > 0 and dist.main:
+    if evaluate and dist.main and (settings.eval_every > 0 or settings.best_metric):  # also checks best_metric
         from .translation_eval import make_translation_evaluator
 
         evaluator = make_translation_evaluator(dataset, settings.metrics, device, translation.kind)
@@ -605,7 +608,7 @@ def _build_translation(cfg: DictConfig, run_dir: Path, translation: TranslationC
             evaluated = ", ".join(evaluator.names) if evaluator is not None else "none apply to this data"
             raise GantrainError(f"trainer.best_metric={settings.best_metric} is not among the evaluated metrics "
                                 f"({evaluated}); pick one of them or set trainer.best_metric=null")
-    if evaluator is not None:
+    if evaluator is not None and settings.eval_every > 0:
         periodic.append(Evaluation(settings.eval_every, evaluator, settings.best_metric))
     periodic.append(Checkpointing(settings.ckpt_every))
     meta = {"config": plain_config(cfg), "overrides": None if overrides is None else list(overrides),

@@ -61,15 +61,31 @@ def atomic_save(obj: Any, path: Path) -> None:
     _atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """write(f) into a temporary file in path's folder, fsync, then rename over path (see atomic_save)."""
+def file_mode() -> int:
+    """The permissions a new file gets under this process's umask (mkstemp's files are 0600 otherwise)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None], exclusive: bool = False) -> None:
+    """write(f) into a temporary file in path's folder, fsync, then rename over path (see atomic_save).
+
+    exclusive: never replace a file at path, also one another process makes meanwhile (FileExistsError).
+    The file's permissions follow the umask, as a plain open() would.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)  # fails if path exists: the check and the write are one step
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -82,22 +98,10 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 atomic_write = _atomic_write  # for other writers of files that must never be seen half written
 
 
-def _atomic_link(src: Path, dst: Path) -> None:
-    """Make dst the same file as src, atomically (hard link, or a copy where links are not allowed)."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.link.tmp")
-    try:
-        if tmp.exists():
-            tmp.unlink()
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-        _fsync_dir(dst.parent)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        with open(src, "rb") as source:
-            _atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
+def _atomic_copy(src: Path, dst: Path) -> None:
+    """Make dst an independent copy of src, atomically: a later write through one name never changes the other."""
+    with open(src, "rb") as source:
+        _atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
 
 
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
@@ -253,6 +257,8 @@ def run_folder_of(checkpoint: Path) -> Path:
 def open_run_or_checkpoint(path: Path) -> tuple[Path, dict]:
     """(checkpoint file, state): a run folder's newest good checkpoint, or the given checkpoint file."""
     path = Path(path)
+    if path.is_dir() and path.name == "checkpoints" and not (path / "checkpoints").is_dir():
+        path = path.parent  # RUN/checkpoints: the run's own checkpoint folder
     if path.is_dir():
         found = newest_good(path)
         if found is None:
@@ -279,7 +285,7 @@ class CheckpointWriter:
         path = self.folder / f"step_{step:08d}.pt"
         try:
             atomic_save(state, path)
-            _atomic_link(path, self.folder / "last.pt")
+            _atomic_copy(path, self.folder / "last.pt")
         except OSError as exc:
             raise GantrainError(
                 f"could not write checkpoint {path} ({exc.strerror or exc}); the previous checkpoints are intact; "

@@ -14,6 +14,7 @@ Options (key=value):
                     suffix must fit the format
   ema=true          export the EMA generator when the run kept one (ema=false: the raw generator)
   device=cpu        where to trace it (cpu | cuda | cuda:N | auto); a traced program keeps that device
+  overwrite=false   true: replace files of the same names (out, and for safetensors the .json beside it)
 
 The generator is exported in eval mode. safetensors and onnx need `pip install 'gantrain[export]'`.
 
@@ -40,7 +41,7 @@ from .errors import GantrainError
 from .sample import check_writable, resolve_device
 
 PROG = "gantrain-export"
-OPTIONS = ("format", "out", "ema", "device")
+OPTIONS = ("format", "out", "ema", "device", "overwrite")
 FORMATS = {"safetensors": (".safetensors",), "torchscript": (".pt", ".pth", ".ts", ".torchscript"), "onnx": (".onnx",)}
 DEFAULT_OUT = {"safetensors": "generator.safetensors", "torchscript": "generator.pt", "onnx": "generator.onnx"}
 SIDECAR_FORMAT = "gantrain-generator"
@@ -79,14 +80,28 @@ def sidecar_of(path: Union[str, Path]) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """write(tmp_name) in path's folder, then rename over path (a failure leaves an existing file as it was)."""
+def _atomic(path: Path, write: Callable[[str], None], overwrite: bool = True) -> None:
+    """write(tmp_name) in path's folder, then rename over path (a failure leaves an existing file as it was).
+
+    Unless overwrite, an existing file is never replaced, also one that another process makes meanwhile.
+    Permissions follow the umask."""
+    from .checkpoint import file_mode
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        os.chmod(tmp, file_mode())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise GantrainError(f"{path} was written by another process meanwhile and is kept as it is; choose "
+                                    f"another out=..., or overwrite=true to replace it") from None
+            os.unlink(tmp)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -111,8 +126,10 @@ def example_inputs(generator: nn.Module, batch: int = 2, device: Union[str, torc
 
 
 def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta: Optional[dict] = None,
-                     device: Union[str, torch.device] = "cpu") -> list[Path]:
+                     device: Union[str, torch.device] = "cpu", overwrite: bool = True) -> list[Path]:
     """Write `generator` (put in eval mode, on `device`) as fmt to out; returns the files written.
+
+    overwrite=False never replaces an existing file (GantrainError instead).
 
     meta (safetensors): what goes into the JSON beside the weights: `generator` (its config node),
     `data_shape`, `data_kind` and any provenance; `num_classes` and the gantrain version are added here.
@@ -122,18 +139,18 @@ def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta
     out = Path(out)
     generator = generator.to(device).eval()
     if fmt == "safetensors":
-        return _export_safetensors(generator, out, meta or {})
+        return _export_safetensors(generator, out, meta or {}, overwrite)
     inputs = example_inputs(generator, device=device)
     if fmt == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notices (torch 2.10+)
             traced = torch.jit.trace(generator, inputs)
-            _atomic(out, lambda tmp: torch.jit.save(traced, tmp))
+            _atomic(out, lambda tmp: torch.jit.save(traced, tmp), overwrite)
         return [out]
-    return _export_onnx(generator, out, inputs)
+    return _export_onnx(generator, out, inputs, overwrite)
 
 
-def _export_safetensors(generator: nn.Module, out: Path, meta: dict) -> list[Path]:
+def _export_safetensors(generator: nn.Module, out: Path, meta: dict, overwrite: bool) -> list[Path]:
     from .version import __version__
 
     st = _require("safetensors.torch", "format=safetensors")
@@ -146,13 +163,16 @@ def _export_safetensors(generator: nn.Module, out: Path, meta: dict) -> list[Pat
         if key not in info:
             raise GantrainError(f"cannot export safetensors without `{key}` in the metadata (what rebuilds the generator)")
     text = json.dumps(info, indent=2, default=str) + "\n"
-    _atomic(out, lambda tmp: st.save_file(weights, tmp, metadata={"format": SIDECAR_FORMAT, "gantrain_version": __version__}))
     sidecar = sidecar_of(out)
-    _atomic(sidecar, lambda tmp: Path(tmp).write_text(text))
+    if not overwrite and sidecar.exists():
+        raise GantrainError(f"{sidecar} exists; choose another out=..., or overwrite=true to replace it")
+    _atomic(out, lambda tmp: st.save_file(weights, tmp, metadata={"format": SIDECAR_FORMAT, "gantrain_version": __version__}),
+            overwrite)
+    _atomic(sidecar, lambda tmp: Path(tmp).write_text(text), overwrite)
     return [out, sidecar]
 
 
-def _export_onnx(generator: nn.Module, out: Path, inputs: tuple) -> list[Path]:
+def _export_onnx(generator: nn.Module, out: Path, inputs: tuple, overwrite: bool) -> list[Path]:
     onnx = _require("onnx", "format=onnx")
     names = ["z", "labels"][: len(inputs)]
     axes = {name: {0: "batch"} for name in names + ["samples"]}
@@ -168,7 +188,7 @@ def _export_onnx(generator: nn.Module, out: Path, inputs: tuple) -> list[Path]:
         onnx.checker.check_model(tmp)
 
     try:
-        _atomic(out, write)
+        _atomic(out, write, overwrite)
     except GantrainError:
         raise
     except Exception as exc:  # an operator the exporter cannot translate, say
@@ -220,8 +240,8 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
     return generator.to(device).eval()
 
 
-def parse_args(args: Sequence[str]) -> tuple[Path, str, Path, bool, str]:
-    """(run or checkpoint, format, out, ema, device) of a command line; GantrainError for every mistake."""
+def parse_args(args: Sequence[str]) -> tuple[Path, str, Path, bool, str, bool]:
+    """(run or checkpoint, format, out, ema, device, overwrite) of a command line; GantrainError for every mistake."""
     paths = [a for a in args if "=" not in a]
     options = {}
     for arg in args:
@@ -247,12 +267,14 @@ def parse_args(args: Sequence[str]) -> tuple[Path, str, Path, bool, str]:
         raise GantrainError(f"out={out} does not end in {' or '.join(FORMATS[fmt])} as format={fmt} files do; "
                             f"use out={out.with_suffix(FORMATS[fmt][0])}")
     ema = _flag("ema", options.get("ema", "true"))
-    return Path(paths[0]).expanduser(), fmt, out, ema, options.get("device", "cpu")
+    overwrite = _flag("overwrite", options.get("overwrite", "false"))
+    return Path(paths[0]).expanduser(), fmt, out, ema, options.get("device", "cpu"), overwrite
 
 
 def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = True,
-           device: Union[str, torch.device] = "cpu") -> list[Path]:
-    """Export the generator of a run folder or checkpoint; returns the files written."""
+           device: Union[str, torch.device] = "cpu", overwrite: bool = False) -> list[Path]:
+    """Export the generator of a run folder or checkpoint; returns the files written (existing files are replaced
+    only with overwrite)."""
     from .api import load_generator
     from .checkpoint import open_run_or_checkpoint
 
@@ -261,6 +283,10 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
     _writable_parent(out)
+    existing = [f for f in ([out, sidecar_of(out)] if fmt == "safetensors" else [out]) if f.exists()]
+    if existing and not overwrite:
+        raise GantrainError(f"{' and '.join(map(str, existing))} exist{'s' if len(existing) == 1 else ''}; choose another "
+                            f"out=..., or overwrite=true to replace {'it' if len(existing) == 1 else 'them'}")
     if fmt in ("safetensors", "onnx"):  # say so before loading anything
         _require("safetensors.torch" if fmt == "safetensors" else "onnx", f"format={fmt}")
     device = resolve_device(str(device))
@@ -269,7 +295,7 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
     meta = {"generator": state["config"]["generator"], "data_shape": list(state["data_shape"]),
             "data_kind": state["data_kind"], "checkpoint": str(Path(checkpoint).resolve()), "step": state.get("step"),
             "ema": bool(ema and "generator" in state.get("ema", {}))}
-    return export_generator(generator, fmt, out, meta, device)
+    return export_generator(generator, fmt, out, meta, device, overwrite)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -282,8 +308,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         if not args:
             raise GantrainError(f"give a run folder or checkpoint file: {PROG} RUN_OR_CHECKPOINT format=... out=PATH; "
                                 f"see {PROG} --help")
-        path, fmt, out, ema, device = parse_args(args)
-        written = export(path, fmt, out, ema, device)
+        path, fmt, out, ema, device, overwrite = parse_args(args)
+        written = export(path, fmt, out, ema, device, overwrite)
     except GantrainError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)

@@ -102,14 +102,22 @@ class RunLogger:
         self.jsonl.close()
 
 
-def save_png(picture: Tensor, path: Path) -> None:
-    """Write a uint8 (C, H, W) picture as PNG (atomically)."""
+def png_bytes(picture: Tensor) -> bytes:
+    """A uint8 (C, H, W) picture encoded as PNG."""
+    import io
+
     from PIL import Image
 
     array = picture.permute(1, 2, 0).cpu().numpy()
-    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    buffer = io.BytesIO()
+    Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def save_png(picture: Tensor, path: Path) -> None:
+    """Write a uint8 (C, H, W) picture as PNG (atomically)."""
     tmp = path.with_suffix(".png.tmp")
-    image.save(tmp, format="PNG")
+    tmp.write_bytes(png_bytes(picture))
     os.replace(tmp, path)
 
 

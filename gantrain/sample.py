@@ -21,6 +21,8 @@ Options (key=value):
                     (PSI > 0; smaller trades variety for quality)
   ema=true          use the EMA generator when the run kept one (ema=false: the raw generator)
   device=auto       auto (CUDA when present) | cpu | cuda | cuda:N
+  overwrite=false   true: replace an existing out=NAME.png / NAME.npz (a folder of samples must be new or
+                    empty: two sample sets are never mixed in one folder)
 
 Examples:
   gantrain-sample outputs/2026-11-27/10-00-00 n=100 out=grid.png
@@ -47,7 +49,7 @@ from torch import Tensor
 from .errors import GantrainError
 
 PROG = "gantrain-sample"
-OPTIONS = ("n", "seed", "out", "labels", "per_class", "interpolate", "truncation", "ema", "device")
+OPTIONS = ("n", "seed", "out", "labels", "per_class", "interpolate", "truncation", "ema", "device", "overwrite")
 # suffixes that name a file, not a folder: out=x.jpg is refused rather than made into a folder called x.jpg
 FILE_SUFFIXES = {".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".npy", ".pt", ".pth", ".json",
                  ".txt", ".csv", ".pdf", ".svg", ".zip"}
@@ -170,6 +172,7 @@ class Request:
     truncation: Optional[float] = None
     ema: bool = True
     device: str = "auto"
+    overwrite: bool = False
 
 
 def split_command_line(args: Sequence[str], valid: Sequence[str], prog: str, usage: str) -> tuple[Path, dict[str, str]]:
@@ -222,6 +225,8 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         request.ema = _flag("ema", options["ema"])
     if "device" in options:
         request.device = options["device"]
+    if "overwrite" in options:
+        request.overwrite = _flag("overwrite", options["overwrite"])
     if request.per_class and request.labels is not None:
         raise GantrainError("per_class=true and labels=... both choose the classes; give one of them")
     if request.per_class and request.interpolate is not None:
@@ -339,15 +344,35 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
 # ---- writing ---------------------------------------------------------------------------------------
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
+def check_new(out: Path, kind: str, overwrite: bool) -> None:
+    """Refuse, before any sampling, an out that would replace a file (unless overwrite) or mix into a folder."""
+    if kind == "folder":
+        if out.is_dir() and any(out.iterdir()):
+            count = sum(1 for _ in out.iterdir())
+            raise GantrainError(f"out={out} already holds {count} file(s); a folder of samples must be new or empty "
+                                f"(two sample sets are never mixed): give another folder or empty this one")
+    elif out.exists() and not overwrite:
+        raise GantrainError(f"out={out} exists; choose another name, or overwrite=true to replace it")
+
+
+def write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
+    """Write a file atomically; unless overwrite, never over an existing file, also one that another process
+    makes meanwhile (GantrainError)."""
     from .checkpoint import atomic_write
 
-    atomic_write(path, lambda f: f.write(data))
+    try:
+        atomic_write(path, lambda f: f.write(data), exclusive=not overwrite)
+    except FileExistsError:
+        raise GantrainError(f"{path} was written by another process meanwhile and is kept as it is; choose another "
+                            f"out=..., or overwrite=true to replace it") from None
 
 
-def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Optional[Tensor] = None) -> Path:
-    """Write a batch as a picture (.png), an array file (.npz) or a folder of PNGs; returns what was written."""
-    from .logger import save_png, scatter_image
+def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Optional[Tensor] = None,
+          overwrite: bool = False) -> Path:
+    """Write a batch as a picture (.png), an array file (.npz) or a folder of PNGs; returns what was written.
+
+    Unless overwrite, no existing file is replaced (see check_new)."""
+    from .logger import png_bytes, scatter_image
 
     kind = kind or output_kind(out)
     points = batch.samples.dim() == 2
@@ -359,7 +384,7 @@ def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Option
                 arrays["labels"] = batch.labels.numpy().astype(np.int64)
             buffer = io.BytesIO()
             np.savez(buffer, **arrays)
-            _atomic_bytes(out, buffer.getvalue())
+            write_bytes(out, buffer.getvalue(), overwrite)
         elif kind == "png":
             out.parent.mkdir(parents=True, exist_ok=True)
             if points:
@@ -368,7 +393,7 @@ def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Option
                 import torchvision
 
                 picture = torchvision.utils.make_grid(to_uint8(batch.samples), nrow=batch.nrow, padding=2)
-            save_png(picture, out)
+            write_bytes(out, png_bytes(picture), overwrite)
         else:
             if points:
                 raise GantrainError(f"out={out}: a folder of PNGs needs image samples, but this run's data are 2D "
@@ -376,7 +401,7 @@ def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Option
             out.mkdir(parents=True, exist_ok=True)
             images = to_uint8(batch.samples)
             for i, image in enumerate(images):
-                save_png(image, out / f"{i:06d}.png")
+                write_bytes(out / f"{i:06d}.png", png_bytes(image), overwrite=False)
     except OSError as exc:
         raise GantrainError(f"out={out}: could not write ({exc.strerror or exc}); choose another out=...") from None
     return out
@@ -413,6 +438,7 @@ def sample(path: Union[str, Path], request: Request) -> Path:
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
     kind = output_kind(request.out)
+    check_new(request.out, kind, request.overwrite)
     check_writable(request.out, kind)
     device = resolve_device(request.device)
     generator = load_generator(path, device=device, ema=request.ema)
@@ -420,7 +446,7 @@ def sample(path: Union[str, Path], request: Request) -> Path:
     reference = None
     if batch.samples.dim() == 2 and kind == "png":  # 2D runs: small checkpoints, a cheap second read
         reference = reference_points(open_run_or_checkpoint(path)[1])
-    return write(batch, request.out, kind, reference)
+    return write(batch, request.out, kind, reference, request.overwrite)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

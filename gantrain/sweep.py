@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import difflib
 import io
 import json
 import logging
@@ -286,6 +287,9 @@ def report(sweep_dir: Path, optimized_metric: Optional[str] = None, direction: s
     if not rows:
         raise GantrainError(f"{sweep_dir} holds no sweep jobs (folders with status.json or .hydra/overrides.yaml); "
                             f"give the folder `gantrain -m` printed")
+    if not (sweep_dir / "multirun.yaml").is_file() and not any(read_status(sweep_dir / r["job"]) for r in rows):
+        raise GantrainError(f"{sweep_dir} is not a sweep folder (no multirun.yaml, no job with status.json): it holds "
+                            f"{len(rows)} ordinary run(s); give the folder a `gantrain -m` sweep printed")
     columns, table, seed_columns, seed_table, common = summary_tables(rows)
     parts = [f"sweep {sweep_dir}: {len(rows)} jobs, "
              + ", ".join(f"{sum(r['status'] == s for r in rows)} {s}"
@@ -321,6 +325,18 @@ def report(sweep_dir: Path, optimized_metric: Optional[str] = None, direction: s
     tmp.write_text(text + "\n")
     os.replace(tmp, sweep_dir / SUMMARY_MD)
     return text, rows
+
+
+def check_metric(rows: list[dict[str, Any]], metric: str, sweep_dir: Path) -> None:
+    """Refuse an optimized_metric that no job of the sweep logs (naming those they do), once any job logged."""
+    keys = {k for r in rows for k in r["values"]}
+    names = keys | {k.removeprefix("eval/") for k in keys}
+    if keys and metric not in names:
+        shown = sorted({k.removeprefix("eval/") for k in keys})
+        near = difflib.get_close_matches(metric, shown, n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        raise GantrainError(f"optimized_metric={metric} is logged by no job of {sweep_dir}; {hint}the jobs log: "
+                            f"{', '.join(shown)}")
 
 
 try:  # Hydra's callback base class (hydra-core >= 1.1)
@@ -405,6 +421,8 @@ def report_main(argv: Optional[list[str]] = None) -> None:
             raise GantrainError(f"direction={options['direction']} is not maximize or minimize")
         sweep_dir = Path(paths[0]).expanduser()
         metric = options.get("optimized_metric") or _saved(sweep_dir, "optimized_metric")
+        if options.get("optimized_metric"):
+            check_metric(job_rows(sweep_dir), options["optimized_metric"], sweep_dir)
         direction = natural_direction(metric, options.get("direction") or _saved(sweep_dir, "hydra.sweeper.direction"))
         text, rows = report(sweep_dir, metric, direction)
     except GantrainError as exc:

@@ -165,13 +165,18 @@ def to_picture(image: torch.Tensor, size: tuple[int, int]) -> Any:
     return picture if picture.size == size else picture.resize(size, Image.BILINEAR)
 
 
-def _write_png(picture: Any, path: Path) -> None:
+def _write_png(picture: Any, path: Path, overwrite: bool) -> None:
+    """Write a translated picture; unless overwrite, never over a file, also one another process makes meanwhile
+    (the existence check before translating cannot see a concurrent writer)."""
     from .checkpoint import atomic_write
 
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     try:
-        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+        atomic_write(path, lambda f: f.write(buffer.getvalue()), exclusive=not overwrite)
+    except FileExistsError:
+        raise GantrainError(f"out={path.parent}: {path.name} was written by another process meanwhile and is kept as "
+                            f"it is; translate into another folder, or overwrite=true to replace files") from None
     except OSError as exc:
         raise GantrainError(f"out={path.parent}: could not write {path.name} ({exc.strerror or exc})") from None
 
@@ -224,7 +229,7 @@ def translate_files(path: Path, request: Request) -> Result:
         if not written:
             request.out.mkdir(parents=True, exist_ok=True)
         for image, original, target in zip(outputs, sizes, where):
-            _write_png(to_picture(image, original), target)
+            _write_png(to_picture(image, original), target, request.overwrite)
             written.append(target)
     return Result(written, failed, request.direction, request.out)
 

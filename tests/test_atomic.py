@@ -1,4 +1,4 @@
-"""last.pt is replaced atomically even where hard links are refused and the copy fallback dies midway."""
+"""last.pt is an independent copy of the newest step file, replaced atomically even when the copy dies midway."""
 from __future__ import annotations
 
 import errno
@@ -10,19 +10,10 @@ import pytest
 import torch
 
 from gantrain import checkpoint
-from gantrain.checkpoint import CheckpointWriter, _atomic_link, atomic_save
+from gantrain.checkpoint import CheckpointWriter, _atomic_copy, atomic_save
 from gantrain.errors import GantrainError
 
 PART = 100  # bytes a failing copy gets onto the disk before it dies
-
-
-def _refuse_links(monkeypatch: pytest.MonkeyPatch) -> None:
-    """os.link fails as on a filesystem without hard links (FAT, some network mounts)."""
-
-    def no_link(src, dst, *args, **kwargs):
-        raise OSError(errno.EPERM, "Operation not permitted (links refused by the test)")
-
-    monkeypatch.setattr(os, "link", no_link)
 
 
 def _copies_die_midway(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -52,49 +43,56 @@ def _files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
 
-def test_copy_fallback_that_fails_midway_leaves_last_pt_as_it_was(tmp_path, monkeypatch):
+def test_copy_that_fails_midway_leaves_last_pt_as_it_was(tmp_path, monkeypatch):
     old, new = tmp_path / "step_1.pt", tmp_path / "step_2.pt"
     atomic_save({"step": 1, "w": torch.zeros(64)}, old)
     atomic_save({"step": 2, "w": torch.ones(4096)}, new)
     last = tmp_path / "last.pt"
-    _atomic_link(old, last)
+    _atomic_copy(old, last)
     before = last.read_bytes()
     assert len(new.read_bytes()) > 4 * PART  # the copy dies well before the end
 
-    _refuse_links(monkeypatch)
     calls = _copies_die_midway(monkeypatch)
     with pytest.raises(OSError) as caught:
-        _atomic_link(new, last)
+        _atomic_copy(new, last)
     assert caught.value.errno == errno.ENOSPC
-    assert calls, "the copy fallback was not taken"
+    assert calls, "the copy was not made through shutil"
     assert last.read_bytes() == before, "last.pt was overwritten in place by a copy that failed"
     assert _files(tmp_path) == {"step_1.pt", "step_2.pt", "last.pt"}, "a temporary file was left behind"
 
 
-def test_copy_fallback_replaces_last_pt_with_the_new_bytes(tmp_path, monkeypatch):
+def test_last_pt_is_a_file_of_its_own(tmp_path):
+    """`cp other.pt checkpoints/last.pt` (a write through the name) never changes the step file."""
     old, new = tmp_path / "step_1.pt", tmp_path / "step_2.pt"
     atomic_save({"step": 1}, old)
     atomic_save({"step": 2, "w": torch.arange(1000)}, new)
     last = tmp_path / "last.pt"
-    _atomic_link(old, last)
-    assert os.path.samefile(old, last)  # where links work, last.pt is the step file itself
-    _refuse_links(monkeypatch)
-    _atomic_link(new, last)
+    _atomic_copy(old, last)
+    _atomic_copy(new, last)
     assert last.read_bytes() == new.read_bytes() and not os.path.samefile(new, last)
-    assert _files(tmp_path) == {"step_1.pt", "step_2.pt", "last.pt"}
-    _atomic_link(new, last)  # again, over an identical copy
-    assert last.read_bytes() == new.read_bytes()
+    step_bytes = new.read_bytes()
+    shutil.copyfile(old, last)  # what cp does: opens last.pt for writing and truncates it
+    assert new.read_bytes() == step_bytes and last.read_bytes() == old.read_bytes()
     assert _files(tmp_path) == {"step_1.pt", "step_2.pt", "last.pt"}
 
 
-def test_stale_link_temp_of_a_killed_process_is_replaced(tmp_path):
-    src, last = tmp_path / "step_1.pt", tmp_path / "last.pt"
-    atomic_save({"step": 1}, src)
-    stale = tmp_path / f".last.pt.{os.getpid()}.link.tmp"  # what a kill between link and rename leaves
-    stale.write_bytes(b"stale")
-    _atomic_link(src, last)
-    assert os.path.samefile(src, last)
-    assert _files(tmp_path) == {"step_1.pt", "last.pt"}
+def test_files_follow_the_umask(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        atomic_save({"step": 1}, tmp_path / "a.pt")
+        _atomic_copy(tmp_path / "a.pt", tmp_path / "b.pt")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "b.pt").stat().st_mode & 0o777 == 0o640
+
+
+def test_an_exclusive_write_never_replaces_a_file(tmp_path):
+    target = tmp_path / "x.bin"
+    checkpoint.atomic_write(target, lambda f: f.write(b"first"), exclusive=True)
+    with pytest.raises(FileExistsError):
+        checkpoint.atomic_write(target, lambda f: f.write(b"second"), exclusive=True)
+    assert target.read_bytes() == b"first" and _files(tmp_path) == {"x.bin"}
 
 
 def test_atomic_save_that_fails_midway_keeps_the_old_file_and_no_temp(tmp_path, monkeypatch):
@@ -121,14 +119,13 @@ def test_atomic_save_that_fails_midway_keeps_the_old_file_and_no_temp(tmp_path, 
     assert path.read_bytes() == before and _files(tmp_path) == {"best.pt"}
 
 
-def test_writer_keeps_the_previous_checkpoint_when_the_copy_fallback_fails(tmp_path, monkeypatch):
+def test_writer_keeps_the_previous_checkpoint_when_the_copy_to_last_pt_fails(tmp_path, monkeypatch):
     writer = CheckpointWriter(tmp_path, keep_last=2)
     first = writer.save({"format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION, "step": 1}, 1)
     folder = tmp_path / "checkpoints"
     before = (folder / "last.pt").read_bytes()
     assert before == first.read_bytes()
 
-    _refuse_links(monkeypatch)
     _copies_die_midway(monkeypatch)
     big = {"format": checkpoint.FORMAT, "format_version": checkpoint.FORMAT_VERSION, "step": 2,
            "stats": {"w": torch.ones(4096)}}

@@ -158,7 +158,8 @@ def test_writer_prunes_after_success_and_cleans_stale_temps(tmp_path):
         assert writer.save(state(step), step) == folder / f"step_{step:08d}.pt"
     assert names(folder) == ["last.pt", "step_00000030.pt", "step_00000040.pt"]
     assert load_checkpoint(folder / "last.pt")["step"] == 40
-    assert os.path.samefile(folder / "last.pt", folder / "step_00000040.pt")  # a hard link, no second copy
+    assert (folder / "last.pt").read_bytes() == (folder / "step_00000040.pt").read_bytes()
+    assert not os.path.samefile(folder / "last.pt", folder / "step_00000040.pt")  # a file of its own, not a link
     best = writer.save_named(state(20), "best")
     assert best == folder / "best.pt" and load_checkpoint(best)["step"] == 20
     assert names(folder) == ["best.pt", "last.pt", "step_00000030.pt", "step_00000040.pt"]

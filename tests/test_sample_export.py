@@ -329,9 +329,10 @@ def test_conditional_labels(tiny_conditional, runs, tmp_path, capsys):
     out = tmp_path / "c.npz"
     assert call(gsample.main, [runs["image"], "labels=[2,0,1]", f"out={out}"], capsys)[0] == 0
     assert np.load(out)["labels"].tolist() == [2, 0, 1]  # n taken from the list
-    assert call(gsample.main, [runs["image"], "labels=2", "n=5", f"out={out}"], capsys)[0] == 0
+    assert call(gsample.main, [runs["image"], "labels=2", "n=5", f"out={out}", "overwrite=true"], capsys)[0] == 0
     assert np.load(out)["labels"].tolist() == [2] * 5
-    assert call(gsample.main, [runs["image"], "labels=[1, 0]", "n=2", "interpolate=3", f"out={out}"], capsys)[0] == 0
+    assert call(gsample.main, [runs["image"], "labels=[1, 0]", "n=2", "interpolate=3", f"out={out}", "overwrite=true"],
+                capsys)[0] == 0
     assert np.load(out)["labels"].tolist() == [1, 1, 1, 0, 0, 0]  # one class per row
 
 

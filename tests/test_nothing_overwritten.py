@@ -1,0 +1,169 @@
+"""No command replaces or mixes into what a user already has without overwrite=true, also against a concurrent
+writer; files follow the umask; gantrain-report refuses what is not a sweep; metric names are checked."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gantrain import translate as gtranslate
+from gantrain.errors import GantrainError
+
+from conftest import run_gantrain
+from test_hardening import one_line_error, snapshot
+
+pytestmark = pytest.mark.slow
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TINY = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=4", "discriminator.base_channels=4",
+        "trainer.batch_size=16", "trainer.log_every=2", "trainer.sample_every=100", "trainer.ckpt_every=4",
+        "trainer.steps=4", "trainer.progress=false"]
+
+
+def exe(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def command(name: str, *args: str, umask: int = 0o022) -> subprocess.CompletedProcess:
+    return subprocess.run([exe(name), *args], capture_output=True, text=True, timeout=300,
+                          preexec_fn=lambda: os.umask(umask))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("nothing-overwritten") / "run"
+    result = run_gantrain(*TINY, f"hydra.run.dir={folder}", cwd=folder.parent)
+    assert result.returncode == 0, result.stderr
+    return folder
+
+
+@pytest.mark.parametrize("name", ["grid.png", "arrays.npz"])
+def test_sample_refuses_an_existing_file_unless_overwrite(run, tmp_path, name):
+    out = tmp_path / name
+    out.write_bytes(b"mine")
+    line = one_line_error(command("gantrain-sample", str(run), f"out={out}", "n=4"), "gantrain-sample")
+    assert f"out={out} exists; choose another name, or overwrite=true" in line and out.read_bytes() == b"mine"
+    done = command("gantrain-sample", str(run), f"out={out}", "n=4", "overwrite=true")
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() != b"mine" and out.stat().st_size > 100
+
+
+def test_sample_never_mixes_into_a_folder_that_holds_files(run, tmp_path):
+    folder = tmp_path / "fid"
+    first = command("gantrain-sample", str(run), f"out={folder}", "n=3")
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    before = snapshot(folder)
+    for extra in ([], ["overwrite=true"]):
+        line = one_line_error(command("gantrain-sample", str(run), f"out={folder}", "n=5", "seed=1", *extra),
+                              "gantrain-sample")
+        assert "already holds 3 file(s); a folder of samples must be new or empty" in line
+    assert snapshot(folder) == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert command("gantrain-sample", str(run), f"out={empty}", "n=2").returncode == 0
+    assert len(list(empty.iterdir())) == 2
+
+
+def test_sample_accepts_the_runs_checkpoints_folder(run, tmp_path):
+    out = tmp_path / "from_checkpoints.npz"
+    result = command("gantrain-sample", str(run / "checkpoints"), f"out={out}", "n=2")
+    assert result.returncode == 0, result.stderr
+    reference = tmp_path / "from_run.npz"
+    assert command("gantrain-sample", str(run), f"out={reference}", "n=2").returncode == 0
+    assert np.array_equal(np.load(out)["samples"], np.load(reference)["samples"])
+
+
+def test_export_refuses_existing_files_unless_overwrite(run, tmp_path):
+    out = tmp_path / "g.pt"
+    out.write_bytes(b"mine")
+    line = one_line_error(command("gantrain-export", str(run), "format=torchscript", f"out={out}"), "gantrain-export")
+    assert f"{out} exists; choose another out=..., or overwrite=true" in line and out.read_bytes() == b"mine"
+    assert command("gantrain-export", str(run), "format=torchscript", f"out={out}", "overwrite=true").returncode == 0
+    assert torch.jit.load(str(out))(torch.zeros(2, 100)).shape[0] == 2
+    weights = tmp_path / "w.safetensors"
+    (tmp_path / "w.json").write_text("{}")  # the sidecar's name is taken: nothing is written
+    line = one_line_error(command("gantrain-export", str(run), "format=safetensors", f"out={weights}"), "gantrain-export")
+    assert "w.json exists" in line and not weights.exists() and (tmp_path / "w.json").read_text() == "{}"
+
+
+def test_files_users_share_follow_the_umask(tmp_path):
+    folder = tmp_path / "run"
+    trained = subprocess.run([exe("gantrain"), *TINY, f"hydra.run.dir={folder}"], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path, preexec_fn=lambda: os.umask(0o027))
+    assert trained.returncode == 0, trained.stderr
+    outputs = [command("gantrain-sample", str(folder), f"out={tmp_path / 's.npz'}", "n=2", umask=0o027),
+               command("gantrain-sample", str(folder), f"out={tmp_path / 's.png'}", "n=2", umask=0o027),
+               command("gantrain-export", str(folder), "format=torchscript", f"out={tmp_path / 'g.pt'}", umask=0o027)]
+    assert all(r.returncode == 0 for r in outputs), [r.stderr for r in outputs]
+    files = [folder / "checkpoints" / "last.pt", folder / "checkpoints" / "step_00000004.pt",
+             tmp_path / "s.npz", tmp_path / "s.png", tmp_path / "g.pt"]
+    assert {str(f): oct(f.stat().st_mode & 0o777) for f in files} == {str(f): "0o640" for f in files}
+
+
+def test_translate_never_replaces_a_file_a_concurrent_writer_made(tmp_path, monkeypatch):
+    """The existence check passes, then another process writes one of the outputs before this one does: that
+    file is kept, and the command stops with one line."""
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "v0_6_0" / "run", run)
+    images = FIXTURES / "v0_6_0" / "images" / "trainA"
+    out = tmp_path / "out"
+    from gantrain.games.translation import Translator
+
+    original = Translator.translate
+
+    def translate_while_another_writes(self, x, direction):
+        out.mkdir(exist_ok=True)
+        (out / "0.png").write_bytes(b"the other process's file")
+        return original(self, x, direction)
+
+    monkeypatch.setattr(Translator, "translate", translate_while_another_writes)
+    request = gtranslate.Request(input=images, out=out, direction="AtoB", device="cpu")
+    with pytest.raises(GantrainError, match="0.png was written by another process meanwhile and is kept"):
+        gtranslate.translate_files(run, request)
+    assert (out / "0.png").read_bytes() == b"the other process's file"
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_translated_files_follow_the_umask(tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(FIXTURES / "v0_6_0" / "run", run)
+    out = tmp_path / "out"
+    result = command("gantrain-translate", str(run), f"input={FIXTURES / 'v0_6_0' / 'images' / 'trainA'}",
+                     f"out={out}", "device=cpu", umask=0o027)
+    assert result.returncode == 0, result.stderr
+    assert {oct(p.stat().st_mode & 0o777) for p in out.iterdir()} == {"0o640"}
+    assert all(Image.open(p).size for p in out.iterdir())
+
+
+def test_report_refuses_a_folder_of_ordinary_runs_and_writes_nothing(run, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copytree(run, runs / "a")
+    before = snapshot(runs)
+    line = one_line_error(command("gantrain-report", str(runs)), "gantrain-report")
+    assert "is not a sweep folder" in line and "1 ordinary run(s)" in line
+    assert snapshot(runs) == before
+
+
+def test_report_refuses_a_metric_no_job_logs(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_gantrain("-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = one_line_error(command("gantrain-report", str(sweep), "optimized_metric=loss/dd"), "gantrain-report")
+    assert "optimized_metric=loss/dd is logged by no job" in line and "did you mean loss/d?" in line
+    ok = command("gantrain-report", str(sweep), "optimized_metric=loss/d", "direction=minimize")
+    assert ok.returncode == 0 and "best loss/d (minimize)" in ok.stdout
+
+
+def test_best_metric_is_checked_also_when_evaluation_is_off(tmp_path):
+    line = one_line_error(run_gantrain(*TINY, "trainer.best_metric=nope", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path))
+    assert "trainer.best_metric=nope is not among the evaluated metrics (fid_classifier" in line
+    assert not (tmp_path / "r").exists()
+    fine = run_gantrain(*TINY, "trainer.best_metric=fid_classifier", f"hydra.run.dir={tmp_path / 'ok'}", cwd=tmp_path)
+    assert fine.returncode == 0, fine.stderr
