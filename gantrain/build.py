@@ -107,7 +107,9 @@ def instantiate_component(node: DictConfig, group: str, **given: Any) -> Any:
             cause = cause.__cause__
         if isinstance(cause, GantrainError):
             raise cause from None
-        raise GantrainError(f"could not build {group} ({target}): {str(cause).splitlines()[0]}") from None
+        if isinstance(cause, (ValueError, TypeError)):  # a value the class refuses: the config's doing, cause kept
+            raise GantrainError(f"could not build {group} ({target}): {str(cause).splitlines()[0]}") from cause
+        raise cause  # anything else is a bug in the class: itself, with its traceback (HYDRA_FULL_ERROR=1: whole)
 
 
 def _fits(value: Any, hint: Any) -> bool:

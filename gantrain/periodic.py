@@ -53,7 +53,7 @@ class DivergenceCheck(Periodic):
 
     name = "divergence"
     EXPLOSION = 1000.0
-    GRADIENTS = ("grad/g", "grad/d")
+    GRADIENTS = ("grad/g", "grad/d")  # the GAN games' gradient norms; a game says its own (Game.gradient_stats)
     HISTORY = 20  # logs of gradient norms remembered
 
     def __init__(self, every: int, action: str = "stop", max_rollbacks: int = 3):
@@ -63,12 +63,13 @@ class DivergenceCheck(Periodic):
         self.lr_scale = 1.0
         self.history: dict[str, list[float]] = {}
 
-    def problem(self, watched: tuple[str, ...], means: dict[str, float], step: int) -> Optional[str]:
-        """What diverged, in words (None: nothing)."""
+    def problem(self, watched: tuple[str, ...], means: dict[str, float], step: int,
+                gradients: tuple[str, ...] = GRADIENTS) -> Optional[str]:
+        """What diverged, in words (None: nothing): a watched loss not finite, or one of `gradients` exploding."""
         bad = [k for k in watched if k in means and not math.isfinite(means[k])]
         if bad:
             return f"{', '.join(bad)} became {means[bad[0]]} by step {step}"
-        for name in self.GRADIENTS:
+        for name in gradients:
             value, earlier = means.get(name), self.history.get(name, [])
             if value is None:
                 continue
@@ -85,9 +86,10 @@ class DivergenceCheck(Periodic):
         if final and not loop.stats.steps:
             return
         means = loop.read_stats()
-        problem = self.problem(loop.game.watched, means, loop.step)
+        gradients = loop.game.gradient_stats()
+        problem = self.problem(loop.game.watched, means, loop.step, gradients)
         if problem is None:
-            for name in self.GRADIENTS:
+            for name in gradients:
                 if name in means:
                     self.history[name] = (self.history.get(name, []) + [means[name]])[-self.HISTORY:]
             return

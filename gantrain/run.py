@@ -183,7 +183,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: Optional[Sequence[str]] = N
         except RunBusy:
             raise
         except GantrainError as exc:
-            raise BeforeStart(str(exc)) from None
+            raise BeforeStart(str(exc)) from exc
         loop.fit()
     log.info("done: %d steps in %s; final samples %s", loop.step, run_dir,
              run_dir / "samples" / f"step_{loop.step:08d}.png")

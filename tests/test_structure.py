@@ -96,3 +96,43 @@ def test_the_loop_knows_no_generator_or_discriminator():
     assert "game" in words  # the walk saw the code
     for word in ("G", "D", "generator", "discriminator", "n_critic", "ema", "fake", "real"):
         assert word not in words, word
+
+
+def test_a_bug_in_a_network_constructor_keeps_its_traceback(tmp_path, monkeypatch):
+    """Only what a user's config causes becomes a one-line config error; a bug in a class surfaces as itself."""
+    import gantrain
+    from gantrain import models
+
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("a bug in the constructor")
+
+    monkeypatch.setattr(models.DCGANGenerator, "__init__", broken)
+    cfg = gantrain.compose(["dataset=digits", "trainer.device=cpu", "trainer.steps=1"])
+    with pytest.raises(ZeroDivisionError, match="a bug in the constructor"):
+        gantrain.train(cfg, tmp_path / "run")
+
+
+def test_a_game_with_other_network_names_gets_its_own_statistic_names():
+    """grad/NAME and lr/NAME for networks other than the generator and discriminator (g and d stay as they were),
+    and the divergence guard watches them."""
+    import torch
+    from torch import nn
+
+    from gantrain.games import Game
+    from gantrain.periodic import DivergenceCheck
+    from gantrain.stats import Stats
+
+    game = Game(Stats(torch.device("cpu")))
+    encoder, critic = nn.Linear(2, 2), nn.Linear(2, 1)
+    game.set_networks({"encoder": encoder, "critic": critic})
+    game.optimizers = {"encoder": torch.optim.SGD(encoder.parameters(), lr=0.1),
+                       "critic": torch.optim.SGD(critic.parameters(), lr=0.2)}
+    assert game.gradient_stats() == ("grad/encoder", "grad/critic")
+    assert game.learning_rates() == {"lr/critic": 0.2, "lr/encoder": 0.1}
+    guard = DivergenceCheck(1)
+    assert "grad/critic" in guard.problem((), {"grad/critic": float("inf")}, 5, game.gradient_stats())
+    classic = Game(Stats(torch.device("cpu")))
+    classic.set_networks({"generator": encoder, "discriminator": critic})
+    classic.optimizers = {"generator": torch.optim.SGD(encoder.parameters(), lr=0.1),
+                          "discriminator": torch.optim.SGD(critic.parameters(), lr=0.2)}
+    assert classic.gradient_stats() == ("grad/g", "grad/d") and set(classic.learning_rates()) == {"lr/g", "lr/d"}

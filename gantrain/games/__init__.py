@@ -57,6 +57,13 @@ class Game:
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
                          if precision == "bf16" else nullcontext())
 
+    def set_networks(self, networks: dict[str, nn.Module], ema: Optional[nn.Module] = None,
+                     ema_decay: float = 0.0) -> None:
+        """The game's named networks, and the EMA copy of the sampled one (None: no EMA; ema_decay per step)."""
+        self.networks = dict(networks)
+        self.ema = {self.sampled: ema} if ema is not None else {}
+        self.ema_decay = float(ema_decay)
+
     # ---- what a step is ----------------------------------------------------------------------
 
     def batches_per_step(self) -> int:
@@ -74,7 +81,7 @@ class Game:
         loss.backward()
         if self.reduce_gradients is not None:
             self.reduce_gradients(self.networks[network].parameters())
-        self.stats.add(f"grad/{network[0]}", self.gradient_norm(network))
+        self.stats.add(f"grad/{self.stat_name(network)}", self.gradient_norm(network))
         optimizer.step()
 
     def gradient_norm(self, network: str) -> Tensor:
@@ -114,24 +121,60 @@ class Game:
 
     @torch.no_grad()
     def sample_grid(self) -> Tensor:
-        """What the periodic sample grid shows, in data space."""
+        """What the periodic sample grid shows, in data space: `grid` of the sampler, in eval mode."""
+        net = self.sampler()
+        was_training = net.training
+        net.eval()
+        try:
+            with self.autocast:
+                return self.grid(net)
+        finally:
+            net.train(was_training)
+
+    def grid(self, sampler: nn.Module) -> Tensor:
+        """The sample grid drawn from `sampler` (in eval mode, under the game's autocast)."""
         raise NotImplementedError
+
+    #: the statistics report() logs when present (None: every statistic), besides the penalty of a loss with
+    #: one, the diagnostics and the learning rates
+    reported: Optional[tuple[str, ...]] = None
 
     def report(self, means: dict[str, float]) -> dict[str, float]:
         """The scalars to log, from the means of the named statistics since the last log."""
-        values = dict(means)
+        values = dict(means) if self.reported is None else {k: means[k] for k in self.reported if k in means}
+        loss = getattr(self, "loss", None)
+        if loss is not None and loss.has_penalty and "loss/penalty" in means:
+            values["loss/penalty"] = means["loss/penalty"]
+        values.update(self.derived(means))
+        values.update(self.diagnostics(means))
         values.update(self.learning_rates())
         return values
 
-    #: logged statistics that every game may report (diagnostics), when present
-    DIAGNOSTICS = ("grad/g", "grad/d", "d/acc_real", "d/acc_fake", "augment/p")
+    def derived(self, means: dict[str, float]) -> dict[str, float]:
+        """Scalars computed from the statistics (a Wasserstein estimate, say); none by default."""
+        return {}
+
+    #: short statistic names of the two classic networks: grad/g, lr/d, ... (logs of earlier runs stay comparable)
+    SHORT_NAMES = {"generator": "g", "discriminator": "d"}
+
+    def stat_name(self, network: str) -> str:
+        """How statistics name a network: g and d for the generator and discriminator, else its own name."""
+        return self.SHORT_NAMES.get(network, network)
+
+    def gradient_stats(self) -> tuple[str, ...]:
+        """The gradient-norm statistics of the networks the game updates (what the divergence guard watches)."""
+        return tuple(f"grad/{self.stat_name(n)}" for n in self.networks if n in self.optimizers)
+
+    #: logged statistics that every game may report (diagnostics) besides its gradient norms, when present
+    DIAGNOSTICS = ("d/acc_real", "d/acc_fake", "augment/p")
 
     def diagnostics(self, means: dict[str, float]) -> dict[str, float]:
         """The diagnostic statistics among `means`: gradient norms, D's accuracy, the augmentation probability."""
-        return {k: means[k] for k in self.DIAGNOSTICS if k in means}
+        return {k: means[k] for k in self.gradient_stats() + self.DIAGNOSTICS if k in means}
 
     def learning_rates(self) -> dict[str, float]:
-        return {f"lr/{name[0]}": float(opt.param_groups[0]["lr"]) for name, opt in sorted(self.optimizers.items())}
+        return {f"lr/{self.stat_name(name)}": float(opt.param_groups[0]["lr"])
+                for name, opt in sorted(self.optimizers.items())}
 
     #: the statistics whose non-finite mean means training diverged
     watched: tuple[str, ...] = ()

@@ -36,23 +36,19 @@ class GAN(Game):
                  **base):
         super().__init__(**base)
         self.G, self.D, self.loss = generator, discriminator, loss
-        self.networks = {"generator": generator, "discriminator": discriminator}
-        if ema is not None:
-            self.ema = {"generator": ema}
-        self.ema_decay = float(ema_decay)
+        self.set_networks({"generator": generator, "discriminator": discriminator}, ema, ema_decay)
         self.n_critic, self.batch_size = int(n_critic), int(batch_size)
         #: columns of the sample grid (None: as square as the count allows)
         self.grid_columns: Optional[int] = None
-        # the fixed noise of every sample grid (its own generator: the training RNG is not touched)
-        self.fixed_z = torch.randn(self.grid_size(num_samples), generator.latent_dim,
-                                   generator=torch.Generator().manual_seed(seed + 1)).to(self.device)
+        self.grid_seed = seed + 1
+        self.fixed_z = self.grid_noise(num_samples)
         self.fixed_labels: Optional[Tensor] = None
         #: differentiable augmentation of everything D sees (gantrain.augment.Augment), or None
         self.augment: Optional[Any] = None
 
-    def grid_size(self, num_samples: int) -> int:
-        """How many noise vectors the sample grid uses."""
-        return num_samples
+    def grid_noise(self, count: int) -> Tensor:
+        """The fixed noise of every sample grid (its own generator: the training RNG is not touched)."""
+        return torch.randn(count, self.G.latent_dim, generator=torch.Generator().manual_seed(self.grid_seed)).to(self.device)
 
     def batches_per_step(self) -> int:
         return self.n_critic
@@ -144,27 +140,16 @@ class GAN(Game):
 
     # ---- what is shown and logged ------------------------------------------------------------
 
-    @torch.no_grad()
-    def sample_grid(self) -> Tensor:
-        g = self.sampler()
-        was_training = g.training
-        g.eval()
-        with self.autocast:
-            samples = (g(self.fixed_z) if self.fixed_labels is None else g(self.fixed_z, self.fixed_labels)).float()
-        g.train(was_training)
-        return samples
+    def grid(self, sampler: nn.Module) -> Tensor:
+        return (sampler(self.fixed_z) if self.fixed_labels is None else sampler(self.fixed_z, self.fixed_labels)).float()
 
-    def report(self, means: dict[str, float]) -> dict[str, float]:
-        values = {k: means[k] for k in ("loss/d", "loss/g", "d/real", "d/fake", "loss/class_d", "loss/class_g")
-                  if k in means}
-        if self.loss.has_penalty and "loss/penalty" in means:
-            values["loss/penalty"] = means["loss/penalty"]
+    reported = ("loss/d", "loss/g", "d/real", "d/fake", "loss/class_d", "loss/class_g")
+
+    def derived(self, means: dict[str, float]) -> dict[str, float]:
         if self.loss.estimates_distance and "d/real" in means:
             # the critic's estimate of the Wasserstein-1 distance: E D(x) - E D(G(z))
-            values["loss/wasserstein"] = means["d/real"] - means["d/fake"]
-        values.update(self.diagnostics(means))
-        values.update(self.learning_rates())
-        return values
+            return {"loss/wasserstein": means["d/real"] - means["d/fake"]}
+        return {}
 
     def shared_tensors(self) -> list:
         return [self.augment.p] if self.augment is not None else []
@@ -197,9 +182,10 @@ class ConditionalGAN(GAN):
 
     def __init__(self, *args: Any, num_classes: int, conditioning: str = "projection", ac_weight: float = 1.0,
                  label_frequencies: Optional[Tensor] = None, grid_classes: int = 10, **kwargs: Any):
+        super().__init__(*args, **kwargs)
         self.num_classes, self.grid_classes = int(num_classes), int(grid_classes)
         self.conditioning, self.ac_weight = conditioning, float(ac_weight)
-        super().__init__(*args, **kwargs)
+        self.fixed_z = self.grid_noise(self.grid_size(len(self.fixed_z)))
         frequencies = (torch.ones(self.num_classes) if label_frequencies is None else label_frequencies.float())
         cdf = (frequencies / frequencies.sum()).cumsum(0)
         self.label_cdf = cdf.to(self.device)
@@ -211,6 +197,7 @@ class ConditionalGAN(GAN):
             self.fixed_labels = torch.arange(len(self.fixed_z), device=self.device) % self.num_classes
 
     def grid_size(self, num_samples: int) -> int:
+        """How many noise vectors the grid draws (images: one per column, repeated down the class rows)."""
         if len(self.G.out_shape) != 3:  # 2D points: one scatter of every class
             self.grid_columns = None
             return num_samples

@@ -163,10 +163,7 @@ class Pix2Pix(Game):
                  ema_decay: float = 0.0, source_channels_a: Optional[int] = None, **base: Any):
         super().__init__(**base)
         self.T, self.D, self.loss = translator, discriminator, loss
-        self.networks = {"generator": translator, "discriminator": discriminator}
-        if ema is not None:
-            self.ema = {"generator": ema}
-        self.ema_decay = float(ema_decay)
+        self.set_networks({"generator": translator, "discriminator": discriminator}, ema, ema_decay)
         self.l1_weight, self.load_size, self.flip = float(l1_weight), int(load_size), bool(flip)
         self.ca, self.source_a = translator.channels_a, source_channels_a
         self.grid_a, self.grid_b = grid_a.to(self.device), grid_b.to(self.device)
@@ -205,24 +202,11 @@ class Pix2Pix(Game):
         if penalty is not None:
             self.stats.add("loss/penalty", penalty)
 
-    @torch.no_grad()
-    def sample_grid(self) -> Tensor:
+    def grid(self, sampler: nn.Module) -> Tensor:
         """input | output | target for the same held-out pairs every time."""
-        t = self.sampler()
-        was_training = t.training
-        t.eval()
-        with self.autocast:
-            out = t.ab(self.grid_a).float()
-        t.train(was_training)
-        return _grid([[self.grid_a, out, self.grid_b]])
+        return _grid([[self.grid_a, sampler.ab(self.grid_a).float(), self.grid_b]])
 
-    def report(self, means: dict[str, float]) -> dict[str, float]:
-        values = {k: means[k] for k in ("loss/d", "loss/g", "loss/l1", "d/real", "d/fake") if k in means}
-        if self.loss.has_penalty and "loss/penalty" in means:
-            values["loss/penalty"] = means["loss/penalty"]
-        values.update(self.diagnostics(means))
-        values.update(self.learning_rates())
-        return values
+    reported = ("loss/d", "loss/g", "loss/l1", "d/real", "d/fake")
 
 
 class CycleGAN(Game):
@@ -249,10 +233,7 @@ class CycleGAN(Game):
                                 f"the same channels in both domains ({translator.channels_a} and {translator.channels_b}); "
                                 f"set translation.identity_weight=0 or declare the same channels for both domains")
         self.T, self.D, self.loss = translator, discriminators, loss
-        self.networks = {"generator": translator, "discriminator": discriminators}
-        if ema is not None:
-            self.ema = {"generator": ema}
-        self.ema_decay = float(ema_decay)
+        self.set_networks({"generator": translator, "discriminator": discriminators}, ema, ema_decay)
         self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
         self.cycle_weight_b = self.cycle_weight if cycle_weight_b is None else float(cycle_weight_b)
         #: per-sample normalisation only: each stage's inputs of a generator may go through it as one batch
@@ -337,26 +318,12 @@ class CycleGAN(Game):
         if penalty is not None:
             self.stats.add("loss/penalty", penalty)
 
-    @torch.no_grad()
-    def sample_grid(self) -> Tensor:
+    def grid(self, sampler: nn.Module) -> Tensor:
         """A | G(A) | F(G(A)) rows, then B | F(B) | G(F(B)) rows, for the same held-out images every time."""
-        t = self.sampler()
-        was_training = t.training
-        t.eval()
-        with self.autocast:
-            ga = t.ab(self.grid_a).float()
-            fb = t.ba(self.grid_b).float()
-            rows = [[self.grid_a, ga, t.ba(ga).float()], [self.grid_b, fb, t.ab(fb).float()]]
-        t.train(was_training)
-        return _grid(rows)
+        ga, fb = sampler.ab(self.grid_a).float(), sampler.ba(self.grid_b).float()
+        return _grid([[self.grid_a, ga, sampler.ba(ga).float()], [self.grid_b, fb, sampler.ab(fb).float()]])
 
-    def report(self, means: dict[str, float]) -> dict[str, float]:
-        values = {k: means[k] for k in ("loss/d", "loss/g", "loss/cycle", "loss/identity", "d/real", "d/fake") if k in means}
-        if self.loss.has_penalty and "loss/penalty" in means:
-            values["loss/penalty"] = means["loss/penalty"]
-        values.update(self.diagnostics(means))
-        values.update(self.learning_rates())
-        return values
+    reported = ("loss/d", "loss/g", "loss/cycle", "loss/identity", "d/real", "d/fake")
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "pools": self.pools.state_dict()}
