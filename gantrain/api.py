@@ -7,7 +7,7 @@ from typing import Any, Sequence, Union
 import torch
 from omegaconf import DictConfig
 
-from .build import build_generator, build_translator
+from .components import build_generator, build_translator
 from .checkpoint import open_run_or_checkpoint
 from .config import register_resolvers
 from .errors import GantrainError

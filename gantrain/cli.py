@@ -395,7 +395,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
     score next to its floor (the untranslated input; for fid_classifier, real vs real)."""
     from .api import load_generator, load_translator
-    from .build import build_dataset, resolve_device
+    from .components import build_dataset, resolve_device
     from .checkpoint import open_run_or_checkpoint, run_folder_of
     from .evaluate import Evaluator
 
@@ -506,7 +506,7 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
     """`gantrain-classifier dataset=mnist [dataset.root=...] [steps=1000] [device=cpu]`: train and cache the
     domain classifier of a labelled dataset (the feature space of the classifier-space metrics)."""
     from .api import compose
-    from .build import build_dataset, resolve_device
+    from .components import build_dataset, resolve_device
     from .classifier import cache_key, save_classifier, train_classifier
 
     args = list(sys.argv[1:] if argv is None else argv)

@@ -107,11 +107,11 @@ DIVERGENCE_ACTIONS = ("stop", "rollback")
 LR_SCHEDULES = ("constant", "linear", "constant_linear")
 
 TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss",
-                  "conditional", "condition", "optimized_metric", "translation", "augment"}
+                  "conditional", "condition", "optimized_metric", "translation", "augment", "game"}
 #: top-level keys added after 0.2.0, with the value that reproduces what earlier runs trained
 ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(ConditionConfig())),
                                "optimized_metric": None, "translation": None,
-                               "augment": dict(vars(AugmentConfig()))}
+                               "augment": dict(vars(AugmentConfig())), "game": None}  # game: 0.8.0
 #: keys inside groups added since, with the value that reproduces what earlier runs trained
 ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_weight_b": None,  # (0.5.0, 0.7.0)
                                      "optimizer.kernel": "auto"}  # 0.7.0; auto now fuses Adam on the CPU too

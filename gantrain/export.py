@@ -200,7 +200,7 @@ def _export_onnx(generator: nn.Module, out: Path, inputs: tuple, overwrite: bool
 
 def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> nn.Module:
     """The generator of an exported .safetensors file (and the .json beside it), in eval mode on `device`."""
-    from .build import build_generator
+    from .components import build_generator
 
     path = Path(path)
     if path.suffix == ".json":

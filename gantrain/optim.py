@@ -11,13 +11,14 @@ from .config import OptimizerConfig
 
 def make_optimizer(params: Iterable[Any], o: OptimizerConfig, who: str, device: torch.device,
                    capturable: bool) -> torch.optim.Optimizer:
-    """The optimizer `o.name` for one network (who: 'generator' | 'discriminator', for its own lr and betas).
+    """The optimizer `o.name` for one network (who: its name; 'generator' and 'discriminator' have their own lr
+    and betas in optimizer.generator / optimizer.discriminator, other networks take the shared ones).
 
     capturable: keep step counters on the device so that a CUDA graph can replay the update.
     """
-    own = getattr(o, who)
-    lr = own.lr if own.lr is not None else o.lr
-    betas = tuple(own.betas if own.betas is not None else o.betas)
+    own = getattr(o, who, None)
+    lr = own.lr if own is not None and own.lr is not None else o.lr
+    betas = tuple(own.betas if own is not None and own.betas is not None else o.betas)
     cuda = device.type == "cuda"
     # Fused Adam/AdamW is the fastest on CUDA and on the CPU (one pass over the weights: 4x the per-tensor
     # update on one CPU thread); capture needs capturable foreach; kernel=foreach keeps 0.6.0's CPU update.

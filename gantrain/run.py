@@ -12,7 +12,8 @@ from typing import Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from .build import build, plain_config
+from .build import build
+from .components import plain_config
 from .checkpoint import load_checkpoint, newest_good, step_checkpoints
 from .config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
 from .distributed import Dist

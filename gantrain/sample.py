@@ -418,7 +418,7 @@ def reference_points(state: dict) -> Optional[Tensor]:
     try:
         from omegaconf import OmegaConf
 
-        from .build import build_dataset
+        from .components import build_dataset
 
         dataset = build_dataset(OmegaConf.create(state["config"]["dataset"]))
         if getattr(dataset, "kind", None) != "points" or getattr(dataset, "streamed", False):

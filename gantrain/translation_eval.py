@@ -34,7 +34,7 @@ from torch import Tensor
 from .data import normalize
 from .errors import GantrainError
 from .evaluate import HIGHER_IS_BETTER as GAN_HIGHER_IS_BETTER
-from .games.translation import to_channels
+from .translation_models import to_channels
 from .metrics import class_accuracy, fid
 
 log = logging.getLogger("gantrain")

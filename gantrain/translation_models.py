@@ -280,3 +280,62 @@ class PatchDiscriminator(nn.Module):
         field = f"{self.receptive_field}x{self.receptive_field}"
         return (f"PatchGAN {self.image_size} px, {layers}, {field} patches, {h}x{w} logits, "
                 f"{self.in_channels} channels, {_count(self)}")
+
+
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+class Translator(nn.Module):
+    """The translating networks of a run: `ab` (A -> B) and, when trained (CycleGAN), `ba` (B -> A)."""
+
+    def __init__(self, ab: nn.Module, ba: Optional[nn.Module], channels_a: int, channels_b: int, image_size: int):
+        super().__init__()
+        self.ab = ab
+        if ba is not None:
+            self.ba = ba
+        self.channels_a, self.channels_b, self.image_size = int(channels_a), int(channels_b), int(image_size)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        return DIRECTIONS if hasattr(self, "ba") else DIRECTIONS[:1]
+
+    def channels(self, direction: str = "AtoB") -> tuple[int, int]:
+        """(input, output) channels of a direction."""
+        self.check_direction(direction)
+        return (self.channels_a, self.channels_b) if direction == "AtoB" else (self.channels_b, self.channels_a)
+
+    def check_direction(self, direction: str) -> None:
+        if direction not in self.directions:
+            if direction in DIRECTIONS:
+                raise GantrainError(f"direction={direction}: this run trained only {self.directions[0]} (pix2pix); "
+                                    f"use direction=AtoB, or train both directions with CycleGAN")
+            raise GantrainError(f"direction={direction} is not one of {', '.join(DIRECTIONS)}")
+
+    def forward(self, x: Tensor, direction: str = "AtoB") -> Tensor:
+        return self.ab(x) if direction == "AtoB" else self.ba(x)
+
+    @torch.no_grad()
+    def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor:
+        """Translate a batch (N, C_in, S, S) in [-1, 1] at the trained size S; grey or colour input is
+        converted to the direction's input channels."""
+        c_in, _ = self.channels(direction)
+        if x.dim() != 4 or x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            raise GantrainError(f"translate() takes (N, C, {self.image_size}, {self.image_size}) images, not "
+                                f"{tuple(x.shape)}; resize or tile to the trained size first")
+        first = next(self.parameters())
+        return self(to_channels(x.to(first.device, first.dtype), c_in), direction)
+
+
+def to_channels(x: Tensor, channels: int) -> Tensor:
+    """Images (N, C, H, W) as `channels` channels: grey repeated to RGB, RGB to grey by luminance (ITU-R 601),
+    an alpha channel dropped."""
+    c = x.shape[1]
+    if c == channels:
+        return x
+    if c == 4:
+        return to_channels(x[:, :3], channels)
+    if c == 1 and channels == 3:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if c == 3 and channels == 1:
+        return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]  # no host-made tensor: capturable
+    raise GantrainError(f"cannot convert {c}-channel images to {channels} channels")

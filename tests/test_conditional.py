@@ -352,7 +352,7 @@ class NoClassifierHead(DCGANDiscriminator):
 
 
 def test_labels_and_heads_a_conditional_run_needs_are_checked(tmp_path):
-    from gantrain.build import check_labelled
+    from gantrain.components import check_labelled
     from gantrain.config import ConditionConfig
 
     class Custom(gantrain.data.Dataset):

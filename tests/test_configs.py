@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import gantrain
-from gantrain.build import build, build_dataset, instantiate_component
+from gantrain.build import build
+from gantrain.components import build_dataset, instantiate_component
 from gantrain.errors import GantrainError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -149,7 +150,7 @@ def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
 def check_preset_without_data(cfg):
     """What build checks of a preset short of its data: every group's keys, the evaluated metrics, and its
     networks built at its batch size (on the meta device) and run on the dataset's shape (on the CPU)."""
-    from gantrain.build import (build_dataset, build_discriminator, build_generator, check_combination, estimate_memory,
+    from gantrain.components import (build_dataset, build_discriminator, build_generator, check_combination, estimate_memory,
                                 make_evaluator)
     from gantrain.config import check_top_level, condition_settings, optimizer_settings, trainer_settings
 

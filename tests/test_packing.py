@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import gantrain
-from gantrain.build import instantiate_component
+from gantrain.components import instantiate_component
 from gantrain.errors import GantrainError
 from gantrain.losses import Wasserstein, gradient_penalty, r1_penalty
 from gantrain.models import MLPDiscriminator

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import gantrain
-from gantrain.build import build, build_dataset
+from gantrain.build import build
+from gantrain.components import build_dataset
 from gantrain.checkpoint import load_checkpoint
 from gantrain.data import Subset
 from gantrain.errors import GantrainError

@@ -7,7 +7,8 @@ import torch
 from torch.nn.utils import parametrize
 
 import gantrain
-from gantrain.build import build, build_generator
+from gantrain.build import build
+from gantrain.components import build_generator
 from gantrain.errors import GantrainError
 from gantrain.sngan_models import SNGAN_SIZES, SNGANDiscriminator, SNGANGenerator
 

@@ -4,12 +4,15 @@ A game owns its named networks, their optimizers (and learning-rate schedules) a
 samples from; `step(batch)` runs its update phases on one batch from the data stream (a function of
 device tensors: no `.item()`, no host sync, so that the loop can capture it as a CUDA graph); it
 reports named statistics into `stats`, says what a sample grid shows and which scalars it logs.
-Adding a game adds a file here and a line to GAMES; the loop does not change.
+Adding a game adds a file here and a line to GAMES; neither the loop nor the shared build changes: a game
+builds its own networks and data stream from the run's config (`Game.build`), the shared build does what
+every run shares (device, seed, loss, dataset, optimizers, periodic work, checkpoint metadata).
 """
 from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -19,8 +22,48 @@ from ..errors import GantrainError
 from ..optim import lr_to_float
 from ..stats import Stats
 
-#: game name -> "module:Class" (imported on use)
-GAMES = {"gan": "gantrain.games.gan:GAN", "cgan": "gantrain.games.gan:ConditionalGAN"}
+#: game name -> "module:Class" (imported on use); `game=NAME` picks one, else model= and conditional= do
+GAMES = {"gan": "gantrain.games.gan:GAN", "cgan": "gantrain.games.gan:ConditionalGAN",
+         "pix2pix": "gantrain.games.translation:Pix2Pix", "cyclegan": "gantrain.games.translation:CycleGAN"}
+
+
+@dataclass
+class RunSetup:
+    """What the shared build hands every game's `build`: the run's config and what every run shares."""
+
+    cfg: Any  # the composed config (DictConfig)
+    settings: Any  # TrainerConfig
+    loss: Any  # GANLoss
+    dataset: Any
+    seed: int
+    device: torch.device
+    dist: Any  # distributed.Dist
+    stats: Stats
+    reduce_gradients: Optional[Callable[[Iterable[nn.Parameter]], None]] = None
+    evaluate: bool = True  # whether the run evaluates (False: built to load weights only)
+    condition: Any = None  # ConditionConfig of a conditional run
+    translation: Any = None  # TranslationConfig of a translation run
+    augment: Any = None  # AugmentConfig
+
+    def base(self) -> dict:
+        """The Game base's arguments."""
+        return dict(stats=self.stats, precision=self.settings.precision, device=self.device,
+                    reduce_gradients=self.reduce_gradients)
+
+
+@dataclass
+class Built:
+    """What a game's `build` returns: the game, its data stream and what the rest of the run needs of it."""
+
+    game: "Game"
+    batches: Any
+    #: checkpoint metadata: data_shape, data_kind, num_classes, and any key of the game's own (translation)
+    meta: dict
+    evaluator: Any = None  # scores the sampled network every trainer.eval_every steps (None: no evaluation)
+    reference: Any = None  # data points drawn under the samples of a 2D run's scatter plots
+    diagnosis: Any = None  # a batch of real data for the plain-language diagnosis (None: the game has none)
+    #: extra state the loop calls for: on_results of the evaluation (e.g. the diagnosis' coverage rule)
+    extras: dict = field(default_factory=dict)
 
 
 def game_class(name: str) -> type:
@@ -44,6 +87,11 @@ class Game:
 
     name = "game"
     sampled = "generator"
+
+    @classmethod
+    def build(cls, setup: RunSetup) -> Built:
+        """The game of a run, its networks and data stream made from setup.cfg (optimizers come after)."""
+        raise NotImplementedError
 
     def __init__(self, stats: Stats, precision: str = "fp32", device: torch.device = torch.device("cpu"),
                  reduce_gradients: Optional[Callable[[Iterable[nn.Parameter]], None]] = None):

@@ -16,7 +16,7 @@ from ..data import normalize
 from ..errors import GantrainError
 from ..losses import GANLoss
 from ..models import Generator
-from . import Game
+from . import Built, Game, RunSetup, make_ema
 
 
 class GAN(Game):
@@ -45,6 +45,69 @@ class GAN(Game):
         self.fixed_labels: Optional[Tensor] = None
         #: differentiable augmentation of everything D sees (gantrain.augment.Augment), or None
         self.augment: Optional[Any] = None
+
+    @classmethod
+    def build(cls, setup: RunSetup) -> Built:
+        """G and D of cfg.generator / cfg.discriminator for the dataset (conditional when setup.condition is set),
+        the batch stream, augmentation, the evaluator of trainer.metrics and the diagnosis' real batch."""
+        from .. import distributed
+        from ..components import (build_discriminator, build_generator, check_combination, check_fits, check_labelled,
+                                  make_evaluator, reference_batch, seed_everything)
+        from ..data import make_batches
+
+        cfg, settings, dataset, device, dist = setup.cfg, setup.settings, setup.dataset, setup.device, setup.dist
+        condition, augment = setup.condition, setup.augment
+        if getattr(dataset, "paired", None) is not None:
+            raise GantrainError(f"dataset {dataset.name} is for image-to-image translation: add model=pix2pix (paired) "
+                                f"or model=cyclegan, or pick another dataset")
+        num_classes = check_labelled(dataset, condition)
+        check_fits(cfg, dataset, settings, device, condition)
+        generator = build_generator(cfg.generator, dataset.shape, dataset.kind, num_classes)
+        discriminator = build_discriminator(cfg, dataset, condition)
+        check_combination(setup.loss, cfg)
+        batches = make_batches(dataset, settings.batch_size, setup.seed, device, settings.num_workers, dist.rank,
+                               dist.world, labelled=num_classes is not None)
+        generator.to(device)
+        discriminator.to(device)
+        if device.type == "cuda" and dataset.kind == "image":
+            generator.to(memory_format=torch.channels_last)
+            discriminator.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        if dist.enabled:
+            distributed.broadcast_state(generator)
+            distributed.broadcast_state(discriminator)
+            seed_everything(setup.seed + 1_000_003 * dist.rank)  # the same weights everywhere, different noise per process
+        common = dict(n_critic=settings.n_critic, batch_size=settings.batch_size, num_samples=settings.num_samples,
+                      seed=setup.seed, ema=make_ema(generator) if settings.ema_decay > 0 else None,
+                      ema_decay=settings.ema_decay, **setup.base())
+        if condition is None:
+            game: GAN = GAN(generator, discriminator, setup.loss, **common)
+        else:
+            frequencies = (torch.bincount(dataset.labels(), minlength=num_classes) if condition.fake_labels == "data"
+                           else None)
+            game = ConditionalGAN(generator, discriminator, setup.loss, num_classes=num_classes,
+                                  conditioning=condition.discriminator, ac_weight=condition.ac_weight,
+                                  label_frequencies=frequencies, grid_classes=condition.grid_classes, **common)
+        if augment is not None:
+            if dataset.kind != "image":
+                raise GantrainError(f"augment.policy transforms images and {dataset.name} holds 2D points; set "
+                                    f"augment.policy=null")
+            from ..augment import Augment
+
+            game.augment = Augment(augment.policy, p=0.0 if augment.ada else augment.p,
+                                   ada_target=augment.ada_target if augment.ada else None,
+                                   ada_interval=augment.ada_interval, ada_kimg=augment.ada_kimg,
+                                   batch_size=settings.batch_size * dist.world, device=device,
+                                   average=(lambda t: distributed.all_sum(t) / dist.world) if dist.enabled else None)
+        scored = getattr(dataset, "base", dataset)  # a run on dataset.subset is scored against the full dataset
+        # made (cheaply: set-up waits for first use) also to check trainer.best_metric when evaluation is off
+        checked = setup.evaluate and dist.main and (settings.eval_every > 0 or bool(settings.best_metric))
+        evaluator = make_evaluator(scored, settings, device, condition is not None) if checked else None
+        return Built(game, batches,
+                     {"data_shape": list(dataset.shape), "data_kind": dataset.kind, "num_classes": num_classes},
+                     evaluator=evaluator if settings.eval_every > 0 else None,
+                     reference=dataset.tensor()[:2500] if dataset.kind == "points" else None,
+                     diagnosis=reference_batch(dataset, setup.seed) if settings.diagnose and dist.main else None)
 
     def grid_noise(self, count: int) -> Tensor:
         """The fixed noise of every sample grid (its own generator: the training RNG is not touched)."""

@@ -20,66 +20,8 @@ from torch import Tensor, nn
 from ..data import normalize
 from ..errors import GantrainError
 from ..losses import GANLoss
-from . import Game
-
-DIRECTIONS = ("AtoB", "BtoA")
-
-
-class Translator(nn.Module):
-    """The translating networks of a run: `ab` (A -> B) and, when trained (CycleGAN), `ba` (B -> A)."""
-
-    def __init__(self, ab: nn.Module, ba: Optional[nn.Module], channels_a: int, channels_b: int, image_size: int):
-        super().__init__()
-        self.ab = ab
-        if ba is not None:
-            self.ba = ba
-        self.channels_a, self.channels_b, self.image_size = int(channels_a), int(channels_b), int(image_size)
-
-    @property
-    def directions(self) -> tuple[str, ...]:
-        return DIRECTIONS if hasattr(self, "ba") else DIRECTIONS[:1]
-
-    def channels(self, direction: str = "AtoB") -> tuple[int, int]:
-        """(input, output) channels of a direction."""
-        self.check_direction(direction)
-        return (self.channels_a, self.channels_b) if direction == "AtoB" else (self.channels_b, self.channels_a)
-
-    def check_direction(self, direction: str) -> None:
-        if direction not in self.directions:
-            if direction in DIRECTIONS:
-                raise GantrainError(f"direction={direction}: this run trained only {self.directions[0]} (pix2pix); "
-                                    f"use direction=AtoB, or train both directions with CycleGAN")
-            raise GantrainError(f"direction={direction} is not one of {', '.join(DIRECTIONS)}")
-
-    def forward(self, x: Tensor, direction: str = "AtoB") -> Tensor:
-        return self.ab(x) if direction == "AtoB" else self.ba(x)
-
-    @torch.no_grad()
-    def translate(self, x: Tensor, direction: str = "AtoB") -> Tensor:
-        """Translate a batch (N, C_in, S, S) in [-1, 1] at the trained size S; grey or colour input is
-        converted to the direction's input channels."""
-        c_in, _ = self.channels(direction)
-        if x.dim() != 4 or x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            raise GantrainError(f"translate() takes (N, C, {self.image_size}, {self.image_size}) images, not "
-                                f"{tuple(x.shape)}; resize or tile to the trained size first")
-        first = next(self.parameters())
-        return self(to_channels(x.to(first.device, first.dtype), c_in), direction)
-
-
-def to_channels(x: Tensor, channels: int) -> Tensor:
-    """Images (N, C, H, W) as `channels` channels: grey repeated to RGB, RGB to grey by luminance (ITU-R 601),
-    an alpha channel dropped."""
-    c = x.shape[1]
-    if c == channels:
-        return x
-    if c == 4:
-        return to_channels(x[:, :3], channels)
-    if c == 1 and channels == 3:
-        return x.expand(-1, 3, -1, -1).contiguous()
-    if c == 3 and channels == 1:
-        return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]  # no host-made tensor: capturable
-    raise GantrainError(f"cannot convert {c}-channel images to {channels} channels")
-
+from ..translation_models import DIRECTIONS, Translator, to_channels  # noqa: F401 (here before 0.8.0)
+from . import Built, Game, RunSetup, make_ema
 
 def jitter(x: Tensor, load_size: int, flip: bool) -> Tensor:
     """pix2pix's augmentation, per sample and on the device: resize to load_size, crop a random window of
@@ -170,6 +112,10 @@ class Pix2Pix(Game):
         self.grid_columns = 6  # two (input | output | target) triplets per row
         self.d_scale, self.g_scale = _adversarial_scales(loss)
 
+    @classmethod
+    def build(cls, setup: RunSetup) -> Built:
+        return build_translation(cls, setup)
+
     def pair_critic(self, a: Tensor):
         """D on (a, x) pairs as a function of x alone, one score per sample (what penalties differentiate)."""
         return lambda x: self.D(torch.cat([a, x], 1)).flatten(1).mean(1)
@@ -246,6 +192,10 @@ class CycleGAN(Game):
         self.grid_a, self.grid_b = grid_a.to(self.device), grid_b.to(self.device)
         self.grid_columns = 6
         self.d_scale, self.g_scale = _adversarial_scales(loss)
+
+    @classmethod
+    def build(cls, setup: RunSetup) -> Built:
+        return build_translation(cls, setup)
 
     def judge(self, domain: str, x: Tensor) -> Tensor:
         return self.D[domain](x).float().flatten()
@@ -337,3 +287,74 @@ class CycleGAN(Game):
 
     def load_rank_state_dict(self, state: dict) -> None:
         self.pools.load_state_dict(state["pools"])
+
+
+def build_translation(cls: type, setup: RunSetup) -> Built:
+    """A pix2pix or CycleGAN game (cls) of setup.cfg: its translator, discriminator(s), batch stream and evaluator."""
+    from .. import distributed
+    from ..components import (_grid_images, _patch_discriminator, build_translator, seed_everything,
+                              translation_channels)
+    from ..data import UnpairedBatches, make_batches
+
+    cfg, translation, dataset, settings = setup.cfg, setup.translation, setup.dataset, setup.settings
+    device, dist, seed, loss = setup.device, setup.dist, setup.seed, setup.loss
+    if getattr(dataset, "paired", None) is None:
+        raise GantrainError(f"model={translation.kind} translates images between two domains, and {dataset.name} has "
+                            f"one; use dataset=edges2mnist, mnist2mnistm, paired_folder or unpaired_folder")
+    if settings.n_critic != 1:
+        raise GantrainError(f"trainer.n_critic={settings.n_critic}: translation games update each network once per "
+                            f"step; set trainer.n_critic=1 (loss=wgan_gp sets 5: override it)")
+    if loss.gp_weight > 0 and cfg.discriminator.get("norm") == "batch":
+        raise GantrainError("discriminator.norm=batch under a gradient penalty: set discriminator.norm=instance or none")
+    src_a, ca, src_b, cb, size = translation_channels(dataset, translation)
+    translator = build_translator(cfg.generator, translation.kind, ca, cb, size)
+    load_size = translation.load_size if translation.load_size is not None else round(size * 286 / 256)
+    if load_size < size:
+        raise GantrainError(f"translation.load_size={load_size} is below the image size {size}; the random crop "
+                            f"needs load_size >= image_size (equal: flips only)")
+    grid_a, grid_b = _grid_images(dataset, translation.grid_images)
+    grid_a, grid_b = to_channels(grid_a, ca), to_channels(grid_b, cb)
+    if translation.kind == "pix2pix":
+        discriminator: nn.Module = _patch_discriminator(cfg, ca + cb, size)
+        batches: Any = make_batches(dataset, settings.batch_size, seed, device, settings.num_workers, dist.rank, dist.world)
+    else:
+        discriminator = nn.ModuleDict({"a": _patch_discriminator(cfg, ca, size), "b": _patch_discriminator(cfg, cb, size)})
+        if getattr(dataset, "paired", False):  # CycleGAN on paired data: the two sides, each in its own order
+            from ..translation_data import DomainImages
+
+            images = dataset.tensor()
+            domains = (DomainImages(f"{dataset.name}-A", images[:, :src_a]), DomainImages(f"{dataset.name}-B", images[:, src_a:]))
+        else:
+            domains = (dataset.domain_a(), dataset.domain_b())
+        batches = UnpairedBatches(*(make_batches(d, settings.batch_size, seed + i, device, settings.num_workers,
+                                                 dist.rank, dist.world) for i, d in enumerate(domains)))
+    translator.to(device)
+    discriminator.to(device)
+    if dist.enabled:
+        distributed.broadcast_state(translator)
+        distributed.broadcast_state(discriminator)
+        seed_everything(seed + 1_000_003 * dist.rank)
+    shared = dict(ema=make_ema(translator) if settings.ema_decay > 0 else None, ema_decay=settings.ema_decay,
+                  **setup.base())
+    if translation.kind == "pix2pix":
+        game: Game = cls(translator, discriminator, loss, translation.l1_weight, load_size, translation.flip,
+                         grid_a, grid_b, source_channels_a=src_a, **shared)
+    else:
+        game = cls(translator, discriminator, loss, translation.cycle_weight, translation.identity_weight,
+                   translation.pool_size, load_size, translation.flip, grid_a, grid_b,
+                   cycle_weight_b=translation.cycle_weight_b, **shared)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes every step, as the GAN games
+    evaluator = None
+    if setup.evaluate and dist.main and (settings.eval_every > 0 or settings.best_metric):  # also checks best_metric
+        from ..translation_eval import make_translation_evaluator
+
+        evaluator = make_translation_evaluator(dataset, settings.metrics, device, translation.kind)
+        if settings.best_metric and (evaluator is None or settings.best_metric not in evaluator.names):
+            evaluated = ", ".join(evaluator.names) if evaluator is not None else "none apply to this data"
+            raise GantrainError(f"trainer.best_metric={settings.best_metric} is not among the evaluated metrics "
+                                f"({evaluated}); pick one of them or set trainer.best_metric=null")
+    meta = {"kind": translation.kind, "channels_a": ca, "channels_b": cb, "image_size": size}
+    return Built(game, batches, {"data_shape": [ca + cb, size, size], "data_kind": "image", "num_classes": None,
+                                 "translation": meta},
+                 evaluator=evaluator if settings.eval_every > 0 else None)
