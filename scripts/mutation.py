@@ -1,6 +1,6 @@
 """Mutation testing of one gantrain module with cosmic-ray, on a throw-away copy of the repository.
 
-    python scripts/mutation.py losses                  # or metrics, data, checkpoint
+    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic
     python scripts/mutation.py data --whole            # every function of the module, not only its scope
     python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
 
@@ -74,6 +74,18 @@ TARGETS: dict[str, Target] = {
                   scope=("GAN", "ConditionalGAN"), note="the GAN games' update phases, sample grids and reports"),
     "game": Target("gantrain/games/__init__.py", ("tests/test_trainer_step.py",),
                    scope=("Game",), note="the shared update, EMA and schedule stepping of every game"),
+    "optim": Target("gantrain/optim.py",
+                    ("tests/test_combinations.py", "tests/test_translation_game.py", "-k",
+                     "betas or rollback or schedule or optimizer_name"),
+                    note="optimizer factory (per-network rates and betas) and the linear schedules, with rollbacks"),
+    "translation": Target("gantrain/games/translation.py",
+                          ("tests/test_combinations.py", "tests/test_translation_game.py", "-k",
+                           "pix2pix_step or pool or paired or pix2pix_l1"),
+                          scope=("jitter", "ImagePool", "Pix2Pix"),
+                          note="pix2pix's step, its jitter and the CycleGAN history pool"),
+    "periodic": Target("gantrain/periodic.py",
+                       ("tests/test_combinations.py", "tests/test_divergence.py", "-k", "rollback or divergence"),
+                       scope=("DivergenceCheck",), note="the divergence guard and its rollbacks"),
 }
 
 
@@ -85,6 +97,9 @@ def copy_repo(dest: Path) -> None:
         return [n for n in names if n in skip]
 
     shutil.copytree(REPO, dest, ignore=ignore, symlinks=True)
+    # gantrain.configs is the top-level configs/ folder (pyproject's package-dir); without this link the copy would
+    # import it through the editable install, i.e. from the checkout, which may change during the run
+    (dest / "gantrain" / "configs").symlink_to(Path("..") / "configs", target_is_directory=True)
 
 
 def scope_lines(source: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -212,7 +227,9 @@ def main() -> int:
         if not Path(where).resolve().is_relative_to(main_copy):
             raise SystemExit(f"the copy imports gantrain from {where}, not from {main_copy}; mutants would not be tested")
 
-        test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-n", "0", "-p", "no:cacheprovider", *target.tests]
+        # xdist loaded by hand (plugin autoload is off): pyproject's addopts pass -n, and conftest uses worker_id
+        test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "xdist.plugin", "-n", "0", "-p", "no:cacheprovider",
+                        *target.tests]
         started = time.monotonic()
         baseline = subprocess.run(test_command, cwd=main_copy, env=env, capture_output=True, text=True)
         baseline_s = time.monotonic() - started

@@ -1,7 +1,12 @@
 """Runs written by gantrain 0.1.0 keep resuming and loading (fixture: tests/fixtures/v0_1_0/run)."""
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import gantrain
@@ -13,6 +18,23 @@ from pins import assert_matches_pin
 from test_pinned import named_weights
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1_0"
+
+#: the `gantrain` command, recording mean(sign(D(real))) at each of ADA's observations into $GANTRAIN_OBSERVED
+RECORDING_GANTRAIN = """
+import json, os, torch
+import gantrain.augment
+observed, observe = [], gantrain.augment.Augment.observe
+def recording(self, real_logits):
+    observed.append(float(torch.sign(real_logits.detach().float()).mean()))
+    observe(self, real_logits)
+gantrain.augment.Augment.observe = recording
+from gantrain.cli import main
+try:
+    main()
+finally:
+    with open(os.environ["GANTRAIN_OBSERVED"], "w") as f:
+        json.dump(observed, f)
+"""
 
 
 def test_0_1_0_run_resumes_exactly_as_0_1_0_did(tmp_path, default_threads):
@@ -88,13 +110,31 @@ def test_0_5_0_run_resumes_with_its_augmentation_and_diagnosis_state(tmp_path):
     old = load_checkpoint(run / "checkpoints" / "last.pt")
     assert old["versions"]["gantrain"] == "0.5.0" and "coverage_fallen" not in old["periodic"]["diagnosis"]
     p_then = float(old["augment"]["p"])
-    result = run_gantrain(f"resume={run}", "trainer.steps=20", cwd=tmp_path)
+    # the real command, with ADA's observations recorded: mean(sign(D(real))) of every step
+    observed = tmp_path / "observed.json"
+    script = tmp_path / "recording_gantrain.py"
+    script.write_text(RECORDING_GANTRAIN)
+    result = subprocess.run([sys.executable, str(script), f"resume={run}", "trainer.steps=20"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "GANTRAIN_OBSERVED": str(observed)})
     assert result.returncode == 0, result.stderr
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["step"] == 20 and state["versions"]["gantrain"] == gantrain.__version__
     assert state["config"]["augment"]["ada"] is True and state["config"]["trainer"]["on_divergence"] == "rollback"
     assert state["periodic"]["diagnosis"]["coverage_fallen"] == {}
-    assert p_then == 1.0 and 0.0 <= float(state["augment"]["p"]) <= 1.0  # p was restored, then kept adapting in range
+    # p was restored, then moved by ADA's rule: every ada_interval (2) observations by sign(r_t - ada_target) x
+    # batch_size x ada_interval / (ada_kimg x 1000) = 64 x 2 / 100 = 1.28, clamped to [0, 1]
+    augment = old["config"]["augment"]
+    assert (augment["ada_target"], augment["ada_interval"], augment["ada_kimg"]) == (0.6, 2, 0.1)
+    assert p_then == 1.0 and int(old["augment"]["count"]) == 0 and float(old["augment"]["accumulator"]) == 0.0
+    signs = json.loads(observed.read_text())
+    assert len(signs) == 10  # steps 11 to 20, one observation each
+    p = p_then
+    for first, second in zip(signs[::2], signs[1::2]):
+        r_t = (first + second) / 2
+        p = min(1.0, max(0.0, p + (r_t > 0.6) * 1.28 - (r_t < 0.6) * 1.28))
+    assert float(state["augment"]["p"]) == pytest.approx(p, abs=1e-6)
+    assert int(state["augment"]["count"]) == 0 and float(state["augment"]["accumulator"]) == 0.0
     assert state["schedules"]["generator"]["last_epoch"] == 20
     assert load_generator(run).sample(2).shape == (2, 1, 8, 8)
 

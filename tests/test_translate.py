@@ -102,7 +102,22 @@ def test_training_logs_translation_metrics_with_floors(pix2pix_run):
     assert sorted(k for k in row if k.startswith(("eval/", "floor/"))) == [
         "eval/l1", "eval/psnr", "eval/ssim", "floor/l1", "floor/psnr", "floor/ssim"]  # the metrics asked for
     assert finite([row[k] for k in row if k.startswith(("eval/", "floor/"))])
-    assert 0 < row["floor/l1"] < row["eval/l1"] <= 2  # 4 steps do worse than leaving the edges as they are
+    # the logged scores are those of the step-4 translator on the run's test pairs, scored again here; the floors
+    # are the scores of a translator that leaves its input as it is
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from gantrain.checkpoint import load_checkpoint
+
+    state = load_checkpoint(pix2pix_run / "checkpoints" / "last.pt")
+    assert state["step"] == 4
+    dataset = instantiate(OmegaConf.create(state["config"]["dataset"]))
+    evaluator = TranslationEvaluator(dataset, ["l1", "psnr", "ssim"], kind="pix2pix", styles=False)
+    scores, floors = evaluator(gantrain.load_translator(pix2pix_run)), evaluator(identity(1, 1))
+    for name in ("l1", "psnr", "ssim"):
+        assert row[f"eval/{name}"] == pytest.approx(scores[name], rel=1e-5), name
+        assert row[f"floor/{name}"] == pytest.approx(floors[name], rel=1e-5), name
+    assert row["floor/l1"] < row["eval/l1"]  # 4 steps do worse than leaving the edges as they are
 
 
 def test_evaluator_scores_the_tiny_run_and_leaves_training_rng_alone(pix2pix_run, edges):

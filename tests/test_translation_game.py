@@ -138,12 +138,20 @@ def test_the_pool_fills_then_swaps_half_the_time_and_resumes_exactly() -> None:
     assert int(pool.count) == 5 and torch.equal(pool.images, first)
     swapped = 0
     trials = 2000
+    stored = first[:, 0, 0, 0].tolist()  # the pool's content, replayed: one value per image
     for i in range(trials):
         image = torch.full((1, 1, 2, 2), 100.0 + i)
+        state = torch.get_rng_state()  # the pool's draws for this image: a slot, then a coin
+        slot, coin = int(torch.randint(0, 5, ())), float(torch.rand(()))
+        torch.set_rng_state(state)
         out = pool(image)
-        if not torch.equal(out, image):
+        if coin < 0.5:  # swap: the stored image comes back and the new one takes its slot
             swapped += 1
-            assert out[0, 0, 0, 0].item() in pool.images.flatten().tolist() or out[0, 0, 0, 0].item() < 100 + i
+            assert torch.equal(out, torch.full((1, 1, 2, 2), stored[slot])), i
+            stored[slot] = 100.0 + i
+        else:
+            assert torch.equal(out, image), i
+        assert pool.images[:, 0, 0, 0].tolist() == stored, i
     assert abs(swapped / trials - 0.5) < 0.05  # binomial sd 0.011
     # resume: a copy loaded from the state, under the same RNG state, answers the same
     twin = ImagePool(5, (1, 2, 2))
