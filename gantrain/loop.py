@@ -29,6 +29,10 @@ from .periodic import Periodic
 log = logging.getLogger("gantrain")
 
 
+#: the metadata every checkpoint holds; a game's build may add keys of its own (Built.meta)
+STANDARD_META = ("config", "overrides", "versions", "data_shape", "data_kind")
+
+
 class Interrupted(Exception):
     """Training stopped by SIGINT/SIGTERM after writing a checkpoint."""
 
@@ -345,8 +349,9 @@ class Loop:
             "world_size": self.dist.world,
             "step": self.step,
             **{k: self.meta[k] for k in ("config", "overrides", "versions", "data_shape", "data_kind")},
-            **({"num_classes": self.meta["num_classes"]} if self.meta.get("num_classes") else {}),
-            **({"translation": self.meta["translation"]} if self.meta.get("translation") else {}),
+            # the rest of the metadata (num_classes, a translation run's channels and size: whatever the game's build
+            # gave) when it is set
+            **{k: v for k, v in self.meta.items() if k not in STANDARD_META and v},
             "game": self.game.name,
             **self.game.state_dict(),
             "data_state": self.batches.state_dict(),
