@@ -395,8 +395,9 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
     score next to its floor (the untranslated input; for fid_classifier, real vs real)."""
     from .api import load_generator, load_translator
-    from .components import build_dataset, resolve_device
     from .checkpoint import open_run_or_checkpoint, run_folder_of
+    from .components import build_dataset, resolve_device
+    from .config import with_added_keys
     from .evaluate import Evaluator
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -423,7 +424,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
                 numbers[key] = value
         checkpoint, state = open_run_or_checkpoint(path)
         out_dir = path if path.is_dir() else run_folder_of(path)
-        dataset_cfg = OmegaConf.create(state["config"]["dataset"])
+        dataset_cfg = OmegaConf.create(with_added_keys(state["config"])["dataset"])  # as the run trained it
         for key, value in options.items():
             OmegaConf.update(dataset_cfg, key[len("dataset."):], _yaml_value(value))
         dataset = build_dataset(dataset_cfg)  # the full dataset, also for a run trained on dataset.subset

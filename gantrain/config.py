@@ -115,6 +115,14 @@ ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(Condi
 #: keys inside groups added since, with the value that reproduces what earlier runs trained
 ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_weight_b": None,  # (0.5.0, 0.7.0)
                                      "optimizer.kernel": "auto"}  # 0.7.0; auto now fuses Adam on the CPU too
+#: keys added since to one dataset's group (by its _target_), with the value that reproduces what earlier runs trained
+ADDED_DATASET_KEYS: dict[str, dict[str, Any]] = {
+    "gantrain.translation_data.Edges2MNIST": {"edge_styles": "sobel", "seed": 0},  # 0.8.0: mixed outline styles
+}
+#: keys added since to one generator's group (by its _target_), with the value that reproduces what earlier runs trained
+ADDED_GENERATOR_KEYS: dict[str, dict[str, Any]] = {
+    "gantrain.models.DCGANGenerator": {"label_input": False},  # 0.8.0: the label also goes in beside z
+}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
 SAFE_RESUME_KEYS = (
@@ -237,6 +245,11 @@ def with_added_keys(config: dict) -> dict:
         group, key = dotted.split(".")
         if isinstance(config.get(group), dict) and key not in config[group]:
             config = {**config, group: {**config[group], key: copy.deepcopy(value)}}
+    for group, added in (("dataset", ADDED_DATASET_KEYS), ("generator", ADDED_GENERATOR_KEYS)):
+        node = config.get(group)
+        if isinstance(node, dict) and node.get("_target_") in added:
+            missing = {k: copy.deepcopy(v) for k, v in added[node["_target_"]].items() if k not in node}
+            config = {**config, group: {**node, **missing}} if missing else config
     for group, schema in (("trainer", TrainerConfig), ("optimizer", OptimizerConfig)):
         # the typed groups' other keys added since train at their schema's default: written out, so that a
         # resumed run's saved config says what it trains with

@@ -419,8 +419,9 @@ def reference_points(state: dict) -> Optional[Tensor]:
         from omegaconf import OmegaConf
 
         from .components import build_dataset
+        from .config import with_added_keys
 
-        dataset = build_dataset(OmegaConf.create(state["config"]["dataset"]))
+        dataset = build_dataset(OmegaConf.create(with_added_keys(state["config"])["dataset"]))
         if getattr(dataset, "kind", None) != "points" or getattr(dataset, "streamed", False):
             return None
         return dataset.tensor()[:2500].float().cpu()

@@ -166,11 +166,200 @@ def sobel_edges(images: Tensor, threshold: float = EDGE_THRESHOLD, chunk: int = 
     return torch.cat(out)
 
 
-class Edges2MNIST(Dataset):
-    """Paired: A = the outline of an MNIST digit (a thin line drawing), B = the digit; 1 + 1 channels.
+# ---------------------------------------------------------------------------------------------
+# Outlines drawn in other ways: the styles edges2mnist trains on, and the held-out ones it is scored on
 
-    Train split from MNIST's 60,000 training digits, test split from its 10,000 test digits; labels()
-    gives the digit classes (for evaluation). Built once per (image_size, split) and cached.
+#: dataset.edge_styles: "mixed" draws each outline with an operator, line width and drawing size chosen at
+#: random per image (TRAIN_OPERATORS x TRAIN_WIDTHS x TRAIN_SCALES); "sobel" is the set of 0.7.0 and earlier,
+#: every outline the one-pixel Sobel maxima of sobel_edges
+EDGE_STYLES = ("mixed", "sobel")
+#: the operators, line widths (pixels, at the drawing size) and drawing sizes (times image_size) of "mixed"
+TRAIN_OPERATORS = ("sobel", "band", "contour")
+TRAIN_WIDTHS = (1, 2)
+TRAIN_SCALES = (0.75, 1.0, 1.5)
+#: drawing styles never produced in training, each (operator, width, scale, jitter): the evaluation reads them
+HELD_OUT_STYLES: dict[str, tuple[str, int, float, float]] = {
+    "canny": ("canny", 1, 1.0, 0.0),  # another operator: Gaussian-smoothed gradient, thinned, hysteresis
+    "morph_gradient": ("morph_gradient", 1, 1.0, 0.0),  # another operator: dilation minus erosion of the digit
+    "thick": ("sobel", 3, 1.0, 0.0),  # the training outline drawn 3 px wide (training: 1-2)
+    "sketch64": ("contour", 3, 2.0, 1.5),  # a wobbly hand-drawn-like stroke at 64 px (2x), shrunk to 32
+}
+#: the style of 0.7.0's set, scored next to the held-out ones
+SOBEL_STYLE = ("sobel", 1, 1.0, 0.0)
+#: the share of the strongest gradient above which "band" draws a pixel (a band about 2 pixels wide)
+BAND_THRESHOLD = 0.5
+
+
+def _binary(images: Tensor) -> Tensor:
+    """Digit pixels (> 127) of a uint8 batch as a float 0/1 map."""
+    return (images > 127).float()
+
+
+def _dilate(x: Tensor, width: int) -> Tensor:
+    """Lines of a float (N, 1, H, W) map drawn `width` pixels wide (a width x width max filter)."""
+    if width <= 1:
+        return x
+    before = (width - 1) // 2
+    padded = F.pad(x, (before, width - 1 - before, before, width - 1 - before))
+    return F.max_pool2d(padded, width, stride=1)
+
+
+def _erode(x: Tensor) -> Tensor:
+    """3 x 3 erosion of a 0/1 map (outside the image counts as background)."""
+    return -F.max_pool2d(F.pad(-x, (1, 1, 1, 1), value=-0.0), 3, stride=1)
+
+
+def band_edges(images: Tensor, threshold: float = BAND_THRESHOLD) -> Tensor:
+    """The Sobel gradient thresholded at `threshold` times each image's strongest, not thinned: 255 / 0, uint8."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)
+    grad = F.conv2d(images.float(), kernels, padding=1)
+    mag2 = (grad * grad).sum(1, keepdim=True)
+    strongest = mag2.amax(dim=(2, 3), keepdim=True)
+    return ((mag2 > threshold * threshold * strongest) & (mag2 > 0)).to(torch.uint8) * 255
+
+
+def contour_edges(images: Tensor) -> Tensor:
+    """The inner contour of the binarised digit (its pixels with a background 8-neighbour): 255 / 0, uint8."""
+    digit = _binary(images)
+    return ((digit - _erode(digit)) > 0).to(torch.uint8) * 255
+
+
+def morph_gradient_edges(images: Tensor) -> Tensor:
+    """Morphological gradient of the binarised digit (3 x 3 dilation minus erosion): a band across the digit's
+    boundary, 255 / 0, uint8."""
+    digit = _binary(images)
+    return ((F.max_pool2d(digit, 3, stride=1, padding=1) - _erode(digit)) > 0).to(torch.uint8) * 255
+
+
+def canny_edges(images: Tensor, low: float = 0.1, high: float = 0.3) -> Tensor:
+    """Canny's outline (float64): binomial smoothing (5 x 5, sigma ~1), Sobel gradient, non-maximum suppression
+    across the edge, then hysteresis: pixels above `high` times the image's strongest gradient, and those above
+    `low` connected to them. 255 / 0, uint8."""
+    x = images.double()
+    b = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=torch.float64) / 16
+    x = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), (b[:, None] * b[None, :])[None, None])
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=torch.float64)
+    grad = F.conv2d(x, torch.stack([kx, kx.t()]).unsqueeze(1), padding=1)
+    gx, gy = grad[:, 0:1], grad[:, 1:2]
+    mag = (gx * gx + gy * gy).sqrt()
+    ax, ay = gx.abs(), gy.abs()
+    p = F.pad(mag, (1, 1, 1, 1))
+    h, w = mag.shape[-2:]
+
+    def at(dy: int, dx: int) -> Tensor:
+        return p[..., 1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
+
+    horizontal, vertical = 169 * ay < 70 * ax, 169 * ax < 70 * ay
+    same = gx * gy > 0
+    ahead = torch.where(horizontal, at(0, 1), torch.where(vertical, at(1, 0), torch.where(same, at(1, 1), at(1, -1))))
+    behind = torch.where(horizontal, at(0, -1), torch.where(vertical, at(-1, 0), torch.where(same, at(-1, -1), at(-1, 1))))
+    thin = (mag > ahead) & (mag >= behind)
+    strongest = mag.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+    weak = thin & (mag > low * strongest)
+    edges = (thin & (mag > high * strongest)).double()
+    weak_f = weak.double()
+    for _ in range(h * w):  # grow the strong edges along connected weak pixels until nothing changes
+        grown = F.max_pool2d(edges, 3, stride=1, padding=1) * weak_f
+        grown = torch.maximum(grown, edges)
+        if torch.equal(grown, edges):
+            break
+        edges = grown
+    return (edges > 0).to(torch.uint8) * 255
+
+
+OPERATORS: dict[str, Callable[[Tensor], Tensor]] = {
+    "sobel": sobel_edges, "band": band_edges, "contour": contour_edges,
+    "canny": canny_edges, "morph_gradient": morph_gradient_edges,
+}
+
+
+def _resize(x: Tensor, size: int) -> Tensor:
+    """A float (N, C, H, W) batch resized to size x size (bilinear, antialiased when shrinking)."""
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < x.shape[-1])
+
+
+def _to_uint8(x: Tensor) -> Tensor:
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def _jitter(x: Tensor, amplitude: float, generator: torch.Generator) -> Tensor:
+    """A float (N, 1, S, S) drawing warped by a smooth random field (displacements up to ~amplitude pixels),
+    the wobble of a hand-drawn line."""
+    n, _, s, _ = x.shape
+    coarse = torch.randn((n, 2, 5, 5), generator=generator, dtype=torch.float32)
+    field = F.interpolate(coarse, size=(s, s), mode="bicubic", align_corners=True) * (amplitude * 2 / s)
+    steps = torch.linspace(-1, 1, s)
+    grid = torch.stack(torch.meshgrid(steps, steps, indexing="xy"), dim=-1).expand(n, s, s, 2)
+    return F.grid_sample(x, grid + field.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros",
+                         align_corners=True)
+
+
+def draw_outlines(digits: Tensor, operator: str, width: int = 1, scale: float = 1.0, jitter: float = 0.0,
+                  generator: Optional[torch.Generator] = None) -> Tensor:
+    """Outlines of a uint8 (N, 1, S, S) batch of digits in one drawing style, uint8 (N, 1, S, S).
+
+    The digit is resized to round(S * scale) px, outlined there by `operator` (OPERATORS), its lines drawn
+    `width` px wide, wobbled by up to ~`jitter` px (draws from `generator`), and resized back to S px (grey
+    where the lines fall between pixels). ("sobel", 1, 1.0, 0.0) is exactly sobel_edges(digits).
+    """
+    if operator not in OPERATORS:
+        raise GantrainError(f"unknown outline operator {operator!r}; one of {', '.join(OPERATORS)}")
+    if len(digits) == 0:
+        return torch.zeros(digits.shape, dtype=torch.uint8)
+    size = digits.shape[-1]
+    drawn_size = max(8, round(size * scale))
+    source = digits if drawn_size == size else _to_uint8(_resize(digits.float(), drawn_size))
+    lines = OPERATORS[operator](source)
+    if width == 1 and jitter == 0 and drawn_size == size:
+        return lines
+    out = _dilate(lines.float(), width)
+    if jitter > 0:
+        out = _jitter(out, jitter, generator if generator is not None else torch.Generator().manual_seed(0))
+    return _to_uint8(_resize(out, size))
+
+
+def sample_styles(n: int, generator: torch.Generator) -> Tensor:
+    """The training style of n outlines: int64 (n, 3) rows of (operator, width, scale), each an index into
+    TRAIN_OPERATORS, TRAIN_WIDTHS and TRAIN_SCALES, drawn uniformly and independently."""
+    return torch.stack([torch.randint(len(TRAIN_OPERATORS), (n,), generator=generator),
+                        torch.randint(len(TRAIN_WIDTHS), (n,), generator=generator),
+                        torch.randint(len(TRAIN_SCALES), (n,), generator=generator)], dim=1)
+
+
+def mixed_outlines(digits: Tensor, styles: Tensor) -> Tensor:
+    """Outlines of digits, each in its own training style (a row of sample_styles), uint8 (N, 1, S, S)."""
+    out = torch.zeros(digits.shape, dtype=torch.uint8)
+    for op in range(len(TRAIN_OPERATORS)):
+        for wi in range(len(TRAIN_WIDTHS)):
+            for si in range(len(TRAIN_SCALES)):
+                chosen = ((styles[:, 0] == op) & (styles[:, 1] == wi) & (styles[:, 2] == si)).nonzero().squeeze(1)
+                if len(chosen):
+                    out[chosen] = draw_outlines(digits[chosen], TRAIN_OPERATORS[op], TRAIN_WIDTHS[wi], TRAIN_SCALES[si])
+    return out
+
+
+def held_out_outlines(digits: Tensor, style: str, seed: int = 0) -> Tensor:
+    """Outlines of digits in a held-out style (a name of HELD_OUT_STYLES, or "sobel": 0.7.0's outline), drawn
+    with seed (only the jittered style draws), uint8 (N, 1, S, S)."""
+    spec = SOBEL_STYLE if style == "sobel" else HELD_OUT_STYLES.get(style)
+    if spec is None:
+        raise GantrainError(f"unknown outline style {style!r}; one of sobel, {', '.join(HELD_OUT_STYLES)}")
+    return draw_outlines(digits, *spec, generator=torch.Generator().manual_seed(seed))
+
+
+class Edges2MNIST(Dataset):
+    """Paired: A = the outline of an MNIST digit (a line drawing), B = the digit; 1 + 1 channels.
+
+    edge_styles="mixed": each outline drawn in a style chosen at random per digit (sample_styles: an operator
+    of TRAIN_OPERATORS, a line width of TRAIN_WIDTHS, a drawing size of TRAIN_SCALES), drawn from `seed`;
+    `styles()` gives the choices. edge_styles="sobel": every outline the one-pixel Sobel maxima, the set of
+    gantrain 0.7.0 and earlier (seed unused). Train split from MNIST's 60,000 training digits, test split from
+    its 10,000 test digits; labels() gives the digit classes (for evaluation). Built once per (image_size,
+    split, edge_styles, seed) and cached.
     """
 
     name = "edges2mnist"
@@ -181,37 +370,55 @@ class Edges2MNIST(Dataset):
     channels_b = 1
 
     def __init__(self, root: str = "data", image_size: int = 32, download: bool = True,
-                 on_device: str | bool = "auto", train: bool = True):
+                 on_device: str | bool = "auto", train: bool = True, edge_styles: str = "mixed", seed: int = 0):
         if root is None or str(root) == "":
             raise GantrainError("dataset.root is empty; set it to the folder that holds MNIST/raw")
         self.root = str(root)
         self.image_size = _check_size(image_size)
         self.download, self.on_device = _flag(download, "download"), _on_device(on_device)
         self.train = _flag(train, "train")
+        if edge_styles not in EDGE_STYLES:
+            raise GantrainError(f"dataset.edge_styles={_shown(edge_styles)} is not one of {', '.join(EDGE_STYLES)}: "
+                                f"mixed (outlines of several operators, widths and sizes) or sobel (0.7.0's set)")
+        self.edge_styles = edge_styles
+        self.seed = _whole(seed, "seed", 0, 0)
         self.shape = (2, self.image_size, self.image_size)
         self._data: Optional[Tensor] = None
         self._labels: Optional[Tensor] = None
+        self._styles: Optional[Tensor] = None
 
     @property
     def cache_path(self) -> Path:
-        return datasets_cache_dir() / f"edges2mnist-{self.image_size}-{_split_name(self.train)}.pt"
+        base = f"edges2mnist-{self.image_size}-{_split_name(self.train)}"
+        if self.edge_styles == "sobel":
+            return datasets_cache_dir() / f"{base}.pt"  # the name (and content) of 0.7.0's cache
+        return datasets_cache_dir() / f"{base}-{self.edge_styles}-seed{self.seed}.pt"
 
     def _valid(self, content: dict) -> bool:
         pairs = content.get("pairs")
-        return _is_images(pairs, 2, self.image_size) and _is_labels(content.get("labels"), len(pairs))
+        if not (_is_images(pairs, 2, self.image_size) and _is_labels(content.get("labels"), len(pairs))):
+            return False
+        styles = content.get("styles")
+        return self.edge_styles == "sobel" or (isinstance(styles, Tensor) and tuple(styles.shape) == (len(pairs), 3))
 
     def _build(self) -> None:
         cached = _read_cache(self.cache_path, self._valid)
         if cached is not None:
-            self._data, self._labels = cached["pairs"], cached["labels"]
+            self._data, self._labels, self._styles = cached["pairs"], cached["labels"], cached.get("styles")
             return
         digits, labels = _digits(self.root, self.image_size, self.download, self.train)
-        self._data = torch.cat([sobel_edges(digits), digits], dim=1).contiguous()
+        content: dict = {}
+        if self.edge_styles == "sobel":
+            outlines = sobel_edges(digits)
+        else:
+            self._styles = content["styles"] = sample_styles(len(digits), _split_generator(self.seed, self.train))
+            outlines = mixed_outlines(digits, self._styles)
+        self._data = torch.cat([outlines, digits], dim=1).contiguous()
         self._labels = labels
-        _write_cache(self.cache_path, {"pairs": self._data, "labels": self._labels})
+        _write_cache(self.cache_path, {"pairs": self._data, "labels": self._labels, **content})
 
     def tensor(self) -> Tensor:
-        """All pairs, uint8 (N, 2, S, S): channel 0 the edges (A), channel 1 the digit (B)."""
+        """All pairs, uint8 (N, 2, S, S): channel 0 the outline (A), channel 1 the digit (B)."""
         if self._data is None:
             self._build()
         assert self._data is not None
@@ -222,13 +429,18 @@ class Edges2MNIST(Dataset):
         assert self._labels is not None
         return self._labels
 
+    def styles(self) -> Optional[Tensor]:
+        """The drawing style of every outline (rows of sample_styles); None for edge_styles=sobel."""
+        self.tensor()
+        return self._styles
+
     def __len__(self) -> int:
         return len(self.tensor())
 
     def split(self, train: bool) -> "Edges2MNIST":
         """The same set built from MNIST's training (train=True) or test digits."""
         return Edges2MNIST(root=self.root, image_size=self.image_size, download=self.download,
-                           on_device=self.on_device, train=train)
+                           on_device=self.on_device, train=train, edge_styles=self.edge_styles, seed=self.seed)
 
 
 # ---------------------------------------------------------------------------------------------

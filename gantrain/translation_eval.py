@@ -19,6 +19,13 @@ Metrics (logged as eval/<name>, each with its floor as floor/<name>):
     The floor is the distance between the two halves of the real target images.
 - unpaired image folders have neither targets nor labels: no metric applies.
 
+edges2mnist also scores outlines drawn in other styles (`styles=True`): the same test digits outlined
+as 0.7.0 drew every outline (`sobel`, one-pixel thinned Sobel maxima) and in the held-out styles no
+training set draws (translation_data.HELD_OUT_STYLES: `canny`, `morph_gradient`, `thick`, `sketch64`).
+For each, `details` holds `label_acc[STYLE]` (labels preserved on the translated outlines) and
+`floor/label_acc[STYLE]` (the classifier on the raw outlines); gantrain-eval prints them and writes
+them to eval.json.
+
 The set-up (test images, classifier, floors) runs on the first call and is kept; set-up and scoring run
 under torch.random.fork_rng, so evaluation never changes what training draws.
 """
@@ -59,6 +66,13 @@ def _target_classifier(dataset: Any, kind: str) -> Optional[tuple[str, str]]:
     return None
 
 
+def _outline_styles(dataset: Any) -> bool:
+    """Whether the dataset's inputs are outlines of digits that can be drawn in other styles (edges2mnist)."""
+    from .translation_data import Edges2MNIST
+
+    return isinstance(dataset, Edges2MNIST)
+
+
 def applicable_metrics(dataset: Any, kind: str = "pix2pix") -> list[str]:
     """The metrics that apply to a translation dataset (and game kind), in the order they are reported."""
     names = list(PAIRED_METRICS) if getattr(dataset, "paired", False) else []
@@ -94,7 +108,8 @@ def make_translation_evaluator(dataset: Any, metrics: Any, device: Any, kind: st
         log.info("evaluation off: no translation metric applies to %s; paired data (l1, psnr, ssim) or MNIST targets "
                  "(label_acc, fid_classifier) are needed", _what(dataset))
         return None
-    return TranslationEvaluator(dataset, names, device=device, kind=kind)
+    # the outline styles are read by gantrain-eval; training's periodic evaluation logs only the metrics
+    return TranslationEvaluator(dataset, names, device=device, kind=kind, styles=False)
 
 
 def _pick(n_total: int, n: int, seed: int) -> Tensor:
@@ -124,10 +139,11 @@ class TranslationEvaluator:
     metrics: "auto" (every metric that applies) or a list of names (see applicable_metrics).
     num_samples: test inputs translated (at most the test split); the first call picks them with `seed`.
     kind: the game, "pix2pix" or "cyclegan" (CycleGAN has the B -> A network the MNIST-M -> MNIST metrics use).
+    styles: on edges2mnist with label_acc, also score the test digits outlined in other styles (see the module).
     """
 
     def __init__(self, dataset: Any, metrics: Sequence[str] | str = "auto", device: Any = "cpu", num_samples: int = 2000,
-                 seed: int = 0, kind: str = "pix2pix"):
+                 seed: int = 0, kind: str = "pix2pix", styles: bool = True):
         if getattr(dataset, "paired", None) is None:
             raise GantrainError(f"{getattr(dataset, 'name', dataset)} is not an image translation dataset; use "
                                 f"edges2mnist, mnist2mnistm, paired_folder or unpaired_folder")
@@ -167,6 +183,9 @@ class TranslationEvaluator:
         self.indices: Optional[Tensor] = None  # positions of the inputs in the test split (domain)
         self._classifier: Any = None
         self._real_features: Optional[Tensor] = None  # the reference half of the real target images
+        self.styles = bool(styles)
+        self.style_inputs: dict[str, Tensor] = {}  # uint8 outlines of the test digits in each other style
+        self.style_floor: dict[str, float] = {}  # the classifier's accuracy on those raw outlines
 
     # ---- set-up --------------------------------------------------------------------------------
 
@@ -246,6 +265,28 @@ class TranslationEvaluator:
                   "fid_classifier": f"{half} vs {half} real target test images (two halves)"}
         self.provenance["floors"].update({k: v for k, v in floors.items() if k in self.names})
         self.provenance["label_acc_ceiling"] = "the classifier on real target test images"
+        if self.styles and "label_acc" in self.names and self.targets is not None and _outline_styles(self.dataset):
+            self._prepare_styles()
+
+    def _prepare_styles(self) -> None:
+        """The test digits outlined in each other style, and the classifier's reading of those raw outlines."""
+        from .translation_data import HELD_OUT_STYLES, SOBEL_STYLE, held_out_outlines
+
+        assert self.targets is not None and self.labels is not None
+        num_classes = self._classifier.num_classes
+        described = {}
+        for style, spec in {"sobel": SOBEL_STYLE, **HELD_OUT_STYLES}.items():
+            outlines = held_out_outlines(self.targets, style, seed=self.seed)
+            self.style_inputs[style] = outlines
+            _, pred = self._classify(normalize(outlines))
+            self.style_floor[style] = class_accuracy(pred, self.labels, num_classes)[0]
+            operator, width, scale, jitter = spec
+            described[style] = (f"{operator}, {width} px wide, drawn at {scale:g}x" + (f", jittered {jitter:g} px" if jitter else "")
+                                + (" (0.7.0's outline)" if style == "sobel" else " (held out: never drawn in training)"))
+        self.provenance["outline_styles"] = {
+            "inputs": "the same test digits, outlined in each style; label_acc[STYLE]: labels preserved on their "
+                      "translations, floor/label_acc[STYLE]: the classifier on the raw outlines",
+            "training": getattr(self.dataset, "edge_styles", "sobel"), **described}
 
     @torch.no_grad()
     def _classify(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -315,4 +356,16 @@ class TranslationEvaluator:
                     assert self._real_features is not None
                     half = self._half
                     out["fid_classifier"] = fid(self._real_features, feats[half:2 * half])
+            if self.style_inputs:
+                self._score_styles(translator)
         return {k: out[k] for k in self.names if k in out}
+
+    def _score_styles(self, translator: Any) -> None:
+        """details["label_acc[STYLE]"] and details["floor/label_acc[STYLE]"] for every other outline style."""
+        assert self.labels is not None
+        num_classes = self._classifier.num_classes
+        for style, outlines in self.style_inputs.items():
+            translated = [translator.translate(normalize(part), self.direction).float().cpu() for part in outlines.split(CHUNK)]
+            _, preds = self._classify(torch.cat(translated))
+            self.details[f"label_acc[{style}]"] = class_accuracy(preds, self.labels, num_classes)[0]
+            self.details[f"floor/label_acc[{style}]"] = self.style_floor[style]

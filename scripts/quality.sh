@@ -1,19 +1,102 @@
 #!/usr/bin/env bash
-# The sample-quality runs behind docs/results.md: each preset trained, then scored by gantrain-eval.
+# What each preset promises, measured: every preset a CPU can train, trained on a few seeds with `gantrain`,
+# scored with `gantrain-eval`, one line per preset: metric, value per seed, target, met / not met.
 #
-#   GANTRAIN_DATA=/path/to/data bash scripts/quality.sh [OUT_FOLDER]     # (default: quality-runs)
+#   GANTRAIN_DATA=/path/to/data bash scripts/quality.sh OUT_FOLDER       # (default: quality-runs)
 #
-# STEPS overrides every preset's step count (default: the presets' own).
+# SEEDS       seeds of the cheap presets (ring, grid, cgan_grid, digits, cgan_digits); default "0 1 2 3 4"
+# SLOW_SEEDS  seeds of the MNIST presets (dcgan_mnist, cgan_mnist, pix2pix_edges2mnist); default "0"
+# MNIST_STEPS steps of dcgan_mnist and cgan_mnist (their 10,000 are GPU work); default 2000
+# PRESETS     which presets to run; default all of the above
+# QUICK=1     a few steps each, to check that the script runs end to end (the targets are then not met)
+# Every run computes on one thread (OMP_NUM_THREADS=1) on the CPU; runs already finished are not trained again.
 set -euo pipefail
 out=${1:-quality-runs}
-steps=${STEPS:+trainer.steps=$STEPS}
+seeds=${SEEDS:-0 1 2 3 4}
+slow_seeds=${SLOW_SEEDS:-0}
+mnist_steps=${MNIST_STEPS:-2000}
+presets=${PRESETS:-ring grid cgan_grid digits cgan_digits dcgan_mnist cgan_mnist pix2pix_edges2mnist}
+export OMP_NUM_THREADS=1
 mkdir -p "$out"
-for preset in cgan_mnist dcgan_mnist; do
-  start=$(date +%s)
-  gantrain experiment=$preset $steps trainer.eval_every=0 trainer.progress=false hydra.run.dir="$out/$preset" \
-    >"$out/$preset.log" 2>&1 || { tail -20 "$out/$preset.log"; exit 1; }
-  echo "$preset: $(( $(date +%s) - start )) s; $(grep -o 'steps_per_s [0-9.]*' "$out/$preset.log" | tail -1)"
+
+quick=()
+if [ "${QUICK:-0}" = 1 ]; then
+  quick=(trainer.steps=20 trainer.eval_every=0 trainer.sample_every=20 trainer.ckpt_every=20 trainer.log_every=10)
+  mnist_steps=20
+fi
+
+# train NAME SEED ARGS...: one run into $out/NAME_SEED (skipped when its last checkpoint is there)
+train() {
+  local name=$1 seed=$2; shift 2
+  local run="$out/${name}_$seed"
+  [ -f "$run/checkpoints/last.pt" ] && [ -f "$run/.done" ] && return 0
+  local start=$(date +%s)
+  gantrain "$@" seed="$seed" trainer.device=cpu trainer.progress=false ${quick[@]+"${quick[@]}"} \
+    hydra.run.dir="$run" >"$run.log" 2>&1 || { echo "$name seed $seed: training failed, see $run.log" >&2; tail -5 "$run.log" >&2; return 1; }
+  echo "$(( $(date +%s) - start ))" >"$run/.done"
+}
+
+# evaluate NAME SEED ARGS...: gantrain-eval of the run (its eval.json)
+evaluate() {
+  local name=$1 seed=$2; shift 2
+  gantrain-eval "$out/${name}_$seed" device=cpu "$@" >"$out/${name}_$seed.eval" 2>&1 \
+    || { echo "$name seed $seed: gantrain-eval failed, see $out/${name}_$seed.eval" >&2; return 1; }
+}
+
+# report NAME SEEDS METRIC OP TARGET [NOTE]: one line, the metric of every seed's eval.json against the target
+report() {
+  local name=$1 run_seeds=$2 metric=$3 op=$4 target=$5 note=${6:-}
+  python3 - "$out" "$name" "$run_seeds" "$metric" "$op" "$target" "$note" <<'EOF'
+import json, sys
+out, name, seeds, metric, op, target, note = sys.argv[1:]
+values = []
+for seed in seeds.split():
+    try:
+        values.append(json.load(open(f"{out}/{name}_{seed}/eval.json"))["metrics"][metric])
+    except (OSError, KeyError, ValueError):
+        values.append(None)
+ok = all(v is not None and (v >= float(target) if op == ">=" else v <= float(target)) for v in values)
+shown = " ".join("n/a" if v is None else f"{v:.4g}" for v in values)
+print(f"{name:<22} {metric:<19} seeds {seeds}: {shown}   target {op} {target}{note}   {'met' if ok else 'NOT MET'}")
+EOF
+}
+
+for preset in $presets; do
+  case $preset in
+    ring|grid|cgan_grid)
+      for s in $seeds; do train "$preset" "$s" experiment="$preset" && evaluate "$preset" "$s" num_samples=10000; done ;;
+    digits)  # the README's quickstart: `gantrain dataset=digits`
+      for s in $seeds; do train digits "$s" dataset=digits && evaluate digits "$s"; done ;;
+    cgan_digits)
+      for s in $seeds; do train cgan_digits "$s" experiment=cgan_digits && evaluate cgan_digits "$s"; done ;;
+    dcgan_mnist|cgan_mnist)
+      for s in $slow_seeds; do
+        train "$preset" "$s" experiment="$preset" trainer.steps="$mnist_steps" trainer.eval_every=0 && \
+          evaluate "$preset" "$s" num_samples=10000
+      done ;;
+    pix2pix_edges2mnist)
+      for s in $slow_seeds; do train "$preset" "$s" experiment="$preset" trainer.eval_every=0 && evaluate "$preset" "$s"; done ;;
+    *) echo "unknown preset $preset" >&2; exit 2 ;;
+  esac
 done
-gantrain-eval "$out/cgan_mnist" "metrics=[cond_accuracy,cond_accuracy_min,intra_fid,fid_classifier,precision,recall]"
-gantrain-eval "$out/dcgan_mnist" "metrics=[fid_classifier,precision,recall]"
-gantrain-sample "$out/cgan_mnist" per_class=true seed=0 out="$out/cgan_mnist_classes.png"
+
+echo
+echo "preset                 metric              seeds: value of each              target   result"
+for preset in $presets; do
+  case $preset in
+    ring)        report ring "$seeds" modes ">=" 8
+                 report ring "$seeds" high_quality_pct ">=" 95 ;;
+    grid)        report grid "$seeds" modes ">=" 25
+                 report grid "$seeds" high_quality_pct ">=" 96 ;;
+    cgan_grid)   report cgan_grid "$seeds" modes ">=" 25
+                 report cgan_grid "$seeds" cond_mode_pct_min ">=" 95 ;;
+    digits)      report digits "$seeds" classes ">=" 10 " (every digit drawn)" ;;
+    cgan_digits) report cgan_digits "$seeds" cond_accuracy ">=" 0.95
+                 report cgan_digits "$seeds" cond_accuracy_min ">=" 0.85 ;;
+    dcgan_mnist) report dcgan_mnist "$slow_seeds" classes ">=" 10 " ($mnist_steps steps)"
+                 report dcgan_mnist "$slow_seeds" fid_classifier "<=" 49 " ($mnist_steps steps; 49.0 at 10,000 on a GPU)" ;;
+    cgan_mnist)  report cgan_mnist "$slow_seeds" cond_accuracy ">=" 0.97 " ($mnist_steps steps; the target is at 10,000)"
+                 report cgan_mnist "$slow_seeds" cond_accuracy_min ">=" 0.90 " ($mnist_steps steps)" ;;
+    pix2pix_edges2mnist) report pix2pix_edges2mnist "$slow_seeds" label_acc ">=" 0.97 ;;
+  esac
+done

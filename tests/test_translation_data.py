@@ -40,7 +40,8 @@ def mnist(data_root):
 
 @pytest.fixture(scope="module")
 def edges(cache, data_root):
-    sets = {train: Edges2MNIST(root=str(data_root), train=train, download=False) for train in (True, False)}
+    """edge_styles=sobel: every outline the one-pixel Sobel maxima (0.7.0's set; the mixed styles: test_edge_styles.py)."""
+    sets = {train: Edges2MNIST(root=str(data_root), train=train, download=False, edge_styles="sobel") for train in (True, False)}
     for ds in sets.values():
         ds.tensor()  # built here, in the module's cache
     return sets
@@ -93,7 +94,7 @@ def test_edges2mnist_pairs_are_outline_and_digit(edges, mnist):
 
 def test_edges2mnist_is_deterministic_and_splits(edges, data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path))  # an empty cache: built again from MNIST
-    again = Edges2MNIST(root=str(data_root), train=False, download=False)
+    again = Edges2MNIST(root=str(data_root), train=False, download=False, edge_styles="sobel")
     assert torch.equal(again.tensor(), edges[False].tensor())
     assert (tmp_path / "datasets" / "edges2mnist-32-test.pt").is_file()
     other = edges[True].split(False)
@@ -106,7 +107,7 @@ def test_edges2mnist_cache_is_reused(edges, cache, data_root, monkeypatch):
     path = cache / "datasets" / "edges2mnist-32-train.pt"
     assert path.is_file() and edges[True].cache_path == path
     monkeypatch.setattr(td, "_digits", no_mnist)
-    cached = Edges2MNIST(root=str(data_root), train=True, download=False)
+    cached = Edges2MNIST(root=str(data_root), train=True, download=False, edge_styles="sobel")
     assert torch.equal(cached.tensor(), edges[True].tensor())
     assert torch.equal(cached.labels(), edges[True].labels())
     assert not list(path.parent.glob(".*.tmp"))  # the atomic write left no temporary file
@@ -121,12 +122,12 @@ def test_edges2mnist_damaged_cache_is_rebuilt(edges, data_root, tmp_path, monkey
     real = td._digits
     monkeypatch.setattr(td, "_digits", lambda *a: reads.append(a) or real(*a))
     with caplog.at_level(logging.WARNING, logger="gantrain"):
-        rebuilt = Edges2MNIST(root=str(data_root), train=False, download=False).tensor()
+        rebuilt = Edges2MNIST(root=str(data_root), train=False, download=False, edge_styles="sobel").tensor()
     assert len(reads) == 1 and torch.equal(rebuilt, edges[False].tensor())
     assert any("damaged" in r.getMessage() and "edges2mnist-32-test.pt" in r.getMessage() for r in caplog.records)
     # the file was written again, whole: the next build reads it
     monkeypatch.setattr(td, "_digits", no_mnist)
-    assert torch.equal(Edges2MNIST(root=str(data_root), train=False, download=False).tensor(), rebuilt)
+    assert torch.equal(Edges2MNIST(root=str(data_root), train=False, download=False, edge_styles="sobel").tensor(), rebuilt)
 
 
 def test_edges2mnist_cache_of_another_shape_is_not_used(edges, tmp_path, caplog):
