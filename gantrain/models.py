@@ -108,6 +108,15 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.norm(x) * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
 
 
+def _positive(who: str, **sizes: Any) -> None:
+    """Refuse a width or size below 1 (a network with no channels builds, then fails at its first step)."""
+    for key, value in sizes.items():
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise GantrainError(f"{who}.{key}={value!r} must be {'whole numbers' if len(values) > 1 else 'a whole number'} "
+                                f"of 1 or more")
+
+
 def _check_classes(num_classes: Any) -> int:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
         raise GantrainError(f"num_classes={num_classes!r} must be a whole number >= 0 (0: unconditional)")
@@ -164,6 +173,7 @@ class DCGANGenerator(Generator):
                  num_classes: int = 0, label_input: bool = False):
         super().__init__()
         channels, size, _ = _image_shape(out_shape, "generator")
+        _positive("generator", latent_dim=latent_dim, base_channels=base_channels)
         if norm not in ("batch", "none"):
             raise GantrainError(f"generator.norm={norm!r} is not one of batch, none")
         classes = _check_classes(num_classes)
@@ -279,6 +289,7 @@ class DCGANDiscriminator(Discriminator):
     ):
         super().__init__()
         channels, size, _ = _image_shape(in_shape, "discriminator")
+        _positive("discriminator", base_channels=base_channels)
         classes = _conditioning(num_classes, conditioning)
         self.num_classes, self.conditioning = classes or None, conditioning
         base, n = dcgan_plan(size)
@@ -326,6 +337,8 @@ def _dcgan_init(module: nn.Module) -> None:
 
 
 def _mlp(sizes: Sequence[int], norm: str, spectral_norm: bool, activation: nn.Module, who: str) -> list[nn.Module]:
+    if len(sizes) > 1:
+        _positive(who, hidden=list(sizes[1:]))
     layers: list[nn.Module] = []
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers.append(_maybe_sn(nn.Linear(a, b), spectral_norm))
@@ -355,6 +368,7 @@ class MLPGenerator(Generator):
         num_classes: int = 0,
     ):
         super().__init__()
+        _positive("generator", latent_dim=latent_dim)
         classes = _check_classes(num_classes)
         self.latent_dim, self.out_shape, self.num_classes = int(latent_dim), tuple(out_shape), classes or None
         out = math.prod(self.out_shape)

@@ -173,6 +173,9 @@ BAD = [
     (["loss=wgan_gp", "discriminator.norm=batch"], "set discriminator.norm=layer"),
     (["trainer.device=cuda:7"], "trainer.device=cuda:7"),
     (["optimizer.name=lion"], "optimizer.name='lion' is not one of"),
+    (["discriminator.base_channels=0"], "discriminator.base_channels=0 must be a whole number of 1 or more"),
+    (["generator=mlp", "discriminator=mlp", "dataset=ring", "generator.hidden=[8,0]"],
+     "generator.hidden=[8, 0] must be whole numbers of 1 or more"),
     (["dataset=mnist", "dataset.root=NOROOT", "dataset.download=false"], "MNIST not found in"),
 ]
 
