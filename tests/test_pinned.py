@@ -83,3 +83,13 @@ def test_a_real_change_of_the_training_math_fails_the_pin_even_within_the_tolera
     monkeypatch.setattr(owner, attribute, planted)
     got = train_pinned(name, tmp_path / "run")
     assert weight_mismatches(got, PINNED["configs"][name]["weights"], exact=False), f"{change}: not caught"
+
+
+def test_the_tolerance_takes_rounding_and_only_rounding():
+    """Weights moved by 3e-5 (the most another CPU's rounding moved them) match within the tolerance, not exactly."""
+    want = PINNED["configs"]["dcgan_digits_ema"]["weights"]
+    signs = {n: {k: torch.randint(0, 2, v.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1 for k, v in ws.items()}
+             for n, ws in want.items()}
+    rounded = {n: {k: v + 3e-5 * signs[n][k] if v.is_floating_point() else v for k, v in ws.items()} for n, ws in want.items()}
+    assert weight_mismatches(rounded, want, exact=False) == []
+    assert weight_mismatches(rounded, want, exact=True)
