@@ -158,3 +158,28 @@ def test_0_6_0_cyclegan_run_resumes_and_translates(tmp_path):
     assert state["schedules"]["generator"]["last_epoch"] == 8
     translator = gantrain.load_translator(run)
     assert translator.translate(torch.zeros(1, 3, 16, 16), "BtoA").shape == (1, 3, 16, 16)
+
+
+def test_0_7_0_runs_resume_with_the_keys_added_to_their_groups_since(tmp_path, data_root):
+    """A 0.7.0 cgan_digits run (no generator.label_input; the preset changed since) and a 0.7.0 pix2pix edges2mnist
+    run (no dataset.edge_styles) resume under today's command with what they trained: batch norm alone, Sobel
+    outlines."""
+    fixtures = FIXTURES.parent / "v0_7_0"
+    for name, extra in (("cgan_digits", ["trainer.steps=12"]),
+                        ("pix2pix", ["trainer.steps=8", f"dataset.root={data_root}"])):
+        run = tmp_path / name
+        shutil.copytree(fixtures / name, run)
+        old = load_checkpoint(run / "checkpoints" / "last.pt")
+        assert old["versions"]["gantrain"] == "0.7.0"
+        result = run_gantrain(f"resume={run}", *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        state = load_checkpoint(run / "checkpoints" / "last.pt")
+        assert state["step"] == int(extra[0].split("=")[1]) and state["versions"]["gantrain"] == gantrain.__version__
+        if name == "cgan_digits":
+            assert state["config"]["generator"]["label_input"] is False  # as it trained: no embedding beside z
+            assert state["config"]["trainer"]["steps"] == 12 and state["config"]["discriminator"]["base_channels"] == 8
+            assert "embed" not in {k.split(".")[0] for k in state["networks"]["generator"]}
+            assert load_generator(run).sample(3, labels=[1, 2, 3]).shape == (3, 1, 8, 8)
+        else:
+            assert state["config"]["dataset"]["edge_styles"] == "sobel"  # the outlines it was trained on
+            assert gantrain.load_translator(run).translate(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
