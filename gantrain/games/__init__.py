@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
 
 import torch
@@ -62,8 +62,6 @@ class Built:
     evaluator: Any = None  # scores the sampled network every trainer.eval_every steps (None: no evaluation)
     reference: Any = None  # data points drawn under the samples of a 2D run's scatter plots
     diagnosis: Any = None  # a batch of real data for the plain-language diagnosis (None: the game has none)
-    #: extra state the loop calls for: on_results of the evaluation (e.g. the diagnosis' coverage rule)
-    extras: dict = field(default_factory=dict)
 
 
 def game_class(name: str) -> type:
