@@ -84,7 +84,8 @@ TARGETS: dict[str, Target] = {
                           scope=("jitter", "ImagePool", "Pix2Pix"),
                           note="pix2pix's step, its jitter and the CycleGAN history pool"),
     "periodic": Target("gantrain/periodic.py",
-                       ("tests/test_combinations.py", "tests/test_divergence.py", "-k", "rollback or divergence"),
+                       ("tests/test_combinations.py", "tests/test_divergence.py", "tests/test_divergence_rules.py",
+                        "-k", "rollback or divergence"),
                        scope=("DivergenceCheck",), note="the divergence guard and its rollbacks"),
 }
 
