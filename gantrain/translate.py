@@ -168,15 +168,12 @@ def to_picture(image: torch.Tensor, size: tuple[int, int]) -> Any:
 def _write_png(picture: Any, path: Path, overwrite: bool) -> None:
     """Write a translated picture; unless overwrite, never over a file, also one another process makes meanwhile
     (the existence check before translating cannot see a concurrent writer)."""
-    from .checkpoint import atomic_write
+    from .sample import write_bytes
 
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     try:
-        atomic_write(path, lambda f: f.write(buffer.getvalue()), exclusive=not overwrite)
-    except FileExistsError:
-        raise GantrainError(f"out={path.parent}: {path.name} was written by another process meanwhile and is kept as "
-                            f"it is; translate into another folder, or overwrite=true to replace files") from None
+        write_bytes(path, buffer.getvalue(), overwrite)
     except OSError as exc:
         raise GantrainError(f"out={path.parent}: could not write {path.name} ({exc.strerror or exc})") from None
 
