@@ -7,13 +7,13 @@ from typing import Any, Sequence, Union
 import torch
 from omegaconf import DictConfig
 
-from .components import build_generator, build_translator
-from .checkpoint import open_run_or_checkpoint
-from .config import register_resolvers
-from .errors import GantrainError
-from .overrides import check_overrides, check_roots
-from .models import Generator
-from .run import train as _train
+from gantrain.training.components import build_generator, build_translator
+from gantrain.checkpoint import open_run_or_checkpoint
+from gantrain.config import register_resolvers
+from gantrain.errors import GantrainError
+from gantrain.overrides import check_overrides, check_roots
+from gantrain.nets.base import Generator
+from gantrain.training.run import train as _train
 
 
 def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu", ema: bool = True) -> Generator:
@@ -25,8 +25,8 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     written by earlier gantrain versions load too.
     """
     _, state = open_run_or_checkpoint(Path(path))
-    if state.get("translation"):
-        raise GantrainError(f"{path} is a {state['translation']['kind']} (image translation) run: translate images with "
+    if (state.get("game_meta") or {}).get("translation"):
+        raise GantrainError(f"{path} is a {state['game_meta']['translation']['kind']} (image translation) run: translate images with "
                             f"gantrain-translate or gantrain.load_translator")
     generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"],
                                 state.get("num_classes"))
@@ -43,7 +43,7 @@ def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "
     AtoB and BtoA), `.channels(direction)` their (input, output) channels.
     """
     _, state = open_run_or_checkpoint(Path(path))
-    meta = state.get("translation")
+    meta = (state.get("game_meta") or {}).get("translation")
     if not meta:
         raise GantrainError(f"{path} is not an image translation run (it trains a GAN from noise): use "
                             f"gantrain-sample or gantrain.load_generator")
@@ -79,7 +79,7 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
     """Train (or resume, per cfg.resume) the run of a composed config in run_dir; returns run_dir.
 
     A signal (SIGINT/SIGTERM) stops training after the current step with a checkpoint and raises
-    gantrain.loop.Interrupted.
+    gantrain.training.loop.Interrupted.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

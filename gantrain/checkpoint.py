@@ -17,7 +17,8 @@ from typing import Any, BinaryIO, Callable, Optional
 
 import torch
 
-from .errors import GantrainError
+from gantrain.errors import GantrainError
+from gantrain.moved import current_target
 
 log = logging.getLogger("gantrain")
 
@@ -26,11 +27,32 @@ FORMAT_VERSION = 2
 CHECKPOINT_KEYS = {
     "format", "format_version", "step", "config", "overrides", "versions", "data_shape", "data_kind", "game",
     "networks", "ema", "optimizers", "schedules", "data_state", "rng", "rng_ranks", "world_size", "stats", "periodic",
-    "pools", "translation",  # a CycleGAN's history pools; a translation run's channels and size (0.4.0)
     "num_classes",  # classes of a conditional run (None or absent: unconditional; absent before 0.3.0)
-    "augment",  # the augmentation's adaptive probability and its accumulators (0.5.0; absent: no augmentation)
     "game_ranks",  # what each data-parallel process keeps for itself, e.g. its history pools (0.7.0)
+    "game_state",  # the game's own state besides its networks, e.g. ADA's p, a CycleGAN's history pools (0.9.0)
+    "game_meta",  # the game's own metadata, e.g. a translation run's kind, channels and size (0.9.0)
 }
+#: where the game's own entries of gantrain 0.4.0-0.8.0 (top-level keys) live today; moved on load, and still
+#: read by their old names (Checkpoint)
+LEGACY_GAME_KEYS = {"pools": "game_state", "augment": "game_state", "translation": "game_meta"}
+
+
+class Checkpoint(dict):
+    """A loaded checkpoint: a dict, in which the game's own entries that gantrain 0.8.0 and earlier kept at the
+    top (`pools`, `augment`, `translation`) still read by those names (state["pools"] is
+    state["game_state"]["pools"]), so that code written against the old layout keeps working."""
+
+    def __missing__(self, key: Any) -> Any:
+        owner = LEGACY_GAME_KEYS.get(key)
+        if owner is not None and isinstance(dict.get(self, owner), dict) and key in dict.get(self, owner):
+            return dict.__getitem__(self, owner)[key]
+        raise KeyError(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
 # What gantrain 0.1.0 wrote (format version 1); migrated on load by _migrate_v1.
 CHECKPOINT_KEYS_V1 = {
     "format", "format_version", "step", "config", "overrides", "versions", "data_shape", "data_kind",
@@ -135,7 +157,7 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
         raise GantrainError(f"checkpoint {path} is truncated or corrupt ({first[:160]}); use another checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GantrainError(f"{path} is not a gantrain checkpoint (no '{FORMAT}' marker)")
-    return migrate(state, path)
+    return Checkpoint(migrate(state, path))
 
 
 def migrate(state: dict, path: Path) -> dict:
@@ -148,17 +170,31 @@ def migrate(state: dict, path: Path) -> dict:
             f"checkpoint {path} has format version {version}, newer than this gantrain reads "
             f"({FORMAT_VERSION}); upgrade gantrain"
         )
-    keys = CHECKPOINT_KEYS_V1 if version == 1 else CHECKPOINT_KEYS
+    keys = CHECKPOINT_KEYS_V1 if version == 1 else CHECKPOINT_KEYS | set(LEGACY_GAME_KEYS)
     unknown = set(state) - keys
     if unknown:
         versions = state.get("versions")
         written = versions.get("gantrain") if isinstance(versions, dict) else None
-        from .version import __version__
+        from gantrain.version import __version__
 
         newer = f" (written by gantrain {written}, this is {__version__}: pip install -U gantrain)" if written and written != __version__ else ""
         raise GantrainError(f"checkpoint {path} holds unexpected entries {sorted(unknown)}; refusing to load it{newer}")
     if version == 1:
         state = _migrate_v1(state, path)
+    return _game_keys_inside(state)
+
+
+def _game_keys_inside(state: dict) -> dict:
+    """A checkpoint of gantrain 0.4.0-0.8.0 with its game's own top-level entries moved under game_state and
+    game_meta (LEGACY_GAME_KEYS); today's checkpoints are returned as they are."""
+    if not any(key in state for key in LEGACY_GAME_KEYS):
+        return state
+    state = dict(state)
+    for key, owner in LEGACY_GAME_KEYS.items():
+        if key in state:
+            value = state.pop(key)
+            if value is not None:
+                state[owner] = {**state.get(owner, {}), key: value}
     return state
 
 
@@ -211,9 +247,9 @@ def migrate_config_v1(config: dict) -> dict:
         raise GantrainError("this run was configured with discriminator.sigmoid=true, which gantrain never trained; "
                             "start a new run")
     dataset = config.get("dataset", {})
-    if dataset.get("_target_") == "gantrain.data.Digits":
+    if current_target(dataset.get("_target_")) == "gantrain.data.images.Digits":
         dataset.pop("root", None)
-    if dataset.get("_target_") == "gantrain.data.ImageFolder":
+    if current_target(dataset.get("_target_")) == "gantrain.data.images.ImageFolder":
         dataset.setdefault("skip_bad_images", True)  # what 0.1.0 did not have; today's default
     return config
 

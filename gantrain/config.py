@@ -5,38 +5,58 @@ import datetime
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import GantrainError
+from gantrain.errors import GantrainError
+from gantrain.moved import current_targets
+
+
+def _yaml_defaults(relative: str, key: Optional[str] = None) -> dict:
+    """The values a config file of gantrain's configs/ gives (the node `key` of it): where the defaults of the
+    settings below are written, once; the dataclasses hold their types and checks."""
+    import importlib.resources
+
+    text = (importlib.resources.files("gantrain.configs") / relative).read_text()
+    node = OmegaConf.to_container(OmegaConf.create(text))
+    return node[key] if key else node
+
+
+#: how a conditional discriminator uses the labels (condition.discriminator)
+CONDITIONINGS = ("projection", "concat", "ac")
+
+_TRAINER = _yaml_defaults("trainer/default.yaml")
+_CONDITION = _yaml_defaults("config.yaml", "condition")
+_AUGMENT = _yaml_defaults("config.yaml", "augment")
+_TRANSLATION = _yaml_defaults("translation_common.yaml", "translation")
 
 
 @dataclass
 class TrainerConfig:
-    """The loop's settings. Steps count generator updates."""
+    """The loop's settings (defaults: configs/trainer/default.yaml). Steps count generator updates."""
 
-    steps: int = 2000  # generator updates to train for
-    batch_size: int = 64  # samples per batch
-    n_critic: int = 1  # discriminator updates per generator update
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16
-    cuda_graph: str = "auto"  # auto | true | false
-    ema_decay: float = 0.0  # per-step EMA decay of G's weights; 0: no EMA
-    log_every: int = 50  # steps between scalar logs
-    sample_every: int = 500  # steps between sample grids
-    ckpt_every: int = 1000  # steps between checkpoints
-    keep_last: int = 3  # step checkpoints kept besides last.pt
-    eval_every: int = 0  # steps between evaluations; 0: never
-    metrics: Any = "auto"  # list of metric names, or auto
-    best_metric: Optional[str] = None  # metric whose best value keeps best.pt
-    num_samples: int = 64  # samples in each grid / scatter plot
-    num_workers: int = 2  # DataLoader workers for streamed datasets
-    progress: str = "auto"  # auto | true | false
-    on_divergence: str = "stop"  # stop | rollback (reload the last good checkpoint, halve both learning rates)
-    max_rollbacks: int = 3  # rollbacks allowed in one run before it stops
-    diagnose: bool = True  # plain-language warnings when a known failure shows (console and TensorBoard)
+    steps: int = _TRAINER["steps"]  # generator updates to train for
+    batch_size: int = _TRAINER["batch_size"]  # samples per batch
+    n_critic: int = _TRAINER["n_critic"]  # discriminator updates per generator update
+    device: str = _TRAINER["device"]  # auto | cpu | cuda | cuda:N
+    precision: str = _TRAINER["precision"]  # fp32 | bf16
+    cuda_graph: str = _TRAINER["cuda_graph"]  # auto | true | false
+    ema_decay: float = _TRAINER["ema_decay"]  # per-step EMA decay of G's weights; 0: no EMA
+    log_every: int = _TRAINER["log_every"]  # steps between scalar logs
+    sample_every: int = _TRAINER["sample_every"]  # steps between sample grids
+    ckpt_every: int = _TRAINER["ckpt_every"]  # steps between checkpoints
+    keep_last: int = _TRAINER["keep_last"]  # step checkpoints kept besides last.pt
+    eval_every: int = _TRAINER["eval_every"]  # steps between evaluations; 0: never
+    metrics: Any = _TRAINER["metrics"]  # list of metric names, or auto
+    best_metric: Optional[str] = _TRAINER["best_metric"]  # metric whose best value keeps best.pt
+    num_samples: int = _TRAINER["num_samples"]  # samples in each grid / scatter plot
+    num_workers: int = _TRAINER["num_workers"]  # DataLoader workers for streamed datasets
+    progress: str = _TRAINER["progress"]  # auto | true | false
+    on_divergence: str = _TRAINER["on_divergence"]  # stop | rollback (reload the last good checkpoint, halve both learning rates)
+    max_rollbacks: int = _TRAINER["max_rollbacks"]  # rollbacks allowed in one run before it stops
+    diagnose: bool = _TRAINER["diagnose"]  # plain-language warnings when a known failure shows (console and TensorBoard)
 
 
 @dataclass
@@ -66,40 +86,42 @@ class OptimizerConfig:
 
 @dataclass
 class ConditionConfig:
-    """How a conditional run (conditional=true) uses the labels."""
+    """How a conditional run (conditional=true) uses the labels (defaults: configs/config.yaml, condition)."""
 
-    discriminator: str = "projection"  # projection | concat | ac
-    ac_weight: float = 1.0  # weight of the auxiliary classifier's cross-entropy (ac)
-    fake_labels: str = "uniform"  # uniform | data
-    grid_classes: int = 10  # classes shown in sample grids, one row each
+    discriminator: str = _CONDITION["discriminator"]  # projection | concat | ac (CONDITIONINGS)
+    ac_weight: float = _CONDITION["ac_weight"]  # weight of the auxiliary classifier's cross-entropy (ac)
+    fake_labels: str = _CONDITION["fake_labels"]  # uniform | data
+    grid_classes: int = _CONDITION["grid_classes"]  # classes shown in sample grids, one row each
 
 
 @dataclass
 class TranslationConfig:
-    """Image-to-image translation (model=pix2pix or model=cyclegan); null trains an ordinary GAN."""
+    """Image-to-image translation (model=pix2pix or model=cyclegan); null trains an ordinary GAN (defaults:
+    configs/translation_common.yaml)."""
 
-    kind: str = "pix2pix"  # pix2pix (paired data) | cyclegan (unpaired)
-    l1_weight: float = 100.0  # pix2pix: weight of |G(a) - b|
-    cycle_weight: float = 10.0  # cyclegan: weight of the cycle-consistency L1 terms
-    cycle_weight_b: Optional[float] = None  # cyclegan: weight of |G(F(b)) - b| alone; null: cycle_weight
-    identity_weight: float = 0.5  # cyclegan: weight of the identity terms, as a fraction of their domain's cycle weight
-    pool_size: int = 50  # cyclegan: generated images kept for the discriminators; 0: none
-    load_size: Optional[int] = None  # resize to this before the random crop; null: image_size x 286/256
-    flip: bool = True  # random left-right flips (the same for both images of a pair)
-    grid_images: int = 8  # held-out images in each sample grid
-    channels: Optional[int] = None  # convert both domains to 1 or 3 channels; null: each keeps its own
+    kind: str = _TRANSLATION["kind"]  # pix2pix (paired data) | cyclegan (unpaired)
+    l1_weight: float = _TRANSLATION["l1_weight"]  # pix2pix: weight of |G(a) - b|
+    cycle_weight: float = _TRANSLATION["cycle_weight"]  # cyclegan: weight of the cycle-consistency L1 terms
+    cycle_weight_b: Optional[float] = _TRANSLATION["cycle_weight_b"]  # cyclegan: weight of |G(F(b)) - b| alone; null: cycle_weight
+    identity_weight: float = _TRANSLATION["identity_weight"]  # cyclegan: weight of the identity terms, as a fraction of their domain's cycle weight
+    pool_size: int = _TRANSLATION["pool_size"]  # cyclegan: generated images kept for the discriminators; 0: none
+    load_size: Optional[int] = _TRANSLATION["load_size"]  # resize to this before the random crop; null: image_size x 286/256
+    flip: bool = _TRANSLATION["flip"]  # random left-right flips (the same for both images of a pair)
+    grid_images: int = _TRANSLATION["grid_images"]  # held-out images in each sample grid
+    channels: Optional[int] = _TRANSLATION["channels"]  # convert both domains to 1 or 3 channels; null: each keeps its own
 
 
 @dataclass
 class AugmentConfig:
-    """Differentiable augmentation of everything the discriminator sees (real and generated, both updates)."""
+    """Differentiable augmentation of everything the discriminator sees (real and generated, both updates;
+    defaults: configs/config.yaml, augment)."""
 
-    policy: Any = None  # DiffAugment transforms: a list [color,translation,cutout] or a string 'color,cutout'; null: none
-    p: float = 1.0  # probability each transform is applied to each sample (ignored with ada)
-    ada: bool = False  # adapt p (from 0) towards ada_target = E[sign(D(real))] (Karras et al. 2020)
-    ada_target: float = 0.6  # the overfitting heuristic r_t that p is steered to
-    ada_interval: int = 4  # steps between adjustments of p
-    ada_kimg: float = 100.0  # thousands of real images for p to move from 0 to 1 at the fastest
+    policy: Any = _AUGMENT["policy"]  # DiffAugment transforms: a list [color,translation,cutout] or a string 'color,cutout'; null: none
+    p: float = _AUGMENT["p"]  # probability each transform is applied to each sample (ignored with ada)
+    ada: bool = _AUGMENT["ada"]  # adapt p (from 0) towards ada_target = E[sign(D(real))] (Karras et al. 2020)
+    ada_target: float = _AUGMENT["ada_target"]  # the overfitting heuristic r_t that p is steered to
+    ada_interval: int = _AUGMENT["ada_interval"]  # steps between adjustments of p
+    ada_kimg: float = _AUGMENT["ada_kimg"]  # thousands of real images for p to move from 0 to 1 at the fastest
 
 
 TRANSLATIONS = ("pix2pix", "cyclegan")
@@ -117,11 +139,11 @@ ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_
                                      "optimizer.kernel": "auto"}  # 0.7.0; auto now fuses Adam on the CPU too
 #: keys added since to one dataset's group (by its _target_), with the value that reproduces what earlier runs trained
 ADDED_DATASET_KEYS: dict[str, dict[str, Any]] = {
-    "gantrain.translation_data.Edges2MNIST": {"edge_styles": "sobel", "seed": 0},  # 0.8.0: mixed outline styles
+    "gantrain.data.translation.Edges2MNIST": {"edge_styles": "sobel", "seed": 0},  # 0.8.0: mixed outline styles
 }
 #: keys added since to one generator's group (by its _target_), with the value that reproduces what earlier runs trained
 ADDED_GENERATOR_KEYS: dict[str, dict[str, Any]] = {
-    "gantrain.models.DCGANGenerator": {"label_input": False},  # 0.8.0: the label also goes in beside z
+    "gantrain.nets.dcgan.DCGANGenerator": {"label_input": False},  # 0.8.0: the label also goes in beside z
 }
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Keys that may differ between a checkpoint's config and the resumed run's.
@@ -199,8 +221,8 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
         raise GantrainError(f"condition={node!r} must be a group of settings: condition.discriminator, "
                             f"condition.ac_weight, condition.fake_labels, condition.grid_classes")
     c: ConditionConfig = _typed(ConditionConfig, node, "condition")
-    if c.discriminator not in ("projection", "concat", "ac"):
-        raise GantrainError(f"condition.discriminator={c.discriminator!r} is not one of projection, concat, ac")
+    if c.discriminator not in CONDITIONINGS:
+        raise GantrainError(f"condition.discriminator={c.discriminator!r} is not one of {', '.join(CONDITIONINGS)}")
     if c.fake_labels not in ("uniform", "data"):
         raise GantrainError(f"condition.fake_labels={c.fake_labels!r} is not one of uniform, data")
     if not c.ac_weight >= 0:
@@ -236,9 +258,11 @@ def translation_settings(cfg: DictConfig) -> Optional[TranslationConfig]:
 
 
 def with_added_keys(config: dict) -> dict:
-    """A run config written before some top-level keys existed, with them at the values it trained with."""
+    """A run config written by an earlier version, with the top-level keys added since at the values it trained
+    with and its `_target_` paths as today's (gantrain.moved)."""
     import copy
 
+    config = current_targets(config)
     missing = {k: copy.deepcopy(v) for k, v in ADDED_KEYS.items() if k not in config}
     config = {**config, **missing} if missing else config
     for dotted, value in ADDED_NESTED_KEYS.items():
@@ -261,6 +285,29 @@ def with_added_keys(config: dict) -> dict:
     return config
 
 
+#: the transforms augment.policy may name, in DiffAugment's order
+POLICIES = ("color", "translation", "cutout")
+
+
+def parse_policy(policy: Union[None, str, Sequence[str]]) -> tuple[str, ...]:
+    """The transforms of config key augment.policy, in order: None, "" or [] -> (); "color,translation"
+    or ["color", "translation"] -> ("color", "translation"). An unknown name is a GantrainError."""
+    if policy is None:
+        return ()
+    if isinstance(policy, str):
+        names = [name.strip() for name in policy.split(",")]
+    elif isinstance(policy, Sequence) and all(isinstance(name, str) for name in policy):
+        names = [name.strip() for name in policy]
+    else:
+        raise GantrainError(f"augment.policy={policy!r} must be a comma-separated string or a list of names "
+                            f"from {', '.join(POLICIES)}")
+    names = [name for name in names if name]  # "color," and "" carry no empty transform
+    for name in names:
+        if name not in POLICIES:
+            raise GantrainError(f"augment.policy has unknown transform {name!r}; valid: {', '.join(POLICIES)}")
+    return tuple(names)
+
+
 def augment_settings(cfg: DictConfig) -> Optional[AugmentConfig]:
     """Typed, checked augmentation settings; None when augment.policy names no transform."""
     node = cfg.get("augment")
@@ -270,8 +317,6 @@ def augment_settings(cfg: DictConfig) -> Optional[AugmentConfig]:
         raise GantrainError(f"augment={node!r} must be a group of settings: augment.policy, augment.p, augment.ada, "
                             f"augment.ada_target, augment.ada_interval, augment.ada_kimg")
     a: AugmentConfig = _typed(AugmentConfig, node, "augment")
-    from .augment import parse_policy
-
     a.policy = parse_policy(a.policy) or None
     if a.policy is None:
         if a.ada:
@@ -362,7 +407,7 @@ def run_dir_for(resume: Optional[str], default: str) -> str:
         return tempfile.mkdtemp(prefix=f"gantrain-rank{rank}-")
     if resume in (None, "", "auto", "null"):
         return default
-    from .checkpoint import run_folder_of
+    from gantrain.checkpoint import run_folder_of
 
     path = Path(str(resume)).expanduser()
     return str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)

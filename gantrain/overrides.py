@@ -10,7 +10,7 @@ import difflib
 from importlib import resources
 from typing import Any, Optional, Sequence
 
-from .errors import GantrainError
+from gantrain.errors import GantrainError
 
 #: flags of Hydra's command line that take a value (the word after them is not an override)
 FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -99,7 +99,7 @@ def check_overrides(args: Sequence[str]) -> None:
 
 def check_roots(words: Sequence[str]) -> None:
     """GantrainError naming the nearest valid key when an override's first key is not one of gantrain's."""
-    from .config import TOP_LEVEL_KEYS
+    from gantrain.config import TOP_LEVEL_KEYS
 
     roots = sorted(TOP_LEVEL_KEYS | {"experiment", "hparams_search", "model"})
     for word in words:

@@ -49,8 +49,8 @@ try:
 except ImportError:  # a plain checkout: the source tree
     sys.path.insert(0, str(REPO))
     import gantrain
-from gantrain.build import build  # noqa: E402
-from gantrain.data import DeviceBatches, StreamedBatches  # noqa: E402
+from gantrain.training.build import build  # noqa: E402
+from gantrain.data.streaming import DeviceBatches, StreamedBatches  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_translation_reference as reference  # noqa: E402
@@ -181,7 +181,7 @@ def plain_rate(w: dict, device: torch.device, seconds: float, mnist_root: Path |
     import torchvision.transforms as T
     from torch.utils.data import DataLoader, TensorDataset
 
-    from gantrain.models import DCGANDiscriminator, DCGANGenerator
+    from gantrain.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
     size, batch = w["size"], w["batch"]
     conditional = w.get("conditional", False)
@@ -369,7 +369,7 @@ def main() -> None:
             w = WORKLOADS[name]
             data = None
             if mnist_root is not None:
-                mnist = gantrain.data.MNIST(root=args.data, image_size=w["size"], download=False)
+                mnist = gantrain.data.images.MNIST(root=args.data, image_size=w["size"], download=False)
                 data, labels = mnist.tensor(), mnist.labels()
             else:
                 data = torch.randint(0, 256, (60000, 1, w["size"], w["size"]), dtype=torch.uint8)

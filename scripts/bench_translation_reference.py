@@ -6,7 +6,7 @@ with bicubic filtering, a random crop of the training size, a random left-right 
 Normalize to [-1, 1]; the two halves of a paired file share the crop and the flip), batches copied to the
 device, an eager step with the reference's update order and loss weights, every loss read back with
 .item() after every step, and CycleGAN's history of generated images kept in a Python list.
-The networks are gantrain.translation_models' classes with the sizes gantrain's configs give them.
+The networks are gantrain.nets.translation's classes with the sizes gantrain's configs give them.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from gantrain.translation_models import PatchDiscriminator, ResnetGenerator, UNetGenerator
+from gantrain.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator
 
 IMAGE_SIZE = 256  # side of the synthetic images on disk (the workloads train at 128 or 256 px)
 

@@ -20,7 +20,7 @@ try:
 except ImportError:  # a plain checkout: the source tree
     sys.path.insert(0, str(REPO))
     import gantrain
-from gantrain.build import build  # noqa: E402
+from gantrain.training.build import build  # noqa: E402
 
 
 def run_steps(overrides: list[str], steps: int, tmp: Path, tag: str, capture: bool = True):
@@ -28,7 +28,7 @@ def run_steps(overrides: list[str], steps: int, tmp: Path, tag: str, capture: bo
     loop = build(gantrain.compose(overrides), tmp / tag)
     loop.use_graph = loop.use_graph and capture  # capture=False: the same capturable optimizers, eagerly
     if loop.game.schedules:  # both sides read the scheduled rate from a device tensor, as a captured step must
-        from gantrain.optim import lr_to_device
+        from gantrain.training.optim import lr_to_device
 
         for optimizer in loop.game.optimizers.values():
             lr_to_device(optimizer, loop.device)

@@ -72,7 +72,7 @@ def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None =
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     exe = Path(sys.executable).with_name("gantrain")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.cli"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.commands.train"]
     return subprocess.run(command + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 

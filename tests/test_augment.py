@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from gantrain.augment import POLICIES, Augment, color, cutout, parse_policy, translation
+from gantrain.training.augment import POLICIES, Augment, color, cutout, parse_policy, translation
 from gantrain.errors import GantrainError
 
 

@@ -143,9 +143,9 @@ def test_resume_is_bit_identical_wgan_gp_mid_epoch(tmp_path):
 
 def test_interrupted_run_with_lr_schedule_resumes_exactly(tmp_path):
     # The linear schedule spans trainer.steps, so stop an 8-step run at step 4 (as a signal would) and resume it.
-    from gantrain.build import build
-    from gantrain.loop import Interrupted
-    from gantrain.periodic import Periodic
+    from gantrain.training.build import build
+    from gantrain.training.loop import Interrupted
+    from gantrain.training.periodic import Periodic
 
     class SignalAt(Periodic):  # periodic work that acts as a SIGTERM arriving during step 4
         def __call__(self, loop, final=False):
@@ -181,7 +181,7 @@ def test_resume_cli_continues_curves_and_refuses_other_config(tmp_path):
     more = run_gantrain(f"resume={run}", "trainer.steps=20", cwd=tmp_path)  # the run's own config, trained longer
     assert more.returncode == 0, more.stderr
     assert (run / ".hydra" / "config.yaml").read_text() == original_hydra
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["config"]["loss"]["_target_"] == "gantrain.losses.Hinge"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["config"]["loss"]["_target_"] == "gantrain.training.losses.Hinge"
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [5, 10, 15, 20]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from gantrain import checkpoint
-from gantrain.checkpoint import (CheckpointWriter, atomic_save, load_checkpoint, newest_good, open_run_or_checkpoint,
-                                 run_folder_of, step_checkpoints)
+from gantrain.checkpoint import (CheckpointWriter, atomic_save, load_checkpoint, newest_good, open_run_or_checkpoint, run_folder_of, step_checkpoints)
 from gantrain.errors import GantrainError
 
 

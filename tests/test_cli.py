@@ -53,7 +53,7 @@ def test_digits_end_to_end(tmp_path):
     import torchvision
     from PIL import Image
 
-    from gantrain.data import to_uint8_image
+    from gantrain.data.base import to_uint8_image
 
     state = torch.load(run / "checkpoints" / "step_00000020.pt", weights_only=True)
     g20 = load_generator(run / "checkpoints" / "step_00000020.pt")
@@ -80,8 +80,8 @@ def test_ring_experiment_end_to_end(tmp_path):
     evals = [r for r in rows if "eval/modes" in r]
     assert [r["step"] for r in evals] == [20, 40]
     # The logged scores are those of the step-40 generator, recomputed here independently of the run.
-    from gantrain.data import Ring
-    from gantrain.evaluate import Evaluator
+    from gantrain.data.mixtures import Ring
+    from gantrain.eval.evaluator import Evaluator
 
     evaluator = Evaluator(Ring(), "auto")
     again = evaluator(load_generator(run / "checkpoints" / "step_00000040.pt"))
@@ -156,7 +156,7 @@ def test_help_and_cfg_job(tmp_path):
         assert word in help_text
     job = run_gantrain("loss=wasserstein", "dataset=mnist", "--cfg", "job", cwd=tmp_path)
     assert job.returncode == 0
-    assert "n_critic: 5" in job.stdout and "clip: 0.01" in job.stdout and "gantrain.data.MNIST" in job.stdout
+    assert "n_critic: 5" in job.stdout and "clip: 0.01" in job.stdout and "gantrain.data.images.MNIST" in job.stdout
 
 
 BAD = [

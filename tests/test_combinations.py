@@ -16,13 +16,14 @@ import torch
 import torch.nn.functional as F
 
 import gantrain
-from gantrain.build import build
+from gantrain.training.build import build
 from gantrain.checkpoint import load_checkpoint
-from gantrain.data import normalize
-from gantrain.games.translation import ImagePool, Pix2Pix, Translator
-from gantrain.losses import NonSaturating
-from gantrain.stats import Stats
-from gantrain.translation_models import PatchDiscriminator, UNetGenerator
+from gantrain.data.base import normalize
+from gantrain.training.games.translation import ImagePool, Pix2Pix
+from gantrain.nets.translation import Translator
+from gantrain.training.losses import NonSaturating
+from gantrain.training.stats import Stats
+from gantrain.nets.translation import PatchDiscriminator, UNetGenerator
 
 from test_divergence import InjectNaN, loop_with, rows
 

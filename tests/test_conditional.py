@@ -10,12 +10,14 @@ from torch import nn
 
 import gantrain
 from conftest import run_gantrain
-from gantrain.build import build
+from gantrain.training.build import build
 from gantrain.checkpoint import load_checkpoint
-from gantrain.data import DeviceBatches, ImageFolder, make_batches
+from gantrain.data.streaming import DeviceBatches, make_batches
+from gantrain.data.images import ImageFolder
 from gantrain.errors import GantrainError
-from gantrain.models import (ConditionalBatchNorm2d, DCGANDiscriminator, DCGANGenerator, MLPDiscriminator,
-                             MLPGenerator)
+from gantrain.nets.base import ConditionalBatchNorm2d
+from gantrain.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from gantrain.nets.mlp import MLPDiscriminator, MLPGenerator
 
 TINY = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=8", "discriminator.base_channels=8",
         "trainer.batch_size=32", "conditional=true"]
@@ -83,7 +85,7 @@ def test_label_input_lets_the_8px_dcgan_generator_learn_labels_that_batch_norm_a
     """At 8x8 the DCGAN generator has one hidden layer, so conditional batch norm (per-class scales and shifts
     that start equal, moved by Adam about lr a step) is its only label path: fitted 300 steps to draw each
     class's mean digit, it draws no class-specific image. With the label embedding beside z it draws each one."""
-    from gantrain.data import Digits
+    from gantrain.data.images import Digits
 
     digits = Digits(8)
     images, labels = digits.tensor().float() / 127.5 - 1, digits.labels()
@@ -116,7 +118,7 @@ def test_label_input_lets_the_8px_dcgan_generator_learn_labels_that_batch_norm_a
 
 def test_truncation_keeps_z_inside_and_is_refused_when_not_positive():
     g = MLPGenerator((2,), bounded=False, latent_dim=64, hidden=[8])
-    from gantrain.models import truncate
+    from gantrain.nets.base import truncate
 
     z = truncate(torch.randn(256, 64), 0.5, torch.Generator().manual_seed(0))
     assert z.abs().max() <= 0.5 and z.std() > 0.2
@@ -387,7 +389,7 @@ class NoClassifierHead(DCGANDiscriminator):
 
 
 def test_labels_and_heads_a_conditional_run_needs_are_checked(tmp_path):
-    from gantrain.components import check_labelled
+    from gantrain.training.components import check_labelled
     from gantrain.config import ConditionConfig
 
     class Custom(gantrain.data.Dataset):

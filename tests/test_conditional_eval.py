@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from gantrain.metrics import class_accuracy, fid, intra_fid, within_mode_pct, worst_class
-from gantrain.models import Generator
+from gantrain.eval.metrics import class_accuracy, fid, intra_fid, within_mode_pct, worst_class
+from gantrain.nets.base import Generator
 
 
 # ---- pure metrics ------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def test_within_mode_pct_by_hand_and_on_gaussians():
     points = means[which] + std * torch.randn(20000, 2, generator=gen)
     assert within_mode_pct(points, which, means, std) == pytest.approx(100 * (1 - math.exp(-4.5)), abs=0.3)
     assert within_mode_pct(points, 1 - which, means, std) == 0.0
-    from gantrain.metrics import within_mode_pct_per_class
+    from gantrain.eval.metrics import within_mode_pct_per_class
 
     per_mode = within_mode_pct_per_class(samples, labels, means, std)  # mode 0: 1 of 3 in; mode 1: 1 of 2 in
     assert per_mode.tolist() == pytest.approx([100 / 3, 50.0])
@@ -72,8 +72,9 @@ def test_within_mode_pct_by_hand_and_on_gaussians():
 
 
 def test_conditional_metric_choice():
-    from gantrain.data import Digits, Grid
-    from gantrain.evaluate import DOMAIN_METRICS, HIGHER_IS_BETTER, MIXTURE_METRICS, Evaluator, MetricChoiceError
+    from gantrain.data.images import Digits
+    from gantrain.data.mixtures import Grid
+    from gantrain.eval.evaluator import DOMAIN_METRICS, HIGHER_IS_BETTER, MIXTURE_METRICS, Evaluator, MetricChoiceError
 
     grid, digits = Grid(), Digits(image_size=8)
     assert Evaluator(grid, "auto").names == list(MIXTURE_METRICS)  # unconditional auto is unchanged
@@ -112,8 +113,8 @@ class HandMade(Generator):
 
 
 def test_grid_cond_mode_pct_of_right_and_wrong_generators():
-    from gantrain.data import Grid
-    from gantrain.evaluate import MIXTURE_METRICS, Evaluator, MetricChoiceError, generate_conditional
+    from gantrain.data.mixtures import Grid
+    from gantrain.eval.evaluator import MIXTURE_METRICS, Evaluator, MetricChoiceError, generate_conditional
 
     grid = Grid()
     means, std, k = grid.means, grid.std, len(grid.means)
@@ -142,7 +143,7 @@ def test_grid_cond_mode_pct_of_right_and_wrong_generators():
     assert torch.equal(generate_conditional(right, labels, seed=3), generate_conditional(right, labels, seed=3))
     assert not torch.equal(generate_conditional(right, labels, seed=3), generate_conditional(right, labels, seed=4))
     # an unconditional generator cannot be scored by conditional metrics, nor one with other classes
-    from gantrain.models import MLPGenerator
+    from gantrain.nets.mlp import MLPGenerator
 
     with pytest.raises(MetricChoiceError, match="unconditional"):
         evaluator(MLPGenerator((2,)))
@@ -158,7 +159,7 @@ def test_grid_cond_mode_pct_of_right_and_wrong_generators():
 def test_generation_through_sample_labels_or_forward():
     """generate_conditional uses sample(labels=) where the generator takes labels, else G(z, y) with z from the
     same private CPU generator: the two give the same samples."""
-    from gantrain.evaluate import generate_conditional
+    from gantrain.eval.evaluator import generate_conditional
 
     means = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
     with_labels = HandMade(5, (2,), lambda z, y: means[y] + 0.1 * z[:, :2])
@@ -184,8 +185,8 @@ def test_generation_through_sample_labels_or_forward():
 
 @pytest.mark.slow
 def test_digits_cond_accuracy_and_intra_fid():
-    from gantrain.data import Digits
-    from gantrain.evaluate import Evaluator
+    from gantrain.data.images import Digits
+    from gantrain.eval.evaluator import Evaluator
 
     digits = Digits(image_size=8)
     test = digits.split(train=False)
@@ -235,7 +236,7 @@ def test_gantrain_eval_of_a_conditional_run(tmp_path, capsys):
     import json
 
     import gantrain
-    from gantrain.cli import eval_main
+    from gantrain.commands.evaluate import eval_main
 
     run = tmp_path / "run"
     cfg = gantrain.compose(["experiment=cgan_digits", "trainer.steps=10", "trainer.device=cpu", "trainer.log_every=5",

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import gantrain
-from gantrain.build import build
-from gantrain.components import build_dataset, instantiate_component
+from gantrain.training.build import build
+from gantrain.training.components import build_dataset, instantiate_component
 from gantrain.errors import GantrainError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -116,7 +116,7 @@ def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
     cfg = gantrain.compose([f"experiment={experiment}", f"dataset.root={data_root}", "trainer.device=cpu"]
                            + (["dataset.num_samples=1000"] if "stacked" in experiment else [])  # not 128,000
                            if "mnist" in experiment else [f"experiment={experiment}", "trainer.device=cpu"])
-    if cfg.dataset._target_ == "gantrain.data.CIFAR10":  # not here offline: its settings and networks, no data
+    if cfg.dataset._target_ == "gantrain.data.images.CIFAR10":  # not here offline: its settings and networks, no data
         check_preset_without_data(cfg)
         return
     loop = build(cfg, tmp_path)
@@ -150,8 +150,7 @@ def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
 def check_preset_without_data(cfg):
     """What build checks of a preset short of its data: every group's keys, the evaluated metrics, and its
     networks built at its batch size (on the meta device) and run on the dataset's shape (on the CPU)."""
-    from gantrain.components import (build_dataset, build_discriminator, build_generator, check_combination, estimate_memory,
-                                make_evaluator)
+    from gantrain.training.components import (build_dataset, build_discriminator, build_generator, check_combination, estimate_memory, make_evaluator)
     from gantrain.config import check_top_level, condition_settings, optimizer_settings, trainer_settings
 
     check_top_level(cfg)
@@ -217,7 +216,7 @@ def test_optimizer_kernel_errors(tmp_path):
 
 def test_schedule_writes_into_a_tensor_rate_in_place():
     # What a captured CUDA graph relies on: the schedule changes the value of the tensor the graph reads.
-    from gantrain.optim import LinearDecay, lr_to_device, lr_to_float
+    from gantrain.training.optim import LinearDecay, lr_to_device, lr_to_float
 
     w = torch.nn.Parameter(torch.ones(3))
     opt = torch.optim.Adam([w], lr=0.1, foreach=False)
@@ -233,9 +232,9 @@ def test_schedule_writes_into_a_tensor_rate_in_place():
 
 
 def test_cuda_graph_is_decided_in_one_place():
-    from gantrain.build import graph_plan
+    from gantrain.training.build import graph_plan
     from gantrain.config import TrainerConfig
-    from gantrain.distributed import Dist
+    from gantrain.training.distributed import Dist
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert graph_plan(TrainerConfig(cuda_graph="auto"), cpu, Dist()) == (False, "not a CUDA device")

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from gantrain.data import MNIST, DeviceBatches, Digits, Grid, ImageFolder, Ring, epoch_permutation, normalize, read_idx
+from gantrain.data.images import MNIST, Digits, ImageFolder, read_idx
+from gantrain.data.streaming import DeviceBatches, epoch_permutation
+from gantrain.data.mixtures import Grid, Ring
+from gantrain.data.base import normalize
 from gantrain.errors import GantrainError
-from gantrain.metrics import mixture_metrics
+from gantrain.eval.metrics import mixture_metrics
 
 
 def test_digits_is_uint8_8x8_and_resizes():
@@ -167,7 +170,7 @@ def test_mixture_metrics_on_collapsed_and_shifted_samples():
 def test_streamed_batches_follow_the_device_order_and_resume(tmp_path, rank):
     from PIL import Image
 
-    from gantrain.data import StreamedBatches
+    from gantrain.data.streaming import StreamedBatches
 
     for i in range(10):
         Image.new("L", (8, 8), 20 * i).save(tmp_path / f"{i}.png")
@@ -186,7 +189,7 @@ def test_streamed_batches_follow_the_device_order_and_resume(tmp_path, rank):
 def test_streamed_batches_reshuffle_every_epoch_and_resume_in_a_later_epoch(tmp_path):
     from PIL import Image
 
-    from gantrain.data import StreamedBatches
+    from gantrain.data.streaming import StreamedBatches
 
     for i in range(8):
         Image.new("L", (4, 4), 30 * i).save(tmp_path / f"{i}.png")
@@ -228,7 +231,7 @@ def test_batch_size_limits_and_messages():
 def test_streamed_batches_into_a_buffer_and_across_processes(tmp_path):
     from PIL import Image
 
-    from gantrain.data import StreamedBatches
+    from gantrain.data.streaming import StreamedBatches
 
     for i in range(12):
         Image.new("L", (4, 4), 20 * i).save(tmp_path / f"{i:02d}.png")
@@ -273,7 +276,7 @@ def test_mixture_metrics_edges_one_sample_and_none():
 def test_streamed_batches_drop_the_remainder_like_the_device_stream(tmp_path):
     from PIL import Image
 
-    from gantrain.data import StreamedBatches
+    from gantrain.data.streaming import StreamedBatches
 
     for i in range(7):
         Image.new("L", (4, 4), 30 * i).save(tmp_path / f"{i}.png")
@@ -313,7 +316,7 @@ def test_resume_into_a_used_stream_in_epoch_0_and_batch_spec():
 def test_streamed_batch_spec(tmp_path):
     from PIL import Image
 
-    from gantrain.data import StreamedBatches
+    from gantrain.data.streaming import StreamedBatches
 
     for i in range(4):
         Image.new("RGB", (6, 6), (10 * i, 0, 0)).save(tmp_path / f"{i}.png")

@@ -6,9 +6,9 @@ import torch
 from torch.utils.tensorboard.writer import SummaryWriter  # noqa: F401  (the logger's writer must be importable)
 
 import gantrain
-from gantrain.build import build
-from gantrain.diagnosis import Diagnosis, mean_pairwise_distance
-from gantrain.periodic import Periodic
+from gantrain.training.build import build
+from gantrain.training.diagnosis import Diagnosis, mean_pairwise_distance
+from gantrain.training.periodic import Periodic
 
 RING = ["dataset=ring", "generator=mlp", "discriminator=mlp", "generator.latent_dim=2",
         "optimizer.lr=1e-3", "generator.hidden=[32,32]", "discriminator.hidden=[32,32]", "trainer.device=cpu",

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gantrain.cli",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gantrain.commands.train",
                "trainer.device=cpu", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
 
@@ -55,7 +55,7 @@ def test_two_processes_train_a_conditional_gan_with_ada(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["world_size"] == 2 and state["game"] == "cgan" and state["num_classes"] == 10
-    assert 0.0 <= float(state["augment"]["p"]) <= 1.0 and int(state["augment"]["count"]) == 0
+    assert 0.0 <= float(state["game_state"]["augment"]["p"]) <= 1.0 and int(state["game_state"]["augment"]["count"]) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all("loss/class_d" in r for r in rows)
 
@@ -75,7 +75,7 @@ def test_two_processes_train_a_cyclegan_and_resume_exactly(tmp_path, data_root):
     a = load_checkpoint(straight / "checkpoints" / "last.pt")
     assert a["world_size"] == 2 and a["game"] == "cyclegan" and len(a["game_ranks"]) == 2
     assert a["game_ranks"][0] is None  # rank 0's pools are the game state's
-    pools = [a["pools"], a["game_ranks"][1]["pools"]]
+    pools = [a["game_state"]["pools"], a["game_ranks"][1]["pools"]]
     assert int(pools[0]["a.count"]) == int(pools[1]["a.count"]) == 2  # both filled, and hold different images
     assert not torch.equal(pools[0]["a.images"], pools[1]["a.images"])
     middle = straight / "checkpoints" / "step_00000003.pt"  # the same schedule (it follows trainer.steps)
@@ -85,8 +85,8 @@ def test_two_processes_train_a_cyclegan_and_resume_exactly(tmp_path, data_root):
     for net in a["networks"]:
         for key in a["networks"][net]:
             assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"
-    for key, value in a["pools"].items():
-        assert torch.equal(value, b["pools"][key]), (0, key)
+    for key, value in a["game_state"]["pools"].items():
+        assert torch.equal(value, b["game_state"]["pools"][key]), (0, key)
         assert torch.equal(a["game_ranks"][1]["pools"][key], b["game_ranks"][1]["pools"][key]), (1, key)
 
     # A checkpoint with the main process's state only (as best.pt is written): a warning, and each process

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import gantrain
-from gantrain.build import build
+from gantrain.training.build import build
 from gantrain.checkpoint import load_checkpoint
 from gantrain.config import config_differences
 from gantrain.errors import GantrainError
-from gantrain.periodic import DivergenceCheck, Periodic
+from gantrain.training.periodic import DivergenceCheck, Periodic
 
 SMALL = ["dataset=ring", "generator=mlp", "discriminator=mlp", "generator.latent_dim=2",
         "optimizer.lr=1e-3", "generator.hidden=[16]", "discriminator.hidden=[16]", "trainer.device=cpu",

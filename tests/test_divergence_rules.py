@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from gantrain.periodic import DivergenceCheck
+from gantrain.training.periodic import DivergenceCheck
 
 
 def guard_with(history: list[float]) -> DivergenceCheck:

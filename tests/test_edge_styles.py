@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrain import translation_data as td
+from gantrain.data import outlines
+from gantrain.data import translation as td
 from gantrain.config import with_added_keys
-from gantrain.data import MNIST
+from gantrain.data.images import MNIST
 from gantrain.errors import GantrainError
-from gantrain.translation_data import Edges2MNIST, draw_outlines, held_out_outlines, sample_styles, sobel_edges
+from gantrain.data.translation import Edges2MNIST
+from gantrain.data.outlines import draw_outlines, held_out_outlines, sample_styles, sobel_edges
 
 N = 64  # digits per style check
 
@@ -44,7 +46,7 @@ def mixed_test(cache, data_root):
 
 
 def training_specs():
-    return [(op, w, s, 0.0) for op, w, s in itertools.product(td.TRAIN_OPERATORS, td.TRAIN_WIDTHS, td.TRAIN_SCALES)]
+    return [(op, w, s, 0.0) for op, w, s in itertools.product(outlines.TRAIN_OPERATORS, outlines.TRAIN_WIDTHS, outlines.TRAIN_SCALES)]
 
 
 def test_every_style_is_deterministic_and_the_jitter_follows_its_seed(digits):
@@ -53,12 +55,12 @@ def test_every_style_is_deterministic_and_the_jitter_follows_its_seed(digits):
         first = draw_outlines(x, *spec)
         assert first.shape == x.shape and first.dtype == torch.uint8 and int(first.flatten(1).amax(1).min()) > 0, spec
         assert torch.equal(first, draw_outlines(x, *spec)), spec
-    for style in ("sobel", *td.HELD_OUT_STYLES):
+    for style in ("sobel", *outlines.HELD_OUT_STYLES):
         first = held_out_outlines(x, style, seed=3)
         assert int(first.flatten(1).amax(1).min()) > 0, style  # every digit gets an outline
         assert torch.equal(first, held_out_outlines(x, style, seed=3)), style
         changed = not torch.equal(first, held_out_outlines(x, style, seed=4))
-        assert changed == (td.HELD_OUT_STYLES.get(style, td.SOBEL_STYLE)[3] > 0), style  # only the jitter draws
+        assert changed == (outlines.HELD_OUT_STYLES.get(style, outlines.SOBEL_STYLE)[3] > 0), style  # only the jitter draws
     one = sample_styles(1000, torch.Generator().manual_seed(5))
     assert torch.equal(one, sample_styles(1000, torch.Generator().manual_seed(5)))
     assert not torch.equal(one, sample_styles(1000, torch.Generator().manual_seed(6)))
@@ -67,7 +69,7 @@ def test_every_style_is_deterministic_and_the_jitter_follows_its_seed(digits):
 def test_the_styles_differ_from_each_other(digits):
     x = digits[0][:N]
     drawn = {spec: draw_outlines(x, *spec) for spec in training_specs()}
-    drawn.update({name: held_out_outlines(x, name) for name in td.HELD_OUT_STYLES})
+    drawn.update({name: held_out_outlines(x, name) for name in outlines.HELD_OUT_STYLES})
     for (a, xa), (b, xb) in itertools.combinations(drawn.items(), 2):
         # most digits are drawn differently by any two styles (not one lucky pixel)
         differ = (xa != xb).flatten(1).any(1).float().mean()
@@ -77,26 +79,26 @@ def test_the_styles_differ_from_each_other(digits):
 def test_held_out_styles_are_never_drawn_in_training(mixed_test, digits):
     styles = mixed_test.styles()
     assert styles.shape == (10000, 3) and styles.dtype == torch.int64
-    for column, choices in enumerate((td.TRAIN_OPERATORS, td.TRAIN_WIDTHS, td.TRAIN_SCALES)):
+    for column, choices in enumerate((outlines.TRAIN_OPERATORS, outlines.TRAIN_WIDTHS, outlines.TRAIN_SCALES)):
         used = set(styles[:, column].tolist())
         assert used == set(range(len(choices)))  # every choice drawn, nothing outside them
     trained = set(training_specs())
-    for name, spec in td.HELD_OUT_STYLES.items():
+    for name, spec in outlines.HELD_OUT_STYLES.items():
         assert spec not in trained, name
-        assert spec[0] not in td.TRAIN_OPERATORS or spec[1] not in td.TRAIN_WIDTHS or spec[2] not in td.TRAIN_SCALES \
+        assert spec[0] not in outlines.TRAIN_OPERATORS or spec[1] not in outlines.TRAIN_WIDTHS or spec[2] not in outlines.TRAIN_SCALES \
             or spec[3] > 0, name
-    assert td.SOBEL_STYLE in trained  # 0.7.0's outline is one of the training styles
+    assert outlines.SOBEL_STYLE in trained  # 0.7.0's outline is one of the training styles
     # on the digits themselves: no held-out outline of a test digit equals its training outline
     pairs = mixed_test.tensor()[:500]
     a, b = pairs[:, :1], pairs[:, 1:]
     assert torch.equal(b, digits[0][:500])
-    for name in td.HELD_OUT_STYLES:
+    for name in outlines.HELD_OUT_STYLES:
         same = (held_out_outlines(b, name) == a).flatten(1).all(1)
         assert not bool(same.any()), name
     # and each training outline is its own style's drawing
     for i in range(0, 500, 25):
         op, w, s = styles[i].tolist()
-        spec = (td.TRAIN_OPERATORS[op], td.TRAIN_WIDTHS[w], td.TRAIN_SCALES[s])
+        spec = (outlines.TRAIN_OPERATORS[op], outlines.TRAIN_WIDTHS[w], outlines.TRAIN_SCALES[s])
         assert torch.equal(a[i:i + 1], draw_outlines(b[i:i + 1], *spec)), i
 
 
@@ -128,7 +130,7 @@ def test_edge_styles_sobel_is_the_old_set(data_root, digits, tmp_path, monkeypat
     ds = Edges2MNIST(root=str(data_root), train=False, download=False, edge_styles="sobel", seed=7)  # seed unused
     old = torch.cat([sobel_edges(digits[0]), digits[0]], dim=1)  # what 0.7.0's Edges2MNIST._build stored
     assert torch.equal(ds.tensor(), old) and torch.equal(ds.labels(), digits[1])
-    assert torch.equal(draw_outlines(digits[0][:N], *td.SOBEL_STYLE), sobel_edges(digits[0][:N]))
+    assert torch.equal(draw_outlines(digits[0][:N], *outlines.SOBEL_STYLE), sobel_edges(digits[0][:N]))
     # 0.7.0's cache file (same name and content) is read as it is
     monkeypatch.setattr(td, "_digits", lambda *a: pytest.fail("MNIST read although 0.7.0's cache is there"))
     assert torch.equal(Edges2MNIST(root=str(data_root), train=False, download=False, edge_styles="sobel").tensor(), old)
@@ -147,7 +149,7 @@ def test_runs_written_before_edge_styles_keep_the_old_set():
 @pytest.fixture(scope="module")
 def classifier_cache(cache, data_root):
     """An MNIST-32px classifier trained briefly (the real one takes minutes on CPUs) in this module's cache."""
-    from gantrain.classifier import save_classifier, train_classifier
+    from gantrain.eval.classifier import save_classifier, train_classifier
 
     mnist = MNIST(root=str(data_root), image_size=32, download=False)
     model, accuracy = train_classifier(mnist, steps=30, batch_size=64)
@@ -174,7 +176,7 @@ def test_gantrain_eval_reports_every_outline_style(classifier_cache, data_root, 
     printed = dict(line.split(": ", 1) for line in result.stdout.splitlines() if line.startswith(("label_acc[", "floor/")))
     report = json.loads((run / "eval.json").read_text())
     styles = ["sobel", "canny", "morph_gradient", "thick", "sketch64"]
-    assert list(td.HELD_OUT_STYLES) == styles[1:]
+    assert list(outlines.HELD_OUT_STYLES) == styles[1:]
     for style in styles:
         for key in (f"label_acc[{style}]", f"floor/label_acc[{style}]"):
             value = report["translation"][key]
@@ -183,7 +185,7 @@ def test_gantrain_eval_reports_every_outline_style(classifier_cache, data_root, 
         assert "held out" in report["provenance"]["outline_styles"][style] or style == "sobel"
     assert report["provenance"]["outline_styles"]["training"] == "mixed"
     # the floors are the classifier on the raw outlines: the same whatever the translator
-    from gantrain.translation_eval import TranslationEvaluator
+    from gantrain.eval.translation import TranslationEvaluator
 
     evaluator = TranslationEvaluator(Edges2MNIST(root=str(data_root), train=True, download=False), num_samples=100)
     evaluator.prepare()

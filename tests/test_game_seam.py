@@ -8,7 +8,7 @@ import torch
 import gantrain
 from gantrain.checkpoint import load_checkpoint
 from gantrain.errors import GantrainError
-from gantrain.games import GAMES
+from gantrain.training.games import GAMES
 
 import toy_game
 

@@ -38,7 +38,7 @@ def _worker(rank: int, port: int, out: str) -> None:
                       LOCAL_RANK=str(rank))
     import torch.distributed as dist
 
-    from gantrain import distributed
+    from gantrain.training import distributed
 
     torch.set_num_threads(1)
     d = distributed.from_env()
@@ -87,8 +87,8 @@ def _ada_worker(rank: int, port: int, out: str) -> None:
                       LOCAL_RANK=str(rank))
     import torch.distributed as dist
 
-    from gantrain import distributed
-    from gantrain.augment import Augment
+    from gantrain.training import distributed
+    from gantrain.training.augment import Augment
 
     torch.set_num_threads(1)
     d = distributed.from_env()

@@ -136,7 +136,7 @@ def test_run_folder_check_is_safe_when_processes_start_together(tmp_path):
     # never trip over another's (a check that made and removed the run folder itself did, now and then).
     import threading
 
-    from gantrain.cli import _check_command_line
+    from gantrain.commands.train import _check_command_line
 
     failures: list[str] = []
 

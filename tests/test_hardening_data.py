@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from conftest import run_gantrain
-from gantrain.data import CIFAR10, MNIST, Digits, Grid, ImageFolder, Ring
+from gantrain.data.images import CIFAR10, MNIST, Digits, ImageFolder
+from gantrain.data.mixtures import Grid, Ring
 from gantrain.errors import GantrainError
-from gantrain.models import DCGANGenerator, MLPGenerator
+from gantrain.nets.dcgan import DCGANGenerator
+from gantrain.nets.mlp import MLPGenerator
 
 # The smallest settings that still train a DCGAN end to end: a few seconds a run on a CPU.
 TINY = ["trainer.steps=2", "trainer.device=cpu", "generator.base_channels=4", "discriminator.base_channels=4",

@@ -9,10 +9,10 @@ import torch
 
 import gantrain
 from conftest import FAST, run_gantrain
-from gantrain.build import build
+from gantrain.training.build import build
 from gantrain.checkpoint import load_checkpoint
-from gantrain.loop import set_rng_state
-from gantrain.stats import Stats
+from gantrain.training.loop import set_rng_state
+from gantrain.training.stats import Stats
 
 SMALL = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=8", "discriminator.base_channels=8",
          "trainer.batch_size=32", "trainer.progress=false"]
@@ -99,7 +99,7 @@ def test_python_api_run_resumes_from_the_command_line(tmp_path):
     more = run_gantrain(f"resume={run}", "trainer.steps=6", cwd=tmp_path)
     assert more.returncode == 0, more.stderr
     state = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert state["step"] == 6 and state["config"]["loss"]["_target_"] == "gantrain.losses.Hinge"
+    assert state["step"] == 6 and state["config"]["loss"]["_target_"] == "gantrain.training.losses.Hinge"
     assert state["config"]["seed"] == 11 and state["config"]["generator"]["base_channels"] == 8
     refused = run_gantrain(f"resume={run}", "trainer.steps=8", "loss=wasserstein", cwd=tmp_path)
     assert refused.returncode == 2 and "cannot resume" in refused.stderr and "loss._target_" in refused.stderr
@@ -119,7 +119,7 @@ class Scripted:
 
 @pytest.mark.parametrize("higher,values,best_at", [(True, [3, 5, 5, 4], 2), (False, [3, 5, 2, 2], 3)])
 def test_best_checkpoint_follows_the_metric_direction_and_keeps_the_first_best(higher, values, best_at, tmp_path):
-    from gantrain.periodic import Evaluation
+    from gantrain.training.periodic import Evaluation
 
     loop = build(gantrain.compose(SMALL), tmp_path)
     evaluation = Evaluation(1, Scripted("m", values, higher), best_metric="m")

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from gantrain import losses
+from gantrain.training import losses
 
 REAL = torch.tensor([2.0, -1.0, 0.5])
 FAKE = torch.tensor([-0.5, 1.5, 0.0])

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import FAST, replay_generator, run_gantrain
-from gantrain.metrics import class_histogram, fid, frechet_distance, inception_score, precision_recall
+from gantrain.eval.metrics import class_histogram, fid, frechet_distance, inception_score, precision_recall
 
 
 def features(n=2000, d=16, seed=0):
@@ -86,7 +86,7 @@ def test_precision_recall_exact_on_a_hand_built_set():
 
 def test_precision_recall_same_in_chunks():
     """The k-NN radii and ball tests work on chunks of rows (memory); chunking must not change the answer."""
-    from gantrain import metrics
+    from gantrain.eval import metrics
 
     real, fake = features(n=50, d=3, seed=4), features(n=40, d=3, seed=5) * 1.3
     radii = metrics._kth_neighbour_radii(real, 3)
@@ -145,8 +145,8 @@ def test_classifier_reaches_98_percent_on_mnist(data_root, classifier_cache):
 def test_processes_evaluating_at_once_train_the_classifier_once(tmp_path, monkeypatch):
     import threading
 
-    import gantrain.classifier as classifier
-    from gantrain.data import Digits
+    import gantrain.eval.classifier as classifier
+    from gantrain.data.images import Digits
 
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path))
     trained = []
@@ -169,8 +169,8 @@ def test_processes_evaluating_at_once_train_the_classifier_once(tmp_path, monkey
 
 @pytest.mark.slow
 def test_domain_evaluator_real_data_scores_near_floor(data_root):
-    from gantrain.data import MNIST
-    from gantrain.evaluate import Evaluator
+    from gantrain.data.images import MNIST
+    from gantrain.eval.evaluator import Evaluator
 
     dataset = MNIST(root=str(data_root), download=False)
     evaluator = Evaluator(dataset, "auto", num_samples=2000)
@@ -243,8 +243,8 @@ class TinyFeatures(torch.nn.Module):
 
 
 def test_inception_family_plumbing_with_a_stand_in_extractor():
-    from gantrain.data import Digits
-    from gantrain.evaluate import Evaluator
+    from gantrain.data.images import Digits
+    from gantrain.eval.evaluator import Evaluator
 
     digits = Digits(image_size=16)
     evaluator = Evaluator(digits, ["fid", "kid", "is"], num_samples=500, inception=TinyFeatures())

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from gantrain.errors import GantrainError
-from gantrain.models import DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator, dcgan_plan
+from gantrain.nets.dcgan import DCGANDiscriminator, DCGANGenerator, dcgan_plan
+from gantrain.nets.mlp import MLPDiscriminator, MLPGenerator
 
 
 @pytest.mark.parametrize("size", [8, 16, 28, 32, 64])

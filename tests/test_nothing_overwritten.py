@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gantrain import translate as gtranslate
+from gantrain.commands import translate as gtranslate
 from gantrain.errors import GantrainError
 
 from conftest import run_gantrain
@@ -113,7 +113,7 @@ def test_translate_never_replaces_a_file_a_concurrent_writer_made(tmp_path, monk
     shutil.copytree(FIXTURES / "v0_6_0" / "run", run)
     images = FIXTURES / "v0_6_0" / "images" / "trainA"
     out = tmp_path / "out"
-    from gantrain.games.translation import Translator
+    from gantrain.nets.translation import Translator
 
     original = Translator.translate
 

@@ -4,10 +4,10 @@ import torch
 from torch import nn
 
 import gantrain
-from gantrain.components import instantiate_component
+from gantrain.training.components import instantiate_component
 from gantrain.errors import GantrainError
-from gantrain.losses import Wasserstein, gradient_penalty, r1_penalty
-from gantrain.models import MLPDiscriminator
+from gantrain.training.losses import Wasserstein, gradient_penalty, r1_penalty
+from gantrain.nets.mlp import MLPDiscriminator
 
 
 def first_linear(d: MLPDiscriminator) -> nn.Linear:
@@ -125,8 +125,8 @@ def test_pack_trains_end_to_end_with_wgan_gp(tmp_path):
 @pytest.mark.parametrize("name, steps, pack", [("ring", 12000, 2), ("grid", 12000, 1)])
 def test_tuned_presets_compose(name, steps, pack):
     cfg = gantrain.compose([f"experiment={name}"])
-    assert cfg.dataset._target_ == f"gantrain.data.{name.capitalize()}"
-    assert cfg.loss._target_ == "gantrain.losses.NonSaturating" and cfg.loss.r1_gamma == 0.1
+    assert cfg.dataset._target_ == f"gantrain.data.mixtures.{name.capitalize()}"
+    assert cfg.loss._target_ == "gantrain.training.losses.NonSaturating" and cfg.loss.r1_gamma == 0.1
     assert cfg.discriminator.pack == pack
     assert cfg.optimizer.lr == 1.0e-3 and cfg.optimizer.lr_schedule == "linear"
     assert cfg.trainer.steps == steps and cfg.trainer.batch_size == 256 and cfg.trainer.ema_decay == 0.99

@@ -10,7 +10,7 @@ from conftest import run_gantrain
 def test_cgan_digits_draws_the_digit_it_is_asked_for(tmp_path, capsys):
     """The real command trains 1,500 of the preset's 4,000 steps; gantrain-eval's digits classifier then reads the
     requested digit well above chance (0.1). Before the generator took the label beside z too it read 0.13."""
-    from gantrain.cli import eval_main
+    from gantrain.commands.evaluate import eval_main
 
     run = tmp_path / "run"
     result = run_gantrain("experiment=cgan_digits", "seed=0", "trainer.device=cpu", "trainer.steps=1500",

@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gantrain import losses
-from gantrain.data import epoch_permutation
-from gantrain.metrics import fid, precision_recall
+from gantrain.training import losses
+from gantrain.data.streaming import epoch_permutation
+from gantrain.eval.metrics import fid, precision_recall
 
 # Fixed examples (derandomize) so that the suite and mutation runs are reproducible, and no example database
 # is written into the checkout. GANTRAIN_HYPOTHESIS_EXAMPLES=2000 explores further, with fresh random examples.

@@ -19,11 +19,11 @@ from PIL import Image
 from torch import nn
 
 import gantrain
-from gantrain import export as gexport
-from gantrain import sample as gsample
-from gantrain.data import to_uint8_image
+from gantrain.commands import export as gexport
+from gantrain.commands import sample as gsample
+from gantrain.data.base import to_uint8_image
 from gantrain.errors import GantrainError
-from gantrain.models import Generator
+from gantrain.nets.base import Generator
 
 TINY = ["dataset=digits", "trainer.device=cpu", "trainer.steps=2", "trainer.batch_size=16", "generator.base_channels=4",
         "discriminator.base_channels=4", "trainer.log_every=1", "trainer.sample_every=100", "trainer.ckpt_every=100",
@@ -52,7 +52,7 @@ def command(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run a real console script (next to sys.executable, else `python -m gantrain.<module>`)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     exe = Path(sys.executable).with_name(name)
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", f"gantrain.{name.split('-')[1]}"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", f"gantrain.commands.{name.split('-')[1]}"]
     return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -393,7 +393,7 @@ def test_export_safetensors_loads_back(runs, g, tmp_path, capsys):
     sidecar = tmp_path / "w" / "gen.json"
     assert str(out) in stdout and str(sidecar) in stdout
     info = json.loads(sidecar.read_text())
-    assert info["generator"]["_target_"] == "gantrain.models.DCGANGenerator"
+    assert info["generator"]["_target_"] == "gantrain.nets.dcgan.DCGANGenerator"
     assert info["data_shape"] == [1, 8, 8] and info["data_kind"] == "image" and info["num_classes"] is None
     assert info["gantrain_version"] == gantrain.__version__ and info["ema"] is True
     loaded = gexport.load_exported(out)

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 import gantrain
-from gantrain.build import build
-from gantrain.components import build_dataset
+from gantrain.training.build import build
+from gantrain.training.components import build_dataset
 from gantrain.checkpoint import load_checkpoint
-from gantrain.data import Subset
+from gantrain.data.images import Subset
 from gantrain.errors import GantrainError
 
 SMALL = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=8", "discriminator.base_channels=8",
@@ -80,7 +80,7 @@ def test_ada_probability_is_logged_checkpointed_and_resumes_exactly(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert all("augment/p" in r for r in rows) and any(r["augment/p"] > 0 for r in rows)
     state = load_checkpoint(tmp_path / "straight" / "checkpoints" / "last.pt")
-    assert float(state["augment"]["p"]) == p > 0  # D is sure of the real digits early on: p went up from 0
+    assert float(state["game_state"]["augment"]["p"]) == p > 0  # D is sure of the real digits early on: p went up from 0
 
     build(gantrain.compose(SMALL + ADA + ["trainer.steps=10"]), tmp_path / "split").fit()
     resumed = build(gantrain.compose(SMALL + ADA + ["trainer.steps=20"]), tmp_path / "split")

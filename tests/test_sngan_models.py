@@ -7,10 +7,10 @@ import torch
 from torch.nn.utils import parametrize
 
 import gantrain
-from gantrain.build import build
-from gantrain.components import build_generator
+from gantrain.training.build import build
+from gantrain.training.components import build_generator
 from gantrain.errors import GantrainError
-from gantrain.sngan_models import SNGAN_SIZES, SNGANDiscriminator, SNGANGenerator
+from gantrain.nets.sngan import SNGAN_SIZES, SNGANDiscriminator, SNGANGenerator
 
 SMALL = dict(latent_dim=8, base_channels=8)  # tiny widths: every test here runs in a fraction of a second
 
@@ -191,9 +191,9 @@ def test_presets_carry_the_recipe():
     dcgan = gantrain.compose(["experiment=dcgan_mnist"])
     for name, dataset, steps in (("sngan_cifar10", "CIFAR10", 100_000), ("sngan_mnist", "MNIST", dcgan.trainer.steps)):
         cfg = gantrain.compose([f"experiment={name}"])
-        assert cfg.dataset._target_ == f"gantrain.data.{dataset}" and cfg.loss._target_ == "gantrain.losses.Hinge"
-        assert cfg.generator._target_ == "gantrain.sngan_models.SNGANGenerator"
-        assert cfg.discriminator._target_ == "gantrain.sngan_models.SNGANDiscriminator"
+        assert cfg.dataset._target_ == f"gantrain.data.images.{dataset}" and cfg.loss._target_ == "gantrain.training.losses.Hinge"
+        assert cfg.generator._target_ == "gantrain.nets.sngan.SNGANGenerator"
+        assert cfg.discriminator._target_ == "gantrain.nets.sngan.SNGANDiscriminator"
         assert cfg.discriminator.spectral_norm is True
         assert (cfg.optimizer.name, cfg.optimizer.lr, list(cfg.optimizer.betas)) == ("adam", 2e-4, [0.0, 0.9])
         assert cfg.optimizer.generator.lr is None and cfg.optimizer.discriminator.betas is None  # the same for both

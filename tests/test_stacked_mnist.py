@@ -13,8 +13,8 @@ import torch
 
 from conftest import FAST, REPO, replay_generator, run_gantrain
 from gantrain.errors import GantrainError
-from gantrain.metrics import kl_to_uniform, mode_histogram, modes_covered, stacked_mnist_metrics
-from gantrain.stacked_mnist import StackedMNIST, classify_stacked, label_digits, stacked_labels
+from gantrain.eval.metrics import kl_to_uniform, mode_histogram, modes_covered, stacked_mnist_metrics
+from gantrain.data.stacked_mnist import StackedMNIST, classify_stacked, label_digits, stacked_labels
 
 
 # ---- the dataset -------------------------------------------------------------------------------
@@ -49,7 +49,7 @@ def test_same_seed_same_set_other_seed_other_set(data_root, tmp_path, monkeypatc
 
 
 def test_labels_are_the_digits_of_the_recorded_mnist_images(data_root):
-    from gantrain.data import MNIST
+    from gantrain.data.images import MNIST
 
     for train, count in ((True, 2000), (False, 1000)):
         stacked = StackedMNIST(str(data_root), num_samples=count, train=train)
@@ -70,7 +70,7 @@ def test_labels_are_the_digits_of_the_recorded_mnist_images(data_root):
 def test_missing_or_damaged_mnist_gives_mnists_errors(tmp_path, monkeypatch):
     import gzip
 
-    from gantrain.data import MNIST
+    from gantrain.data.images import MNIST
 
     monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
 
@@ -126,8 +126,8 @@ def test_mode_metrics_on_hand_made_histograms():
 
 
 def test_metric_choice_never_trains_a_classifier_on_stacked_images(data_root):
-    from gantrain.data import MNIST
-    from gantrain.evaluate import HIGHER_IS_BETTER, STACKED_METRICS, Evaluator, MetricChoiceError, default_metrics
+    from gantrain.data.images import MNIST
+    from gantrain.eval.evaluator import HIGHER_IS_BETTER, STACKED_METRICS, Evaluator, MetricChoiceError, default_metrics
 
     stacked = StackedMNIST(str(data_root))
     assert default_metrics(stacked) == default_metrics(stacked, conditional=True) == list(STACKED_METRICS)
@@ -143,9 +143,9 @@ def test_metric_choice_never_trains_a_classifier_on_stacked_images(data_root):
 
 
 def test_real_stacked_data_covers_every_mode_and_a_constant_batch_one(data_root, classifier_cache):
-    from gantrain.classifier import cache_dir
-    from gantrain.data import MNIST
-    from gantrain.evaluate import Evaluator
+    from gantrain.eval.classifier import cache_dir
+    from gantrain.data.images import MNIST
+    from gantrain.eval.evaluator import Evaluator
 
     stacked = StackedMNIST(str(data_root))
     evaluator = Evaluator(stacked)
@@ -170,7 +170,7 @@ def test_real_stacked_data_covers_every_mode_and_a_constant_batch_one(data_root,
     assert provenance["feature_extractor"] == "DomainClassifier(MNIST-28px)"
     assert not list(cache_dir().glob("stacked*"))
     # classifying each source digit once (the floor) gives what classifying every channel gives
-    from gantrain.classifier import load_classifier
+    from gantrain.eval.classifier import load_classifier
 
     model, _ = load_classifier(MNIST(str(data_root)))
     part = test.tensor()[:1500]
@@ -186,8 +186,8 @@ def test_real_stacked_data_covers_every_mode_and_a_constant_batch_one(data_root,
 
 
 def test_other_image_sizes_are_classified_at_28_px(data_root):
-    from gantrain.classifier import load_classifier
-    from gantrain.data import MNIST
+    from gantrain.eval.classifier import load_classifier
+    from gantrain.data.images import MNIST
 
     test = StackedMNIST(str(data_root), image_size=32, num_samples=300, train=False)
     assert test.tensor().shape == (300, 3, 32, 32)
@@ -200,10 +200,10 @@ def test_other_image_sizes_are_classified_at_28_px(data_root):
 
 def test_the_experiment_is_pacgans_dcgan_setting_and_trains_conditionally(data_root, tmp_path):
     import gantrain
-    from gantrain.build import build
+    from gantrain.training.build import build
 
     cfg = gantrain.compose(["experiment=dcgan_stacked_mnist"])
-    assert cfg.dataset._target_ == "gantrain.stacked_mnist.StackedMNIST" and cfg.dataset.num_samples == 128000
+    assert cfg.dataset._target_ == "gantrain.data.stacked_mnist.StackedMNIST" and cfg.dataset.num_samples == 128000
     assert cfg.generator._target_.endswith("DCGANGenerator")
     assert cfg.discriminator._target_.endswith("DCGANDiscriminator")
     assert cfg.loss._target_.endswith("NonSaturating") and cfg.generator.latent_dim == 100
@@ -232,7 +232,7 @@ def test_gantrain_run_then_gantrain_eval_prints_modes_and_kl(data_root, tmp_path
     exe = str(Path(sys.executable).with_name("gantrain-eval"))
     options = [str(run), "num_samples=2000", "device=cpu"]
     command = [exe, *options] if Path(exe).exists() else \
-        [sys.executable, "-c", "from gantrain.cli import eval_main; eval_main()", *options]
+        [sys.executable, "-c", "from gantrain.commands.evaluate import eval_main; eval_main()", *options]
     evaluated = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
     assert evaluated.returncode == 0, evaluated.stderr
     rows = {line.split()[0]: line.split()[1:] for line in evaluated.stdout.splitlines() if line.startswith("stacked_")}

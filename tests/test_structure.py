@@ -1,13 +1,20 @@
-"""The module map holds: no import cycle (imports inside functions count), nothing imports the commands,
-and the leaves import nothing above them."""
+"""The package layout and the rule of its imports: commands -> api -> training -> eval -> nets, data -> leaves.
+
+A module never imports one of a layer above its own (imports inside functions and under TYPE_CHECKING count
+too, so no import dodges a cycle by hiding in a function), nets and data never import each other, nothing
+imports the commands, there is no import cycle, and the flat list of modules is gone: only the leaves and the
+api sit at the top."""
 import ast
+import importlib
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gantrain"
-LEAVES = {"errors", "version", "losses", "models", "data", "metrics", "checkpoint", "config", "distributed", "stats",
-          "translation_models", "translation_data", "augment", "sngan_models"}
+#: the layers, lowest first; a module may import its own layer's modules and those of lower layers
+LAYERS = {"leaves": 0, "data": 1, "nets": 1, "eval": 2, "training": 3, "api": 4, "commands": 5, "": 6}
+LEAVES = {"checkpoint", "config", "errors", "version", "overrides", "moved"}
+FOLDERS = {"commands", "training", "nets", "data", "eval"}
 
 
 def module_name(path: Path) -> str:
@@ -15,22 +22,31 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def layer(module: str) -> str:
+    """The layer of a module name under gantrain ('' for the package itself)."""
+    top = module.split(".")[0]
+    if module == "":
+        return ""
+    if top in LEAVES:
+        return "leaves"
+    if top == "api" or top in FOLDERS:
+        return top
+    raise AssertionError(f"gantrain.{module} is in no layer: put it in one of {sorted(FOLDERS)} or make it a leaf")
+
+
 def imports_of(path: Path) -> set[str]:
     """gantrain modules a file imports anywhere (top level, inside functions, under TYPE_CHECKING too)."""
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text())
-    type_checking: set[int] = set()  # imports under TYPE_CHECKING count too: a cycle there is still a cycle
     found = set()
     for node in ast.walk(tree):
-        if id(node) in type_checking:
-            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".") if package else []
                 base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
                 target = ".".join(base + ([node.module] if node.module else []))
-            elif node.module and node.module.startswith("gantrain"):
+            elif node.module and (node.module == "gantrain" or node.module.startswith("gantrain.")):
                 target = node.module[len("gantrain."):] if node.module != "gantrain" else ""
             else:
                 continue
@@ -66,21 +82,71 @@ def test_no_import_cycle():
     for node in sorted(GRAPH):
         if state.get(node) is None:
             visit(node)
-    assert "loop" in GRAPH and "games.gan" in GRAPH  # the walk saw the package
+    assert "training.loop" in GRAPH and "training.games.gan" in GRAPH  # the walk saw the package
+
+
+def violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of graph that goes up a layer, or sideways into another folder of the same layer."""
+    wrong = []
+    for module, deps in sorted(graph.items()):
+        here = layer(module)
+        for dep in sorted(deps):
+            there = layer(dep)
+            if LAYERS[there] > LAYERS[here] or (LAYERS[there] == LAYERS[here] and there != here):
+                wrong.append(f"gantrain.{module} ({here or 'package'}) imports gantrain.{dep} ({there})")
+    return wrong
+
+
+def test_imports_flow_down_the_layers():
+    assert violations(GRAPH) == []
+
+
+def test_the_rule_catches_an_import_hidden_in_a_function(tmp_path):
+    """A leaf importing training inside a function, and nets importing data (sideways), are both caught."""
+    planted = tmp_path / "gantrain" / "config.py"
+    planted.parent.mkdir()
+    planted.write_text("def f():\n    from gantrain.training import losses\n    return losses\n")
+    globals()["PACKAGE"] = tmp_path / "gantrain"
+    try:
+        deps = imports_of(planted)
+    finally:
+        globals()["PACKAGE"] = Path(__file__).resolve().parents[1] / "gantrain"
+    assert deps == {"training"} or deps == {"training.losses"}, deps
+    assert violations({"config": deps}) != []
+    assert violations({"nets.dcgan": {"data.images"}}) == ["gantrain.nets.dcgan (nets) imports gantrain.data.images (data)"]
+    assert violations({"training.loop": {"data.images", "eval.metrics", "config"}}) == []
 
 
 def test_nothing_imports_the_commands():
-    assert [m for m, deps in GRAPH.items() if "cli" in deps] == []
+    assert [m for m, deps in GRAPH.items() if any(layer(d) == "commands" for d in deps)
+            and layer(m) != "commands"] == []
 
 
-def test_leaves_import_only_leaves():
-    for leaf in LEAVES:
-        assert GRAPH[leaf] <= LEAVES, f"{leaf} imports {GRAPH[leaf] - LEAVES}"
+def test_one_folder_per_layer_and_only_leaves_at_the_top():
+    top = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert top == LEAVES | {"api"}, top
+    folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert folders == FOLDERS
+    for folder in FOLDERS:  # each says in its docstring what lives there and what it may import
+        doc = ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text()))
+        assert doc and "import" in doc, folder
+
+
+def test_the_console_scripts_live_in_commands():
+    import tomllib
+
+    scripts = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == {"gantrain", "gantrain-eval", "gantrain-classifier", "gantrain-sample", "gantrain-export",
+                            "gantrain-translate", "gantrain-report"}
+    for script, entry in scripts.items():
+        module, _, function = entry.partition(":")
+        assert module.startswith("gantrain.commands."), script
+        assert callable(getattr(importlib.import_module(module), function)), script
 
 
 def test_the_loop_knows_no_generator_or_discriminator():
-    assert GRAPH["loop"] & {"models", "losses", "games.gan", "build"} == set()
-    tree = ast.parse((PACKAGE / "loop.py").read_text())
+    assert GRAPH["training.loop"] & {"nets", "training.losses", "training.games.gan", "training.build"} == set()
+    tree = ast.parse((PACKAGE / "training" / "loop.py").read_text())
     docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
                   and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
     words = set()
@@ -101,7 +167,7 @@ def test_the_loop_knows_no_generator_or_discriminator():
 def test_a_bug_in_a_network_constructor_keeps_its_traceback(tmp_path, monkeypatch):
     """Only what a user's config causes becomes a one-line config error; a bug in a class surfaces as itself."""
     import gantrain
-    from gantrain import models
+    from gantrain import nets as models
 
     def broken(self, *args, **kwargs):
         raise ZeroDivisionError("a bug in the constructor")
@@ -118,9 +184,9 @@ def test_a_game_with_other_network_names_gets_its_own_statistic_names():
     import torch
     from torch import nn
 
-    from gantrain.games import Game
-    from gantrain.periodic import DivergenceCheck
-    from gantrain.stats import Stats
+    from gantrain.training.games import Game
+    from gantrain.training.periodic import DivergenceCheck
+    from gantrain.training.stats import Stats
 
     game = Game(Stats(torch.device("cpu")))
     encoder, critic = nn.Linear(2, 2), nn.Linear(2, 1)

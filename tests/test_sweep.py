@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import run_gantrain
-from gantrain import sweep
+from gantrain.commands import report, sweep
 from gantrain.errors import GantrainError
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ SMALL = ["experiment=ring", "trainer.device=cpu", "trainer.progress=false", "tra
          "trainer.sample_every=20", "trainer.ckpt_every=10", "trainer.steps=20", "trainer.eval_every=0"]
 
 
-TARGETS = {"nonsaturating": "gantrain.losses.NonSaturating", "hinge": "gantrain.losses.Hinge"}
+TARGETS = {"nonsaturating": "gantrain.training.losses.NonSaturating", "hinge": "gantrain.training.losses.Hinge"}
 
 
 def _last(job: Path) -> dict:
@@ -39,7 +39,7 @@ def _last(job: Path) -> dict:
 
 def _report_exe() -> list[str]:
     exe = Path(sys.executable).with_name("gantrain-report")
-    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from gantrain.sweep import report_main; report_main()"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from gantrain.commands.report import report_main; report_main()"]
 
 
 def test_a_2x2_sweep_summarises_every_job_and_a_rerun_skips_them(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_an_interrupted_sweep_finishes_on_rerun_without_retraining(tmp_path: Pat
     args = ["-m", "seed=0,1", *SMALL, "trainer.steps=800", "trainer.ckpt_every=100", "trainer.log_every=10",
             "trainer.sample_every=800", f"hydra.sweep.dir={folder}"]
     exe = Path(sys.executable).with_name("gantrain")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.cli"]
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.commands.train"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
     first = subprocess.Popen(command + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     second_log = folder / "1" / "metrics.jsonl"
@@ -214,7 +214,7 @@ def test_report_command_errors_are_one_line(tmp_path: Path, capsys: pytest.Captu
                         ([str(tmp_path), "metric=x"], "unknown option metric"), ([], "gantrain-report SWEEP_FOLDER"),
                         ([str(tmp_path), "direction=up"], "direction=up is not maximize or minimize")):
         with pytest.raises(SystemExit) as stop:
-            sweep.report_main(args)
+            report.report_main(args)
         err = capsys.readouterr()
         assert stop.value.code == 2 and words in err.err + err.out, (args, err)
         assert len(err.err.strip().splitlines()) <= 1
@@ -223,7 +223,7 @@ def test_report_command_errors_are_one_line(tmp_path: Path, capsys: pytest.Captu
 def test_a_missing_plugin_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    from gantrain.cli import missing_plugin
+    from gantrain.commands.train import missing_plugin
 
     assert missing_plugin(["-m", "hydra/launcher=joblib", "hparams_search=grid_optuna"]) is None  # installed here
     real = importlib.util.find_spec
@@ -266,9 +266,9 @@ def test_the_search_presets_compose() -> None:
         mnist = compose("config", overrides=["hparams_search=mnist_optuna"], return_hydra_config=True)
     assert OmegaConf.to_container(grid.generator, resolve=True)["hidden"] == [512, 512, 512]  # one width for all layers
     assert grid.optimized_metric == "modes" and grid.hydra.sweeper.direction == "maximize"
-    assert grid.trainer.steps % grid.trainer.eval_every == 0 and grid.dataset._target_ == "gantrain.data.Grid"
+    assert grid.trainer.steps % grid.trainer.eval_every == 0 and grid.dataset._target_ == "gantrain.data.mixtures.Grid"
     assert mnist.optimized_metric == "fid_classifier" and mnist.hydra.sweeper.direction == "minimize"
-    assert mnist.trainer.steps % mnist.trainer.eval_every == 0 and mnist.dataset._target_ == "gantrain.data.MNIST"
+    assert mnist.trainer.steps % mnist.trainer.eval_every == 0 and mnist.dataset._target_ == "gantrain.data.images.MNIST"
     assert set(mnist.hydra.sweeper.params) == {"optimizer.generator.lr", "optimizer.discriminator.lr", "optimizer.betas.0", "loss"}
     assert sweep.natural_direction("fid_classifier") == "minimize" and sweep.natural_direction("eval/modes") == "maximize"
     assert sweep.natural_direction("loss/g") == "minimize" and sweep.natural_direction("modes", "minimize") == "minimize"

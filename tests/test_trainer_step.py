@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import gantrain
-from gantrain.build import build
+from gantrain.training.build import build
 
 LR = {"wgan_gp": 1e-3}  # SGD learning rate per recipe (the penalty of weight 10 diverges at the default)
 DEFAULT_LR = 0.05
@@ -189,7 +189,7 @@ def test_sample_grid_is_the_sampler_on_fixed_noise_in_eval_mode(tmp_path):
 
 def test_game_state_round_trip_modes_and_schedules(tmp_path):
     from gantrain.errors import GantrainError
-    from gantrain.games import Game
+    from gantrain.training.games import Game
 
     common = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=8", "discriminator.base_channels=8",
               "trainer.batch_size=32", "trainer.ema_decay=0.9", "optimizer.lr_schedule=linear", "trainer.steps=4"]
@@ -222,6 +222,6 @@ def test_game_state_round_trip_modes_and_schedules(tmp_path):
         other.load_state_dict({**state, "ema": {}})
     with pytest.raises(GantrainError, match="no learning-rate schedule for"):
         other.load_state_dict({**state, "schedules": {}})
-    from gantrain.stats import Stats
+    from gantrain.training.stats import Stats
 
     assert Game(Stats(torch.device("cpu"))).batches_per_step() == 1

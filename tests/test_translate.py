@@ -15,11 +15,11 @@ from PIL import Image
 from torch import nn
 
 import gantrain
-from gantrain.data import normalize
+from gantrain.data.base import normalize
 from gantrain.errors import GantrainError
-from gantrain.games.translation import Translator, to_channels
-from gantrain.translation_data import MNIST2MNISTM, Edges2MNIST, UnpairedFolder
-from gantrain.translation_eval import HIGHER_IS_BETTER, TranslationEvaluator, make_translation_evaluator
+from gantrain.nets.translation import Translator, to_channels
+from gantrain.data.translation import MNIST2MNISTM, Edges2MNIST, UnpairedFolder
+from gantrain.eval.translation import HIGHER_IS_BETTER, TranslationEvaluator, make_translation_evaluator
 
 TINY = ["trainer.device=cpu", "trainer.steps=4", "trainer.batch_size=4", "trainer.log_every=2", "trainer.sample_every=4",
         "trainer.ckpt_every=4", "trainer.progress=false", "generator.width=8", "discriminator.width=8"]
@@ -33,8 +33,8 @@ def exe(name):
 def cache(tmp_path_factory, data_root):
     """GANTRAIN_CACHE of this module (restored afterwards), holding an MNIST-32px classifier trained briefly:
     the full one takes minutes on CPUs, and every score below holds for any classifier."""
-    from gantrain.classifier import save_classifier, train_classifier
-    from gantrain.data import MNIST
+    from gantrain.eval.classifier import save_classifier, train_classifier
+    from gantrain.data.images import MNIST
 
     folder = tmp_path_factory.mktemp("translate-cache")
     with pytest.MonkeyPatch.context() as mp:
@@ -142,8 +142,8 @@ def test_evaluator_scores_the_tiny_run_and_leaves_training_rng_alone(pix2pix_run
 
 
 def test_identity_translator_scores_match_a_hand_computation(edges, cache):
-    from gantrain.classifier import load_classifier
-    from gantrain.data import MNIST
+    from gantrain.eval.classifier import load_classifier
+    from gantrain.data.images import MNIST
 
     evaluator = TranslationEvaluator(edges, num_samples=400, seed=3)
     scores = evaluator(identity(1, 1))
@@ -237,7 +237,7 @@ def test_translate_a_folder_through_the_command(pix2pix_run, images, tmp_path):
 
 
 def test_translate_one_file_and_refusals(pix2pix_run, images, tmp_path, capsys):
-    from gantrain.translate import main
+    from gantrain.commands.translate import main
 
     with pytest.raises(SystemExit) as stop:
         main([str(pix2pix_run), f"input={images / 'photo.png'}", f"out={tmp_path / 'single'}"])
@@ -268,7 +268,7 @@ def test_translate_one_file_and_refusals(pix2pix_run, images, tmp_path, capsys):
 
 
 def test_cyclegan_translates_back_from_mnistm(cyclegan_run, images, tmp_path, capsys):
-    from gantrain.translate import main
+    from gantrain.commands.translate import main
 
     with pytest.raises(SystemExit) as stop:
         main([str(cyclegan_run), f"input={images / 'photo.png'}", f"out={tmp_path / 'back'}", "direction=BtoA"])
@@ -281,7 +281,7 @@ def test_cyclegan_translates_back_from_mnistm(cyclegan_run, images, tmp_path, ca
 
 
 def test_gantrain_eval_on_a_translation_run(pix2pix_run, edges, capsys):
-    from gantrain.cli import eval_main
+    from gantrain.commands.evaluate import eval_main
 
     result = subprocess.run([exe("gantrain-eval"), str(pix2pix_run), "num_samples=200", "device=cpu"],
                             capture_output=True, text=True, timeout=300, env={**os.environ})

@@ -9,11 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gantrain import translation_data as td
-from gantrain.data import MNIST, Dataset, normalize
+from gantrain.data import cache as data_cache
+from gantrain.data import translation as td
+from gantrain.data.images import MNIST
+from gantrain.data.base import Dataset, normalize
 from gantrain.errors import GantrainError
-from gantrain.translation_data import (Edges2MNIST, MNIST2MNISTM, PairedFolder, UnpairedFolder, random_jitter,
-                                       sobel_edges)
+from gantrain.data.translation import Edges2MNIST, MNIST2MNISTM, PairedFolder, UnpairedFolder, random_jitter
+from gantrain.data.outlines import sobel_edges
 
 # ---------------------------------------------------------------------------------------------
 # Sets built once per module: MNIST's digits at 32 px, and both synthetic sets in a cache of their own
@@ -132,17 +134,17 @@ def test_edges2mnist_damaged_cache_is_rebuilt(edges, data_root, tmp_path, monkey
 
 def test_edges2mnist_cache_of_another_shape_is_not_used(edges, tmp_path, caplog):
     path = tmp_path / "edges2mnist-32-test.pt"
-    good = {"format": td.CACHE_FORMAT, "pairs": torch.zeros(3, 2, 32, 32, dtype=torch.uint8),
+    good = {"format": data_cache.CACHE_FORMAT, "pairs": torch.zeros(3, 2, 32, 32, dtype=torch.uint8),
             "labels": torch.zeros(3, dtype=torch.int64)}
     torch.save(good, path)
-    assert td._read_cache(path, edges[False]._valid) is not None
+    assert data_cache._read_cache(path, edges[False]._valid) is not None
     wrongs = ({"pairs": torch.zeros(3, 2, 16, 16, dtype=torch.uint8)}, {"labels": torch.zeros(2, dtype=torch.int64)},
-              {"labels": torch.full((3,), 10)}, {"format": td.CACHE_FORMAT + 1}, {"pairs": good["pairs"].float()})
+              {"labels": torch.full((3,), 10)}, {"format": data_cache.CACHE_FORMAT + 1}, {"pairs": good["pairs"].float()})
     for wrong in wrongs:
         torch.save({**good, **wrong}, path)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="gantrain"):
-            assert td._read_cache(path, edges[False]._valid) is None, wrong
+            assert data_cache._read_cache(path, edges[False]._valid) is None, wrong
         assert "damaged" in caplog.text
 
 

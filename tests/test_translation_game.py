@@ -12,11 +12,12 @@ from PIL import Image
 import gantrain
 from conftest import FAST, run_gantrain
 from gantrain.errors import GantrainError
-from gantrain.games.translation import CycleGAN, ImagePool, Pix2Pix, Translator, jitter, to_channels
-from gantrain.losses import LeastSquares, NonSaturating
-from gantrain.optim import LinearDecay
-from gantrain.stats import Stats
-from gantrain.translation_models import PatchDiscriminator, ResnetGenerator, UNetGenerator
+from gantrain.training.games.translation import CycleGAN, ImagePool, Pix2Pix, jitter
+from gantrain.nets.translation import Translator, to_channels
+from gantrain.training.losses import LeastSquares, NonSaturating
+from gantrain.training.optim import LinearDecay
+from gantrain.training.stats import Stats
+from gantrain.nets.translation import PatchDiscriminator, ResnetGenerator, UNetGenerator
 
 TINY = ["trainer.device=cpu", "trainer.progress=false", "generator.width=8", "discriminator.width=8",
         "trainer.batch_size=4", "trainer.log_every=2", "trainer.sample_every=4", "trainer.ckpt_every=2",
@@ -197,7 +198,7 @@ def test_constant_then_linear_schedule() -> None:
 
 def _weights(run: Path) -> dict:
     state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
-    return {"networks": state["networks"], "pools": state["pools"], "step": state["step"]}
+    return {"networks": state["networks"], "pools": state["game_state"]["pools"], "step": state["step"]}
 
 
 def test_a_cyclegan_run_resumes_exactly(tmp_path: Path, data_root: Path) -> None:

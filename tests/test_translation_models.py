@@ -5,14 +5,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from gantrain.errors import GantrainError
-from gantrain.translation_models import (
-    PatchDiscriminator,
-    ResidualBlock,
-    ResnetGenerator,
-    UNetGenerator,
-    init_weights,
-    patch_map_size,
-)
+from gantrain.nets.translation import (PatchDiscriminator, ResidualBlock, ResnetGenerator, UNetGenerator, init_weights, patch_map_size)
 
 SIZES = [32, 64, 128, 256]
 CHANNELS = [(1, 3), (3, 1), (3, 3)]

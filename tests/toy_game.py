@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gantrain.data import make_batches, normalize
-from gantrain.games import Built, Game, RunSetup
+from gantrain.data.streaming import make_batches
+from gantrain.data.base import normalize
+from gantrain.training.games import Built, Game, RunSetup
 
 
 class ToyGame(Game):

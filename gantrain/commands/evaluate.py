@@ -1,0 +1,132 @@
+"""`gantrain-eval RUN [key=value ...]`: score a run's generator (or translator) and write eval.json."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+
+from gantrain.errors import GantrainError
+
+# ---- gantrain-eval ---------------------------------------------------------------------------------
+
+
+def _yaml_value(text: str) -> Any:
+    return OmegaConf.create(f"v: {text}").v
+
+
+def eval_main(argv: Optional[list[str]] = None) -> None:
+    """`gantrain-eval RUN_FOLDER_OR_CHECKPOINT [metrics=[fid_classifier,precision]] [num_samples=N] [device=cpu]
+    [dataset.root=DIR] [ema=true] [seed=0]`: print a table of scores with their real-vs-real floor, write eval.json.
+
+    Image translation runs (pix2pix, CycleGAN) are scored on their dataset's test split (metrics l1, psnr, ssim,
+    label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
+    score next to its floor (the untranslated input; for fid_classifier, real vs real)."""
+    from gantrain.api import load_generator, load_translator
+    from gantrain.checkpoint import open_run_or_checkpoint, run_folder_of
+    from gantrain.config import with_added_keys
+    from gantrain.eval.evaluator import Evaluator
+    from gantrain.training.components import build_dataset, resolve_device
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(eval_main.__doc__)
+        sys.exit(0 if args else 2)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        paths = [a for a in args if "=" not in a]
+        if len(paths) != 1:
+            raise GantrainError("give exactly one run folder or checkpoint file")
+        path = Path(paths[0])
+        options = dict(a.split("=", 1) for a in args if "=" in a)
+        own = {k: options.pop(k) for k in ("metrics", "num_samples", "device", "ema", "seed") if k in options}
+        bad = [k for k in options if not k.startswith("dataset.")]
+        if bad:
+            raise GantrainError(f"unknown option(s) {', '.join(bad)}; use metrics=, num_samples=, device=, ema=, seed=, dataset.KEY=")
+        numbers = {}
+        for key in ("num_samples", "seed"):
+            if key in own:
+                value = _yaml_value(own[key])
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise GantrainError(f"{key}={own[key]} must be a whole number")
+                numbers[key] = value
+        checkpoint, state = open_run_or_checkpoint(path)
+        out_dir = path if path.is_dir() else run_folder_of(path)
+        dataset_cfg = OmegaConf.create(with_added_keys(state["config"])["dataset"])  # as the run trained it
+        for key, value in options.items():
+            OmegaConf.update(dataset_cfg, key[len("dataset."):], _yaml_value(value))
+        dataset = build_dataset(dataset_cfg)  # the full dataset, also for a run trained on dataset.subset
+        device = resolve_device(own.get("device", "auto"))
+        metrics: Any = own.get("metrics", "auto")
+        if metrics != "auto":
+            metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
+        translation = (state.get("game_meta") or {}).get("translation")
+        use_ema = own.get("ema", "true").lower() != "false"
+        if translation:
+            from gantrain.eval.translation import TranslationEvaluator
+
+            evaluator: Any = TranslationEvaluator(dataset, metrics, device, numbers.get("num_samples", 2000),
+                                                  numbers.get("seed", 0), translation["kind"])
+            network: Any = load_translator(checkpoint, device=device, ema=use_ema)
+        else:
+            evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0),
+                                  conditional=bool(state["config"].get("conditional", False)))
+            network = load_generator(checkpoint, device=device, ema=use_ema)
+        results = evaluator(network)
+    except GantrainError as exc:
+        print(f"gantrain-eval: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    report = {
+        "checkpoint": str(checkpoint),
+        "step": state["step"],
+        "generator": "ema" if use_ema and "generator" in state.get("ema", {}) else "generator",
+        "metrics": results,
+        "real_vs_real_floor": {k: v for k, v in evaluator.floor.items() if k in results},
+        "provenance": evaluator.provenance,
+    }
+    print(f"{'metric':18s} {'value':>12s} {'floor' if translation else 'real-vs-real':>14s}")
+    for name, value in results.items():
+        floor = evaluator.floor.get(name)
+        print(f"{name:18s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
+    if translation:
+        report["translation"] = {"kind": translation["kind"], "direction": evaluator.direction, **evaluator.details}
+        for name, value in evaluator.details.items():
+            print(f"{name}: {value:.4f}")
+    elif evaluator.details:  # per-class values of the conditional metrics (None: a class without samples)
+        report["per_class"] = evaluator.details
+        for name, values in evaluator.details.items():
+            print(f"{name}: " + ", ".join(f"{c}: {'-' if v is None else format(v, '.4g')}" for c, v in enumerate(values)))
+    target = out_dir / "eval.json"
+    report["settings"] = {"num_samples": evaluator.num_samples, "seed": numbers.get("seed", 0)}
+    report = _merge_eval(target, report)
+    tmp = target.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=lambda v: v if math.isfinite(v) else str(v)) + "\n")
+    tmp.replace(target)
+    print(f"wrote {target}")
+
+
+def _merge_eval(target: Path, report: dict) -> dict:
+    """The report to write as eval.json: merged with the one there when both score the same samples (same
+    checkpoint, generator, sample count and seed); otherwise the old file is kept as eval.<step>.<n>.json."""
+    if not target.is_file():
+        return report
+    try:
+        old = json.loads(target.read_text())
+    except (OSError, ValueError):
+        old = None
+    same = isinstance(old, dict) and all(old.get(k) == report[k] for k in ("checkpoint", "step", "generator", "settings"))
+    if same:
+        assert isinstance(old, dict)
+        for key in ("metrics", "real_vs_real_floor", "provenance"):
+            report[key] = {**old.get(key, {}), **report[key]}
+        return report
+    n = 0
+    while (kept := target.with_name(f"eval.{(old or {}).get('step', 'old')}.{n}.json")).exists():
+        n += 1
+    target.rename(kept)
+    print(f"kept the previous evaluation as {kept}")
+    return report

@@ -1,0 +1,321 @@
+"""`gantrain-export RUN_OR_CHECKPOINT format=safetensors|torchscript|onnx [out=PATH] [ema=true] [device=cpu]`:
+write a trained generator in a form other programs load.
+
+RUN_OR_CHECKPOINT is a run folder (its newest good checkpoint) or a checkpoint file (.pt).
+
+Options (key=value):
+  format=...        safetensors: the weights (OUT.safetensors) plus OUT.json beside it, with what rebuilds the
+                                 generator (its config, data shape and kind, classes, gantrain version);
+                                 gantrain.commands.export.load_exported(OUT) loads the pair back
+                    torchscript: torch.jit.trace of the generator (OUT.pt): torch.jit.load(OUT)(z) or (z, labels)
+                    onnx:        ONNX graph (OUT.onnx), inputs `z` (B, latent_dim) float32 and, for conditional
+                                 generators, `labels` (B,) int64; output `samples`; the batch size B is free
+  out=PATH          the file to write (default generator.safetensors / generator.pt / generator.onnx); its
+                    suffix must fit the format
+  ema=true          export the EMA generator when the run kept one (ema=false: the raw generator)
+  device=cpu        where to trace it (cpu | cuda | cuda:N | auto); a traced program keeps that device
+  overwrite=false   true: replace files of the same names (out, and for safetensors the .json beside it)
+
+The generator is exported in eval mode. safetensors and onnx need `pip install 'gantrain[export]'`.
+
+Examples:
+  gantrain-export outputs/2026-11-27/10-00-00 format=onnx out=generator.onnx
+  gantrain-export RUN format=safetensors out=weights/g.safetensors     # + weights/g.json
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from gantrain.errors import GantrainError
+from gantrain.commands.sample import check_writable, resolve_device
+
+PROG = "gantrain-export"
+OPTIONS = ("format", "out", "ema", "device", "overwrite")
+FORMATS = {"safetensors": (".safetensors",), "torchscript": (".pt", ".pth", ".ts", ".torchscript"), "onnx": (".onnx",)}
+DEFAULT_OUT = {"safetensors": "generator.safetensors", "torchscript": "generator.pt", "onnx": "generator.onnx"}
+SIDECAR_FORMAT = "gantrain-generator"
+INSTALL = "pip install 'gantrain[export]'"
+
+
+def _require(module: str, purpose: str) -> Any:
+    """Import an optional dependency of the export extra, or say in one line how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise GantrainError(f"{purpose} needs the {module.split('.')[0]} package, which is not installed; "
+                            f"run: {INSTALL}") from None
+
+
+def _flag(key: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise GantrainError(f"{key}={text} must be true or false")
+
+
+def _writable_parent(out: Path) -> None:
+    """Refuse an out whose folder cannot be made or written, before anything is loaded."""
+    check_writable(out, "file")
+    if out.is_dir():
+        raise GantrainError(f"out={out} is a folder; give a file name, e.g. out={out / 'generator'}{out.suffix}")
+
+
+def sidecar_of(path: Union[str, Path]) -> Path:
+    """The JSON file beside an exported .safetensors file."""
+    return Path(path).with_suffix(".json")
+
+
+def _atomic(path: Path, write: Callable[[str], None], overwrite: bool = True) -> None:
+    """write(tmp_name) in path's folder, then rename over path (a failure leaves an existing file as it was).
+
+    Unless overwrite, an existing file is never replaced, also one that another process makes meanwhile.
+    Permissions follow the umask."""
+    from gantrain.checkpoint import file_mode
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, file_mode())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise GantrainError(f"{path} was written by another process meanwhile and is kept as it is; choose "
+                                    f"another out=..., or overwrite=true to replace it") from None
+            os.unlink(tmp)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _num_classes(generator: nn.Module) -> Optional[int]:
+    classes = getattr(generator, "num_classes", None)
+    return int(classes) if classes else None
+
+
+def example_inputs(generator: nn.Module, batch: int = 2, device: Union[str, torch.device] = "cpu") -> tuple:
+    """(z,) or (z, labels) of a batch, as the exported programs take them."""
+    rng = torch.Generator().manual_seed(0)
+    z = torch.randn(batch, int(generator.latent_dim), generator=rng).to(device)
+    classes = _num_classes(generator)
+    if classes is None:
+        return (z,)
+    return z, torch.randint(classes, (batch,), generator=rng, dtype=torch.int64).to(device)
+
+
+def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta: Optional[dict] = None,
+                     device: Union[str, torch.device] = "cpu", overwrite: bool = True) -> list[Path]:
+    """Write `generator` (put in eval mode, on `device`) as fmt to out; returns the files written.
+
+    overwrite=False never replaces an existing file (GantrainError instead).
+
+    meta (safetensors): what goes into the JSON beside the weights: `generator` (its config node),
+    `data_shape`, `data_kind` and any provenance; `num_classes` and the gantrain version are added here.
+    """
+    if fmt not in FORMATS:
+        raise GantrainError(f"format={fmt} is not one of {', '.join(FORMATS)}")
+    out = Path(out)
+    generator = generator.to(device).eval()
+    if fmt == "safetensors":
+        return _export_safetensors(generator, out, meta or {}, overwrite)
+    inputs = example_inputs(generator, device=device)
+    if fmt == "torchscript":
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notices (torch 2.10+)
+            traced = torch.jit.trace(generator, inputs)
+            _atomic(out, lambda tmp: torch.jit.save(traced, tmp), overwrite)
+        return [out]
+    return _export_onnx(generator, out, inputs, overwrite)
+
+
+def _export_safetensors(generator: nn.Module, out: Path, meta: dict, overwrite: bool) -> list[Path]:
+    from gantrain.version import __version__
+
+    st = _require("safetensors.torch", "format=safetensors")
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in generator.state_dict().items()}
+    info = {"format": SIDECAR_FORMAT, "gantrain_version": __version__, "weights": out.name,
+            "num_classes": _num_classes(generator), "latent_dim": int(generator.latent_dim),
+            "out_shape": [int(s) for s in getattr(generator, "out_shape", ())], **meta}
+    info["num_classes"] = _num_classes(generator)  # the model's own count wins over a stale meta entry
+    for key in ("generator", "data_shape", "data_kind"):
+        if key not in info:
+            raise GantrainError(f"cannot export safetensors without `{key}` in the metadata (what rebuilds the generator)")
+    text = json.dumps(info, indent=2, default=str) + "\n"
+    sidecar = sidecar_of(out)
+    if not overwrite and sidecar.exists():
+        raise GantrainError(f"{sidecar} exists; choose another out=..., or overwrite=true to replace it")
+    _atomic(out, lambda tmp: st.save_file(weights, tmp, metadata={"format": SIDECAR_FORMAT, "gantrain_version": __version__}),
+            overwrite)
+    _atomic(sidecar, lambda tmp: Path(tmp).write_text(text), overwrite)
+    return [out, sidecar]
+
+
+def _export_onnx(generator: nn.Module, out: Path, inputs: tuple, overwrite: bool) -> list[Path]:
+    onnx = _require("onnx", "format=onnx")
+    names = ["z", "labels"][: len(inputs)]
+    axes = {name: {0: "batch"} for name in names + ["samples"]}
+    options: dict[str, Any] = {"input_names": names, "output_names": ["samples"], "dynamic_axes": axes,
+                               "opset_version": 17, "do_constant_folding": True}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        options["dynamo"] = False  # the TorchScript-based exporter: dynamic_axes, and no onnxscript needed
+
+    def write(tmp: str) -> None:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+            torch.onnx.export(generator, inputs, tmp, **options)
+        onnx.checker.check_model(tmp)
+
+    try:
+        _atomic(out, write, overwrite)
+    except GantrainError:
+        raise
+    except Exception as exc:  # an operator the exporter cannot translate, say
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GantrainError(f"ONNX export failed ({type(exc).__name__}: {first[:200]}); "
+                            f"try format=torchscript or format=safetensors") from None
+    return [out]
+
+
+def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> nn.Module:
+    """The generator of an exported .safetensors file (and the .json beside it), in eval mode on `device`."""
+    from gantrain.training.components import build_generator
+
+    path = Path(path)
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    sidecar = sidecar_of(path)
+    if not path.is_file():
+        raise GantrainError(f"{path} does not exist; give the .safetensors file written by gantrain-export")
+    if not sidecar.is_file():
+        raise GantrainError(f"{sidecar} is missing: gantrain-export writes it beside {path.name} and the generator "
+                            f"cannot be rebuilt without it; export again")
+    st = _require("safetensors.torch", "loading a .safetensors export")
+    try:
+        info = json.loads(sidecar.read_text())
+    except (OSError, ValueError) as exc:
+        raise GantrainError(f"{sidecar} is unreadable ({exc}); export again") from None
+    if not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT:
+        raise GantrainError(f"{sidecar} was not written by gantrain-export; export again")
+    extra = {}
+    classes = info.get("num_classes")
+    if classes is not None:
+        if "num_classes" not in inspect.signature(build_generator).parameters:
+            node = dict(info["generator"])
+            node.setdefault("num_classes", classes)  # this gantrain takes it only as a config key
+            info["generator"] = node
+        else:
+            extra["num_classes"] = classes
+    generator = build_generator(info["generator"], tuple(info["data_shape"]), info["data_kind"], **extra)
+    try:
+        weights = st.load_file(str(path))
+    except Exception as exc:
+        raise GantrainError(f"{path} is not a readable safetensors file ({exc}); export again") from None
+    try:
+        generator.load_state_dict(weights)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise GantrainError(f"{path} does not fit the generator described in {sidecar.name} ({first[:200]})") from None
+    return generator.to(device).eval()
+
+
+def parse_args(args: Sequence[str]) -> tuple[Path, str, Path, bool, str, bool]:
+    """(run or checkpoint, format, out, ema, device, overwrite) of a command line; GantrainError for every mistake."""
+    paths = [a for a in args if "=" not in a]
+    options = {}
+    for arg in args:
+        if "=" in arg:
+            key, value = arg.split("=", 1)
+            options[key.strip()] = value.strip().strip("'\"")
+    unknown = [k for k in options if k not in OPTIONS] + [p for p in paths if p.startswith("-")]
+    if unknown:
+        near = difflib.get_close_matches(unknown[0].lstrip("-"), OPTIONS, n=1)
+        hint = f"did you mean {near[0]}=? " if near else ""
+        raise GantrainError(f"unknown option {unknown[0]}; {hint}valid options: {'=, '.join(OPTIONS)}= (see {PROG} --help)")
+    if len(paths) != 1:
+        raise GantrainError(f"give exactly one run folder or checkpoint file (got {len(paths)}): "
+                            f"{PROG} RUN_OR_CHECKPOINT format=... out=PATH")
+    fmt = options.get("format", "").lower()
+    if fmt not in FORMATS:
+        shown = f"format={options['format']} is not a format" if "format" in options else "no format= given"
+        raise GantrainError(f"{shown}; give format=safetensors, format=torchscript or format=onnx")
+    out = Path(options.get("out") or DEFAULT_OUT[fmt]).expanduser()
+    if out.is_dir():
+        raise GantrainError(f"out={out} is a folder; give a file name, e.g. out={out / DEFAULT_OUT[fmt]}")
+    if out.suffix.lower() not in FORMATS[fmt]:
+        raise GantrainError(f"out={out} does not end in {' or '.join(FORMATS[fmt])} as format={fmt} files do; "
+                            f"use out={out.with_suffix(FORMATS[fmt][0])}")
+    ema = _flag("ema", options.get("ema", "true"))
+    overwrite = _flag("overwrite", options.get("overwrite", "false"))
+    return Path(paths[0]).expanduser(), fmt, out, ema, options.get("device", "cpu"), overwrite
+
+
+def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = True,
+           device: Union[str, torch.device] = "cpu", overwrite: bool = False) -> list[Path]:
+    """Export the generator of a run folder or checkpoint; returns the files written (existing files are replaced
+    only with overwrite)."""
+    from gantrain.api import load_generator
+    from gantrain.checkpoint import open_run_or_checkpoint
+
+    path, out = Path(path), Path(out)
+    if not path.exists():
+        raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
+                            f"or one of its checkpoints/*.pt")
+    _writable_parent(out)
+    existing = [f for f in ([out, sidecar_of(out)] if fmt == "safetensors" else [out]) if f.exists()]
+    if existing and not overwrite:
+        raise GantrainError(f"{' and '.join(map(str, existing))} exist{'s' if len(existing) == 1 else ''}; choose another "
+                            f"out=..., or overwrite=true to replace {'it' if len(existing) == 1 else 'them'}")
+    if fmt in ("safetensors", "onnx"):  # say so before loading anything
+        _require("safetensors.torch" if fmt == "safetensors" else "onnx", f"format={fmt}")
+    device = resolve_device(str(device))
+    checkpoint, state = open_run_or_checkpoint(path)
+    generator = load_generator(checkpoint, device=device, ema=ema)
+    meta = {"generator": state["config"]["generator"], "data_shape": list(state["data_shape"]),
+            "data_kind": state["data_kind"], "checkpoint": str(Path(checkpoint).resolve()), "step": state.get("step"),
+            "ema": bool(ema and "generator" in state.get("ema", {}))}
+    return export_generator(generator, fmt, out, meta, device, overwrite)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of the `gantrain-export` command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        sys.exit(0)
+    try:
+        if not args:
+            raise GantrainError(f"give a run folder or checkpoint file: {PROG} RUN_OR_CHECKPOINT format=... out=PATH; "
+                                f"see {PROG} --help")
+        path, fmt, out, ema, device, overwrite = parse_args(args)
+        written = export(path, fmt, out, ema, device, overwrite)
+    except GantrainError as exc:
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(2)
+    for file in written:
+        print(f"wrote {file}")
+
+
+if __name__ == "__main__":
+    main()

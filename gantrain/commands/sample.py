@@ -1,0 +1,473 @@
+"""`gantrain-sample RUN_OR_CHECKPOINT [key=value ...]`: draw samples from a trained generator.
+
+RUN_OR_CHECKPOINT is a run folder (its newest good checkpoint) or a checkpoint file (.pt).
+
+Options (key=value):
+  n=64              samples to draw (per_class: columns per class, default 8; interpolate: rows, default 8)
+  seed=0            the noise seed: the same seed gives the identical output
+  out=samples.png   where to write:
+                      *.png   one picture: a grid of images (2D points: a scatter plot over the data)
+                      *.npz   an array file: `samples` (float32, data space), `z` (the latent points),
+                              `labels` (conditional runs)
+                      other   a folder (made if missing) receiving one PNG per image, 000000.png, ...
+                              (for external FID tools such as torch-fidelity or clean-fid)
+  labels=3 | labels=[3,3,5]
+                    classes to draw (conditional runs only): one value is used for every sample, a list
+                    gives one per sample (n is then taken from it)
+  per_class=true    one row per class, n samples in each (conditional runs only)
+  interpolate=K     n rows of K steps each, every row a spherical interpolation (slerp) from one random
+                    latent point to another
+  truncation=PSI    the truncation trick: every component of z beyond +-PSI is redrawn until inside
+                    (PSI > 0; smaller trades variety for quality)
+  ema=true          use the EMA generator when the run kept one (ema=false: the raw generator)
+  device=auto       auto (CUDA when present) | cpu | cuda | cuda:N
+  overwrite=false   true: replace an existing out=NAME.png / NAME.npz (a folder of samples must be new or
+                    empty: two sample sets are never mixed in one folder)
+
+Examples:
+  gantrain-sample outputs/2026-11-27/10-00-00 n=100 out=grid.png
+  gantrain-sample RUN n=10000 out=fid_samples/           # a folder of 10,000 PNGs
+  gantrain-sample RUN interpolate=10 n=6 out=walk.png
+  gantrain-sample RUN per_class=true out=classes.png     # conditional runs
+"""
+from __future__ import annotations
+
+import difflib
+import io
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gantrain.errors import GantrainError
+
+PROG = "gantrain-sample"
+OPTIONS = ("n", "seed", "out", "labels", "per_class", "interpolate", "truncation", "ema", "device", "overwrite")
+# suffixes that name a file, not a folder: out=x.jpg is refused rather than made into a folder called x.jpg
+FILE_SUFFIXES = {".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".npy", ".pt", ".pth", ".json",
+                 ".txt", ".csv", ".pdf", ".svg", ".zip"}
+CHUNK = 512  # samples per forward pass
+
+
+# ---- option values ---------------------------------------------------------------------------------
+
+
+def _whole(key: str, text: str, minimum: int, hint: str) -> int:
+    try:
+        value = int(text.strip(), 10)
+    except ValueError:
+        value = None
+    if value is None or value < minimum:
+        raise GantrainError(f"{key}={text} must be a whole number >= {minimum}; {hint}")
+    return value
+
+
+def _flag(key: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise GantrainError(f"{key}={text} must be true or false")
+
+
+def _labels(text: str) -> Union[int, list[int]]:
+    """labels=3 -> 3; labels=[3,3,5] -> [3, 3, 5] (syntax only; the classes are checked against the model)."""
+    raw = text.strip()
+    listed = raw.startswith("[") or raw.endswith("]") or "," in raw
+    items = [item.strip() for item in raw.strip("[]").split(",")] if listed else [raw]
+    if listed and items == [""]:
+        raise GantrainError("labels=[] names no class; give labels=3 or labels=[3,3,5]")
+    values = []
+    for item in items:
+        try:
+            values.append(int(item, 10))
+        except ValueError:
+            raise GantrainError(f"labels={text}: {item or '(empty)'!s} is not a class number; "
+                                f"give labels=3 or labels=[3,3,5]") from None
+    return values if listed else values[0]
+
+
+def _truncation(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise GantrainError(f"truncation={text} must be a number > 0 (e.g. truncation=0.7); "
+                            f"smaller values trade variety for quality")
+    return value
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N to a device that exists here."""
+    name = name.strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise GantrainError(f"device={name} is not one of auto, cpu, cuda, cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GantrainError(f"device={name} but no CUDA device is available here; use device=cpu or device=auto")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise GantrainError(f"device={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def output_kind(out: Path) -> str:
+    """'png' (one picture), 'npz' (an array file) or 'folder' (one PNG per image)."""
+    if out.is_dir():
+        return "folder"
+    suffix = out.suffix.lower()
+    if suffix in (".png", ".npz"):
+        return suffix[1:]
+    if suffix in FILE_SUFFIXES:
+        raise GantrainError(f"out={out}: {suffix} files are not written; use out=NAME.png (a picture), "
+                            f"out=NAME.npz (arrays) or a folder name (one PNG per sample)")
+    if out.exists():
+        raise GantrainError(f"out={out} exists and is not a folder; use out=NAME.png, out=NAME.npz or a folder name")
+    return "folder"
+
+
+def check_writable(out: Path, kind: str) -> None:
+    """Refuse, before any sampling, an `out` whose folder cannot be made or written."""
+    target = out if kind == "folder" else out.parent
+    target = Path(os.path.abspath(target))
+    probe = target
+    while not probe.exists():
+        probe = probe.parent
+    where = f"out={out}"
+    if not probe.is_dir():
+        raise GantrainError(f"{where}: {probe} is a file, not a folder; choose another out=...")
+    try:  # os.access is not enough (root, read-only mounts): make and remove a file there
+        fd, name = tempfile.mkstemp(prefix=".gantrain-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise GantrainError(f"{where}: cannot write in {probe} ({exc.strerror or exc}); choose another out=...") from None
+
+
+@dataclass
+class Request:
+    """What to draw; n_given: whether n came from the command line (else each mode's default)."""
+
+    n: int = 64
+    n_given: bool = False
+    seed: int = 0
+    out: Path = Path("samples.png")
+    labels: Union[None, int, list[int]] = None
+    per_class: bool = False
+    interpolate: Optional[int] = None
+    truncation: Optional[float] = None
+    ema: bool = True
+    device: str = "auto"
+    overwrite: bool = False
+
+
+def split_command_line(args: Sequence[str], valid: Sequence[str], prog: str, usage: str) -> tuple[Path, dict[str, str]]:
+    """(the one run folder or checkpoint, key=value options) of a command line; GantrainError for an unknown
+    option (with the nearest valid one) or not exactly one path."""
+    paths = [a for a in args if "=" not in a]
+    options: dict[str, str] = {}
+    for arg in args:
+        if "=" in arg:
+            key, value = arg.split("=", 1)
+            options[key.strip()] = value.strip().strip("'\"")
+    unknown = [k for k in options if k not in valid]
+    flags = [p for p in paths if p.startswith("-")]
+    if unknown or flags:
+        bad = (unknown or flags)[0]
+        near = difflib.get_close_matches(bad.lstrip("-"), valid, n=1)
+        hint = f"did you mean {near[0]}=? " if near else ""
+        raise GantrainError(f"unknown option {bad}; {hint}valid options: {'=, '.join(valid)}= (see {prog} --help)")
+    if len(paths) != 1:
+        raise GantrainError(f"give exactly one run folder or checkpoint file (got {len(paths)}): {prog} {usage}; "
+                            f"see {prog} --help")
+    return Path(paths[0]).expanduser(), options
+
+
+def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
+    """(run folder or checkpoint, request) of a command line; GantrainError for every mistake in it."""
+    path, options = split_command_line(args, OPTIONS, PROG, "RUN_OR_CHECKPOINT [key=value ...]")
+    request = Request()
+    if "n" in options:
+        request.n = _whole("n", options["n"], 1, "the number of samples to draw, e.g. n=64")
+        request.n_given = True
+    if "seed" in options:
+        request.seed = _whole("seed", options["seed"], 0, "e.g. seed=0")
+        if request.seed >= 2**63:
+            raise GantrainError(f"seed={options['seed']} is too large; use a whole number below 2^63")
+    if "out" in options:
+        if not options["out"]:
+            raise GantrainError("out= is empty; give out=NAME.png, out=NAME.npz or a folder name")
+        request.out = Path(options["out"]).expanduser()
+    if "labels" in options:
+        request.labels = _labels(options["labels"])
+    if "per_class" in options:
+        request.per_class = _flag("per_class", options["per_class"])
+    if "interpolate" in options:
+        request.interpolate = _whole("interpolate", options["interpolate"], 2,
+                                     "the steps from one latent point to the other, e.g. interpolate=8")
+    if "truncation" in options:
+        request.truncation = _truncation(options["truncation"])
+    if "ema" in options:
+        request.ema = _flag("ema", options["ema"])
+    if "device" in options:
+        request.device = options["device"]
+    if "overwrite" in options:
+        request.overwrite = _flag("overwrite", options["overwrite"])
+    if request.per_class and request.labels is not None:
+        raise GantrainError("per_class=true and labels=... both choose the classes; give one of them")
+    if request.per_class and request.interpolate is not None:
+        raise GantrainError("per_class=true and interpolate=K cannot be combined; "
+                            "use interpolate=K labels=[...] to choose each row's class")
+    if isinstance(request.labels, list) and request.n_given and request.n != len(request.labels):
+        rows = " rows" if request.interpolate else ""
+        raise GantrainError(f"labels has {len(request.labels)} values but n={request.n}{rows}; "
+                            f"give one label per sample{rows}, one label for all, or leave n out")
+    return path, request
+
+
+# ---- drawing ---------------------------------------------------------------------------------------
+
+
+def truncated_normal(shape: Sequence[int], psi: Optional[float], generator: torch.Generator) -> Tensor:
+    """Standard normal values of `shape` (float32, CPU), each one beyond +-psi redrawn until inside."""
+    z = torch.randn(*shape, generator=generator)
+    if psi is None:
+        return z
+    outside = z.abs() > psi
+    while bool(outside.any()):
+        z[outside] = torch.randn(int(outside.sum()), generator=generator)
+        outside = z.abs() > psi
+    return z
+
+
+def slerp(a: Tensor, b: Tensor, steps: int) -> Tensor:
+    """(n, steps, d): for each row, `steps` points on the great circle from a[i] to b[i] (magnitudes
+    interpolated linearly along it); the first is a[i] and the last b[i] exactly."""
+    a64, b64 = a.double(), b.double()
+    t = torch.linspace(0, 1, steps, dtype=torch.float64).view(1, steps, 1)
+    cos = ((a64 / a64.norm(dim=1, keepdim=True).clamp_min(1e-12)) *
+           (b64 / b64.norm(dim=1, keepdim=True).clamp_min(1e-12))).sum(1).clamp(-1, 1)
+    omega = torch.acos(cos).view(-1, 1, 1)
+    sin = torch.sin(omega)
+    near = sin.abs() < 1e-6  # (anti)parallel points: no unique great circle, interpolate linearly
+    safe = torch.where(near, torch.ones_like(sin), sin)
+    wa = torch.where(near, 1 - t, torch.sin((1 - t) * omega) / safe)
+    wb = torch.where(near, t, torch.sin(t * omega) / safe)
+    path = wa * a64[:, None, :] + wb * b64[:, None, :]
+    path[:, 0], path[:, -1] = a64, b64
+    return path.to(a.dtype)
+
+
+@dataclass
+class Batch:
+    """Samples (data space, CPU), their latent points, labels (None: unconditional) and the grid's row width."""
+
+    samples: Tensor
+    z: Tensor
+    labels: Optional[Tensor]
+    nrow: int
+
+
+def num_classes_of(generator: torch.nn.Module) -> Optional[int]:
+    classes = getattr(generator, "num_classes", None)
+    return int(classes) if classes else None
+
+
+def plan_labels(request: Request, classes: Optional[int]) -> tuple[int, Optional[Tensor], int]:
+    """(samples or rows to draw, their labels or None to draw them at random, grid row width)."""
+    labels = request.labels
+    if classes is None:
+        if labels is not None:
+            raise GantrainError("labels= given, but this run's generator is unconditional (it was trained without "
+                                "classes); leave labels out")
+        if request.per_class:
+            raise GantrainError("per_class=true needs a conditional run, but this run's generator is unconditional; "
+                                "leave per_class out")
+    if request.per_class:
+        columns = request.n if request.n_given else 8
+        return classes * columns, torch.arange(classes).repeat_interleave(columns), columns  # type: ignore[operator]
+    rows_default = 8 if request.interpolate else 64
+    n = request.n if request.n_given else rows_default
+    y = None
+    if labels is not None:
+        values = labels if isinstance(labels, list) else [labels] * n
+        n = len(values)
+        bad = [v for v in values if not 0 <= v < classes]  # type: ignore[operator]
+        if bad:
+            raise GantrainError(f"label {bad[0]} is outside this run's classes 0..{classes - 1}; "  # type: ignore[operator]
+                                f"give labels between 0 and {classes - 1}")  # type: ignore[operator]
+        y = torch.tensor(values, dtype=torch.int64)
+    return n, y, request.interpolate or max(1, int(math.sqrt(n)))
+
+
+@torch.no_grad()
+def generate(generator: torch.nn.Module, request: Request, device: Optional[torch.device] = None) -> Batch:
+    """Draw what `request` asks of a generator (in eval mode, on `device`); the noise comes from a CPU
+    torch.Generator seeded with request.seed, so a seed gives the same samples on every device."""
+    classes = num_classes_of(generator)
+    count, y, nrow = plan_labels(request, classes)
+    rng = torch.Generator().manual_seed(request.seed)
+    latent_dim = int(generator.latent_dim)
+    if request.interpolate:
+        ends = truncated_normal((2, count, latent_dim), request.truncation, rng)
+        z = slerp(ends[0], ends[1], request.interpolate).reshape(count * request.interpolate, latent_dim)
+    else:
+        z = truncated_normal((count, latent_dim), request.truncation, rng)
+    if classes is not None and y is None:
+        y = torch.randint(classes, (count,), generator=rng)
+    if y is not None and request.interpolate:
+        y = y.repeat_interleave(request.interpolate)  # one class per row
+    if device is None:
+        device = next(generator.parameters()).device
+    outputs = []
+    for start in range(0, len(z), CHUNK):
+        zc = z[start:start + CHUNK].to(device)
+        out = generator(zc) if y is None else generator(zc, y[start:start + CHUNK].to(device))
+        outputs.append(out.float().cpu())
+    return Batch(torch.cat(outputs), z, y, nrow)
+
+
+# ---- writing ---------------------------------------------------------------------------------------
+
+
+def check_new(out: Path, kind: str, overwrite: bool) -> None:
+    """Refuse, before any sampling, an out that would replace a file (unless overwrite) or mix into a folder."""
+    if kind == "folder":
+        if out.is_dir() and any(out.iterdir()):
+            count = sum(1 for _ in out.iterdir())
+            raise GantrainError(f"out={out} already holds {count} file(s); a folder of samples must be new or empty "
+                                f"(two sample sets are never mixed): give another folder or empty this one")
+    elif out.exists() and not overwrite:
+        raise GantrainError(f"out={out} exists; choose another name, or overwrite=true to replace it")
+
+
+def write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
+    """Write a file atomically; unless overwrite, never over an existing file, also one that another process
+    makes meanwhile (GantrainError)."""
+    from gantrain.checkpoint import atomic_write
+
+    try:
+        atomic_write(path, lambda f: f.write(data), exclusive=not overwrite)
+    except FileExistsError:
+        raise GantrainError(f"{path} was written by another process meanwhile and is kept as it is; choose another "
+                            f"out=..., or overwrite=true to replace it") from None
+
+
+def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Optional[Tensor] = None,
+          overwrite: bool = False) -> Path:
+    """Write a batch as a picture (.png), an array file (.npz) or a folder of PNGs; returns what was written.
+
+    Unless overwrite, no existing file is replaced (see check_new)."""
+    from gantrain.training.logger import png_bytes, scatter_image
+
+    kind = kind or output_kind(out)
+    points = batch.samples.dim() == 2
+    try:
+        if kind == "npz":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            arrays: dict[str, Any] = {"samples": batch.samples.numpy().astype(np.float32), "z": batch.z.numpy()}
+            if batch.labels is not None:
+                arrays["labels"] = batch.labels.numpy().astype(np.int64)
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            write_bytes(out, buffer.getvalue(), overwrite)
+        elif kind == "png":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if points:
+                picture = scatter_image(batch.samples, reference if reference is not None else batch.samples[:0])
+            else:
+                import torchvision
+
+                picture = torchvision.utils.make_grid(to_uint8(batch.samples), nrow=batch.nrow, padding=2)
+            write_bytes(out, png_bytes(picture), overwrite)
+        else:
+            if points:
+                raise GantrainError(f"out={out}: a folder of PNGs needs image samples, but this run's data are 2D "
+                                    f"points; use out=NAME.png (a scatter plot) or out=NAME.npz")
+            out.mkdir(parents=True, exist_ok=True)
+            images = to_uint8(batch.samples)
+            for i, image in enumerate(images):
+                write_bytes(out / f"{i:06d}.png", png_bytes(image), overwrite=False)
+    except OSError as exc:
+        raise GantrainError(f"out={out}: could not write ({exc.strerror or exc}); choose another out=...") from None
+    return out
+
+
+def to_uint8(samples: Tensor) -> Tensor:
+    from gantrain.data.base import to_uint8_image
+
+    return to_uint8_image(samples)
+
+
+def reference_points(state: dict) -> Optional[Tensor]:
+    """Up to 2,500 points of a 2D run's dataset (drawn from the mixture, which is cheap), else None."""
+    try:
+        from omegaconf import OmegaConf
+
+        from gantrain.training.components import build_dataset
+        from gantrain.config import with_added_keys
+
+        dataset = build_dataset(OmegaConf.create(with_added_keys(state["config"])["dataset"]))
+        if getattr(dataset, "kind", None) != "points" or getattr(dataset, "streamed", False):
+            return None
+        return dataset.tensor()[:2500].float().cpu()
+    except Exception:  # a reference is a nicety: never fail the command for it
+        return None
+
+
+def sample(path: Union[str, Path], request: Request) -> Path:
+    """Load a run's generator, draw what `request` asks and write it; returns the written path."""
+    from gantrain.api import load_generator
+    from gantrain.checkpoint import open_run_or_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
+                            f"or one of its checkpoints/*.pt")
+    kind = output_kind(request.out)
+    check_new(request.out, kind, request.overwrite)
+    check_writable(request.out, kind)
+    device = resolve_device(request.device)
+    generator = load_generator(path, device=device, ema=request.ema)
+    batch = generate(generator, request, device)
+    reference = None
+    if batch.samples.dim() == 2 and kind == "png":  # 2D runs: small checkpoints, a cheap second read
+        reference = reference_points(open_run_or_checkpoint(path)[1])
+    return write(batch, request.out, kind, reference, request.overwrite)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of the `gantrain-sample` command."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        sys.exit(0)
+    try:
+        if not args:
+            raise GantrainError(f"give a run folder or checkpoint file: {PROG} RUN_OR_CHECKPOINT [key=value ...]; "
+                                f"see {PROG} --help")
+        path, request = parse_args(args)
+        written = sample(path, request)
+    except GantrainError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {written}")
+
+
+if __name__ == "__main__":
+    main()

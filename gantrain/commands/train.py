@@ -1,0 +1,382 @@
+"""`gantrain`: train one run, or one job of a sweep (Hydra multirun). Parsing and exit codes only."""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from gantrain.config import register_resolvers
+from gantrain.errors import GantrainError
+from gantrain.overrides import check_overrides, check_roots, override_words
+
+log = logging.getLogger("gantrain")
+
+
+# ---- gantrain --------------------------------------------------------------------------------------
+
+
+def _remove_rank_folder(folder: Path) -> None:
+    """Delete the temporary Hydra folder of a process other than rank 0 (see config.run_dir_for)."""
+    import shutil
+    import tempfile
+
+    if folder.name.startswith("gantrain-rank") and folder.parent == Path(tempfile.gettempdir()):
+        for handler in logging.getLogger().handlers:  # Hydra's log file lives there
+            if getattr(handler, "baseFilename", "").startswith(str(folder)):
+                handler.close()
+                logging.getLogger().removeHandler(handler)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# The run folder this launch trains in, as the command line names it, and whether it existed before
+# Hydra made it (set by main(); a launch that fails before training removes what it made).
+_LAUNCH: dict[str, Any] = {}
+
+
+def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool) -> None:
+    """Remove what a launch that never trained left in run_dir: the folder itself when this launch made
+    it, else its own .hydra record (and, when it held the lock, the log lines it added)."""
+    import shutil
+
+    made_here = _LAUNCH.get("fresh") or (_LAUNCH.get("run_dir") == run_dir.resolve() and not _LAUNCH.get("existed", True))
+    if made_here and not busy:
+        leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+        if leftovers <= {".hydra", "gantrain.log", ".gantrain.lock"}:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            return
+    if _LAUNCH.get("run_dir") == run_dir.resolve():
+        record = run_dir / ".hydra"
+        if not _LAUNCH.get("had_record"):  # the folder had no record: this launch wrote the first one
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+                (record / name).unlink(missing_ok=True)
+        for sub in (record.iterdir() if record.is_dir() else []):  # timestamped records made by this launch
+            if sub.is_dir() and sub.name not in _LAUNCH.get("records", ()):
+                shutil.rmtree(sub, ignore_errors=True)
+        try:
+            record.rmdir()  # only when empty
+        except OSError:
+            pass
+    if not busy:
+        log_file = run_dir / "gantrain.log"
+        if log_size == 0:  # Hydra opened it for this launch
+            log_file.unlink(missing_ok=True)
+        elif log_size is not None and log_file.is_file() and log_file.stat().st_size > log_size:
+            os.truncate(log_file, log_size)
+        if not (run_dir / "checkpoints").exists():  # not a run: the lock file came with this launch
+            (run_dir / ".gantrain.lock").unlink(missing_ok=True)
+
+
+def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional[float]:
+    """One job of a sweep (`gantrain -m`): skipped when its folder holds it finished, continued from its
+    checkpoint when interrupted, recorded in status.json; a failing job fails alone (the sweep goes on).
+    Returns the value of `optimized_metric` for Hydra's sweepers (NaN when the job failed)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from gantrain.commands import sweep
+    from gantrain.training.loop import Interrupted
+    from gantrain.training.run import RunBusy, train
+
+    hydra_cfg = HydraConfig.get()
+    sweep_dir = Path(str(hydra_cfg.sweep.dir))
+    name = f"job {hydra_cfg.job.num} ({' '.join(overrides) or 'no overrides'})"
+    metric = cfg.get("optimized_metric")
+    steps = _whole_number(OmegaConf.select(cfg, "trainer.steps", default=0)) or 0  # a bad value fails in train()
+    prior = sweep.read_status(run_dir) or {}
+    other_job = bool(prior) and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)
+    finished = prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps
+    if other_job or finished:
+        record = str(hydra_cfg.output_subdir or "")
+        if record.startswith(".hydra/"):  # the config record Hydra just wrote for a job that will not run
+            import shutil
+
+            shutil.rmtree(run_dir / record, ignore_errors=True)
+    if other_job:
+        print(f"gantrain: error: {run_dir} holds another job ({' '.join(prior.get('overrides') or [])}) than this sweep's "
+              f"{name}; re-run the sweep's original command, or give a new hydra.sweep.dir", file=sys.stderr)
+        sys.exit(2)
+    if sweep.is_busy(run_dir):
+        print(f"gantrain: error: {run_dir} is in use by another process; is this sweep running twice?", file=sys.stderr)
+        sys.exit(2)
+    if finished:
+        log.info("%s finished earlier (step %s); skipped", name, prior.get("step"))
+        return _job_value(run_dir, metric)
+    try:
+        every = _whole_number(OmegaConf.select(cfg, "trainer.eval_every", default=0)) or 0
+        if metric and not str(metric).startswith(("loss/", "lr/")) and (every <= 0 or steps % every):
+            raise GantrainError(f"optimized_metric={metric} is an evaluation metric, but evaluation does not run at the "
+                                f"last step (trainer.eval_every={every}, trainer.steps={steps}): set trainer.eval_every "
+                                f"to a divisor of trainer.steps")
+        with open_dict(cfg):
+            if cfg.get("resume") in (None, ""):
+                cfg.resume = "auto"  # a re-run of the sweep continues the job from its checkpoint
+            gpus = _gpu_count() if str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")).endswith("JoblibLauncher") else 0
+            cfg.trainer.device = sweep.device_for_job(cfg.trainer.device, int(hydra_cfg.job.num), gpus)
+        sweep.write_status(run_dir, status="running", overrides=overrides, steps=steps, reason="", job=int(hydra_cfg.job.num),
+                           started=time.strftime("%Y-%m-%dT%H:%M:%S"), started_at=time.time(), pid=os.getpid())
+        loop = train(cfg, run_dir, overrides)
+    except Interrupted as stop:
+        sweep.write_status(run_dir, status="interrupted", step=stop.step, reason=f"stopped by signal {stop.signum}",
+                           ended_at=time.time())
+        print(f"gantrain: sweep stopped in {name} at step {stop.step}. Finish it with the same command and "
+              f"hydra.sweep.dir={sweep_dir} (finished jobs are skipped, this one continues)", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except RunBusy as exc:
+        print(f"gantrain: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # the job fails alone; its log keeps the traceback of anything unexpected
+        reason = sweep.one_line(exc)
+        if not isinstance(exc, GantrainError):
+            log.exception("%s failed", name)
+        log.error("%s failed: %s", name, reason)
+        sweep.write_status(run_dir, status="failed", reason=reason, step=sweep.last_values(run_dir)[0], ended_at=time.time())
+        sweep.write_hparams(run_dir, overrides, "failed")
+        return math.nan
+    sweep.write_status(run_dir, status="finished", step=loop.step, steps=loop.steps, reason="", ended_at=time.time())
+    sweep.write_hparams(run_dir, overrides, "finished")
+    return _job_value(run_dir, metric)
+
+
+def _whole_number(value: Any) -> Optional[int]:
+    """value as an int, or None when it is not a whole number (train() then refuses it in one line)."""
+    try:
+        return int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _job_value(run_dir: Path, metric: Optional[str]) -> Optional[float]:
+    """The value a finished job returns to the sweeper: its last `optimized_metric` (None when unset)."""
+    if not metric:
+        return None
+    from gantrain.commands import sweep
+
+    try:
+        return sweep.metric_value(run_dir, str(metric))
+    except GantrainError as exc:
+        log.error("%s", exc)
+        sweep.write_status(run_dir, status="failed", reason=str(exc))
+        return math.nan
+
+
+def _task(cfg: DictConfig) -> Optional[float]:
+    """One Hydra job: train (or resume) the composed config in Hydra's output folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from gantrain.training import distributed
+    from gantrain.training.loop import Interrupted
+    from gantrain.training.run import BeforeStart, RunBusy, train
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    log_file = run_dir / "gantrain.log"
+    log_size = log_file.stat().st_size if log_file.is_file() else None
+    overrides = list(hydra_cfg.overrides.task)
+    dist = distributed.from_env()
+    if hydra_cfg.mode == RunMode.MULTIRUN and not dist.enabled:
+        return _sweep_job(cfg, run_dir, overrides)
+    try:
+        if dist.enabled:  # join the job and take rank 0's run folder
+            distributed.init(dist, str(cfg.trainer.device))
+            own_dir, run_dir = run_dir, Path(distributed.broadcast_object(str(run_dir)))
+            if not dist.main:
+                logging.getLogger("gantrain").setLevel(logging.WARNING)
+                _remove_rank_folder(own_dir)
+        train(cfg, run_dir, overrides, dist)
+    except Interrupted as stop:
+        if dist.main:
+            launcher = "torchrun ... -m gantrain.commands.train" if dist.enabled else "gantrain"
+            print(f"gantrain: stopped at step {stop.step}; checkpoint {run_dir / 'checkpoints' / 'last.pt'}. "
+                  f"Resume with: {launcher} resume={run_dir}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
+    except GantrainError as exc:
+        if dist.main and isinstance(exc, (BeforeStart, RunBusy)):
+            _undo_launch(run_dir, log_size, busy=isinstance(exc, RunBusy))
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        if dist.main:
+            print(f"gantrain: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if dist.enabled:
+            import torch.distributed
+
+            if torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+
+
+def _argv_value(args: list[str], key: str) -> Optional[str]:
+    """The value of the last `key=value` on a command line (quotes stripped), or None."""
+    found = None
+    for arg in args:
+        if arg.lstrip("+~").startswith(f"{key}="):
+            found = arg.split("=", 1)[1].strip("'\"")
+    return found
+
+
+#: Hydra plugins of the sweeps extra: (what asks for it, its module)
+_PLUGINS = (("hydra/sweeper=optuna", "hydra_plugins.hydra_optuna_sweeper", "the Optuna sweeper"),
+            ("hparams_search=", "hydra_plugins.hydra_optuna_sweeper", "the Optuna sweeper"),
+            ("hydra/launcher=joblib", "hydra_plugins.hydra_joblib_launcher", "the joblib launcher"),
+            ("hydra/launcher=slurm", "hydra_plugins.hydra_submitit_launcher", "the submitit launcher"),
+            ("hydra/launcher=submitit", "hydra_plugins.hydra_submitit_launcher", "the submitit launcher"))
+
+
+def missing_plugin(args: list[str]) -> Optional[str]:
+    """One line naming the pip install to run when the command line asks for a Hydra plugin that is not
+    installed, else None."""
+    import importlib.util
+
+    for arg in args:
+        for asks, module, what in _PLUGINS:
+            if arg.lstrip("+~").startswith(asks) and not arg.endswith("=null"):
+                try:
+                    found = importlib.util.find_spec(module) is not None
+                except (ImportError, ValueError):
+                    found = False
+                if not found:
+                    return (f"{arg} needs {what}, which is not installed: pip install 'gantrain[sweeps]' "
+                            f"(or pip install {module.split('.')[1].replace('_', '-')})")
+    return None
+
+
+def _saved_choices(args: list[str]) -> list[str]:
+    """The group choices (experiment=..., dataset=...) of the run that resume= continues, from its
+    .hydra/overrides.yaml: a key such as dataset.root is checked against the run's dataset, not the default."""
+    resume = _argv_value(args, "resume")
+    if resume in (None, "", "null"):
+        return []
+    from gantrain.checkpoint import run_folder_of
+
+    where = _argv_value(args, "hydra.run.dir") if resume == "auto" else resume
+    if where is None:
+        return []
+    path = Path(where).expanduser()
+    folder = run_folder_of(path) if path.suffix == ".pt" or path.is_file() else path
+    try:
+        saved = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "overrides.yaml"))
+    except Exception:  # no record (a run started from Python) or an unreadable one: the defaults
+        return []
+    return [o for o in saved if isinstance(o, str) and "=" in o and not o.startswith(("+", "~", "hydra", "resume="))
+            and "." not in o.split("=", 1)[0]] if isinstance(saved, list) else []
+
+
+def _check_command_line(args: list[str]) -> None:
+    """What Hydra would report with a traceback or wrong advice, as one line: unknown keys (with the
+    nearest valid ones), and a run folder that cannot be created or written."""
+    import difflib
+
+    from gantrain.api import compose
+    from gantrain.checkpoint import run_folder_of
+
+    if any(a in ("-h", "--help", "--hydra-help") for a in args):
+        return
+    check_overrides(args)
+    words = override_words(args)
+    plain = [a for a in words if "=" in a and not a.startswith(("+", "~")) and not a.startswith("hydra")]
+    if plain:
+        check_roots(plain)
+        choices = [a for a in plain if "." not in a.split("=", 1)[0]]
+        try:
+            cfg = compose(choices)
+        except Exception:  # an unknown option of a group: Hydra's own message lists the valid ones
+            cfg = None
+        if cfg is not None:
+            for arg in plain:
+                key = arg.split("=", 1)[0]
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment", "hparams_search", "model"]) if isinstance(node, DictConfig) else []
+                if leaf not in valid:
+                    near = difflib.get_close_matches(leaf, valid, n=2)
+                    hint = f"did you mean {' or '.join((parent + '.' if parent else '') + n for n in near)}? " if near else ""
+                    raise GantrainError(f"unknown key {key}; {hint}(`gantrain --help` lists the groups, "
+                                        f"`gantrain --cfg job` every key; +{key}=... adds a new one)")
+    missing = missing_plugin(args)
+    if missing:
+        raise GantrainError(missing)
+    if any(a in ("-c", "--cfg", "--info", "-i", "--resolve") for a in args):  # shows the config; trains nothing
+        return
+    if "-m" in args or "--multirun" in args:
+        if _argv_value(args, "resume") not in (None, "", "null"):
+            raise GantrainError("resume= does not apply to a sweep: re-run the sweep's command with "
+                                "hydra.sweep.dir=<its folder> to finish it (finished jobs are skipped, interrupted ones continue)")
+        return
+    if plain and cfg is not None:
+        try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
+            compose(plain)
+        except Exception as exc:
+            if isinstance(exc, GantrainError) and exc.__cause__ is not None:  # compose's one line: read Hydra's own
+                exc = exc.__cause__
+            text = str(exc).splitlines()[0] if str(exc) else ""
+            if text.startswith("Error merging override "):
+                cause = exc.__cause__ or exc.__context__
+                why = str(cause).splitlines()[0] if cause is not None and str(cause) else type(exc).__name__
+                raise GantrainError(f"cannot set {text[len('Error merging override '):]}: {why}; give a value of the "
+                                    f"key's type (`gantrain --cfg job` shows every key's current value)") from None
+    resume = _argv_value(args, "resume")
+    if resume not in (None, "", "auto", "null") and not Path(resume).expanduser().exists():
+        raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
+    run_dir = _argv_value(args, "hydra.run.dir")
+    if run_dir is None and resume not in (None, "", "auto", "null"):
+        path = Path(resume).expanduser()
+        run_dir = str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
+    target = Path(run_dir or "outputs").expanduser().resolve()
+    # without hydra.run.dir or resume, Hydra makes a new dated folder below outputs/
+    record = target / ".hydra"
+    _LAUNCH.update(run_dir=target, existed=target.exists(), fresh=run_dir is None,
+                   had_record=(record / "config.yaml").exists(),
+                   records={p.name for p in record.iterdir() if p.is_dir()} if record.is_dir() else set())
+    probe = target
+    while not probe.exists():  # the nearest existing folder must let us make the run folder in it
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise GantrainError(f"cannot create or write the run folder {target} ({probe} is not a writable folder); "
+                            f"choose another with hydra.run.dir=...")
+    if not target.exists():
+        import tempfile
+
+        try:  # what os.access cannot tell (read-only mounts, /proc): try it, under a name no other process uses
+            os.rmdir(tempfile.mkdtemp(prefix=".gantrain-probe-", dir=probe))
+        except OSError as exc:
+            raise GantrainError(f"cannot create the run folder {target} ({exc.strerror or exc}); "
+                                f"choose another with hydra.run.dir=...") from None
+
+
+def main() -> None:
+    """Entry point of the `gantrain` command."""
+    import hydra
+
+    register_resolvers()
+    given = {a.split("=", 1)[0] for a in sys.argv[1:]}
+    # a resumed run's group choices first, so that keys of its groups (dataset.root of its dataset) are
+    # checked and composed against them, not against the defaults
+    sys.argv[1:1] = [c for c in _saved_choices(sys.argv[1:]) if c.split("=", 1)[0] not in given]
+    try:
+        _check_command_line(sys.argv[1:])
+    except GantrainError as exc:
+        print(f"gantrain: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
+    entry()
+    from gantrain.commands.sweep import LAST_SWEEP
+
+    if LAST_SWEEP.get("failed"):  # the summary above names them and why
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # `torchrun ... -m gantrain.commands.train` (one process per GPU) reaches the command here
+    main()

@@ -1,0 +1,396 @@
+"""Image datasets: the built-in digits, MNIST, Fashion-MNIST, CIFAR-10 (torchvision layout), image folders
+(checked for unreadable files), subsets."""
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gantrain.data.base import Dataset, _check_size, _flag, _on_device, _resize_uint8, _shown
+from gantrain.errors import GantrainError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class Digits(Dataset):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images, values 0-16 scaled to 0-255)."""
+
+    name = "digits"
+    num_classes = 10
+
+    def __init__(self, image_size: int = 8, on_device: str | bool = "auto"):
+        self.image_size = _check_size(image_size)
+        self.on_device = _on_device(on_device)
+        self.shape = (1, self.image_size, self.image_size)
+        self._data: Optional[Tensor] = None
+
+    def tensor(self) -> Tensor:
+        if self._data is None:
+            from sklearn.datasets import load_digits
+
+            images = load_digits().images  # (1797, 8, 8), values 0..16
+            data = torch.from_numpy(np.round(images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
+            self._data = _resize_uint8(data, self.image_size)
+        return self._data
+
+    def labels(self) -> Tensor:
+        from sklearn.datasets import load_digits
+
+        return torch.from_numpy(load_digits().target.astype(np.int64))
+
+    def __len__(self) -> int:
+        return 1797
+
+    def split(self, train: bool) -> "LabelledImages":
+        """The first 1,500 digits (train) or the last 297 (test), with labels."""
+        part = slice(0, 1500) if train else slice(1500, None)
+        return LabelledImages(f"digits-{'train' if train else 'test'}", self.tensor()[part], self.labels()[part])
+
+
+class LabelledImages(Dataset):
+    """A fixed set of uint8 images with class labels (a split of a labelled dataset)."""
+
+    def __init__(self, name: str, images: Tensor, labels: Tensor):
+        self.name, self._images, self._labels = name, images, labels
+        self.shape = tuple(images.shape[1:])
+        self.num_classes = int(labels.max()) + 1 if len(labels) else 0
+
+    def tensor(self) -> Tensor:
+        return self._images
+
+    def labels(self) -> Tensor:
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not, as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise GantrainError(f"{path} is not an unsigned-byte IDX file; delete it so that it is downloaded again")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != math.prod(dims):
+        raise GantrainError(f"{path} is truncated ({body.size} of {math.prod(dims)} values); delete it and download again")
+    return body.reshape(dims)
+
+
+class _MNISTLike(Dataset):
+    """A torchvision MNIST-family dataset read from <root>/<folder>/raw (gz or not), downloaded if missing."""
+
+    folder = "MNIST"
+    torchvision_class = "MNIST"
+    num_classes = 10
+
+    def __init__(
+        self,
+        root: str = "data",
+        image_size: int = 28,
+        download: bool = True,
+        on_device: str | bool = "auto",
+        train: bool = True,
+    ):
+        if root is None or str(root) == "":
+            raise GantrainError(f"dataset.root is empty; set it to the folder that holds {self.folder}/raw")
+        self.root = Path(os.path.expanduser(str(root)))
+        self.image_size = _check_size(image_size)
+        self.download, self.on_device, self.train = _flag(download, "download"), _on_device(on_device), bool(train)
+        self.shape = (1, self.image_size, self.image_size)
+        self._data: Optional[Tensor] = None
+        self._labels: Optional[Tensor] = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.folder
+
+    def _file(self, stem: str) -> Optional[Path]:
+        raw = self.root / self.folder / "raw"
+        for candidate in (raw / f"{stem}.gz", raw / stem):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def _stems(self) -> tuple[str, str]:
+        prefix = "train" if self.train else "t10k"
+        return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+    def _ensure(self) -> tuple[Path, Path]:
+        images, labels = (self._file(s) for s in self._stems())
+        if images is not None and labels is not None:
+            return images, labels
+        where = self.root / self.folder / "raw"
+        if not self.download:
+            raise GantrainError(
+                f"{self.folder} not found in {where}; set dataset.root to a folder holding {self.folder}/raw "
+                f"or set dataset.download=true"
+            )
+        import torchvision
+
+        try:
+            getattr(torchvision.datasets, self.torchvision_class)(str(self.root), train=self.train, download=True)
+        except Exception as exc:  # network errors come in many types
+            raise GantrainError(
+                f"could not download {self.folder} into {where} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                f"when offline, put the four {self.folder} .gz files in {where} or point dataset.root at a copy"
+            ) from None
+        images, labels = (self._file(s) for s in self._stems())
+        if images is None or labels is None:
+            raise GantrainError(f"download of {self.folder} into {where} left no IDX files; delete {where} and retry")
+        return images, labels
+
+    def tensor(self) -> Tensor:
+        if self._data is None:
+            images_path, labels_path = self._ensure()
+            images = torch.from_numpy(read_idx(images_path).copy()).unsqueeze(1)
+            self._labels = torch.from_numpy(read_idx(labels_path).astype(np.int64))
+            self._data = _resize_uint8(images, self.image_size)
+        return self._data
+
+    def labels(self) -> Tensor:
+        self.tensor()
+        assert self._labels is not None
+        return self._labels
+
+    def __len__(self) -> int:
+        return len(self.tensor())
+
+    def split(self, train: bool) -> "LabelledImages":
+        """The official training (60,000) or test (10,000) images, with labels."""
+        part = type(self)(root=str(self.root), image_size=self.image_size, download=self.download, train=train)
+        return LabelledImages(f"{self.folder}-{'train' if train else 'test'}", part.tensor(), part.labels())
+
+
+class MNIST(_MNISTLike):
+    """MNIST: 60,000 28x28 handwritten digits."""
+
+    folder = "MNIST"
+    torchvision_class = "MNIST"
+
+
+class FashionMNIST(_MNISTLike):
+    """Fashion-MNIST: 60,000 28x28 images of clothing."""
+
+    folder = "FashionMNIST"
+    torchvision_class = "FashionMNIST"
+
+
+class CIFAR10(Dataset):
+    """CIFAR-10: 50,000 32x32 colour images (torchvision's cifar-10-batches-py under root)."""
+
+    name = "CIFAR10"
+    num_classes = 10
+
+    def __init__(self, root: str = "data", image_size: int = 32, download: bool = True, on_device: str | bool = "auto"):
+        self.root = Path(os.path.expanduser(str(root)))
+        self.image_size = _check_size(image_size)
+        self.download, self.on_device = _flag(download, "download"), _on_device(on_device)
+        self.shape = (3, self.image_size, self.image_size)
+        self._data: Optional[Tensor] = None
+        self._labels: Optional[Tensor] = None
+
+    def labels(self) -> Tensor:
+        self.tensor()
+        assert self._labels is not None
+        return self._labels
+
+    def tensor(self) -> Tensor:
+        if self._data is None:
+            import torchvision
+
+            present = (self.root / "cifar-10-batches-py" / "data_batch_1").is_file()
+            if not present and not self.download:
+                raise GantrainError(
+                    f"CIFAR-10 not found in {self.root / 'cifar-10-batches-py'}; set dataset.root or dataset.download=true"
+                )
+            try:
+                ds = torchvision.datasets.CIFAR10(str(self.root), train=True, download=not present)
+            except Exception as exc:
+                raise GantrainError(
+                    f"could not get CIFAR-10 into {self.root} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                    f"when offline, unpack cifar-10-python.tar.gz into {self.root}"
+                ) from None
+            data = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
+            self._labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+            self._data = _resize_uint8(data, self.image_size)
+        return self._data
+
+    def __len__(self) -> int:
+        return 50000 if self._data is None else len(self._data)
+
+
+class ImageFolder(Dataset):
+    """Every image below root (recursively), resized on the shorter side and center-cropped to image_size.
+
+    The files are checked once when the folder is built; unreadable ones are skipped with one warning
+    (skip_bad_images=true) or refused (false), so that training never stops on a bad file mid-run.
+    """
+
+    name = "image_folder"
+
+    def __init__(self, root: str, image_size: int = 64, channels: int = 3, on_device: str | bool = False,
+                 skip_bad_images: bool = True):
+        self.root = Path(os.path.expanduser(str(root)))
+        if not self.root.is_dir():
+            raise GantrainError(f"dataset.root={root} is not a folder; point it at a folder of images")
+        if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels not in (1, 3):
+            raise GantrainError(f"dataset.channels={_shown(channels)} must be 1 (grey) or 3 (RGB)")
+        self.image_size, self.channels = _check_size(image_size), int(channels)
+        self.on_device, self.skip_bad_images = _on_device(on_device), _flag(skip_bad_images, "skip_bad_images")
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {self.root}")
+        self.files = self._readable(files)
+        self.shape = (self.channels, self.image_size, self.image_size)
+        # torchvision's convention: one subfolder per class (two or more) and no image directly in root
+        tops = [f.relative_to(self.root).parts for f in self.files]
+        self.classes = sorted({t[0] for t in tops}) if all(len(t) > 1 for t in tops) else []
+        if len(self.classes) < 2:
+            self.classes = []
+        index = {c: i for i, c in enumerate(self.classes)}
+        self._labels = torch.tensor([index[t[0]] for t in tops], dtype=torch.int64) if self.classes else None
+        self.num_classes = len(self.classes) or None
+
+    def labels(self) -> Tensor:
+        if self._labels is None:
+            raise GantrainError(f"the images below {self.root} have no classes: put them in one subfolder per class "
+                                f"(root/<class>/*.png, two classes or more)")
+        return self._labels
+
+    def describe(self) -> str:
+        classes = f", {len(self.classes)} classes" if self.classes else ""
+        return f"{self.name} ({len(self)} samples of shape {tuple(self.shape)}{classes})"
+
+    def _readable(self, files: list[Path]) -> list[Path]:
+        """The files PIL can decode; the others are skipped with one warning or refused, per skip_bad_images."""
+        checked = ((f, _unreadable(f)) for f in files)
+        bad = [(f, why) for f, why in checked if why is not None]
+        if not bad:
+            return files
+        shown = ", ".join(str(f.relative_to(self.root)) for f, _ in bad[:5])
+        shown += f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        first_reason = bad[0][1]
+        if len(bad) == len(files):
+            raise GantrainError(
+                f"none of the {len(files)} images below {self.root} can be read ({shown}; {first_reason}); "
+                f"point dataset.root at a folder of valid images"
+            )
+        if not self.skip_bad_images:
+            raise GantrainError(
+                f"{len(bad)} of {len(files)} images below {self.root} cannot be read: {shown} ({first_reason}); "
+                f"fix or delete them, or set dataset.skip_bad_images=true to train without them"
+            )
+        logging.getLogger("gantrain").warning(
+            "skipped %d unreadable image(s) of %d below %s: %s (%s); fix or delete them, or set "
+            "dataset.skip_bad_images=false to stop on them", len(bad), len(files), self.root, shown, first_reason)
+        bad_set = {f for f, _ in bad}
+        return [f for f in files if f not in bad_set]
+
+    @property
+    def streamed(self) -> bool:
+        return str(self.on_device).lower() in ("false", "auto")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def item(self, index: int) -> Tensor:
+        from PIL import Image
+
+        with Image.open(self.files[index]) as img:
+            img = img.convert("RGB" if self.channels == 3 else "L")
+            w, h = img.size
+            scale = self.image_size / min(w, h)
+            img = img.resize((max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))), Image.BILINEAR)
+            w, h = img.size
+            left, top = (w - self.image_size) // 2, (h - self.image_size) // 2
+            img = img.crop((left, top, left + self.image_size, top + self.image_size))
+            array = np.asarray(img, dtype=np.uint8).reshape(self.image_size, self.image_size, self.channels)
+        return torch.from_numpy(array.copy()).permute(2, 0, 1)
+
+    def tensor(self) -> Tensor:
+        return torch.stack([self.item(i) for i in range(len(self))])
+
+
+class Subset(Dataset):
+    """Part of a dataset's training set (dataset.subset: a fraction in (0, 1) or a count), drawn with a seed.
+
+    Everything but the samples comes from the full dataset; evaluation scores against the full dataset.
+    """
+
+    def __init__(self, base: Dataset, subset: object, seed: int):
+        total = len(base)
+        if isinstance(subset, bool) or not isinstance(subset, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(subset) or subset <= 0:
+            raise GantrainError(f"dataset.subset={_shown(subset)} must be a fraction in (0, 1) of the training set or a "
+                                f"count of samples; e.g. dataset.subset=0.1 or dataset.subset=6000")
+        if isinstance(subset, (float, np.floating)) and subset <= 1:
+            count = round(float(subset) * total)
+        elif float(subset) == int(subset):
+            count = int(subset)
+        else:
+            raise GantrainError(f"dataset.subset={_shown(subset)} must be a fraction in (0, 1) or a whole count of samples")
+        if count < 1 or count > total:
+            raise GantrainError(f"dataset.subset={_shown(subset)} gives {count} samples; {base.name} has {total}: pick a "
+                                f"count from 1 to {total} or a fraction that keeps at least one sample")
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(int(seed)))
+        self.indices = order[:count].sort().values
+        self.base = base
+        self.kind, self.shape, self.num_classes = base.kind, base.shape, base.num_classes
+        self.on_device = base.on_device
+        self.name = f"{base.name}[{count} of {total}]"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def tensor(self) -> Tensor:
+        return self.base.tensor()[self.indices]
+
+    def labels(self) -> Tensor:
+        return self.base.labels()[self.indices]
+
+    @property
+    def streamed(self) -> bool:
+        return self.base.streamed
+
+    def item(self, index: int) -> Tensor:
+        return self.base.item(int(self.indices[index]))  # type: ignore[attr-defined]
+
+
+def _jpeg_ends_whole(path: Path) -> bool:
+    """Whether the file ends with JPEG's end-of-image marker (FF D9), as a complete JPEG without a trailer does."""
+    with open(path, "rb") as f:
+        f.seek(-2, os.SEEK_END)
+        return f.read(2) == b"\xff\xd9"
+
+
+def _unreadable(path: Path) -> Optional[str]:
+    """Why PIL cannot decode the image file (one short line), or None when it can.
+
+    Cheap where it can be: a PNG's chunks are checked without inflating the pixels, a JPEG whose header
+    parses and that ends with its end-of-image marker is taken as whole. Anything else is decoded (a
+    JPEG at 1/8 scale), which reads the whole stream, so truncated files fail here and not mid-run.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.format == "PNG":
+                img.verify()  # reads every chunk and checks its CRC up to IEND
+            elif img.format != "JPEG" or not _jpeg_ends_whole(path):
+                img.draft(None, (1, 1))  # only JPEG has a draft mode; other formats decode in full
+                img.load()
+    except Exception as exc:  # PIL raises many types: UnidentifiedImageError, OSError, SyntaxError, EOFError, ...
+        message = " ".join(str(exc).split()).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
+        return f"{type(exc).__name__}: {message[:100]}" if message else type(exc).__name__
+    return None

@@ -1,0 +1,191 @@
+"""Starting a run fresh or from a checkpoint, and training it: which checkpoint, whether the config may
+continue it, and the config a resumed run continues with."""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import socket
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from gantrain.training.build import build
+from gantrain.training.components import plain_config
+from gantrain.checkpoint import load_checkpoint, newest_good, step_checkpoints
+from gantrain.config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
+from gantrain.training.distributed import Dist
+from gantrain.errors import GantrainError
+from gantrain.training.loop import Loop
+
+log = logging.getLogger("gantrain")
+
+GROUPS = ("trainer", "dataset", "generator", "discriminator", "optimizer", "loss")
+LOCK_FILE = ".gantrain.lock"
+
+
+class RunBusy(GantrainError):
+    """Another process trains in this run folder."""
+
+
+class BeforeStart(GantrainError):
+    """A run that stopped before training began: nothing of the run folder was written but the lock."""
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on run_dir for the whole run (the OS releases it when the process dies)."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: no lock
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise RunBusy(f"{run_dir} is in use by {holder}; wait for it to finish or stop it, "
+                          f"or train in another folder (hydra.run.dir=...)") from None
+        os.ftruncate(fd, 0)
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {started}".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # no stale holder named after the run
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
+    """The checkpoint state to continue from, or None for a fresh start; GantrainError when impossible."""
+    has_checkpoints = (run_dir / "checkpoints" / "last.pt").exists() or bool(step_checkpoints(run_dir / "checkpoints"))
+    if resume in (None, ""):
+        if has_checkpoints:
+            raise GantrainError(
+                f"{run_dir} already holds a run (checkpoints/); continue it with resume=auto, "
+                f"or choose a new hydra.run.dir"
+            )
+        return None
+    if resume == "auto":
+        found = newest_good(run_dir)
+        if found is None:
+            log.info("resume=auto: no checkpoint in %s, starting fresh (a relaunch with the same hydra.run.dir "
+                     "continues it)", run_dir)
+            return None
+        log.info("resume=auto: continuing from %s", found[0])
+        return found[1]
+    path = Path(str(resume)).expanduser()
+    if path.is_dir():
+        found = newest_good(path)
+        if found is None:
+            raise GantrainError(f"resume={resume}: no checkpoint in {path / 'checkpoints'}; check the run folder")
+        log.info("resuming from %s", found[0])
+        return found[1]
+    if path.is_file():
+        log.info("resuming from %s", path)
+        return load_checkpoint(path)
+    raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def saved_config_with(saved: dict, overrides: Sequence[str], composed: DictConfig) -> DictConfig:
+    """A run's saved config with a command line's own changes applied to it: what a resumed run trains.
+
+    key.path=value takes the value Hydra composed for it (parsed by Hydra's grammar); a group choice
+    (loss=hinge) takes that group's node from the composed config, so that a real change shows up in the
+    comparison after. Whatever the presets say today, nothing else changes.
+    """
+    cfg = OmegaConf.create(saved)
+    for override in overrides:
+        key = _override_key(override)
+        if key in GROUPS:
+            cfg[key] = composed[key]
+        elif key in ("experiment", "model", "hparams_search"):
+            raise GantrainError(f"cannot resume with {override}: it picks another preset than the run was trained with; "
+                                f"change only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')}")
+        elif override.startswith("~"):
+            OmegaConf.update(cfg, key, None, force_add=True)
+        else:
+            value = OmegaConf.select(composed, key, default=None)
+            OmegaConf.update(cfg, key, OmegaConf.to_container(value) if OmegaConf.is_config(value) else value,
+                             force_add=True)
+    cfg.resume = composed.get("resume")
+    return cfg
+
+
+def prepare_run(
+    cfg: DictConfig,
+    run_dir: Path,
+    overrides: Optional[Sequence[str]] = None,
+    dist: Optional[Dist] = None,
+) -> Loop:
+    """A Loop for cfg in run_dir, its state loaded from a checkpoint when cfg.resume asks for one.
+
+    overrides: the command line behind cfg (None: composed in Python). A resumed command-line run trains
+    its saved config with the command line's own changes applied (so `gantrain resume=RUN trainer.steps=N`
+    continues what RUN trained, whatever its preset says today); a config composed in Python is compared
+    with the saved one as it is. Either way, only SAFE_RESUME_KEYS may differ.
+    """
+    state = find_resume_state(cfg.get("resume"), run_dir)
+    if overrides is not None:
+        overrides = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
+    if state is not None:
+        state = {**state, "config": with_added_keys(state["config"])}  # keys added since the run was written
+        if overrides is not None:
+            # the run continues with the config it was trained with (presets may have changed since); only the
+            # command line's own changes apply, and are checked below
+            saved_overrides = state.get("overrides")
+            given = list(overrides or [])
+            changes = [o for o in given if o not in (saved_overrides or [])]
+            cfg = saved_config_with(state["config"], changes, cfg)
+            overrides = merge_overrides(list(saved_overrides), given) if saved_overrides is not None else None
+        current = with_added_keys(plain_config(cfg))  # a config made before those keys existed trains with them off
+        differing = config_differences(state["config"], current)
+        if differing:
+            saved, now = flatten(state["config"]), flatten(current)
+            shown = "; ".join(f"{k}: {saved.get(k, '<missing>')!r} -> {now.get(k, '<missing>')!r}" for k in differing[:5])
+            raise GantrainError(
+                f"cannot resume: the config differs from the checkpoint's in {', '.join(differing)} ({shown}); "
+                f"only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')} may change on resume"
+            )
+    loop = build(cfg, run_dir, dist=dist, overrides=None if overrides is None else list(overrides))
+    if state is not None:
+        loop.load_state_dict(state)
+        log.info("continuing at step %d of %d", loop.step, loop.steps)
+    if loop.dist.enabled:
+        import torch.distributed
+
+        torch.distributed.barrier()  # every process has read the run folder before any writes to it
+    return loop
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: Optional[Sequence[str]] = None,
+          dist: Optional[Dist] = None) -> Loop:
+    """Train the run described by cfg in run_dir (resuming when cfg.resume says so); returns the finished loop.
+
+    Raises loop.Interrupted when a signal stopped training (a checkpoint of that step was written), and
+    RunBusy when another process trains in run_dir.
+    """
+    main = dist is None or dist.main
+    with run_lock(run_dir) if main else nullcontext():
+        if main:
+            log.info("run folder: %s  (watch it: tensorboard --logdir %s)", run_dir, run_dir)
+        try:
+            loop = prepare_run(cfg, run_dir, overrides, dist)
+        except RunBusy:
+            raise
+        except GantrainError as exc:
+            raise BeforeStart(str(exc)) from exc
+        loop.fit()
+    log.info("done: %d steps in %s; final samples %s", loop.step, run_dir,
+             run_dir / "samples" / f"step_{loop.step:08d}.png")
+    return loop
