@@ -122,13 +122,14 @@ def test_pack_trains_end_to_end_with_wgan_gp(tmp_path):
     assert (run / "checkpoints" / "last.pt").is_file()
 
 
-@pytest.mark.parametrize("name, steps, pack", [("ring", 12000, 2), ("grid", 12000, 1)])
-def test_tuned_presets_compose(name, steps, pack):
+@pytest.mark.parametrize("name, steps, pack, schedule", [("ring", 12000, 2, "linear"),
+                                                         ("grid", 20000, 1, "constant_linear")])
+def test_tuned_presets_compose(name, steps, pack, schedule):
     cfg = gantrain.compose([f"experiment={name}"])
     assert cfg.dataset._target_ == f"gantrain.data.mixtures.{name.capitalize()}"
     assert cfg.loss._target_ == "gantrain.training.losses.NonSaturating" and cfg.loss.r1_gamma == 0.1
     assert cfg.discriminator.pack == pack
-    assert cfg.optimizer.lr == 1.0e-3 and cfg.optimizer.lr_schedule == "linear"
+    assert cfg.optimizer.lr == 1.0e-3 and cfg.optimizer.lr_schedule == schedule
     assert cfg.trainer.steps == steps and cfg.trainer.batch_size == 256 and cfg.trainer.ema_decay == 0.99
     assert cfg.trainer.eval_every and cfg.trainer.steps % cfg.trainer.eval_every == 0  # the final G is evaluated
     assert cfg.trainer.batch_size % cfg.discriminator.pack == 0
