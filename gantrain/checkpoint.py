@@ -78,8 +78,11 @@ def _fsync_dir(folder: Path) -> None:
 def atomic_save(obj: Any, path: Path) -> None:
     """torch.save to a temporary file in path's folder, fsync, then rename over path.
 
-    On any failure the temporary file is removed and a file already at `path` is untouched.
+    On any failure the temporary file is removed and a file already at `path` is untouched. A loaded
+    Checkpoint is written as the plain dict it is (its class is not in a checkpoint's allow-list).
     """
+    if isinstance(obj, Checkpoint):
+        obj = dict(obj)
     _atomic_write(Path(path), lambda f: torch.save(obj, f))
 
 

@@ -136,3 +136,14 @@ def test_the_translation_settings_are_written_in_one_file():
         assert node["translation"] == {"kind": model}
         composed = gantrain.compose([f"model={model}"])
         assert set(composed.translation) == {f.name for f in dataclasses.fields(gantrain.config.TranslationConfig)}
+
+
+def test_a_loaded_checkpoint_saved_again_loads(tmp_path):
+    """A loaded checkpoint (a Checkpoint, a dict subclass) written back with atomic_save is a plain dict on disk."""
+    from gantrain.checkpoint import Checkpoint, atomic_save
+
+    state = load_checkpoint(FIXTURES / "v0_6_0" / "run" / "checkpoints" / "last.pt")
+    assert isinstance(state, Checkpoint)
+    atomic_save(state, tmp_path / "again.pt")
+    again = load_checkpoint(tmp_path / "again.pt")
+    assert torch.equal(again["game_state"]["pools"]["a.images"], state["game_state"]["pools"]["a.images"])
