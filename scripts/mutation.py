@@ -80,7 +80,7 @@ TARGETS: dict[str, Target] = {
                     note="optimizer factory (per-network rates and betas) and the linear schedules, with rollbacks"),
     "translation": Target("gantrain/training/games/translation.py",
                           ("tests/test_combinations.py", "tests/test_translation_game.py", "-k",
-                           "pix2pix_step or pool or paired or pix2pix_l1"),
+                           "pix2pix_step or pool or paired or pix2pix_l1 or jitter_crops or pix2pix_with_r1"),
                           scope=("jitter", "ImagePool", "Pix2Pix"),
                           note="pix2pix's step, its jitter and the CycleGAN history pool"),
     "periodic": Target("gantrain/training/periodic.py",

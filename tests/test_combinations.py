@@ -108,6 +108,71 @@ def test_pix2pix_step_with_jitter_matches_a_hand_computation() -> None:
     assert_same_weights(game.T.ab, G)
 
 
+def test_jitter_crops_every_window_of_the_resized_image_and_no_other() -> None:
+    """Over many samples every crop offset 0..load-size (rows and columns) and both flips occur, and each
+    output is one window of the resized input."""
+    from gantrain.training.games.translation import jitter
+
+    torch.manual_seed(0)
+    size, load, n = 4, 9, 600
+    x = torch.randn(n, 1, size, size)
+    out = jitter(x, load, flip=True)
+    big = F.interpolate(x, size=(load, load), mode="bilinear", align_corners=False)
+    found = [_find_window(big[i, 0], out[i, 0], size) for i in range(n)]
+    assert {top for top, _, _ in found} == set(range(load - size + 1))
+    assert {left for _, left, _ in found} == set(range(load - size + 1))
+    assert {flip for _, _, flip in found} == {False, True}
+
+
+def test_pix2pix_with_r1_over_two_steps_matches_a_hand_computation() -> None:
+    """pix2pix with a penalty (R1 on the real pair's target, through D's per-sample patch mean) over two
+    steps: D trains in both (its gradients come back on after G's update), and D's update includes the
+    penalty, as written out here."""
+    torch.manual_seed(0)
+    size, n, lr, l1_weight, gamma = 16, 4, 0.05, 10.0, 5.0
+    t = Translator(UNetGenerator(1, 1, size, width=4, dropout=False), None, 1, 1, size)
+    d = PatchDiscriminator(2, size, width=4)
+    grid = torch.zeros(1, 1, size, size)
+    game = Pix2Pix(t, d, NonSaturating(r1_gamma=gamma), l1_weight=l1_weight, load_size=size, flip=False,
+                   grid_a=grid, grid_b=grid, stats=Stats(torch.device("cpu")))
+    game.optimizers = {k: torch.optim.SGD(v.parameters(), lr=lr) for k, v in game.networks.items()}
+    G, D = copy.deepcopy(t.ab), copy.deepcopy(d)
+    opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=lr), torch.optim.SGD(D.parameters(), lr=lr)
+    before = copy.deepcopy(d)
+    for step in range(2):
+        raw = torch.randint(0, 256, (1, n, 2, size, size), dtype=torch.uint8)
+        after_first = copy.deepcopy(game.D)
+        game.step(raw)
+        x = normalize(raw[0])
+        a, b = x[:, :1], x[:, 1:]
+        fake = G(a)
+        real_logits = D(torch.cat([a, b], 1)).flatten()
+        fake_logits = D(torch.cat([a, fake.detach()], 1)).flatten()
+        d_loss = 0.5 * (F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+                        + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits)))
+        target = b.clone().requires_grad_(True)
+        score = D(torch.cat([a, target], 1)).flatten(1).mean(1)  # one score per pair
+        (grad,) = torch.autograd.grad(score.sum(), target, create_graph=True)
+        r1 = grad.flatten(1).square().sum(1).mean()
+        opt_d.zero_grad()
+        (d_loss + 0.5 * gamma * r1).backward()
+        opt_d.step()
+        D.requires_grad_(False)
+        g_logits = D(torch.cat([a, fake], 1)).flatten()
+        g_loss = F.binary_cross_entropy_with_logits(g_logits, torch.ones_like(g_logits))
+        opt_g.zero_grad()
+        (g_loss + l1_weight * (fake - b).abs().mean()).backward()
+        opt_g.step()
+        D.requires_grad_(True)
+        assert game.stats.read()["loss/penalty"] == pytest.approx(0.5 * gamma * r1.item(), rel=1e-4)
+        game.stats.reset()
+        assert_same_weights(game.D, D)
+        assert_same_weights(game.T.ab, G)
+        moved = max((p - q).abs().max().item() for p, q in zip(game.D.parameters(), after_first.parameters()))
+        assert moved > 0, f"D did not train at step {step}"
+    assert any(not torch.equal(p, q) for p, q in zip(game.D.parameters(), before.parameters()))
+
+
 # ---- penalties on what D sees ---------------------------------------------------------------------
 
 GAN_TINY = ["dataset=digits", "dataset.image_size=16", "trainer.device=cpu", "generator.base_channels=8",
