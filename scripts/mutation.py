@@ -76,7 +76,7 @@ TARGETS: dict[str, Target] = {
                    scope=("Game",), note="the shared update, EMA and schedule stepping of every game"),
     "optim": Target("gantrain/training/optim.py",
                     ("tests/test_combinations.py", "tests/test_translation_game.py", "-k",
-                     "betas or rollback or schedule or optimizer_name"),
+                     "betas or rollback or schedule or optimizer_name or one_step_hold or held_as_tensors"),
                     note="optimizer factory (per-network rates and betas) and the linear schedules, with rollbacks"),
     "translation": Target("gantrain/training/games/translation.py",
                           ("tests/test_combinations.py", "tests/test_translation_game.py", "-k",

@@ -196,6 +196,40 @@ def test_constant_then_linear_schedule() -> None:
     assert rates == pytest.approx([1.0] * 5 + [0.8, 0.6, 0.4, 0.2, 0.0])
 
 
+def test_a_one_step_hold_decays_from_the_step_after_it() -> None:
+    """hold=1 (constant_linear over 2 or 3 steps): the rate stays for one step, then falls to 0 at `total`."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = LinearDecay(opt, total=3, hold=1)
+    rates = []
+    for _ in range(3):
+        schedule.step()
+        rates.append(opt.param_groups[0]["lr"])
+    assert rates == pytest.approx([1.0, 0.5, 0.0])
+
+
+def test_learning_rates_held_as_tensors_come_back_as_floats() -> None:
+    """lr_to_device (what a CUDA graph needs) makes every group's rate a tensor that the schedule writes in place;
+    lr_to_float gives a state with plain floats again (lr and initial_lr)."""
+    from gantrain.training.optim import lr_to_device, lr_to_float
+
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.5},
+                           {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.25}], lr=1.0)
+    lr_to_device(opt, torch.device("cpu"))
+    tensors = [group["lr"] for group in opt.param_groups]
+    assert all(isinstance(t, torch.Tensor) for t in tensors)
+    schedule = LinearDecay(opt, total=4)
+    schedule.step()
+    assert [group["lr"] is t for group, t in zip(opt.param_groups, tensors)] == [True, True]  # written in place
+    assert [float(t) for t in tensors] == pytest.approx([0.375, 0.1875])
+    state = opt.state_dict()
+    for group in state["param_groups"]:
+        group["initial_lr"] = torch.tensor(1.0)
+    plain = lr_to_float(state)
+    assert [type(g["lr"]) for g in plain["param_groups"]] == [float, float]
+    assert [g["lr"] for g in plain["param_groups"]] == pytest.approx([0.375, 0.1875])
+    assert [type(g["initial_lr"]) for g in plain["param_groups"]] == [float, float]
+
+
 def _weights(run: Path) -> dict:
     state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     return {"networks": state["networks"], "pools": state["game_state"]["pools"], "step": state["step"]}
