@@ -8,7 +8,7 @@ import torch
 from omegaconf import DictConfig
 
 from gantrain.training.components import build_generator, build_translator
-from gantrain.checkpoint import open_run_or_checkpoint
+from gantrain.checkpoint import game_meta, open_run_or_checkpoint
 from gantrain.config import register_resolvers
 from gantrain.errors import GantrainError
 from gantrain.overrides import check_overrides, check_roots
@@ -25,7 +25,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     written by earlier gantrain versions load too.
     """
     _, state = open_run_or_checkpoint(Path(path))
-    if (state.get("game_meta") or {}).get("translation"):
+    if game_meta(state).get("translation"):
         raise GantrainError(f"{path} is a {state['game_meta']['translation']['kind']} (image translation) run: translate images with "
                             f"gantrain-translate or gantrain.load_translator")
     generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"],
@@ -43,7 +43,7 @@ def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "
     AtoB and BtoA), `.channels(direction)` their (input, output) channels.
     """
     _, state = open_run_or_checkpoint(Path(path))
-    meta = (state.get("game_meta") or {}).get("translation")
+    meta = game_meta(state).get("translation")
     if not meta:
         raise GantrainError(f"{path} is not an image translation run (it trains a GAN from noise): use "
                             f"gantrain-sample or gantrain.load_generator")

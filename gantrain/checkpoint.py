@@ -187,6 +187,11 @@ def migrate(state: dict, path: Path) -> dict:
     return _game_keys_inside(state)
 
 
+def game_meta(state: dict) -> dict:
+    """The game's own metadata of a checkpoint (a translation run's under "translation"); {} when it has none."""
+    return state.get("game_meta") or {}
+
+
 def _game_keys_inside(state: dict) -> dict:
     """A checkpoint of gantrain 0.4.0-0.8.0 with its game's own top-level entries moved under game_state and
     game_meta (LEGACY_GAME_KEYS); today's checkpoints are returned as they are."""

@@ -28,8 +28,8 @@ def _yaml_defaults(relative: str, key: Optional[str] = None) -> dict:
 CONDITIONINGS = ("projection", "concat", "ac")
 
 _TRAINER = _yaml_defaults("trainer/default.yaml")
-_CONDITION = _yaml_defaults("config.yaml", "condition")
-_AUGMENT = _yaml_defaults("config.yaml", "augment")
+_PRIMARY = _yaml_defaults("config.yaml")
+_CONDITION, _AUGMENT = _PRIMARY["condition"], _PRIMARY["augment"]
 _TRANSLATION = _yaml_defaults("translation_common.yaml", "translation")
 
 

@@ -27,7 +27,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
     score next to its floor (the untranslated input; for fid_classifier, real vs real)."""
     from gantrain.api import load_generator, load_translator
-    from gantrain.checkpoint import open_run_or_checkpoint, run_folder_of
+    from gantrain.checkpoint import game_meta, open_run_or_checkpoint, run_folder_of
     from gantrain.config import with_added_keys
     from gantrain.eval.evaluator import Evaluator
     from gantrain.training.components import build_dataset, resolve_device
@@ -64,7 +64,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         metrics: Any = own.get("metrics", "auto")
         if metrics != "auto":
             metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
-        translation = (state.get("game_meta") or {}).get("translation")
+        translation = game_meta(state).get("translation")
         use_ema = own.get("ema", "true").lower() != "false"
         if translation:
             from gantrain.eval.translation import TranslationEvaluator
