@@ -2,6 +2,7 @@
 showed them untested): the explosion threshold and the median it compares with, the history it keeps, when a
 step-0 checkpoint is written, and the state of a checkpoint written before lr_scale existed."""
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -44,14 +45,18 @@ def fake_loop(means: dict, step: int = 10, checkpoint=None):
 
 
 def test_the_history_keeps_the_last_logs_of_each_watched_gradient():
+    assert DivergenceCheck.HISTORY == 20  # the median is over the last 20 logs
     guard = DivergenceCheck(1)
     for i in range(DivergenceCheck.HISTORY + 5):
         guard(fake_loop({"grad/g": float(i + 1), "grad/d": 1.0, "loss/d": 0.5}))
     assert guard.history["grad/g"] == [float(i + 1) for i in range(5, DivergenceCheck.HISTORY + 5)]
     assert guard.history["grad/d"] == [1.0] * DivergenceCheck.HISTORY
     empty = DivergenceCheck(1)
-    empty(SimpleNamespace(**{**vars(fake_loop({})), "stats": SimpleNamespace(steps=0)}), final=True)
-    assert empty.history == {}  # the final call after a log step reads nothing
+    nothing_since = SimpleNamespace(**{**vars(fake_loop({"grad/g": 5.0, "loss/d": math.nan})), "stats": SimpleNamespace(steps=0)})
+    empty(nothing_since, final=True)  # would stop the run (loss/d nan) if it read the stats
+    assert empty.history == {}  # the final call right after a log step reads nothing
+    empty(SimpleNamespace(**{**vars(nothing_since), "read_stats": lambda: {"grad/g": 5.0}}), final=False)
+    assert empty.history == {"grad/g": [5.0]}  # a log step reads them however many steps were summed
 
 
 def test_a_step_0_checkpoint_is_written_only_when_rolling_back_a_fresh_run():
@@ -67,3 +72,25 @@ def test_a_checkpoint_without_lr_scale_means_the_configured_rates():
     guard.lr_scale = 0.25
     guard.load_state_dict({"rollbacks": [], "history": {"grad/g": [torch.tensor(2.0).item()]}})
     assert guard.lr_scale == 1.0 and guard.history == {"grad/g": [2.0]} and guard.rollbacks == []
+
+
+def test_a_rollback_to_a_checkpoint_written_after_an_earlier_rollback_halves_from_the_current_rates():
+    """The rates are scaled by (new scale) / (scale the restored checkpoint was written with): the optimizers
+    come back at the restored checkpoint's rates, which already carry that scale."""
+    guard = DivergenceCheck(1, action="rollback", max_rollbacks=5)
+    factors, texts = [], []
+    restored = iter([1.0, 1.0, 0.5])  # the third rollback restores a checkpoint written after the first one
+
+    def roll_back():
+        return next(restored)
+
+    loop = SimpleNamespace(stats=SimpleNamespace(steps=1), read_stats=lambda: {"loss/d": math.nan}, step=30,
+                           game=SimpleNamespace(gradient_stats=lambda: (), watched=("loss/d",)),
+                           roll_back=roll_back, scale_learning_rates=factors.append, run_dir=Path("run"),
+                           logger=SimpleNamespace(text=lambda tag, message, step: texts.append(message)))
+    for _ in range(3):
+        guard(loop)
+    assert guard.lr_scale == 0.125
+    assert factors == [0.5, 0.25, 0.25]  # 0.5 / 1, 0.25 / 1, then 0.125 / 0.5
+    assert [r["lr_scale"] for r in guard.rollbacks] == [0.5, 0.25, 0.125]
+    assert texts[-1].startswith("rollback 3 of at most 5: loss/d became nan by step 30")
