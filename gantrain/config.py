@@ -29,7 +29,7 @@ CONDITIONINGS = ("projection", "concat", "ac")
 
 _TRAINER = _yaml_defaults("trainer/default.yaml")
 _PRIMARY = _yaml_defaults("config.yaml")
-_CONDITION, _AUGMENT = _PRIMARY["condition"], _PRIMARY["augment"]
+_CONDITION, _AUGMENT, _STYLEGAN2 = _PRIMARY["condition"], _PRIMARY["augment"], _PRIMARY["stylegan2"]
 _TRANSLATION = _yaml_defaults("translation_common.yaml", "translation")
 
 
@@ -124,16 +124,32 @@ class AugmentConfig:
     ada_kimg: float = _AUGMENT["ada_kimg"]  # thousands of real images for p to move from 0 to 1 at the fastest
 
 
+@dataclass
+class StyleGAN2Config:
+    """StyleGAN2's training game (defaults: configs/config.yaml, stylegan2)."""
+
+    r1_gamma: Optional[float] = _STYLEGAN2["r1_gamma"]  # R1 weight; null: 0.0002 x image_size^2 / batch_size
+    r1_interval: int = _STYLEGAN2["r1_interval"]  # steps between (lazy) R1 updates of D
+    pl_weight: float = _STYLEGAN2["pl_weight"]  # path-length penalty weight; 0: off
+    pl_interval: int = _STYLEGAN2["pl_interval"]  # steps between (lazy) path-length updates of G
+    pl_decay: float = _STYLEGAN2["pl_decay"]  # decay of the path lengths' running mean
+    pl_batch_shrink: int = _STYLEGAN2["pl_batch_shrink"]  # the penalty's batch is batch_size / pl_batch_shrink
+    mixing_prob: float = _STYLEGAN2["mixing_prob"]  # probability of style mixing per batch
+    ema_kimg: Optional[float] = _STYLEGAN2["ema_kimg"]  # EMA half-life in thousands of images; null: trainer.ema_decay
+    ema_rampup: Optional[float] = _STYLEGAN2["ema_rampup"]  # half-life at most ema_rampup x images seen; null: none
+
+
 TRANSLATIONS = ("pix2pix", "cyclegan")
 DIVERGENCE_ACTIONS = ("stop", "rollback")
 LR_SCHEDULES = ("constant", "linear", "constant_linear")
 
 TOP_LEVEL_KEYS = {"seed", "resume", "trainer", "dataset", "generator", "discriminator", "optimizer", "loss",
-                  "conditional", "condition", "optimized_metric", "translation", "augment", "game"}
+                  "conditional", "condition", "optimized_metric", "translation", "augment", "game", "stylegan2"}
 #: top-level keys added after 0.2.0, with the value that reproduces what earlier runs trained
 ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(ConditionConfig())),
                                "optimized_metric": None, "translation": None,
-                               "augment": dict(vars(AugmentConfig())), "game": None}  # game: 0.8.0
+                               "augment": dict(vars(AugmentConfig())), "game": None,  # game: 0.8.0
+                               "stylegan2": dict(vars(StyleGAN2Config()))}  # 0.10.0 (used by the stylegan2 game only)
 #: keys inside groups added since, with the value that reproduces what earlier runs trained
 ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_weight_b": None,  # (0.5.0, 0.7.0)
                                      "optimizer.kernel": "auto"}  # 0.7.0; auto now fuses Adam on the CPU too
@@ -255,6 +271,28 @@ def translation_settings(cfg: DictConfig) -> Optional[TranslationConfig]:
         raise GantrainError("conditional=true and a translation model together are not supported; the input image is "
                             "the condition: set conditional=false")
     return t
+
+
+def stylegan2_settings(cfg: DictConfig) -> StyleGAN2Config:
+    """Typed, checked settings of the stylegan2 game."""
+    node = cfg.get("stylegan2")
+    if node is None:
+        return StyleGAN2Config()
+    if not isinstance(node, DictConfig):
+        raise GantrainError(f"stylegan2={node!r} must be a mapping of the stylegan2 game's settings")
+    s: StyleGAN2Config = _typed(StyleGAN2Config, node, "stylegan2")
+    for key in ("r1_interval", "pl_interval", "pl_batch_shrink"):
+        if getattr(s, key) < 1:
+            raise GantrainError(f"stylegan2.{key}={getattr(s, key)} must be 1 or more (1: every step / the whole batch)")
+    for key in ("r1_gamma", "pl_weight"):
+        if getattr(s, key) is not None and getattr(s, key) < 0:
+            raise GantrainError(f"stylegan2.{key}={getattr(s, key)} must be 0 (off) or more")
+    if not 0 <= s.mixing_prob <= 1 or not 0 <= s.pl_decay <= 1:
+        raise GantrainError(f"stylegan2.mixing_prob and stylegan2.pl_decay must be in [0, 1], not {s.mixing_prob} and {s.pl_decay}")
+    if s.ema_kimg is not None and s.ema_kimg <= 0 or s.ema_rampup is not None and s.ema_rampup <= 0:
+        raise GantrainError(f"stylegan2.ema_kimg={s.ema_kimg} and stylegan2.ema_rampup={s.ema_rampup} must be above 0 "
+                            f"or null")
+    return s
 
 
 def with_added_keys(config: dict) -> dict:

@@ -1,6 +1,6 @@
 """Mutation testing of one gantrain module with cosmic-ray, on a throw-away copy of the repository.
 
-    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic
+    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment
     python scripts/mutation.py data --whole            # every function of the module, not only its scope
     python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
 
@@ -87,6 +87,8 @@ TARGETS: dict[str, Target] = {
                        ("tests/test_combinations.py", "tests/test_divergence.py", "tests/test_divergence_rules.py",
                         "-k", "rollback or divergence"),
                        scope=("DivergenceCheck",), note="the divergence guard and its rollbacks"),
+    "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
+                      note="DiffAugment's transforms and ADA's adjustment of p"),
 }
 
 

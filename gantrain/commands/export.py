@@ -8,6 +8,7 @@ Options (key=value):
                                  generator (its config, data shape and kind, classes, gantrain version);
                                  gantrain.commands.export.load_exported(OUT) loads the pair back
                     torchscript: torch.jit.trace of the generator (OUT.pt): torch.jit.load(OUT)(z) or (z, labels)
+                                 (a style-based generator is traced with each layer's fixed noise input)
                     onnx:        ONNX graph (OUT.onnx), inputs `z` (B, latent_dim) float32 and, for conditional
                                  generators, `labels` (B,) int64; output `samples`; the batch size B is free
   out=PATH          the file to write (default generator.safetensors / generator.pt / generator.onnx); its
@@ -24,6 +25,7 @@ Examples:
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import json
@@ -140,6 +142,9 @@ def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta
     generator = generator.to(device).eval()
     if fmt == "safetensors":
         return _export_safetensors(generator, out, meta or {}, overwrite)
+    if getattr(generator, "noise_mode", None) == "random":  # a style-based generator: traced with its fixed
+        generator = copy.deepcopy(generator)                  # noise inputs, so that the program is deterministic
+        generator.noise_mode = "const"
     inputs = example_inputs(generator, device=device)
     if fmt == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():

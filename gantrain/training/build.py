@@ -55,6 +55,8 @@ def game_name(cfg: DictConfig, translation: Optional[TranslationConfig], conditi
         return str(chosen)
     if translation is not None:
         return translation.kind
+    if str(cfg.generator.get("_target_", "")).endswith("StyleGAN2Generator"):
+        return "stylegan2"
     return "gan" if condition is None else "cgan"
 
 
@@ -94,6 +96,10 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
     built = game_class(name).build(setup)
     game = built.game
     log.info("data: %s", dataset.describe())
+    if use_graph and getattr(game, "graph_reason", ""):  # a game whose step changes with the step number
+        if settings.cuda_graph == "true":
+            raise GantrainError(f"trainer.cuda_graph=true is not possible: {game.graph_reason}; use auto")
+        use_graph, graph_reason = False, game.graph_reason
     _optimizers(game, optim, settings, device, use_graph)
 
     periodic: list = [DivergenceCheck(settings.log_every, settings.on_divergence, settings.max_rollbacks)]

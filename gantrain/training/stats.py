@@ -7,7 +7,6 @@ right also when the update is replayed as a graph without running Python.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import torch
@@ -39,14 +38,15 @@ class Stats:
         self.counts[i].add_(1.0)
 
     def read(self, all_sum: Optional[Callable[[Tensor], Tensor]] = None, world: int = 1) -> dict[str, float]:
-        """Mean of each name since the last reset (the one host sync); all_sum: averages across processes."""
+        """Mean of each name added since the last reset (the one host sync); a name not added since (a lazy
+        regulariser between its steps) is left out. all_sum: averages across processes."""
         both = torch.stack([self.sums, self.counts])
         if all_sum is not None:
             both = all_sum(both)
             both[0].div_(world)
             both[1].div_(world)
         sums, counts = both.tolist()
-        return {name: (sums[i] / counts[i] if counts[i] else math.nan) for name, i in self.slots.items()}
+        return {name: sums[i] / counts[i] for name, i in self.slots.items() if counts[i]}
 
     def all_finite(self) -> Tensor:
         """A 1-element device tensor: 1.0 when every sum is finite (read it where a sync is acceptable)."""

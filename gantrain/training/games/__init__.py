@@ -24,7 +24,8 @@ from gantrain.training.stats import Stats
 
 #: game name -> "module:Class" (imported on use); `game=NAME` picks one, else model= and conditional= do
 GAMES = {"gan": "gantrain.training.games.gan:GAN", "cgan": "gantrain.training.games.gan:ConditionalGAN",
-         "pix2pix": "gantrain.training.games.translation:Pix2Pix", "cyclegan": "gantrain.training.games.translation:CycleGAN"}
+         "pix2pix": "gantrain.training.games.translation:Pix2Pix", "cyclegan": "gantrain.training.games.translation:CycleGAN",
+         "stylegan2": "gantrain.training.games.stylegan2:StyleGAN2"}
 
 
 @dataclass
@@ -120,14 +121,15 @@ class Game:
         """One training step on `batch` ((batches_per_step, B, ...) raw data), on the device, no host sync."""
         raise NotImplementedError
 
-    def update(self, network: str, loss: Tensor) -> None:
-        """Backpropagate `loss` into one network's weights and take its optimizer step."""
+    def update(self, network: str, loss: Tensor, stat: Optional[str] = None) -> None:
+        """Backpropagate `loss` into one network's weights and take its optimizer step; the gradient norm is
+        logged as `stat` (default grad/NAME)."""
         optimizer = self.optimizers[network]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.reduce_gradients is not None:
             self.reduce_gradients(self.networks[network].parameters())
-        self.stats.add(f"grad/{self.stat_name(network)}", self.gradient_norm(network))
+        self.stats.add(stat or f"grad/{self.stat_name(network)}", self.gradient_norm(network))
         optimizer.step()
 
     def gradient_norm(self, network: str) -> Tensor:

@@ -77,16 +77,18 @@ class GAN(Game):
             distributed.broadcast_state(discriminator)
             seed_everything(setup.seed + 1_000_003 * dist.rank)  # the same weights everywhere, different noise per process
         common = dict(n_critic=settings.n_critic, batch_size=settings.batch_size, num_samples=settings.num_samples,
-                      seed=setup.seed, ema=make_ema(generator) if settings.ema_decay > 0 else None,
+                      seed=setup.seed, ema=make_ema(generator) if cls.keeps_ema(setup) else None,
                       ema_decay=settings.ema_decay, **setup.base())
+        common.update(cls.own_arguments(setup, generator))
+        plain, conditional = cls.variants()
         if condition is None:
-            game: GAN = GAN(generator, discriminator, setup.loss, **common)
+            game: GAN = plain(generator, discriminator, setup.loss, **common)
         else:
             frequencies = (torch.bincount(dataset.labels(), minlength=num_classes) if condition.fake_labels == "data"
                            else None)
-            game = ConditionalGAN(generator, discriminator, setup.loss, num_classes=num_classes,
-                                  conditioning=condition.discriminator, ac_weight=condition.ac_weight,
-                                  label_frequencies=frequencies, grid_classes=condition.grid_classes, **common)
+            game = conditional(generator, discriminator, setup.loss, num_classes=num_classes,
+                               conditioning=condition.discriminator, ac_weight=condition.ac_weight,
+                               label_frequencies=frequencies, grid_classes=condition.grid_classes, **common)
         if augment is not None:
             if dataset.kind != "image":
                 raise GantrainError(f"augment.policy transforms images and {dataset.name} holds 2D points; set "
@@ -107,6 +109,21 @@ class GAN(Game):
                      evaluator=evaluator if settings.eval_every > 0 else None,
                      reference=dataset.tensor()[:2500] if dataset.kind == "points" else None,
                      diagnosis=reference_batch(dataset, setup.seed) if settings.diagnose and dist.main else None)
+
+    @classmethod
+    def keeps_ema(cls, setup: RunSetup) -> bool:
+        """Whether the game keeps an EMA copy of G (trainer.ema_decay > 0)."""
+        return setup.settings.ema_decay > 0
+
+    @classmethod
+    def variants(cls) -> tuple[type, type]:
+        """The game classes build makes: (unconditional, conditional)."""
+        return GAN, ConditionalGAN
+
+    @classmethod
+    def own_arguments(cls, setup: RunSetup, generator: Generator) -> dict:
+        """Arguments of a subclass's own, from the run's config, for its constructor (none here)."""
+        return {}
 
     def grid_noise(self, count: int) -> Tensor:
         """The fixed noise of every sample grid (its own generator: the training RNG is not touched)."""
