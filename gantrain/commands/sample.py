@@ -17,8 +17,14 @@ Options (key=value):
   per_class=true    one row per class, n samples in each (conditional runs only)
   interpolate=K     n rows of K steps each, every row a spherical interpolation (slerp) from one random
                     latent point to another
-  truncation=PSI    the truncation trick: every component of z beyond +-PSI is redrawn until inside
-                    (PSI > 0; smaller trades variety for quality)
+  truncation=PSI    the truncation trick, smaller trading variety for quality: a style-based run (generator=
+                    stylegan2) moves w toward the average w_avg (w_avg + PSI (w - w_avg); PSI=0 gives the
+                    average image, 1 none); other runs redraw every component of z beyond +-PSI (PSI > 0)
+  truncation=A:B:K  a truncation strip (style-based runs): n rows (default 8), one column per PSI of K from A to B
+  style_mix=true    the style-mixing figure (style-based runs): `rows` row sources down the left, `cols` column
+                    sources along the top, each cell the row's styles with the column's on `layers`
+  rows=5 cols=5     its size;  layers=0-3  the layers taken from the column source (a range, a list 0,2,5,
+                    all); coarse layers carry pose and shape, fine ones texture and colour
   ema=true          use the EMA generator when the run kept one (ema=false: the raw generator)
   device=auto       auto (CUDA when present) | cpu | cuda | cuda:N
   overwrite=false   true: replace an existing out=NAME.png / NAME.npz (a folder of samples must be new or
@@ -29,6 +35,8 @@ Examples:
   gantrain-sample RUN n=10000 out=fid_samples/           # a folder of 10,000 PNGs
   gantrain-sample RUN interpolate=10 n=6 out=walk.png
   gantrain-sample RUN per_class=true out=classes.png     # conditional runs
+  gantrain-sample RUN truncation=0:1:6 n=4 out=strip.png  # style-based runs
+  gantrain-sample RUN style_mix=true rows=5 cols=5 layers=0-3 out=mix.png
 """
 from __future__ import annotations
 
@@ -49,7 +57,8 @@ from torch import Tensor
 from gantrain.errors import GantrainError
 
 PROG = "gantrain-sample"
-OPTIONS = ("n", "seed", "out", "labels", "per_class", "interpolate", "truncation", "ema", "device", "overwrite")
+OPTIONS = ("n", "seed", "out", "labels", "per_class", "interpolate", "truncation", "style_mix", "rows", "cols",
+           "layers", "ema", "device", "overwrite")
 # suffixes that name a file, not a folder: out=x.jpg is refused rather than made into a folder called x.jpg
 FILE_SUFFIXES = {".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".npy", ".pt", ".pth", ".json",
                  ".txt", ".csv", ".pdf", ".svg", ".zip"}
@@ -101,9 +110,23 @@ def _truncation(text: str) -> float:
     except ValueError:
         value = math.nan
     if not (0 < value < math.inf):
-        raise GantrainError(f"truncation={text} must be a number > 0 (e.g. truncation=0.7); "
-                            f"smaller values trade variety for quality")
+        raise GantrainError(f"truncation={text} must be a number > 0 (e.g. truncation=0.7; 0 only for a style-based "
+                            f"run, whose truncation is in W); smaller values trade variety for quality")
     return value
+
+
+def _strip(text: str) -> tuple[float, float, int]:
+    """truncation=A:B:K -> (A, B, K): K values of psi from A to B (A, B >= 0, K >= 2)."""
+    parts = text.split(":")
+    try:
+        a, b, k = float(parts[0]), float(parts[1]), int(parts[2])
+        ok = len(parts) == 3 and 0 <= a < math.inf and 0 <= b < math.inf and k >= 2
+    except (ValueError, IndexError):
+        ok = False
+    if not ok:
+        raise GantrainError(f"truncation={text} is not a strip A:B:K (K >= 2 values of psi from A to B, both >= 0), "
+                            f"e.g. truncation=0:1:6")
+    return a, b, k
 
 
 def resolve_device(name: str) -> torch.device:
@@ -170,6 +193,11 @@ class Request:
     per_class: bool = False
     interpolate: Optional[int] = None
     truncation: Optional[float] = None
+    strip: Optional[tuple[float, float, int]] = None  # truncation=A:B:K
+    style_mix: bool = False
+    rows: int = 5
+    cols: int = 5
+    layers: str = "0-3"
     ema: bool = True
     device: str = "auto"
     overwrite: bool = False
@@ -220,7 +248,26 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         request.interpolate = _whole("interpolate", options["interpolate"], 2,
                                      "the steps from one latent point to the other, e.g. interpolate=8")
     if "truncation" in options:
-        request.truncation = _truncation(options["truncation"])
+        text = options["truncation"]
+        if ":" in text:
+            request.strip = _strip(text)
+        elif text.strip() in ("0", "0.0"):  # psi 0: the average image, in W only (checked once the run is loaded)
+            request.truncation = 0.0
+        else:
+            request.truncation = _truncation(text)
+    if "style_mix" in options:
+        request.style_mix = _flag("style_mix", options["style_mix"])
+    for key in ("rows", "cols"):
+        if key in options:
+            setattr(request, key, _whole(key, options[key], 1, f"the style-mixing figure's {key}, e.g. {key}=5"))
+    if "layers" in options:
+        request.layers = options["layers"]
+    if (("rows" in options or "cols" in options or "layers" in options) and not request.style_mix):
+        raise GantrainError("rows=, cols= and layers= size the style-mixing figure; add style_mix=true")
+    if request.style_mix and (request.interpolate or request.per_class or request.strip):
+        raise GantrainError("style_mix=true draws its own figure; leave out interpolate, per_class and truncation strips")
+    if request.strip and (request.interpolate or request.per_class):
+        raise GantrainError("a truncation strip draws its own rows; leave out interpolate and per_class")
     if "ema" in options:
         request.ema = _flag("ema", options["ema"])
     if "device" in options:
@@ -317,28 +364,97 @@ def plan_labels(request: Request, classes: Optional[int]) -> tuple[int, Optional
 @torch.no_grad()
 def generate(generator: torch.nn.Module, request: Request, device: Optional[torch.device] = None) -> Batch:
     """Draw what `request` asks of a generator (in eval mode, on `device`); the noise comes from a CPU
-    torch.Generator seeded with request.seed, so a seed gives the same samples on every device."""
+    torch.Generator seeded with request.seed, so a seed gives the same samples on every device (a style-based
+    generator uses each layer's fixed noise input)."""
+    from gantrain.nets.control import is_style_based, parse_layers, style_mix, synthesize
+
+    style = is_style_based(generator)
+    if (request.strip or request.style_mix) and not style:
+        what = "a truncation strip" if request.strip else "style mixing"
+        raise GantrainError(f"{what} needs a style-based run (generator=stylegan2): this run's generator has no W "
+                            f"space or layers of styles; use truncation=PSI (in z) instead")
+    if request.truncation == 0 and not style:
+        _truncation("0")  # the one-line refusal: in z, truncation must be > 0
     classes = num_classes_of(generator)
-    count, y, nrow = plan_labels(request, classes)
+    if device is None:
+        device = next(generator.parameters()).device
     rng = torch.Generator().manual_seed(request.seed)
     latent_dim = int(generator.latent_dim)
+    if request.style_mix:
+        return _style_mix_figure(generator, request, classes, rng, device, parse_layers, style_mix)
+    if request.strip:
+        a, b, k = request.strip
+        request = Request(**{**vars(request), "strip": None})
+        count, y, _ = plan_labels(request, classes)
+        if not request.n_given and not isinstance(request.labels, list):  # 8 rows unless n or a label list says
+            count, y = 8, None if y is None else y[:8]
+        z = torch.randn(count, latent_dim, generator=rng)
+        if classes is not None and y is None:
+            y = torch.randint(classes, (count,), generator=rng)
+        psis = torch.linspace(a, b, k).tolist()
+        columns = [synthesize(generator, z.to(device), None if y is None else y.to(device), psi).float().cpu()
+                   for psi in psis]
+        samples = torch.stack(columns, dim=1).flatten(0, 1)  # row i: sample i at each psi
+        labels = None if y is None else y.repeat_interleave(k)
+        return Batch(samples, z.repeat_interleave(k, dim=0), labels, k)
+    count, y, nrow = plan_labels(request, classes)
+    z_truncation = None if style else request.truncation
     if request.interpolate:
-        ends = truncated_normal((2, count, latent_dim), request.truncation, rng)
+        ends = truncated_normal((2, count, latent_dim), z_truncation, rng)
         z = slerp(ends[0], ends[1], request.interpolate).reshape(count * request.interpolate, latent_dim)
     else:
-        z = truncated_normal((count, latent_dim), request.truncation, rng)
+        z = truncated_normal((count, latent_dim), z_truncation, rng)
     if classes is not None and y is None:
         y = torch.randint(classes, (count,), generator=rng)
     if y is not None and request.interpolate:
         y = y.repeat_interleave(request.interpolate)  # one class per row
-    if device is None:
-        device = next(generator.parameters()).device
     outputs = []
     for start in range(0, len(z), CHUNK):
         zc = z[start:start + CHUNK].to(device)
-        out = generator(zc) if y is None else generator(zc, y[start:start + CHUNK].to(device))
+        yc = None if y is None else y[start:start + CHUNK].to(device)
+        if style:
+            out = synthesize(generator, zc, yc, request.truncation)
+        else:
+            out = generator(zc) if yc is None else generator(zc, yc)
         outputs.append(out.float().cpu())
     return Batch(torch.cat(outputs), z, y, nrow)
+
+
+def _style_mix_figure(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
+                      device: torch.device, parse_layers: Any, style_mix: Any) -> Batch:
+    """The style-mixing figure as one grid: a blank corner, the column sources along the top, the row sources
+    down the left, and each cell the row's styles with the column's on the chosen layers."""
+    from gantrain.nets.control import synthesize
+
+    layers = parse_layers(request.layers, int(generator.num_ws))
+    latent_dim = int(generator.latent_dim)
+    row_z = torch.randn(request.rows, latent_dim, generator=rng)
+    col_z = torch.randn(request.cols, latent_dim, generator=rng)
+    row_y = col_y = None
+    if classes is not None:
+        if isinstance(request.labels, list):
+            raise GantrainError("style_mix=true takes one label for every source (labels=3), or none for random ones")
+        if request.labels is not None and not 0 <= request.labels < classes:
+            raise GantrainError(f"label {request.labels} is outside this run's classes 0..{classes - 1}; "
+                                f"give labels between 0 and {classes - 1}")
+        if request.labels is None:
+            row_y = torch.randint(classes, (request.rows,), generator=rng)
+            col_y = torch.randint(classes, (request.cols,), generator=rng)
+        else:
+            row_y = torch.full((request.rows,), request.labels, dtype=torch.int64)
+            col_y = torch.full((request.cols,), request.labels, dtype=torch.int64)
+    elif request.labels is not None:
+        plan_labels(request, classes)  # the one-line refusal of labels for an unconditional run
+    to = (lambda t: None if t is None else t.to(device))  # noqa: E731
+    cells = style_mix(generator, row_z.to(device), col_z.to(device), layers, request.truncation, to(row_y),
+                      to(col_y)).float().cpu()
+    rows = synthesize(generator, row_z.to(device), to(row_y), request.truncation).float().cpu()
+    cols = synthesize(generator, col_z.to(device), to(col_y), request.truncation).float().cpu()
+    blank = torch.ones_like(rows[:1])  # white
+    grid = [blank, cols]
+    for r in range(request.rows):
+        grid += [rows[r:r + 1], cells[r]]
+    return Batch(torch.cat(grid), torch.cat([row_z, col_z]), None, request.cols + 1)
 
 
 # ---- writing ---------------------------------------------------------------------------------------

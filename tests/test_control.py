@@ -1,0 +1,99 @@
+"""Control of a trained generator: W truncation, truncation strips and style mixing (gantrain.nets.control and
+gantrain-sample), with their one-line refusals."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+import gantrain
+from gantrain.commands.sample import Request, generate, parse_args
+from gantrain.errors import GantrainError
+from gantrain.nets.control import parse_layers, style_mix, synthesize
+from gantrain.nets.dcgan import DCGANGenerator
+from gantrain.nets.stylegan2 import StyleGAN2Generator
+
+
+@pytest.fixture(scope="module")
+def G():
+    torch.manual_seed(0)
+    g = StyleGAN2Generator((1, 16, 16), latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8)
+    g.mapping(torch.randn(64, 8))  # a w_avg away from zero
+    return g.eval()
+
+
+def test_w_truncation_psi_0_gives_the_average_and_psi_1_the_sample(G):
+    z = torch.randn(3, 8)
+    average = G.synthesis(G.mapping.w_avg.expand(1, G.num_ws, 8), noise_mode="const")
+    torch.testing.assert_close(synthesize(G, z, psi=0.0), average.expand(3, -1, -1, -1))
+    plain = G.synthesis(G.mapping(z).unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode="const")
+    assert torch.equal(synthesize(G, z, psi=1.0), plain) and torch.equal(synthesize(G, z), plain)
+    assert not torch.allclose(synthesize(G, z, psi=0.5), plain)
+
+
+def test_style_mixing_with_no_layers_is_the_row_and_with_all_layers_the_column(G):
+    rows, cols = torch.randn(2, 8), torch.randn(3, 8)
+    none = style_mix(G, rows, cols, [])
+    every = style_mix(G, rows, cols, list(range(G.num_ws)))
+    assert none.shape == every.shape == (2, 3, 1, 16, 16)
+    row_images, col_images = synthesize(G, rows), synthesize(G, cols)
+    for r in range(2):
+        for c in range(3):
+            torch.testing.assert_close(none[r, c], row_images[r])
+            torch.testing.assert_close(every[r, c], col_images[c])
+    coarse = style_mix(G, rows, cols, [0, 1])
+    assert not torch.allclose(coarse[0, 0], row_images[0]) and not torch.allclose(coarse[0, 0], col_images[0])
+
+
+def test_layers_are_parsed_and_checked():
+    assert parse_layers("0-3", 8) == [0, 1, 2, 3] and parse_layers("5,1,1", 8) == [1, 5]
+    assert parse_layers("all", 4) == [0, 1, 2, 3] and parse_layers("none", 4) == []
+    for bad in ("0-8", "x", "3-1"):
+        with pytest.raises(GantrainError, match="layers="):
+            parse_layers(bad, 8)
+
+
+def test_strips_and_mixing_are_refused_for_a_generator_without_styles():
+    dcgan = DCGANGenerator((1, 8, 8), latent_dim=4, base_channels=4)
+    for args, words in ((["truncation=0:1:4"], "truncation strip needs a style-based run"),
+                        (["style_mix=true"], "style mixing needs a style-based run"),
+                        (["truncation=0"], "must be a number > 0")):
+        _, request = parse_args(["run", *args])
+        with pytest.raises(GantrainError, match=words):
+            generate(dcgan, request)
+    with pytest.raises(GantrainError, match="add style_mix=true"):
+        parse_args(["run", "layers=0-3"])
+    with pytest.raises(GantrainError, match="not a strip"):
+        parse_args(["run", "truncation=0:1"])
+
+
+def test_a_strip_has_one_column_per_psi_from_the_same_latents(G):
+    batch = generate(G, Request(n=3, n_given=True, strip=(0.0, 1.0, 5)))
+    assert batch.samples.shape == (15, 1, 16, 16) and batch.nrow == 5
+    grid = batch.samples.view(3, 5, 1, 16, 16)
+    z = batch.z[::5]
+    for k, psi in enumerate(torch.linspace(0, 1, 5).tolist()):
+        torch.testing.assert_close(grid[:, k], synthesize(G, z, psi=psi))
+    torch.testing.assert_close(grid[0, 0], grid[1, 0])  # psi 0: every row is the average image
+
+
+def test_the_style_mixing_figure_through_the_console_script(tmp_path, data_root):
+    run = tmp_path / "run"
+    gantrain.train(gantrain.compose(["experiment=stylegan2_mnist", f"dataset.root={data_root}", "dataset.image_size=16",
+                                     "generator.latent_dim=8", "generator.w_dim=8", "generator.channel_base=64",
+                                     "generator.channel_max=8", "discriminator.channel_base=64",
+                                     "discriminator.channel_max=8", "trainer.steps=2", "trainer.batch_size=4",
+                                     "trainer.eval_every=0", "trainer.device=cpu"]), run)
+    out = tmp_path / "mix.png"
+    command = [sys.executable, "-m", "gantrain.commands.sample", str(run), "style_mix=true", "rows=3", "cols=4",
+               "layers=0-2", f"out={out}"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (5 * 18 + 2, 4 * 18 + 2)  # (cols + 1) x (rows + 1) tiles of 16 px + padding
+    again = subprocess.run([*command[:-1], f"out={tmp_path / 'again.png'}"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and (tmp_path / "again.png").read_bytes() == out.read_bytes()  # the seed decides
+    bad = subprocess.run([*command[:-2], "layers=0-40", f"out={tmp_path / 'x.png'}"], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "layers 0..5" in bad.stderr
+    assert not (tmp_path / "x.png").exists()
