@@ -14,6 +14,7 @@ from gantrain.errors import GantrainError
 from gantrain.overrides import check_overrides, check_roots
 from gantrain.nets.base import Generator
 from gantrain.training.run import train as _train
+from gantrain.eval.projection import project  # noqa: F401 (gantrain.project: GAN inversion of images)
 
 
 def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu", ema: bool = True) -> Generator:

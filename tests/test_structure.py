@@ -134,7 +134,7 @@ def test_the_console_scripts_live_in_commands():
 
     scripts = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(scripts) == {"gantrain", "gantrain-eval", "gantrain-classifier", "gantrain-sample", "gantrain-export",
-                            "gantrain-translate", "gantrain-report"}
+                            "gantrain-translate", "gantrain-report", "gantrain-project"}
     for script, entry in scripts.items():
         module, _, function = entry.partition(":")
         assert module.startswith("gantrain.commands."), script

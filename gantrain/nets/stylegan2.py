@@ -190,12 +190,14 @@ class ModulatedConv(nn.Module):
         self.register_buffer("noise_const", torch.randn(resolution, resolution))
         self.up, self.resolution = up, resolution
 
-    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random") -> Tensor:
+    def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", noise: Optional[Tensor] = None) -> Tensor:
         styles = self.affine(w)
         if self.up:
             x = upsample2d(x)
         x = modulated_conv2d(x, self.weight * self.weight_gain, styles, demodulate=True)
-        if noise_mode == "random":
+        if noise is not None:  # given per sample (N, 1, r, r): what a projection optimises
+            x = x + noise.to(x.dtype) * self.noise_strength
+        elif noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
             x = x + noise * self.noise_strength
         elif noise_mode == "const":
@@ -266,15 +268,17 @@ class SynthesisNetwork(nn.Module):
             self.to_rgbs.append(ToRGB(width[r], channels, w_dim))
         self.num_ws = 2 * len(self.resolutions)  # = 2 log2(size) - 2
 
-    def forward(self, ws: Tensor, noise_mode: str = "random") -> Tensor:
+    def forward(self, ws: Tensor, noise_mode: str = "random", noises: Optional[Sequence[Tensor]] = None) -> Tensor:
+        """noise_mode: random | const | none; noises: one (N, 1, r, r) noise map per convolution instead."""
         if ws.dim() != 3 or ws.shape[1] != self.num_ws:
             raise GantrainError(f"the synthesis network takes ws of shape (N, {self.num_ws}, w_dim), not {tuple(ws.shape)}")
+        given = list(noises) if noises is not None else [None] * len(self.convs)
         x = self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
-        x = self.convs[0](x, ws[:, 0], noise_mode)
+        x = self.convs[0](x, ws[:, 0], noise_mode, given[0])
         image = self.to_rgbs[0](x, ws[:, 1])
         for k in range(1, len(self.resolutions)):
-            x = self.convs[2 * k - 1](x, ws[:, 2 * k - 1], noise_mode)
-            x = self.convs[2 * k](x, ws[:, 2 * k], noise_mode)
+            x = self.convs[2 * k - 1](x, ws[:, 2 * k - 1], noise_mode, given[2 * k - 1])
+            x = self.convs[2 * k](x, ws[:, 2 * k], noise_mode, given[2 * k])
             image = upsample2d(image) + self.to_rgbs[k](x, ws[:, 2 * k + 1])
         return image
 
