@@ -134,7 +134,8 @@ def test_the_console_scripts_live_in_commands():
 
     scripts = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(scripts) == {"gantrain", "gantrain-eval", "gantrain-classifier", "gantrain-sample", "gantrain-export",
-                            "gantrain-translate", "gantrain-report", "gantrain-project"}
+                            "gantrain-translate", "gantrain-report", "gantrain-project",
+                            "gantrain-directions"}
     for script, entry in scripts.items():
         module, _, function = entry.partition(":")
         assert module.startswith("gantrain.commands."), script

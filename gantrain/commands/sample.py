@@ -25,6 +25,10 @@ Options (key=value):
                     sources along the top, each cell the row's styles with the column's on `layers`
   rows=5 cols=5     its size;  layers=0-3  the layers taken from the column source (a range, a list 0,2,5,
                     all); coarse layers carry pose and shape, fine ones texture and colour
+  direction=FILE:K  an edit: n rows (default 8), each a sample moved along direction K of a gantrain-directions
+                    file, one column per strength (in units of the latents' spread along it)
+  strength=-3:3:7   the edit's strengths: from, to, how many
+  latent=FILE.npz   the edit (or plain sampling) starts from the latent of a gantrain-project file instead
   ema=true          use the EMA generator when the run kept one (ema=false: the raw generator)
   device=auto       auto (CUDA when present) | cpu | cuda | cuda:N
   overwrite=false   true: replace an existing out=NAME.png / NAME.npz (a folder of samples must be new or
@@ -37,6 +41,7 @@ Examples:
   gantrain-sample RUN per_class=true out=classes.png     # conditional runs
   gantrain-sample RUN truncation=0:1:6 n=4 out=strip.png  # style-based runs
   gantrain-sample RUN style_mix=true rows=5 cols=5 layers=0-3 out=mix.png
+  gantrain-sample RUN direction=pca.npz:0 strength=-3:3:7 n=4 out=edit.png
 """
 from __future__ import annotations
 
@@ -58,7 +63,7 @@ from gantrain.errors import GantrainError
 
 PROG = "gantrain-sample"
 OPTIONS = ("n", "seed", "out", "labels", "per_class", "interpolate", "truncation", "style_mix", "rows", "cols",
-           "layers", "ema", "device", "overwrite")
+           "layers", "direction", "strength", "latent", "ema", "device", "overwrite")
 # suffixes that name a file, not a folder: out=x.jpg is refused rather than made into a folder called x.jpg
 FILE_SUFFIXES = {".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".npy", ".pt", ".pth", ".json",
                  ".txt", ".csv", ".pdf", ".svg", ".zip"}
@@ -198,6 +203,9 @@ class Request:
     rows: int = 5
     cols: int = 5
     layers: str = "0-3"
+    direction: Optional[tuple[Path, int]] = None  # direction=FILE:K
+    strength: tuple[float, float, int] = (-3.0, 3.0, 7)
+    latent: Optional[Path] = None  # latent=FILE.npz of gantrain-project
     ema: bool = True
     device: str = "auto"
     overwrite: bool = False
@@ -264,6 +272,30 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         request.layers = options["layers"]
     if (("rows" in options or "cols" in options or "layers" in options) and not request.style_mix):
         raise GantrainError("rows=, cols= and layers= size the style-mixing figure; add style_mix=true")
+    if "direction" in options:
+        file, _, index = options["direction"].rpartition(":")
+        if not file or not index.strip().isdigit():
+            raise GantrainError(f"direction={options['direction']} must be FILE:K, a gantrain-directions file and the "
+                                f"index of a direction in it, e.g. direction=pca.npz:0")
+        request.direction = (Path(file).expanduser(), int(index))
+    if "strength" in options:
+        parts = options["strength"].split(":")
+        try:
+            a, b, k = float(parts[0]), float(parts[1]), int(parts[2])
+            ok = len(parts) == 3 and k >= 1 and math.isfinite(a) and math.isfinite(b)
+        except (ValueError, IndexError):
+            ok = False
+        if not ok:
+            raise GantrainError(f"strength={options['strength']} must be FROM:TO:COUNT, e.g. strength=-3:3:7")
+        request.strength = (a, b, k)
+        if request.direction is None:
+            raise GantrainError("strength= sets an edit's strengths; add direction=FILE:K")
+    if "latent" in options:
+        request.latent = Path(options["latent"]).expanduser()
+    if (request.direction or request.latent) and (request.style_mix or request.strip or request.interpolate
+                                                  or request.per_class):
+        raise GantrainError("direction= and latent= draw their own rows; leave out style_mix, truncation strips, "
+                            "interpolate and per_class")
     if request.style_mix and (request.interpolate or request.per_class or request.strip):
         raise GantrainError("style_mix=true draws its own figure; leave out interpolate, per_class and truncation strips")
     if request.strip and (request.interpolate or request.per_class):
@@ -382,6 +414,8 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
     latent_dim = int(generator.latent_dim)
     if request.style_mix:
         return _style_mix_figure(generator, request, classes, rng, device, parse_layers, style_mix)
+    if request.direction or request.latent:
+        return _edit(generator, request, classes, rng, device, style)
     if request.strip:
         a, b, k = request.strip
         request = Request(**{**vars(request), "strip": None})
@@ -418,6 +452,75 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
             out = generator(zc) if yc is None else generator(zc, yc)
         outputs.append(out.float().cpu())
     return Batch(torch.cat(outputs), z, y, nrow)
+
+
+def _start_latents(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
+                   style: bool) -> tuple[Tensor, Optional[Tensor], str]:
+    """The latents an edit starts from (N, D) or (N, num_ws, D) for w_plus, their labels, and their space."""
+    if request.latent is not None:
+        try:
+            with np.load(request.latent, allow_pickle=False) as data:
+                latent, space = torch.from_numpy(np.asarray(data["latent"])).float(), str(data["space"])
+                label = int(data["label"]) if "label" in data.files else -1
+        except Exception as exc:
+            raise GantrainError(f"latent={request.latent} is not a gantrain-project .npz ({type(exc).__name__}); "
+                                f"give one of the .npz files gantrain-project wrote") from None
+        if space != "z" and not style:
+            raise GantrainError(f"latent={request.latent} is in {space}, which this run's generator does not have")
+        y = torch.tensor([label]) if classes and label >= 0 else None
+        if classes and y is None:
+            y = torch.tensor([request.labels if isinstance(request.labels, int) else 0])
+        return latent.unsqueeze(0), y, "w" if space == "w_plus" else space
+    count, y, _ = plan_labels(Request(**{**vars(request), "direction": None, "latent": None}), classes)
+    if not request.n_given and not isinstance(request.labels, list):
+        count, y = 8, None if y is None else y[:8]
+    z = torch.randn(count, int(generator.latent_dim), generator=rng)
+    if classes is not None and y is None:
+        y = torch.randint(classes, (count,), generator=rng)
+    if not style:
+        return z, y, "z"
+    with torch.no_grad():
+        device = next(generator.parameters()).device
+        w = generator.mapping(z.to(device), None if y is None else y.to(device)).cpu()
+    return w, y, "w"
+
+
+def _edit(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
+          device: torch.device, style: bool) -> Batch:
+    """Rows of samples (or one projected latent) moved along a direction, one column per strength; without a
+    direction, the latents' own images."""
+    from gantrain.eval.directions import load_directions
+
+    latents, y, space = _start_latents(generator, request, classes, rng, style)
+    strengths = [0.0]
+    step = None
+    if request.direction is not None:
+        file, index = request.direction
+        found = load_directions(file)
+        if index >= len(found["directions"]):
+            raise GantrainError(f"direction={file}:{index}: the file holds directions 0..{len(found['directions']) - 1}")
+        if found["space"] != space or found["directions"].shape[1] != latents.shape[-1]:
+            raise GantrainError(f"direction={file}:{index} is a direction in {found['space']} of size "
+                                f"{found['directions'].shape[1]}; this run's latents are {space} of size "
+                                f"{latents.shape[-1]}: make the file from this run with gantrain-directions")
+        step = found["directions"][index] * found["std"][index]
+        a, b, k = request.strength
+        strengths = torch.linspace(a, b, k).tolist()
+    columns = []
+    for s in strengths:
+        moved = latents if step is None else latents + s * step
+        moved, labels = moved.to(device), None if y is None else y.to(device)
+        with torch.no_grad():
+            if space == "z":
+                out = generator(moved) if labels is None else generator(moved, labels)
+            else:
+                ws = moved if moved.dim() == 3 else generator.truncate_w(moved, 1.0 if request.truncation is None
+                                                                         else request.truncation)
+                out = generator.synthesis(ws, noise_mode="const")
+        columns.append(out.float().cpu())
+    samples = torch.stack(columns, dim=1).flatten(0, 1)
+    return Batch(samples, latents.flatten(1).repeat_interleave(len(strengths), dim=0),
+                 None if y is None else y.repeat_interleave(len(strengths)), len(strengths))
 
 
 def _style_mix_figure(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
