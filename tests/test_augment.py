@@ -51,10 +51,24 @@ def test_parse_policy() -> None:
     ({"ada_target": -2}, "augment.ada_target"),
     ({"ada_interval": 0}, "augment.ada_interval"), ({"ada_interval": 2.5}, "augment.ada_interval"),
     ({"ada_kimg": 0}, "augment.ada_kimg"), ({"ada_kimg": -1.0}, "augment.ada_kimg"),
-    ({"ada_kimg": math.inf}, "augment.ada_kimg"),
+    ({"ada_kimg": math.inf}, "augment.ada_kimg"), ({"ada_target": 1.5}, "augment.ada_target"),
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": True}, "batch_size"), ({"batch_size": 2.0}, "batch_size"),
 ])
 def test_bad_settings_are_one_line_errors(kwargs: dict, key: str) -> None:
     _one_line_error(lambda: Augment("color", **{"ada_target": 0.6, **kwargs}), key)
+
+
+def test_the_python_defaults_are_the_configs() -> None:
+    """Augment() called from Python without settings behaves as a run with the config's defaults."""
+    from gantrain.config import AugmentConfig, TrainerConfig
+
+    plain, config = Augment("color"), AugmentConfig()
+    assert plain.p.item() == config.p == 1.0 and not plain.adaptive
+    ada = Augment("color", p=0.0, ada_target=0.6)
+    assert ada.ada_interval == config.ada_interval == 4 and ada.ada_kimg == config.ada_kimg == 100.0
+    assert ada.batch_size == TrainerConfig().batch_size == 64
+    assert ada.ada_step == pytest.approx(64 * 4 / 100_000)
+    assert Augment("color", batch_size=1).batch_size == 1  # one image per step is allowed
 
 
 def test_settings_kept() -> None:
@@ -86,6 +100,7 @@ def test_empty_policy_returns_the_same_tensor() -> None:
 
 def test_non_images_are_refused_in_one_line() -> None:
     _one_line_error(lambda: Augment("color")(torch.rand(8, 2)), "augment.policy", "(8, 2)")
+    _one_line_error(lambda: Augment("color")(torch.rand(2, 3, 4, 4, 4)), "augment.policy", "(2, 3, 4, 4, 4)")
 
 
 def test_the_global_rng_decides_the_draws() -> None:
@@ -102,7 +117,7 @@ def test_the_global_rng_decides_the_draws() -> None:
 # ---- the transforms ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("h,w", [(16, 16), (16, 24), (7, 9)])
+@pytest.mark.parametrize("h,w", [(16, 16), (16, 24), (7, 9), (24, 20)])  # 24: an odd reach (3); 20 = 10100b
 def test_translation_moves_whole_pixels_with_zero_fill_alike_in_every_channel(h: int, w: int) -> None:
     n, c = 300, 2
     x = torch.arange(1.0, n * c * h * w + 1).view(n, c, h, w)  # every value distinct and nonzero
