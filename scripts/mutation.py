@@ -1,6 +1,6 @@
 """Mutation testing of one gantrain module with cosmic-ray, on a throw-away copy of the repository.
 
-    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment
+    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment, stylegan2
     python scripts/mutation.py data --whole            # every function of the module, not only its scope
     python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
 
@@ -87,6 +87,9 @@ TARGETS: dict[str, Target] = {
                        ("tests/test_combinations.py", "tests/test_divergence.py", "tests/test_divergence_rules.py",
                         "-k", "rollback or divergence"),
                        scope=("DivergenceCheck",), note="the divergence guard and its rollbacks"),
+    "stylegan2": Target("gantrain/training/games/stylegan2.py",
+                        ("tests/test_stylegan2.py", "-k", "lazy_r1 or path_length or style_mixing or ema_half_life"),
+                        scope=("StyleGAN2",), note="the stylegan2 game's phases, intervals, style mixing and EMA"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }

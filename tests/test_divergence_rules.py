@@ -30,6 +30,7 @@ def test_an_explosion_is_more_than_1000_times_the_median_of_at_least_three_earli
     assert five.problem((), {"grad/g": 3000.0}, 3, grads) is None and five.problem((), {"grad/g": 3001.0}, 3, grads)
     assert guard_with([1.0, 1.0]).problem((), {"grad/g": 1e9}, 3, grads) is None  # two logs: no median yet
     assert guard_with([0.0, 0.0, 0.0]).problem((), {"grad/g": 1e9}, 3, grads) is None  # a zero median: no ratio
+    assert guard_with([0.5, 0.5, 0.5]).problem((), {"grad/g": 500.5}, 3, grads) is not None  # a median below 1 counts
     assert guard_with([]).problem((), {"grad/g": math.inf}, 4, grads) == "the gradient norm grad/g became inf by step 4"
     assert guard_with([1.0, 1.0, 1.0]).problem((), {"grad/d": 1e9}, 3, grads) is None  # not a watched gradient
     assert guard_with([]).problem(("loss/d",), {"loss/d": math.nan, "loss/g": 1.0}, 5, grads) == "loss/d became nan by step 5"
@@ -55,7 +56,7 @@ def test_the_history_keeps_the_last_logs_of_each_watched_gradient():
     nothing_since = SimpleNamespace(**{**vars(fake_loop({"grad/g": 5.0, "loss/d": math.nan})), "stats": SimpleNamespace(steps=0)})
     empty(nothing_since, final=True)  # would stop the run (loss/d nan) if it read the stats
     assert empty.history == {}  # the final call right after a log step reads nothing
-    empty(SimpleNamespace(**{**vars(nothing_since), "read_stats": lambda: {"grad/g": 5.0}}), final=False)
+    empty(SimpleNamespace(**{**vars(nothing_since), "read_stats": lambda: {"grad/g": 5.0}}))  # a log step's call
     assert empty.history == {"grad/g": [5.0]}  # a log step reads them however many steps were summed
 
 
