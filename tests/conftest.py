@@ -147,3 +147,25 @@ def replay_generator(images):
             return out
 
     return Replay()
+
+
+#: a StyleGAN2 small enough to train in a second: 16 px MNIST, z and w of 8, every layer 8 channels wide
+TINY_STYLEGAN2 = ["dataset.image_size=16", "generator.latent_dim=8", "generator.w_dim=8", "generator.channel_base=64",
+                  "generator.channel_max=8", "discriminator.channel_base=64", "discriminator.channel_max=8",
+                  "trainer.steps=2", "trainer.batch_size=4", "trainer.eval_every=0", "trainer.device=cpu"]
+
+
+@pytest.fixture(scope="session")
+def tiny_stylegan2_runs(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> dict:
+    """Two tiny StyleGAN2 runs on MNIST (2 steps each), shared by the tests of the control commands:
+    "plain" (experiment=stylegan2_mnist) and "conditional" (experiment=stylegan2_cmnist). Read them, never
+    write into them."""
+    import gantrain
+
+    root = tmp_path_factory.mktemp("stylegan2_runs")
+    runs = {}
+    for name, preset in (("plain", "stylegan2_mnist"), ("conditional", "stylegan2_cmnist")):
+        runs[name] = root / name
+        gantrain.train(gantrain.compose([f"experiment={preset}", f"dataset.root={data_root}", *TINY_STYLEGAN2]),
+                       runs[name])
+    return runs

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 
-import gantrain
 from gantrain.commands.sample import Request, generate, parse_args
 from gantrain.errors import GantrainError
 from gantrain.nets.control import parse_layers, style_mix, synthesize
@@ -78,13 +77,8 @@ def test_a_strip_has_one_column_per_psi_from_the_same_latents(G):
     torch.testing.assert_close(grid[0, 0], grid[1, 0])  # psi 0: every row is the average image
 
 
-def test_the_style_mixing_figure_through_the_console_script(tmp_path, data_root):
-    run = tmp_path / "run"
-    gantrain.train(gantrain.compose(["experiment=stylegan2_mnist", f"dataset.root={data_root}", "dataset.image_size=16",
-                                     "generator.latent_dim=8", "generator.w_dim=8", "generator.channel_base=64",
-                                     "generator.channel_max=8", "discriminator.channel_base=64",
-                                     "discriminator.channel_max=8", "trainer.steps=2", "trainer.batch_size=4",
-                                     "trainer.eval_every=0", "trainer.device=cpu"]), run)
+def test_the_style_mixing_figure_through_the_console_script(tmp_path, tiny_stylegan2_runs):
+    run = tiny_stylegan2_runs["plain"]
     out = tmp_path / "mix.png"
     command = [sys.executable, "-m", "gantrain.commands.sample", str(run), "style_mix=true", "rows=3", "cols=4",
                "layers=0-2", f"out={out}"]

@@ -46,13 +46,8 @@ def test_a_direction_file_round_trips_and_a_bad_one_is_one_line(tmp_path):
         load_directions(tmp_path / "bad.npz")
 
 
-def test_directions_and_edits_through_the_console_scripts(tmp_path, data_root):
-    run = tmp_path / "run"
-    gantrain.train(gantrain.compose(["experiment=stylegan2_mnist", f"dataset.root={data_root}", "dataset.image_size=16",
-                                     "generator.latent_dim=8", "generator.w_dim=8", "generator.channel_base=64",
-                                     "generator.channel_max=8", "discriminator.channel_base=64",
-                                     "discriminator.channel_max=8", "trainer.steps=2", "trainer.batch_size=4",
-                                     "trainer.eval_every=0", "trainer.device=cpu"]), run)
+def test_directions_and_edits_through_the_console_scripts(tmp_path, tiny_stylegan2_runs):
+    run = tiny_stylegan2_runs["plain"]
     dirs = tmp_path / "pca.npz"
     made = subprocess.run([sys.executable, "-m", "gantrain.commands.directions", str(run), "method=pca", "k=3", "n=500",
                            f"out={dirs}"], capture_output=True, text=True, timeout=300)

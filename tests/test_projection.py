@@ -15,11 +15,6 @@ from gantrain.nets.control import synthesize
 from gantrain.nets.dcgan import DCGANGenerator
 from gantrain.nets.stylegan2 import StyleGAN2Generator
 
-TINY = ["generator.latent_dim=8", "generator.w_dim=8", "generator.channel_base=64", "generator.channel_max=8",
-        "discriminator.channel_base=64", "discriminator.channel_max=8", "dataset.image_size=16", "trainer.steps=2",
-        "trainer.batch_size=4", "trainer.eval_every=0", "trainer.device=cpu"]
-
-
 @pytest.fixture(scope="module")
 def G():
     torch.manual_seed(0)
@@ -80,9 +75,8 @@ def _folder(root, G, n=2):
     return root
 
 
-def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, data_root):
-    run = tmp_path / "run"
-    gantrain.train(gantrain.compose(["experiment=stylegan2_cmnist", f"dataset.root={data_root}", *TINY]), run)
+def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, tiny_stylegan2_runs):
+    run = tiny_stylegan2_runs["conditional"]
     G = gantrain.load_generator(run)
     folder = _folder(tmp_path / "in", G)
     out = tmp_path / "out"

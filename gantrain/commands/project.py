@@ -190,7 +190,7 @@ def project_files(path: Path, request: Request) -> Result:
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
     files = input_files(request.input)
-    targets = plan_outputs(files, request.input, request.out, request.overwrite)
+    targets = plan_outputs(files, request.input, request.out, request.overwrite, what="projections")
     check_writable(request.out, "folder")
     device = resolve_device(request.device)
     generator = load_generator(path, device=device, ema=request.ema)

@@ -100,11 +100,11 @@ def input_files(source: Path) -> list[Path]:
     return [source]
 
 
-def plan_outputs(files: list[Path], source: Path, out: Path, overwrite: bool) -> list[Path]:
+def plan_outputs(files: list[Path], source: Path, out: Path, overwrite: bool, what: str = "translations") -> list[Path]:
     """The output file of every input (out/<stem>.png); refuses what would overwrite an input, two inputs
     that would write the same file, and (unless overwrite) files already in out."""
     if out.exists() and not out.is_dir():
-        raise GantrainError(f"out={out} is a file; give a folder for the translations")
+        raise GantrainError(f"out={out} is a file; give a folder for the {what}")
     folder = source if source.is_dir() else source.parent
     if out.resolve() == folder.resolve():
         raise GantrainError(f"out={out} is the input folder; give another folder so that no input is overwritten")
