@@ -372,13 +372,13 @@ class StyleGAN2Discriminator(Discriminator):
 
     channel_base, channel_max: widths as the generator's. mbstd_group: the minibatch standard deviation's group
     (4). Conditional (num_classes > 0): the output of the last layer (cmap_dim features, default the width at 4x4)
-    projected onto a mapped label embedding (embedding, normalised, `mapping_layers` fully connected layers),
-    divided by sqrt(cmap_dim); only conditioning=projection.
+    projected onto a mapped label embedding (embedding, normalised, `mapping_layers` fully connected layers at a
+    learning-rate multiplier of 0.01, as StyleGAN2-ADA's), divided by sqrt(cmap_dim); only conditioning=projection.
     """
 
     def __init__(self, in_shape: Sequence[int], channel_base: int = 32768, channel_max: int = 512,
                  mbstd_group: int = 4, num_classes: int = 0, conditioning: str = "projection",
-                 mapping_layers: int = 2, cmap_dim: Optional[int] = None):
+                 mapping_layers: int = 8, cmap_dim: Optional[int] = None):
         super().__init__()
         channels, size = _square_power_of_two(in_shape, "discriminator")
         channel_base = _whole(channel_base, "discriminator.channel_base")
@@ -402,8 +402,8 @@ class StyleGAN2Discriminator(Discriminator):
         if classes:
             layers = _whole(mapping_layers, "discriminator.mapping_layers", 0)
             self.embed = EqualLinear(classes, self.cmap_dim)
-            self.mapping = nn.Sequential(*(EqualLinear(self.cmap_dim, self.cmap_dim, activation="lrelu")
-                                           for _ in range(layers)))
+            self.mapping = nn.Sequential(*(EqualLinear(self.cmap_dim, self.cmap_dim, lr_multiplier=0.01,
+                                                       activation="lrelu") for _ in range(layers)))
 
     def features(self, x: Tensor) -> Tensor:
         """The output of the last layer, (N, 1) unconditional or (N, cmap_dim) conditional."""
