@@ -80,7 +80,7 @@ for preset in $presets; do
           evaluate "$preset" "$s" num_samples=10000
       done ;;
     pix2pix_edges2mnist)
-      for s in $slow_seeds; do train "$preset" "$s" experiment="$preset" trainer.eval_every=0 && evaluate "$preset" "$s"; done ;;
+      for s in $slow_seeds; do train "$preset" "$s" experiment="$preset" trainer.eval_every=0 && evaluate "$preset" "$s" num_samples=10000; done ;;
     *) echo "unknown preset $preset" >&2; exit 2 ;;
   esac
 done
