@@ -75,7 +75,7 @@ def _folder(root, G, n=2):
     return root
 
 
-def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, tiny_stylegan2_runs):
+def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, tiny_stylegan2_runs, capsys):
     run = tiny_stylegan2_runs["conditional"]
     G = gantrain.load_generator(run)
     folder = _folder(tmp_path / "in", G)
@@ -90,12 +90,15 @@ def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, t
     assert saved["latent"].shape == (8,) and str(saved["space"]) == "w" and int(saved["label"]) == 1
     assert Image.open(out / "0_strip.png").size == (48, 16)  # target | start | projection
     assert "PSNR" in proc.stdout and "perceptual distance: none" in proc.stdout
+    from gantrain.commands.project import main
+
     for args, words in ((["labels=10"], "outside this run's classes 0..9"), (["space=v"], "space=v is not one of"),
                         (["perceptual=lpips"], "perceptual=lpips"), ([], "labels=K"),
                         (["labels=1", "perceptual=classifier"], "no cached domain classifier")):
-        bad = subprocess.run([*command[:5], f"out={tmp_path / 'other'}", "steps=2", *args], capture_output=True,
-                             text=True, timeout=600)
-        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and words in bad.stderr, (args, bad.stderr)
+        with pytest.raises(SystemExit) as stopped:  # in this process: the same main() the console script runs
+            main([str(run), f"input={folder}", f"out={tmp_path / 'other'}", "steps=2", "device=cpu", *args])
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and err.count("\n") == 1 and words in err, (args, err)
         assert not (tmp_path / "other").exists()
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # nothing replaced without overwrite
