@@ -88,7 +88,9 @@ TARGETS: dict[str, Target] = {
                         "-k", "rollback or divergence"),
                        scope=("DivergenceCheck",), note="the divergence guard and its rollbacks"),
     "stylegan2": Target("gantrain/training/games/stylegan2.py",
-                        ("tests/test_stylegan2.py", "-k", "lazy_r1 or path_length or style_mixing or ema_half_life"),
+                        ("tests/test_stylegan2.py", "-k", "lazy_r1 or path_length or style_mixing or ema_half_life or "
+                                                   "settings_from or own_penalty or zero_weight or exactly_and or "
+                                                   "fixed_noise"),
                         scope=("StyleGAN2",), note="the stylegan2 game's phases, intervals, style mixing and EMA"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),

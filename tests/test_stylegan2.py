@@ -354,3 +354,92 @@ def test_conditional_generator_obeys_labels_and_exports(tmp_path, data_root):
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
     scripted = torch.jit.load(str(tmp_path / "g.pt"))
     torch.testing.assert_close(scripted(z, labels), expected, rtol=1e-5, atol=1e-5)
+
+
+# ---- what the mutation run of the game found untested ------------------------------------------------------
+
+
+def test_the_games_settings_from_the_config():
+    from types import SimpleNamespace
+
+    cfg = gantrain.compose(["experiment=stylegan2_mnist"])
+    setup = SimpleNamespace(cfg=cfg, dataset=SimpleNamespace(shape=(1, 32, 32)),
+                            settings=SimpleNamespace(batch_size=64, ema_decay=0.0))
+    args = StyleGAN2.own_arguments(setup, None)
+    assert args["r1_gamma"] == pytest.approx(0.0002 * 32**2 / 64)  # StyleGAN2-ADA's auto gamma: 0.0032
+    assert (args["r1_interval"], args["pl_interval"], args["pl_weight"], args["pl_decay"], args["pl_batch_shrink"],
+            args["mixing_prob"], args["ema_kimg"], args["ema_rampup"]) == (16, 4, 2.0, 0.01, 2, 0.9, 20.0, 0.05)
+    given = gantrain.compose(["experiment=stylegan2_mnist", "stylegan2.r1_gamma=0.5", "stylegan2.ema_kimg=null"])
+    assert StyleGAN2.own_arguments(SimpleNamespace(**{**vars(setup), "cfg": given}), None)["r1_gamma"] == 0.5
+    assert StyleGAN2.keeps_ema(setup)  # ema_kimg
+    assert not StyleGAN2.keeps_ema(SimpleNamespace(**{**vars(setup), "cfg": given}))
+    assert StyleGAN2.keeps_ema(SimpleNamespace(cfg=given, settings=SimpleNamespace(ema_decay=0.999)))
+    with pytest.raises(GantrainError, match="trainer.n_critic=1"):
+        StyleGAN2(LinearSynthesis(1.0), LinearCritic(), NonSaturating(), n_critic=2, batch_size=6, num_samples=4,
+                  seed=0, stats=Stats(torch.device("cpu")), r1_gamma=0.5)
+
+
+def linear_game_with(loss, scale=1.5, **settings):
+    args = dict(r1_gamma=0.5, mixing_prob=0.0, **settings)
+    game = StyleGAN2(LinearSynthesis(scale), LinearCritic(), loss, n_critic=1, batch_size=6, num_samples=4, seed=0,
+                     stats=Stats(torch.device("cpu")), **args)
+    calls = []
+    game.update = lambda network, loss, stat=None: calls.append((game.steps_done, network, stat, loss.detach().clone()))
+    return game, calls
+
+
+def test_the_losss_own_penalty_joins_ds_main_update_and_the_statistics_are_ds_readings():
+    real = torch.randint(0, 256, (1, 6, 1, 4, 4), dtype=torch.uint8)
+    mains = {}
+    for gamma in (0.0, 2.0):
+        torch.manual_seed(0)
+        game, calls = linear_game_with(NonSaturating(r1_gamma=gamma), scale=0.0)  # G draws zeros: D(fake) = 0
+        game.step(real)
+        mains[gamma] = [loss for _, network, stat, loss in calls if network == "discriminator" and stat is None][0]
+        means = game.stats.read()
+    a_squared = float((torch.arange(16.0) / 10).square().sum())
+    assert float(mains[2.0] - mains[0.0]) == pytest.approx(0.5 * 2.0 * a_squared, rel=1e-5)  # gamma / 2 |a|^2
+    x = real[0].float() / 127.5 - 1
+    logits = (x * (torch.arange(16.0).view(1, 1, 4, 4) / 10)).sum((1, 2, 3))
+    assert means["d/acc_real"] == pytest.approx(float((logits > 0).float().mean()))
+    assert means["d/acc_fake"] == 1.0 and means["d/fake"] == 0.0  # logit 0 counts as judged fake
+    assert means["d/real"] == pytest.approx(float(logits.mean()), abs=1e-5)
+    assert means["loss/penalty"] == pytest.approx(0.5 * 2.0 * a_squared, rel=1e-5)
+
+
+def test_regularisers_with_zero_weight_never_run():
+    game, calls = linear_game(r1_gamma=0.0, pl_weight=0.0)
+    real = torch.randint(0, 256, (1, 6, 1, 4, 4), dtype=torch.uint8)
+    for _ in range(17):
+        game.step(real)
+    assert {stat for *_, stat, _ in calls} == {None}
+
+
+def test_the_ema_decay_follows_the_images_exactly_and_comes_back_with_the_state():
+    game, _ = linear_game(ema_kimg=0.01, ema_rampup=None)  # a half-life of 10 images
+    assert game.ema_beta(5) == 0.5 ** (6 / 10.0)
+    ramped, _ = linear_game(ema_kimg=0.01, ema_rampup=0.5)
+    assert ramped.ema_beta(1) == 0.5 ** (6 / 3.0) and ramped.ema_beta(0) == 0.0  # min(10, 0.5 x images seen)
+    game.steps_done, game.pl_mean = 7, torch.tensor(0.25)
+    state = game.own_state()
+    fresh, _ = linear_game(ema_kimg=0.01, ema_rampup=None)
+    fresh.load_own_state(state)
+    assert fresh.steps_done == 7 and float(fresh.pl_mean) == 0.25 and fresh.ema_decay == 0.5 ** (6 / 10.0)
+    untouched, _ = linear_game()
+    untouched.load_own_state({})  # a checkpoint without the game's state: nothing to restore
+    assert untouched.steps_done == 0
+
+
+def test_the_sample_grid_uses_the_fixed_noise():
+    torch.manual_seed(0)
+    G = StyleGAN2Generator((1, 8, 8), latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8)
+    game = StyleGAN2(G, StyleGAN2Discriminator((1, 8, 8), channel_base=64, channel_max=8), NonSaturating(),
+                     n_critic=1, batch_size=4, num_samples=4, seed=0, stats=Stats(torch.device("cpu")), r1_gamma=0.1)
+    with torch.no_grad():
+        for conv in G.synthesis.convs:
+            conv.noise_strength.fill_(1.0)  # noise visible
+    first, second = game.sample_grid(), game.sample_grid()
+    assert torch.equal(first, second)
+    G.eval()
+    with torch.no_grad():
+        assert torch.equal(first, G(game.fixed_z, noise_mode="const").float())
