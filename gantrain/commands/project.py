@@ -271,11 +271,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except GantrainError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
-    if result.failed:
-        shown = ", ".join(f.name for f, _ in result.failed[:5])
-        more = f" and {len(result.failed) - 5} more" if len(result.failed) > 5 else ""
-        print(f"{PROG}: warning: could not read {len(result.failed)} of {len(result.written) + len(result.failed)} "
-              f"file(s): {shown}{more} ({result.failed[0][1]}); they were not projected", file=sys.stderr)
+    from gantrain.commands.translate import warn_unreadable
+
+    warn_unreadable(PROG, result.failed, len(result.written), "projected")
     mean = sum(result.psnr) / len(result.psnr) if result.psnr else float("nan")
     print(f"projected {len(result.written)} image{'s' if len(result.written) != 1 else ''} into {result.out} "
           f"(mean PSNR {mean:.2f} dB)")

@@ -398,7 +398,7 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
     """Draw what `request` asks of a generator (in eval mode, on `device`); the noise comes from a CPU
     torch.Generator seeded with request.seed, so a seed gives the same samples on every device (a style-based
     generator uses each layer's fixed noise input)."""
-    from gantrain.nets.control import is_style_based, parse_layers, style_mix, synthesize
+    from gantrain.nets.control import is_style_based, synthesize
 
     style = is_style_based(generator)
     if (request.strip or request.style_mix) and not style:
@@ -413,18 +413,12 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
     rng = torch.Generator().manual_seed(request.seed)
     latent_dim = int(generator.latent_dim)
     if request.style_mix:
-        return _style_mix_figure(generator, request, classes, rng, device, parse_layers, style_mix)
+        return _style_mix_figure(generator, request, classes, rng, device)
     if request.direction or request.latent:
         return _edit(generator, request, classes, rng, device, style)
     if request.strip:
         a, b, k = request.strip
-        request = Request(**{**vars(request), "strip": None})
-        count, y, _ = plan_labels(request, classes)
-        if not request.n_given and not isinstance(request.labels, list):  # 8 rows unless n or a label list says
-            count, y = 8, None if y is None else y[:8]
-        z = torch.randn(count, latent_dim, generator=rng)
-        if classes is not None and y is None:
-            y = torch.randint(classes, (count,), generator=rng)
+        z, y = _row_latents(request, classes, latent_dim, rng)
         psis = torch.linspace(a, b, k).tolist()
         columns = [synthesize(generator, z.to(device), None if y is None else y.to(device), psi).float().cpu()
                    for psi in psis]
@@ -454,6 +448,17 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
     return Batch(torch.cat(outputs), z, y, nrow)
 
 
+def _row_latents(request: Request, classes: Optional[int], latent_dim: int, rng: torch.Generator) -> tuple[Tensor, Optional[Tensor]]:
+    """z and labels of the rows of a truncation strip or an edit: n rows, 8 unless n or a label list says."""
+    count, y, _ = plan_labels(request, classes)
+    if not request.n_given and not isinstance(request.labels, list):
+        count, y = 8, None if y is None else y[:8]
+    z = torch.randn(count, latent_dim, generator=rng)
+    if classes is not None and y is None:
+        y = torch.randint(classes, (count,), generator=rng)
+    return z, y
+
+
 def _start_latents(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
                    style: bool) -> tuple[Tensor, Optional[Tensor], str]:
     """The latents an edit starts from (N, D) or (N, num_ws, D) for w_plus, their labels, and their space."""
@@ -471,12 +476,7 @@ def _start_latents(generator: torch.nn.Module, request: Request, classes: Option
         if classes and y is None:
             y = torch.tensor([request.labels if isinstance(request.labels, int) else 0])
         return latent.unsqueeze(0), y, "w" if space == "w_plus" else space
-    count, y, _ = plan_labels(Request(**{**vars(request), "direction": None, "latent": None}), classes)
-    if not request.n_given and not isinstance(request.labels, list):
-        count, y = 8, None if y is None else y[:8]
-    z = torch.randn(count, int(generator.latent_dim), generator=rng)
-    if classes is not None and y is None:
-        y = torch.randint(classes, (count,), generator=rng)
+    z, y = _row_latents(request, classes, int(generator.latent_dim), rng)
     if not style:
         return z, y, "z"
     with torch.no_grad():
@@ -524,10 +524,10 @@ def _edit(generator: torch.nn.Module, request: Request, classes: Optional[int], 
 
 
 def _style_mix_figure(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
-                      device: torch.device, parse_layers: Any, style_mix: Any) -> Batch:
+                      device: torch.device) -> Batch:
     """The style-mixing figure as one grid: a blank corner, the column sources along the top, the row sources
     down the left, and each cell the row's styles with the column's on the chosen layers."""
-    from gantrain.nets.control import synthesize
+    from gantrain.nets.control import parse_layers, style_mix, synthesize
 
     layers = parse_layers(request.layers, int(generator.num_ws))
     latent_dim = int(generator.latent_dim)

@@ -231,6 +231,15 @@ def translate_files(path: Path, request: Request) -> Result:
     return Result(written, failed, request.direction, request.out)
 
 
+def warn_unreadable(prog: str, failed: list[tuple[Path, str]], done: int, verb: str) -> None:
+    """One warning line on stderr naming the input files that could not be read (nothing when none)."""
+    if failed:
+        shown = ", ".join(f.name for f, _ in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        print(f"{prog}: warning: could not read {len(failed)} of {done + len(failed)} file(s): {shown}{more} "
+              f"({failed[0][1]}); they were not {verb}", file=sys.stderr)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of the `gantrain-translate` command."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -246,11 +255,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except GantrainError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
-    if result.failed:
-        shown = ", ".join(f.name for f, _ in result.failed[:5])
-        more = f" and {len(result.failed) - 5} more" if len(result.failed) > 5 else ""
-        print(f"{PROG}: warning: could not read {len(result.failed)} of {len(result.written) + len(result.failed)} "
-              f"file(s): {shown}{more} ({result.failed[0][1]}); they were not translated", file=sys.stderr)
+    warn_unreadable(PROG, result.failed, len(result.written), "translated")
     print(f"translated {len(result.written)} image{'s' if len(result.written) != 1 else ''} {result.direction} "
           f"into {result.out}")
     sys.exit(1 if result.failed else 0)

@@ -188,19 +188,25 @@ class GAN(Game):
             total = d_loss if penalty is None else d_loss + penalty
             self.update("discriminator", total if extra is None else total + extra)
             self.clip_weights("discriminator", loss.clip)
-            self.stats.add("loss/d", d_loss)
-            self.stats.add("d/real", real_logits.detach().mean())
-            self.stats.add("d/fake", fake_logits.detach().mean())
-            if loss.threshold is not None:
-                self.stats.add("d/acc_real", (real_logits.detach() > loss.threshold).float().mean())
-                self.stats.add("d/acc_fake", (fake_logits.detach() <= loss.threshold).float().mean())
-            if self.augment is not None:
-                self.augment.observe(real_logits.detach())
-            if penalty is not None:
-                self.stats.add("loss/penalty", penalty)
+            self.discriminator_statistics(d_loss, real_logits, fake_logits, penalty)
             if extra is not None:
                 self.stats.add("loss/class_d", extra)
         return fake, labels
+
+    def discriminator_statistics(self, d_loss: Tensor, real_logits: Tensor, fake_logits: Tensor,
+                                 penalty: Optional[Tensor]) -> None:
+        """After D's update: its loss, mean logits and accuracies, ADA's observation of the real logits, the
+        penalty."""
+        self.stats.add("loss/d", d_loss)
+        self.stats.add("d/real", real_logits.detach().mean())
+        self.stats.add("d/fake", fake_logits.detach().mean())
+        if self.loss.threshold is not None:
+            self.stats.add("d/acc_real", (real_logits.detach() > self.loss.threshold).float().mean())
+            self.stats.add("d/acc_fake", (fake_logits.detach() <= self.loss.threshold).float().mean())
+        if self.augment is not None:
+            self.augment.observe(real_logits.detach())
+        if penalty is not None:
+            self.stats.add("loss/penalty", penalty)
 
     def generator_phase(self, fake: Tensor, labels: Optional[Tensor] = None) -> None:
         """One update of G through D (D's weights frozen) on the generated batch `fake` (of `labels`)."""

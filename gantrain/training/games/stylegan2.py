@@ -146,7 +146,7 @@ class StyleGAN2(GAN):
         penalty = (lengths - self.pl_mean).square().mean()
         self.update("generator", penalty * (self.pl_weight * self.pl_interval), stat="grad/g_reg")
         self.stats.add("loss/pl", penalty)
-        self.stats.add("pl/mean", self.pl_mean.clone())
+        self.stats.add("pl/mean", self.pl_mean)  # read into the sums at once: no copy needed
 
     def discriminator_main(self, real: Tensor, real_labels: Optional[Tensor]) -> None:
         with torch.no_grad(), self.autocast:
@@ -161,17 +161,9 @@ class StyleGAN2(GAN):
             penalty = loss.penalty(self.critic_for(real_labels), seen_real, seen_fake) if loss.has_penalty else None
         self.update("discriminator", d_loss if penalty is None else d_loss + penalty)
         self.clip_weights("discriminator", loss.clip)
-        self.stats.add("loss/d", d_loss)
-        self.stats.add("d/real", real_logits.detach().mean())
-        self.stats.add("d/fake", fake_logits.detach().mean())
-        if loss.threshold is not None:
-            self.stats.add("d/acc_real", (real_logits.detach() > loss.threshold).float().mean())
-            self.stats.add("d/acc_fake", (fake_logits.detach() <= loss.threshold).float().mean())
+        self.discriminator_statistics(d_loss, real_logits, fake_logits, penalty)
         if self.augment is not None:
-            self.augment.observe(real_logits.detach())
             self.stats.add("augment/p", self.augment.p.sum())
-        if penalty is not None:
-            self.stats.add("loss/penalty", penalty)
 
     def r1(self, real: Tensor, real_labels: Optional[Tensor]) -> None:
         """Lazy R1 on the real batch (its gradient taken through the augmentation) and its own D update."""
