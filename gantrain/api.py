@@ -22,15 +22,22 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
 
     ema: use the EMA generator when the run kept one. `.sample(n)` then gives n samples in data space:
     images (n, C, H, W) in [-1, 1], 2D points (n, 2); a conditional run's generator has `num_classes`
-    and takes `.sample(n, labels=...)`. Loading runs no code from the file, and runs
+    and takes `.sample(n, labels=...)`; a text run's takes `.sample(n, text="a thick 3")` (or a list of n
+    prompts). Loading runs no code from the file, and runs
     written by earlier gantrain versions load too.
     """
     _, state = open_run_or_checkpoint(Path(path))
     if game_meta(state).get("translation"):
         raise GantrainError(f"{path} is a {state['game_meta']['translation']['kind']} (image translation) run: translate images with "
                             f"gantrain-translate or gantrain.load_translator")
-    generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"],
-                                state.get("num_classes"))
+    text = game_meta(state).get("text")
+    if text:  # a text-conditioned run: its generator with the caption encoder and vocabulary it trained with
+        from gantrain.training.games.text import text_networks
+
+        generator, _ = text_networks(state["config"]["generator"], None, tuple(state["data_shape"]), text)
+    else:
+        generator = build_generator(state["config"]["generator"], tuple(state["data_shape"]), state["data_kind"],
+                                    state.get("num_classes"))
     weights = state["ema"]["generator"] if ema and "generator" in state["ema"] else state["networks"]["generator"]
     generator.load_state_dict(weights)
     return generator.to(device).eval()

@@ -26,6 +26,8 @@ def _yaml_defaults(relative: str, key: Optional[str] = None) -> dict:
 
 #: how a conditional discriminator uses the labels (condition.discriminator)
 CONDITIONINGS = ("projection", "concat", "ac")
+#: sentence encoders of a text-conditioned run (condition.text_encoder; gantrain.nets.text)
+TEXT_ENCODERS = ("bag", "gru", "precomputed", "clip")
 
 _TRAINER = _yaml_defaults("trainer/default.yaml")
 _PRIMARY = _yaml_defaults("config.yaml")
@@ -92,6 +94,13 @@ class ConditionConfig:
     ac_weight: float = _CONDITION["ac_weight"]  # weight of the auxiliary classifier's cross-entropy (ac)
     fake_labels: str = _CONDITION["fake_labels"]  # uniform | data
     grid_classes: int = _CONDITION["grid_classes"]  # classes shown in sample grids, one row each
+    text_encoder: Optional[str] = _CONDITION["text_encoder"]  # bag | gru | precomputed | clip; null: class labels
+    text_dim: int = _CONDITION["text_dim"]  # size of the sentence embedding and of G's condition
+    text_length: int = _CONDITION["text_length"]  # tokens kept per caption
+    text_augment: bool = _CONDITION["text_augment"]  # conditioning augmentation (StackGAN)
+    kl_weight: float = _CONDITION["kl_weight"]  # weight of conditioning augmentation's KL term in G's loss
+    mismatch: bool = _CONDITION["mismatch"]  # matching-aware D: real images with mismatched captions count as fake
+    text_embeddings: Optional[str] = _CONDITION["text_embeddings"]  # precomputed: .npz with texts and embeddings
 
 
 @dataclass
@@ -152,7 +161,13 @@ ADDED_KEYS: dict[str, Any] = {"conditional": False, "condition": dict(vars(Condi
                                "stylegan2": dict(vars(StyleGAN2Config()))}  # 0.10.0 (used by the stylegan2 game only)
 #: keys inside groups added since, with the value that reproduces what earlier runs trained
 ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_weight_b": None,  # (0.5.0, 0.7.0)
-                                     "optimizer.kernel": "auto"}  # 0.7.0; auto now fuses Adam on the CPU too
+                                     "optimizer.kernel": "auto",  # 0.7.0; auto now fuses Adam on the CPU too
+                                     # 0.11.0: text conditioning (off for every earlier run)
+                                     "condition.text_encoder": None, "condition.text_dim": 128,
+                                     "condition.text_length": 16, "condition.text_augment": True,
+                                     "condition.kl_weight": 1.0, "condition.mismatch": True,
+                                     "condition.text_embeddings": None,
+                                     "loss.matching_penalty": 0.0, "loss.matching_power": 6.0}
 #: keys added since to one dataset's group (by its _target_), with the value that reproduces what earlier runs trained
 ADDED_DATASET_KEYS: dict[str, dict[str, Any]] = {
     "gantrain.data.translation.Edges2MNIST": {"edge_styles": "sobel", "seed": 0},  # 0.8.0: mixed outline styles
@@ -230,9 +245,12 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
     switch = cfg.get("conditional", False)
     if not isinstance(switch, bool):
         raise GantrainError(f"conditional={switch!r} must be true or false")
-    if not switch:
-        return None
     node = cfg.get("condition", {})
+    if not switch:
+        if isinstance(node, (DictConfig, dict)) and node.get("text_encoder") is not None:
+            raise GantrainError(f"condition.text_encoder={node.get('text_encoder')} conditions on captions: add "
+                                f"conditional=true (experiment=text_mnist sets both)")
+        return None
     if not isinstance(node, (DictConfig, dict)):
         raise GantrainError(f"condition={node!r} must be a group of settings: condition.discriminator, "
                             f"condition.ac_weight, condition.fake_labels, condition.grid_classes")
@@ -245,6 +263,27 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
         raise GantrainError(f"condition.ac_weight={c.ac_weight} must be 0 or more")
     if c.grid_classes < 1:
         raise GantrainError(f"condition.grid_classes={c.grid_classes} must be 1 or more")
+    if c.text_encoder is not None:
+        if c.text_encoder not in TEXT_ENCODERS:
+            raise GantrainError(f"condition.text_encoder={c.text_encoder!r} is not one of {', '.join(TEXT_ENCODERS)} "
+                                f"(or null: class labels)")
+        for key in ("text_dim", "text_length"):
+            if getattr(c, key) < 1:
+                raise GantrainError(f"condition.{key}={getattr(c, key)} must be 1 or more")
+        if not c.kl_weight >= 0:
+            raise GantrainError(f"condition.kl_weight={c.kl_weight} must be 0 or more")
+        if c.text_encoder == "clip":
+            try:
+                import open_clip  # noqa: F401
+            except ImportError:
+                raise GantrainError("condition.text_encoder=clip needs open_clip: pip install open_clip_torch (its "
+                                    "weights download on first use); offline, use text_encoder=bag, gru or "
+                                    "precomputed") from None
+            raise GantrainError("condition.text_encoder=clip is not supported yet: embed your captions with CLIP "
+                                "yourself and train with text_encoder=precomputed condition.text_embeddings=FILE.npz")
+    if c.text_embeddings is not None and c.text_encoder != "precomputed":
+        raise GantrainError("condition.text_embeddings is read by condition.text_encoder=precomputed only; add it, or "
+                            "set condition.text_embeddings=null")
     return c
 
 

@@ -5,7 +5,8 @@
 #   GANTRAIN_DATA=/path/to/data bash scripts/quality.sh OUT_FOLDER       # (default: quality-runs)
 #
 # SEEDS       seeds of the cheap presets (ring, grid, cgan_grid, digits, cgan_digits); default "0 1 2 3 4"
-# SLOW_SEEDS  seeds of the MNIST presets (dcgan_mnist, cgan_mnist, pix2pix_edges2mnist); default "0 1"
+# SLOW_SEEDS  seeds of the MNIST presets (dcgan_mnist, cgan_mnist, pix2pix_edges2mnist, text_mnist, text_fashion);
+#             default "0 1"
 # MNIST_STEPS steps of dcgan_mnist and cgan_mnist (their 10,000 are GPU work); default 2000
 # PRESETS     which presets to run; default all of the above
 # QUICK=1     a few steps each, to check that the script runs end to end (the targets are then not met)
@@ -17,7 +18,7 @@ out=${1:-quality-runs}
 seeds=${SEEDS:-0 1 2 3 4}
 slow_seeds=${SLOW_SEEDS:-0 1}
 mnist_steps=${MNIST_STEPS:-2000}
-presets=${PRESETS:-ring grid cgan_grid digits cgan_digits dcgan_mnist cgan_mnist pix2pix_edges2mnist}
+presets=${PRESETS:-ring grid cgan_grid digits cgan_digits dcgan_mnist cgan_mnist pix2pix_edges2mnist text_mnist text_fashion}
 export OMP_NUM_THREADS=1
 mkdir -p "$out"
 
@@ -79,7 +80,7 @@ for preset in $presets; do
         train "$preset" "$s" experiment="$preset" trainer.steps="$mnist_steps" trainer.eval_every=0 && \
           evaluate "$preset" "$s" num_samples=10000
       done ;;
-    pix2pix_edges2mnist)
+    pix2pix_edges2mnist|text_mnist|text_fashion)
       for s in $slow_seeds; do train "$preset" "$s" experiment="$preset" trainer.eval_every=0 && evaluate "$preset" "$s" num_samples=10000; done ;;
     *) echo "unknown preset $preset" >&2; exit 2 ;;
   esac
@@ -106,5 +107,11 @@ for preset in $presets; do
                  for style in canny morph_gradient thick sketch64; do  # held out: never drawn in training
                    report pix2pix_edges2mnist "$slow_seeds" "label_acc[$style]" ">=" 0.95 " (held-out style)"
                  done ;;
+    text_mnist)  report text_mnist "$slow_seeds" text_class_agreement ">=" 0.95 " (held-out phrasings)"
+                 report text_mnist "$slow_seeds" text_thickness_spearman ">=" 0.7 " (held-out phrasings)"
+                 report text_mnist "$slow_seeds" text_slant_spearman ">=" 0.7 " (held-out phrasings)" ;;
+    text_fashion) report text_fashion "$slow_seeds" text_class_agreement ">=" 0.95 " (held-out phrasings)"
+                 report text_fashion "$slow_seeds" text_brightness_spearman ">=" 0.7 " (held-out phrasings)"
+                 report text_fashion "$slow_seeds" text_size_spearman ">=" 0.7 " (held-out phrasings)" ;;
   esac
 done

@@ -144,7 +144,8 @@ def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
         assert all(math.isfinite(v) for v in loop.stats.read().values())
         return
     # the built objects are the ones the preset names, with its settings
-    for obj, node in ((game.G, cfg.generator), (game.D, cfg.discriminator), (game.loss, cfg.loss)):
+    g, d = (game.G.net, game.D.net) if game.name == "text" else (game.G, game.D)  # a text run wraps them
+    for obj, node in ((g, cfg.generator), (d, cfg.discriminator), (game.loss, cfg.loss)):
         assert f"{type(obj).__module__}.{type(obj).__name__}" == node._target_
     streamed = cfg.dataset._target_ == "gantrain.data.images.ImageFolder" and not cfg.dataset.on_device  # from files
     assert streamed or type(loop.batches.data).__name__ == "Tensor"

@@ -111,3 +111,18 @@ def test_two_processes_train_pix2pix(tmp_path, data_root):
     assert state["world_size"] == 2 and state["game"] == "pix2pix" and state["step"] == 4
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all("loss/l1" in r for r in rows)
+
+
+def test_two_processes_train_a_text_conditioned_gan(tmp_path, data_root):
+    run = tmp_path / "run"
+    result = torchrun("experiment=text_mnist", f"dataset.root={data_root}", "dataset.subset=128", "dataset.image_size=16",
+                      "generator.base_channels=8", "discriminator.base_channels=8", "condition.text_dim=16",
+                      "trainer.batch_size=8", "trainer.steps=4", "trainer.log_every=2", "trainer.sample_every=100",
+                      "trainer.ckpt_every=4", f"hydra.run.dir={run}", cwd=tmp_path)
+    # the loop checks at the end that both processes hold the same weights (the encoders' among them)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["world_size"] == 2 and state["game"] == "text" and len(state["rng_ranks"]) == 2
+    assert state["data_state"] == {"epoch": 0, "pos": 4 * 16}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all("loss/kl" in r and "d/mismatch" in r for r in rows)

@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "gantrain"
 #: the layers, lowest first; a module may import its own layer's modules and those of lower layers
 LAYERS = {"leaves": 0, "data": 1, "nets": 1, "eval": 2, "training": 3, "api": 4, "commands": 5, "": 6}
-LEAVES = {"checkpoint", "config", "errors", "version", "overrides", "moved"}
+LEAVES = {"checkpoint", "config", "errors", "version", "overrides", "moved", "tokens"}
 FOLDERS = {"commands", "training", "nets", "data", "eval"}
 
 

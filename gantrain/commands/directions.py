@@ -54,6 +54,9 @@ def directions(path: Path, options: dict) -> tuple[Path, list[str], str]:
         raise GantrainError(f"{path}: no such run folder or checkpoint file")
     device = resolve_device(options.get("device", "auto"))
     generator = load_generator(path, device=device, ema=_flag("ema", options.get("ema", "true")))
+    if hasattr(generator, "tokenize"):  # G(z, caption): no latent space of its own to search
+        raise GantrainError(f"{path} is a text-conditioned run: latent directions work on runs without captions; draw "
+                            f"from it with gantrain-sample RUN text=...")
     if method == "pca":
         if "classes" in options:
             raise GantrainError("classes= is for method=labels")

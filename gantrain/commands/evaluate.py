@@ -25,7 +25,9 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
 
     Image translation runs (pix2pix, CycleGAN) are scored on their dataset's test split (metrics l1, psnr, ssim,
     label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
-    score next to its floor (the untranslated input; for fid_classifier, real vs real)."""
+    score next to its floor (the untranslated input; for fid_classifier, real vs real). Text runs on mnist_captions
+    or fashion_captions also get text_class_agreement and text_<attribute>_spearman on held-out phrasings, next to
+    what the test images score."""
     from gantrain.api import load_generator, load_translator
     from gantrain.checkpoint import game_meta, open_run_or_checkpoint, run_folder_of
     from gantrain.config import with_added_keys
@@ -73,10 +75,21 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
                                                   numbers.get("seed", 0), translation["kind"])
             network: Any = load_translator(checkpoint, device=device, ema=use_ema)
         else:
+            text = game_meta(state).get("text")
             evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0),
-                                  conditional=bool(state["config"].get("conditional", False)))
+                                  conditional=bool(state["config"].get("conditional", False)) and not text)
             network = load_generator(checkpoint, device=device, ema=use_ema)
         results = evaluator(network)
+        if not translation and text and getattr(dataset, "scheme", None) is not None:
+            # a text run on an offline captioned set: agreement with held-out prompts, next to the test images' own
+            from gantrain.eval.classifier import load_classifier
+            from gantrain.eval.text import text_floor, text_scores
+
+            classifier, _ = load_classifier(dataset, device=str(device))
+            scores, text_details = text_scores(network, dataset, classifier, seed=numbers.get("seed", 0), device=device)
+            results.update(scores)
+            evaluator.floor.update(text_floor(dataset, classifier, device))
+            evaluator.details.update(text_details)
     except GantrainError as exc:
         print(f"gantrain-eval: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -99,6 +112,9 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     elif evaluator.details:  # per-class values of the conditional metrics (None: a class without samples)
         report["per_class"] = evaluator.details
         for name, values in evaluator.details.items():
+            if name == "example_prompts":
+                print(f"{name}: {'; '.join(values)}")
+                continue
             print(f"{name}: " + ", ".join(f"{c}: {'-' if v is None else format(v, '.4g')}" for c, v in enumerate(values)))
     target = out_dir / "eval.json"
     report["settings"] = {"num_samples": evaluator.num_samples, "seed": numbers.get("seed", 0)}

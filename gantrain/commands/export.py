@@ -10,7 +10,8 @@ Options (key=value):
                     torchscript: torch.jit.trace of the generator (OUT.pt): torch.jit.load(OUT)(z) or (z, labels)
                                  (a style-based generator is traced with each layer's fixed noise input)
                     onnx:        ONNX graph (OUT.onnx), inputs `z` (B, latent_dim) float32 and, for conditional
-                                 generators, `labels` (B,) int64; output `samples`; the batch size B is free
+                                 generators, `labels` (B,) int64 (text runs: `tokens` (B, length) int64, the
+                                 caption's token ids, with the encoder inside); output `samples`; B is free
   out=PATH          the file to write (default generator.safetensors / generator.pt / generator.onnx); its
                     suffix must fit the format
   ema=true          export the EMA generator when the run kept one (ema=false: the raw generator)
@@ -121,6 +122,9 @@ def example_inputs(generator: nn.Module, batch: int = 2, device: Union[str, torc
     """(z,) or (z, labels) of a batch, as the exported programs take them."""
     rng = torch.Generator().manual_seed(0)
     z = torch.randn(batch, int(generator.latent_dim), generator=rng).to(device)
+    if hasattr(generator, "tokenize"):  # a text run's generator: (z, caption token ids (B, length))
+        prompts = (list(generator.prompts) or ["a"]) * batch
+        return z, generator.tokenize(prompts[:batch]).to(device)
     classes = _num_classes(generator)
     if classes is None:
         return (z,)
@@ -146,20 +150,40 @@ def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta
         generator = copy.deepcopy(generator)                  # noise inputs, so that the program is deterministic
         generator.noise_mode = "const"
     inputs = example_inputs(generator, device=device)
+    vocabulary: list[Path] = []
+    if hasattr(generator, "tokenize"):  # a text generator: its modules without the vocabulary (not a tensor),
+        from gantrain.nets.text import TextProgram  # which goes into OUT.json: what maps words to token ids
+
+        vocabulary = [_write_vocabulary(generator, out, overwrite)]
+        generator = TextProgram(generator).eval()
     if fmt == "torchscript":
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notices (torch 2.10+)
             traced = torch.jit.trace(generator, inputs)
             _atomic(out, lambda tmp: torch.jit.save(traced, tmp), overwrite)
-        return [out]
-    return _export_onnx(generator, out, inputs, overwrite)
+        return [out, *vocabulary]
+    return _export_onnx(generator, out, inputs, overwrite) + vocabulary
+
+
+def _write_vocabulary(generator: nn.Module, out: Path, overwrite: bool) -> Path:
+    """OUT.json beside a traced text generator: its words (token id = position), caption length and tokeniser."""
+    info = {"format": "gantrain-vocabulary", "words": list(generator.words), "length": int(generator.length),
+            "precomputed": bool(generator.precomputed),
+            "tokenizer": "lower-case the caption, split it into runs of letters and digits (regex \\w+), map each "
+                         "word to its position in words (1 when absent: unknown), cut at length, pad with 0"
+                         if not generator.precomputed else "a caption's token is its position in words + 1"}
+    path = sidecar_of(out)
+    _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=1) + "\n"), overwrite)
+    return path
 
 
 def _export_safetensors(generator: nn.Module, out: Path, meta: dict, overwrite: bool) -> list[Path]:
     from gantrain.version import __version__
 
     st = _require("safetensors.torch", "format=safetensors")
-    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in generator.state_dict().items()}
+    # tensors only: a text generator's vocabulary (its extra state) goes into the JSON (meta["text"])
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in generator.state_dict().items()
+               if isinstance(tensor, torch.Tensor)}
     info = {"format": SIDECAR_FORMAT, "gantrain_version": __version__, "weights": out.name,
             "num_classes": _num_classes(generator), "latent_dim": int(generator.latent_dim),
             "out_shape": [int(s) for s in getattr(generator, "out_shape", ())], **meta}
@@ -179,7 +203,7 @@ def _export_safetensors(generator: nn.Module, out: Path, meta: dict, overwrite: 
 
 def _export_onnx(generator: nn.Module, out: Path, inputs: tuple, overwrite: bool) -> list[Path]:
     onnx = _require("onnx", "format=onnx")
-    names = ["z", "labels"][: len(inputs)]
+    names = (["z", "tokens"] if inputs[-1].dim() == 2 and len(inputs) == 2 else ["z", "labels"])[: len(inputs)]
     axes = {name: {0: "batch"} for name in names + ["samples"]}
     options: dict[str, Any] = {"input_names": names, "output_names": ["samples"], "dynamic_axes": axes,
                                "opset_version": 17, "do_constant_folding": True}
@@ -232,11 +256,20 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
             info["generator"] = node
         else:
             extra["num_classes"] = classes
-    generator = build_generator(info["generator"], tuple(info["data_shape"]), info["data_kind"], **extra)
+    text = info.get("text")
+    if text:  # a text run's generator, its vocabulary from the JSON
+        from gantrain.training.games.text import text_networks
+
+        generator, _ = text_networks(info["generator"], None, tuple(info["data_shape"]), text)
+    else:
+        generator = build_generator(info["generator"], tuple(info["data_shape"]), info["data_kind"], **extra)
     try:
         weights = st.load_file(str(path))
     except Exception as exc:
         raise GantrainError(f"{path} is not a readable safetensors file ({exc}); export again") from None
+    if text:
+        weights["_extra_state"] = {"words": text["words"], "length": text["length"], "prompts": text["prompts"],
+                                   "pool": text.get("pool", [])}
     try:
         generator.load_state_dict(weights)
     except RuntimeError as exc:
@@ -281,7 +314,7 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
     """Export the generator of a run folder or checkpoint; returns the files written (existing files are replaced
     only with overwrite)."""
     from gantrain.api import load_generator
-    from gantrain.checkpoint import open_run_or_checkpoint
+    from gantrain.checkpoint import game_meta, open_run_or_checkpoint
 
     path, out = Path(path), Path(out)
     if not path.exists():
@@ -297,9 +330,14 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
     device = resolve_device(str(device))
     checkpoint, state = open_run_or_checkpoint(path)
     generator = load_generator(checkpoint, device=device, ema=ema)
+    if hasattr(generator, "tokenize") and fmt != "safetensors" and sidecar_of(out).exists() and not overwrite:
+        raise GantrainError(f"{sidecar_of(out)} exists (a text run's vocabulary goes there); choose another out=..., or "
+                            f"overwrite=true to replace it")
     meta = {"generator": state["config"]["generator"], "data_shape": list(state["data_shape"]),
             "data_kind": state["data_kind"], "checkpoint": str(Path(checkpoint).resolve()), "step": state.get("step"),
             "ema": bool(ema and "generator" in state.get("ema", {}))}
+    if game_meta(state).get("text"):
+        meta["text"] = game_meta(state)["text"]
     return export_generator(generator, fmt, out, meta, device, overwrite)
 
 

@@ -194,6 +194,9 @@ def project_files(path: Path, request: Request) -> Result:
     check_writable(request.out, "folder")
     device = resolve_device(request.device)
     generator = load_generator(path, device=device, ema=request.ema)
+    if hasattr(generator, "tokenize"):  # G(z, caption): no latent space of its own to search
+        raise GantrainError(f"{path} is a text-conditioned run: projection work on runs without captions; draw "
+                            f"from it with gantrain-sample RUN text=...")
     if request.space != "z" and not is_style_based(generator):
         raise GantrainError(f"space={request.space} needs a style-based run (generator=stylegan2); this run's "
                             f"generator has only z: use space=z")

@@ -15,6 +15,10 @@ Options (key=value):
                     classes to draw (conditional runs only): one value is used for every sample, a list
                     gives one per sample (n is then taken from it)
   per_class=true    one row per class, n samples in each (conditional runs only)
+  text="a thick 3"  text runs (condition.text_encoder): n samples of one prompt (words the run never saw are named
+                    in a warning; an empty prompt is refused)
+  text_file=FILE    text runs: one row per line of FILE (a prompt each), n samples in each (default 8), the same
+                    noise down each column; a text run sampled without text= shows its own prompts this way
   interpolate=K     n rows of K steps each, every row a spherical interpolation (slerp) from one random
                     latent point to another
   truncation=PSI    the truncation trick, smaller trading variety for quality: a style-based run (generator=
@@ -39,6 +43,7 @@ Examples:
   gantrain-sample RUN n=10000 out=fid_samples/           # a folder of 10,000 PNGs
   gantrain-sample RUN interpolate=10 n=6 out=walk.png
   gantrain-sample RUN per_class=true out=classes.png     # conditional runs
+  gantrain-sample RUN text="a thick 3" n=16 out=threes.png  # text runs
   gantrain-sample RUN truncation=0:1:6 n=4 out=strip.png  # style-based runs
   gantrain-sample RUN style_mix=true rows=5 cols=5 layers=0-3 out=mix.png
   gantrain-sample RUN direction=pca.npz:0 strength=-3:3:7 n=4 out=edit.png
@@ -62,7 +67,7 @@ from torch import Tensor
 from gantrain.errors import GantrainError
 
 PROG = "gantrain-sample"
-OPTIONS = ("n", "seed", "out", "labels", "per_class", "interpolate", "truncation", "style_mix", "rows", "cols",
+OPTIONS = ("n", "seed", "out", "labels", "per_class", "text", "text_file", "interpolate", "truncation", "style_mix", "rows", "cols",
            "layers", "direction", "strength", "latent", "ema", "device", "overwrite")
 # suffixes that name a file, not a folder: out=x.jpg is refused rather than made into a folder called x.jpg
 FILE_SUFFIXES = {".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".npy", ".pt", ".pth", ".json",
@@ -206,6 +211,8 @@ class Request:
     direction: Optional[tuple[Path, int]] = None  # direction=FILE:K
     strength: tuple[float, float, int] = (-3.0, 3.0, 7)
     latent: Optional[Path] = None  # latent=FILE.npz of gantrain-project
+    text: Optional[list[str]] = None  # prompts of a text run: text="..." (one) or text_file= (one row each)
+    text_rows: bool = False  # one row per prompt (text_file=), else n samples of the one prompt
     ema: bool = True
     device: str = "auto"
     overwrite: bool = False
@@ -252,6 +259,24 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         request.labels = _labels(options["labels"])
     if "per_class" in options:
         request.per_class = _flag("per_class", options["per_class"])
+    if "text" in options and "text_file" in options:
+        raise GantrainError("text= and text_file= both give prompts; give one of them")
+    if "text" in options:
+        request.text = [options["text"]]
+    if "text_file" in options:
+        file = Path(options["text_file"]).expanduser()
+        try:
+            lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise GantrainError(f"text_file={file} cannot be read ({type(exc).__name__}); give a text file with one "
+                                f"prompt per line") from None
+        if not lines:
+            raise GantrainError(f"text_file={file} holds no prompt; write one prompt per line")
+        request.text, request.text_rows = lines, True
+    if request.text is not None and (request.labels is not None or request.per_class or request.interpolate
+                                     or request.strip or "style_mix" in options or "direction" in options):
+        raise GantrainError("text= and text_file= choose what to draw by prompt; leave out labels, per_class, "
+                            "interpolate, style_mix, direction and truncation strips")
     if "interpolate" in options:
         request.interpolate = _whole("interpolate", options["interpolate"], 2,
                                      "the steps from one latent point to the other, e.g. interpolate=8")
@@ -401,6 +426,12 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
     from gantrain.nets.control import is_style_based, synthesize
 
     style = is_style_based(generator)
+    text_run = hasattr(generator, "tokenize")
+    if request.text is not None and not text_run:
+        raise GantrainError("text= needs a text-conditioned run (condition.text_encoder); this run's generator "
+                            "takes no caption: leave text out (or use labels= on a class-conditional run)")
+    if text_run:
+        return _text_batch(generator, request, device)
     if (request.strip or request.style_mix) and not style:
         what = "a truncation strip" if request.strip else "style mixing"
         raise GantrainError(f"{what} needs a style-based run (generator=stylegan2): this run's generator has no W "
@@ -446,6 +477,32 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
             out = generator(zc) if yc is None else generator(zc, yc)
         outputs.append(out.float().cpu())
     return Batch(torch.cat(outputs), z, y, nrow)
+
+
+def _text_batch(generator: torch.nn.Module, request: Request, device: Optional[torch.device]) -> Batch:
+    """Samples of a text run: n of one prompt (text=), or one row per prompt with n columns (text_file=, or the
+    run's own prompts), the same noise down each column."""
+    if request.labels is not None or request.per_class or request.interpolate or request.strip \
+            or request.style_mix or request.direction or request.latent:
+        raise GantrainError("this run is conditioned on text: draw with text=\"a thick 3\" or text_file=FILE; "
+                            "labels, per_class, interpolate, style mixing and edits are for other runs")
+    if request.truncation == 0:
+        _truncation("0")  # the one-line refusal: in z, truncation must be > 0
+    device = device or next(generator.parameters()).device
+    rng = torch.Generator().manual_seed(request.seed)
+    rows = request.text_rows or request.text is None
+    prompts = request.text if request.text is not None else list(generator.prompts)
+    columns = request.n if request.n_given else (8 if rows else request.n)
+    if rows:
+        z = truncated_normal((columns, generator.latent_dim), request.truncation, rng).repeat(len(prompts), 1)
+        texts = [p for p in prompts for _ in range(columns)]
+    else:
+        z = truncated_normal((columns, generator.latent_dim), request.truncation, rng)
+        texts = prompts * columns
+    tokens = generator.tokenize(texts)
+    outputs = [generator(z[i:i + CHUNK].to(device), tokens[i:i + CHUNK].to(device)).float().cpu()
+               for i in range(0, len(z), CHUNK)]
+    return Batch(torch.cat(outputs), z, None, columns if rows else max(1, int(math.sqrt(columns))))
 
 
 def _row_latents(request: Request, classes: Optional[int], latent_dim: int, rng: torch.Generator) -> tuple[Tensor, Optional[Tensor]]:

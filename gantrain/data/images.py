@@ -7,7 +7,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -268,6 +268,29 @@ class ImageFolder(Dataset):
                                 f"(root/<class>/*.png, two classes or more)")
         return self._labels
 
+    def texts(self) -> list[list[str]]:
+        """The captions of every image (for text-conditioned runs): from root/metadata.jsonl ({"file_name": ...,
+        "text": ...} lines) and/or a .txt of the same name beside each image; images without one are counted in
+        one warning and train with an empty caption."""
+        if getattr(self, "_texts", None) is None:
+            from gantrain.data.text import folder_captions
+
+            texts, missing = folder_captions(self.root, self.files)
+            if missing == len(texts) and (self.root / "metadata.jsonl").is_file():
+                raise GantrainError(f"no line of {self.root / 'metadata.jsonl'} names an image below {self.root}: "
+                                    f"file_name is the path relative to that folder, e.g. "
+                                    f"{self.files[0].relative_to(self.root).as_posix()}")
+            if missing == len(texts):
+                raise GantrainError(f"no captions found for the images below {self.root}: add a metadata.jsonl "
+                                    f'({{"file_name": "a.png", "text": "a caption"}} per line) or a .txt beside each '
+                                    f"image")
+            if missing:
+                logging.getLogger("gantrain").warning(
+                    "%d of %d images below %s have no caption; they train with an empty one", missing, len(texts),
+                    self.root)
+            self._texts = [t or [""] for t in texts]
+        return self._texts
+
     def describe(self) -> str:
         classes = f", {len(self.classes)} classes" if self.classes else ""
         return f"{self.name} ({len(self)} samples of shape {tuple(self.shape)}{classes})"
@@ -358,6 +381,19 @@ class Subset(Dataset):
 
     def labels(self) -> Tensor:
         return self.base.labels()[self.indices]
+
+    @property
+    def texts(self) -> Any:
+        """The captions of the chosen samples, when the dataset has captions (AttributeError otherwise)."""
+        base = getattr(self.base, "texts", None)
+        if base is None:
+            raise AttributeError("texts")
+        return lambda: [base()[i] for i in self.indices.tolist()]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("vocabulary", "grid_prompts", "scheme") and "base" in self.__dict__:
+            return getattr(self.base, name)  # what a captioned dataset says of all its samples
+        raise AttributeError(name)
 
     @property
     def streamed(self) -> bool:

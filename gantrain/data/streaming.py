@@ -61,14 +61,16 @@ class BatchStream:
         raise NotImplementedError
 
     labelled = False  # batches are (samples, labels) pairs
+    label_shape: tuple[int, ...] = ()  # of one sample's label: () for a class, (K, L) for K captions' token ids
 
     def empty(self, k: int, device: torch.device) -> Any:
-        """Buffers `next(k, out=...)` fills: (k, B, ...) raw samples, with (k, B) int64 labels when labelled."""
+        """Buffers `next(k, out=...)` fills: (k, B, ...) raw samples, with (k, B, *label_shape) int64 labels when
+        labelled."""
         shape, dtype = self.batch_spec()
         samples = torch.empty((k, *shape), dtype=dtype, device=device)
         if not self.labelled:
             return samples
-        return samples, torch.empty((k, shape[0]), dtype=torch.int64, device=device)
+        return samples, torch.empty((k, shape[0], *self.label_shape), dtype=torch.int64, device=device)
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
@@ -87,6 +89,7 @@ class DeviceBatches(BatchStream):
         self.data = data.to(device)
         self.labels = None if labels is None else labels.to(device)
         self.labelled = labels is not None
+        self.label_shape = () if labels is None else tuple(labels.shape[1:])
         self.device = device
 
     def _permutation(self, epoch: int) -> Tensor:
@@ -107,8 +110,8 @@ class DeviceBatches(BatchStream):
         if self.labels is None:
             return samples
         if out is None:
-            return samples, self.labels.index_select(0, index).view(k, self.batch_size)
-        torch.index_select(self.labels, 0, index, out=out[1].view(-1))
+            return samples, self.labels.index_select(0, index).view(k, self.batch_size, *self.label_shape)
+        torch.index_select(self.labels, 0, index, out=out[1].view(-1, *self.label_shape))
         return out
 
 
@@ -116,9 +119,12 @@ class StreamedBatches(BatchStream):
     """Batches decoded by DataLoader workers (large image folders), copied to the device from pinned memory."""
 
     def __init__(self, dataset: ImageFolder, batch_size: int, seed: int, device: torch.device, num_workers: int,
-                 rank: int = 0, world: int = 1, labelled: bool = False):
+                 rank: int = 0, world: int = 1, labelled: bool = False, labels: Optional[Tensor] = None):
         super().__init__(len(dataset), batch_size, seed, rank, world)
-        self.dataset, self.device, self.num_workers, self.labelled = dataset, device, num_workers, labelled
+        self.dataset, self.device, self.num_workers = dataset, device, num_workers
+        self.labelled = labelled or labels is not None
+        self.labels = labels if labels is not None else (dataset.labels() if labelled else None)
+        self.label_shape = () if self.labels is None else tuple(self.labels.shape[1:])
         self._iter: Optional[Iterator[Tensor]] = None
 
     def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
@@ -134,7 +140,7 @@ class StreamedBatches(BatchStream):
             mine = [i for g in range(start, usable, self.global_batch)
                     for i in order[g + self.rank * self.batch_size : g + (self.rank + 1) * self.batch_size]]
             loader = DataLoader(
-                _Indexed(self.dataset, self.labelled),
+                _Indexed(self.dataset, self.labels),
                 batch_size=self.batch_size,
                 sampler=mine,
                 num_workers=self.num_workers,
@@ -176,9 +182,8 @@ class StreamedBatches(BatchStream):
 
 
 class _Indexed(torch.utils.data.Dataset):
-    def __init__(self, dataset: ImageFolder, labelled: bool = False):
-        self.dataset, self.labelled = dataset, labelled
-        self.labels = dataset.labels() if labelled else None
+    def __init__(self, dataset: ImageFolder, labels: Optional[Tensor] = None):
+        self.dataset, self.labels = dataset, labels
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -189,18 +194,21 @@ class _Indexed(torch.utils.data.Dataset):
 
 
 def make_batches(dataset: Dataset, batch_size: int, seed: int, device: torch.device, num_workers: int,
-                 rank: int = 0, world: int = 1, labelled: bool = False) -> BatchStream:
+                 rank: int = 0, world: int = 1, labelled: bool = False, labels: Optional[Tensor] = None) -> BatchStream:
     """The batch stream for a dataset (this process's share of it): on the device when it fits, streamed otherwise.
 
-    labelled: batches are (samples, labels) pairs (conditional training)."""
+    labelled: batches are (samples, labels) pairs (conditional training). labels: what each sample is paired
+    with in place of its class (a text run's caption tokens (N, K, L)); implies labelled."""
+    if labels is not None:
+        labelled = True
     on_device = str(dataset.on_device).lower()
     if on_device not in ("auto", "true", "false"):
         raise GantrainError(f"dataset.on_device={dataset.on_device!r} is not one of auto, true, false")
     if dataset.streamed and on_device != "true":
         return StreamedBatches(dataset, batch_size, seed, device, num_workers, rank, world,  # type: ignore[arg-type]
-                               labelled=labelled)
+                               labelled=labelled, labels=labels)
     return DeviceBatches(dataset.tensor(), batch_size, seed, device, rank, world,
-                         labels=dataset.labels() if labelled else None)
+                         labels=labels if labels is not None else (dataset.labels() if labelled else None))
 
 
 class UnpairedBatches:

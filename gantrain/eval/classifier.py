@@ -49,7 +49,8 @@ def cache_dir() -> Path:
 
 
 def cache_key(dataset: Dataset) -> str:
-    return f"{dataset.name}-{dataset.shape[-1]}px"
+    """The classifier's name: its images' dataset (`domain`: a captioned MNIST shares MNIST's) and size."""
+    return f"{getattr(dataset, 'domain', None) or dataset.name}-{dataset.shape[-1]}px"
 
 
 def weights_sha256(model: nn.Module) -> str:

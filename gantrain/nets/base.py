@@ -102,6 +102,23 @@ class ConditionalBatchNorm2d(nn.Module):
         return self.norm(x) * self.scale(y)[:, :, None, None] + self.shift(y)[:, :, None, None]
 
 
+class ModulatedBatchNorm2d(nn.Module):
+    """Batch norm without its own affine, then a scale 1 + A c and a shift B c of a continuous condition c (N, D):
+    conditional batch norm generalised from a class index to an embedding (A and B start at 0)."""
+
+    def __init__(self, num_features: int, condition_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(num_features, affine=False)
+        self.scale = nn.Linear(condition_dim, num_features)
+        self.shift = nn.Linear(condition_dim, num_features)
+        for layer in (self.scale, self.shift):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        return self.norm(x) * (1.0 + self.scale(c))[:, :, None, None] + self.shift(c)[:, :, None, None]
+
+
 def _positive(who: str, **sizes: Any) -> None:
     """Refuse a width or size below 1 (a network with no channels builds, then fails at its first step)."""
     for key, value in sizes.items():

@@ -11,6 +11,7 @@ from gantrain.nets.base import (
     LABEL_EMBEDDING,
     ConditionalBatchNorm2d,
     Discriminator,
+    ModulatedBatchNorm2d,
     Generator,
     _check_classes,
     _ConditionalHead,
@@ -65,19 +66,24 @@ class DCGANGenerator(Generator):
     norm alone learns labels slowly: its per-class scales and shifts start equal (1 and 0) and Adam moves
     each by about the learning rate a step, and at 8x8 (one hidden layer) they are G's only label path.
     False (the default, and what runs written before 0.8.0 trained) keeps batch norm as the only path.
+    condition_dim (set by the trainer for text runs): G(z, c) with a continuous condition c (N, condition_dim):
+    c beside z, and every batch norm's scale and shift modulated by it (ModulatedBatchNorm2d; norm=batch).
     """
 
     def __init__(self, out_shape: Sequence[int], latent_dim: int = 100, base_channels: int = 64, norm: str = "batch",
-                 num_classes: int = 0, label_input: bool = False):
+                 num_classes: int = 0, label_input: bool = False, condition_dim: int = 0):
         super().__init__()
         channels, size, _ = _image_shape(out_shape, "generator")
         _positive("generator", latent_dim=latent_dim, base_channels=base_channels)
         if norm not in ("batch", "none"):
             raise GantrainError(f"generator.norm={norm!r} is not one of batch, none")
         classes = _check_classes(num_classes)
+        if condition_dim and (classes or norm != "batch"):
+            raise GantrainError("generator=dcgan takes a text condition with norm=batch and no classes")
         base, n = dcgan_plan(size)
         self.latent_dim, self.out_shape = int(latent_dim), (channels, size, size)
         self.num_classes = classes or None
+        self.condition_dim = int(condition_dim)
         concat = classes > 0 and (norm == "none" or bool(label_input))
         # norm=none: an embedding as wide as z (what it has always been); label_input: a narrow one, as the MLP's,
         # since a 100-value embedding beside z drowned z out (each label drew one digit, some the wrong one)
@@ -85,12 +91,15 @@ class DCGANGenerator(Generator):
         width = base_channels * 2 ** (n - 1)
 
         def bn(features: int) -> nn.Module:
+            if self.condition_dim:
+                return ModulatedBatchNorm2d(features, self.condition_dim)
             if classes and norm == "batch":
                 return ConditionalBatchNorm2d(features, classes)
             return _norm2d(norm, features, "generator")
 
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim + (embedding if concat else 0), width, base, 1, 0, bias=norm == "none"),
+            nn.ConvTranspose2d(latent_dim + (embedding if concat else self.condition_dim), width, base, 1, 0,
+                               bias=norm == "none"),
             bn(width),
             nn.ReLU(True),
         ]
@@ -108,6 +117,11 @@ class DCGANGenerator(Generator):
             self.embed = nn.Embedding(classes, embedding)
 
     def forward(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
+        if self.condition_dim:  # y: the continuous condition c (N, condition_dim)
+            h = torch.cat([z, y], 1).view(z.shape[0], -1, 1, 1)
+            for layer in self.net:
+                h = layer(h, y) if isinstance(layer, ModulatedBatchNorm2d) else layer(h)
+            return h
         if self.num_classes is None:
             return self.net(z.view(z.shape[0], -1, 1, 1))
         if y is None:
@@ -155,10 +169,18 @@ class DCGANDiscriminator(Discriminator):
             width *= 2
         layers.append(_maybe_sn(nn.Conv2d(width, 1, base, 1, 0), spectral_norm))
         self.net = nn.Sequential(*layers)
+        self.feature_dim = width  # of features(x)
         self.apply(_dcgan_init)
         if classes:
             features = width if conditioning == "projection" else width * base * base
             self.head = _ConditionalHead(features, classes, conditioning, spectral_norm)
+
+    def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(the unconditional logit (N,), the last hidden features summed over space (N, feature_dim))."""
+        h = x
+        for layer in self.net[:-1]:
+            h = layer(h)
+        return self.net[-1](h).flatten(), h.sum((2, 3))
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None, classes: bool = False) -> Any:
         if self.num_classes is None:

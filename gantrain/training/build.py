@@ -55,6 +55,8 @@ def game_name(cfg: DictConfig, translation: Optional[TranslationConfig], conditi
         return str(chosen)
     if translation is not None:
         return translation.kind
+    if condition is not None and condition.text_encoder is not None:
+        return "text"
     if str(cfg.generator.get("_target_", "")).endswith("StyleGAN2Generator"):
         return "stylegan2"
     return "gan" if condition is None else "cgan"
@@ -87,6 +89,12 @@ def build(cfg: DictConfig, run_dir: Path, evaluate: bool = True, dist: Optional[
         raise GantrainError("augment.policy is for GAN runs; translation runs augment with random crops and flips "
                             "(translation.load_size, translation.flip): set augment.policy=null")
     name = game_name(cfg, translation, condition)
+    if condition is not None and condition.text_encoder is not None and name != "text":
+        raise GantrainError(f"condition.text_encoder={condition.text_encoder} trains the text game, not game={name}: "
+                            f"leave game= and model= out, or set condition.text_encoder=null")
+    if loss.matching_weight > 0 and name != "text":
+        raise GantrainError("loss.matching_penalty is the matching-aware penalty of text-conditioned runs "
+                            "(condition.text_encoder); set loss.matching_penalty=0 for this run")
     dataset = build_dataset(cfg.dataset, seed)
     use_graph, graph_reason = graph_plan(settings, device, dist)
     reduce = (lambda params: distributed.average_gradients(params, dist.world)) if dist.enabled else None

@@ -73,7 +73,8 @@ def average_gradients(params: Iterable[nn.Parameter], world: int) -> None:
 def broadcast_state(module: nn.Module) -> None:
     """Give every process rank 0's weights and buffers."""
     for tensor in module.state_dict().values():
-        dist.broadcast(tensor, 0)
+        if isinstance(tensor, torch.Tensor):  # not a module's extra state (a text generator's vocabulary)
+            dist.broadcast(tensor, 0)
 
 
 def all_sum(t: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,17 @@ def r1_penalty(discriminator: Callable[[Tensor], Tensor], real: Tensor) -> Tenso
     return grad.flatten(1).float().square().sum(1).mean()
 
 
+def matching_gradient_penalty(judge: Callable[[Tensor, Tensor], Tensor], real: Tensor, embedding: Tensor,
+                              power: float = 6.0) -> Tensor:
+    """DF-GAN's matching-aware gradient penalty (Tao et al. 2022): E[||(grad_x D(x, e), grad_e D(x, e))||_2^power]
+    at real images x with their own captions' embeddings e, without the weight."""
+    x = real.detach().requires_grad_(True)
+    e = embedding.detach().requires_grad_(True)
+    gx, ge = torch.autograd.grad(judge(x, e).float().sum(), (x, e), create_graph=True)
+    norm = torch.cat([gx.flatten(1).float(), ge.flatten(1).float()], 1).norm(2, dim=1)
+    return norm.pow(power).mean()
+
+
 class GANLoss:
     """An adversarial objective with its optional regularisers.
 
@@ -49,18 +60,24 @@ class GANLoss:
     #: None where the critic's values have no such threshold (the Wasserstein critic)
     threshold: Optional[float] = 0.0
 
-    def __init__(self, clip: Optional[float] = None, gradient_penalty: float = 0.0, r1_gamma: float = 0.0):
+    def __init__(self, clip: Optional[float] = None, gradient_penalty: float = 0.0, r1_gamma: float = 0.0,
+                 matching_penalty: float = 0.0, matching_power: float = 6.0):
         if clip is not None and clip <= 0:
             raise GantrainError(f"loss.clip={clip} must be positive, or null to disable weight clipping")
-        if gradient_penalty < 0 or r1_gamma < 0:
-            raise GantrainError("loss.gradient_penalty and loss.r1_gamma must be 0 (off) or positive")
+        if gradient_penalty < 0 or r1_gamma < 0 or matching_penalty < 0:
+            raise GantrainError("loss.gradient_penalty, loss.r1_gamma and loss.matching_penalty must be 0 (off) or positive")
+        if not matching_power >= 1:  # below 1 the penalty's gradient is infinite where the norm is 0
+            raise GantrainError(f"loss.matching_power={matching_power} must be 1 or more (DF-GAN: 6)")
         self.clip = clip
         self.gp_weight = float(gradient_penalty)
         self.r1_gamma = float(r1_gamma)
+        #: weight and power of the matching-aware gradient penalty (text runs only; 0: off)
+        self.matching_weight, self.matching_power = float(matching_penalty), float(matching_power)
 
     @property
     def has_penalty(self) -> bool:
-        return self.gp_weight > 0 or self.r1_gamma > 0
+        """Whether D's loss has a penalty term (the matching-aware one is a text game's to add)."""
+        return self.gp_weight > 0 or self.r1_gamma > 0 or self.matching_weight > 0
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError

@@ -25,7 +25,7 @@ from gantrain.training.stats import Stats
 #: game name -> "module:Class" (imported on use); `game=NAME` picks one, else model= and conditional= do
 GAMES = {"gan": "gantrain.training.games.gan:GAN", "cgan": "gantrain.training.games.gan:ConditionalGAN",
          "pix2pix": "gantrain.training.games.translation:Pix2Pix", "cyclegan": "gantrain.training.games.translation:CycleGAN",
-         "stylegan2": "gantrain.training.games.stylegan2:StyleGAN2"}
+         "stylegan2": "gantrain.training.games.stylegan2:StyleGAN2", "text": "gantrain.training.games.text:TextGAN"}
 
 
 @dataclass

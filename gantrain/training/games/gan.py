@@ -51,7 +51,7 @@ class GAN(Game):
         """G and D of cfg.generator / cfg.discriminator for the dataset (conditional when setup.condition is set),
         the batch stream, augmentation, the evaluator of trainer.metrics and the diagnosis' real batch."""
         from gantrain.training import distributed
-        from gantrain.training.components import (build_discriminator, build_generator, check_combination, check_fits, check_labelled, make_evaluator, reference_batch, seed_everything)
+        from gantrain.training.components import check_combination, make_evaluator, reference_batch, seed_everything
         from gantrain.data.streaming import make_batches
 
         cfg, settings, dataset, device, dist = setup.cfg, setup.settings, setup.dataset, setup.device, setup.dist
@@ -59,13 +59,10 @@ class GAN(Game):
         if getattr(dataset, "paired", None) is not None:
             raise GantrainError(f"dataset {dataset.name} is for image-to-image translation: add model=pix2pix (paired) "
                                 f"or model=cyclegan, or pick another dataset")
-        num_classes = check_labelled(dataset, condition)
-        check_fits(cfg, dataset, settings, device, condition)
-        generator = build_generator(cfg.generator, dataset.shape, dataset.kind, num_classes)
-        discriminator = build_discriminator(cfg, dataset, condition)
+        generator, discriminator, num_classes, paired, meta = cls.make_networks(setup)
         check_combination(setup.loss, cfg)
         batches = make_batches(dataset, settings.batch_size, setup.seed, device, settings.num_workers, dist.rank,
-                               dist.world, labelled=num_classes is not None)
+                               dist.world, labelled=num_classes is not None, labels=paired)
         generator.to(device)
         discriminator.to(device)
         if device.type == "cuda" and dataset.kind == "image":
@@ -81,7 +78,7 @@ class GAN(Game):
                       ema_decay=settings.ema_decay, **setup.base())
         common.update(cls.own_arguments(setup, generator))
         plain, conditional = cls.variants()
-        if condition is None:
+        if condition is None or paired is not None:  # unconditional, or paired with captions (a text run)
             game: GAN = plain(generator, discriminator, setup.loss, **common)
         else:
             frequencies = (torch.bincount(dataset.labels(), minlength=num_classes) if condition.fake_labels == "data"
@@ -103,12 +100,24 @@ class GAN(Game):
         scored = getattr(dataset, "base", dataset)  # a run on dataset.subset is scored against the full dataset
         # made (cheaply: set-up waits for first use) also to check trainer.best_metric when evaluation is off
         checked = setup.evaluate and dist.main and (settings.eval_every > 0 or bool(settings.best_metric))
-        evaluator = make_evaluator(scored, settings, device, condition is not None) if checked else None
+        evaluator = make_evaluator(scored, settings, device, num_classes is not None) if checked else None
         return Built(game, batches,
-                     {"data_shape": list(dataset.shape), "data_kind": dataset.kind, "num_classes": num_classes},
+                     {"data_shape": list(dataset.shape), "data_kind": dataset.kind, "num_classes": num_classes, **meta},
                      evaluator=evaluator if settings.eval_every > 0 else None,
                      reference=dataset.tensor()[:2500] if dataset.kind == "points" else None,
                      diagnosis=reference_batch(dataset, setup.seed) if settings.diagnose and dist.main else None)
+
+    @classmethod
+    def make_networks(cls, setup: RunSetup) -> tuple[Generator, nn.Module, Optional[int], Optional[Tensor], dict]:
+        """(G, D, the number of classes of a conditional run (None: none), what each sample is paired with
+        instead of its class (None: its class, or nothing), the game's own checkpoint metadata)."""
+        from gantrain.training.components import build_discriminator, build_generator, check_fits, check_labelled
+
+        cfg, dataset, condition = setup.cfg, setup.dataset, setup.condition
+        num_classes = check_labelled(dataset, condition)
+        check_fits(cfg, dataset, setup.settings, setup.device, condition)
+        generator = build_generator(cfg.generator, dataset.shape, dataset.kind, num_classes)
+        return generator, build_discriminator(cfg, dataset, condition), num_classes, None, {}
 
     @classmethod
     def keeps_ema(cls, setup: RunSetup) -> bool:

@@ -1,0 +1,421 @@
+"""Text conditioning: captions from both folder layouts and the offline builder, tokenisation, measured attributes,
+the matching-aware term and penalty against hand computations, exact resume, and the commands on a tiny run."""
+import json
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gantrain
+from conftest import run_gantrain
+from gantrain.data.captions import DIGIT_SCHEME, CaptionedMNIST, ink_box_area, levels, slant, stroke_thickness
+from gantrain.data.text import folder_captions
+from gantrain.tokens import Vocabulary, caption_tokens, tokenize
+from gantrain.errors import GantrainError
+from gantrain.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from gantrain.nets.text import BagEncoder, GRUEncoder, TextDiscriminator, TextGenerator
+from gantrain.training.games.text import TextGAN
+from gantrain.training.losses import Hinge, matching_gradient_penalty
+from gantrain.training.stats import Stats
+
+
+def tiny(data_root, *extra):
+    return ["experiment=text_mnist", f"dataset.root={data_root}", "dataset.subset=64", "dataset.image_size=16",
+            "generator.base_channels=8", "discriminator.base_channels=8", "condition.text_dim=16",
+            "trainer.batch_size=8", "trainer.device=cpu", "trainer.log_every=2", "trainer.sample_every=4",
+            "trainer.ckpt_every=2", "trainer.num_samples=20", *extra]
+
+
+# ---- captions and tokens -----------------------------------------------------------------------------
+
+
+def test_tokens_round_trip_with_non_ascii_words_unknown_words_and_padding():
+    vocabulary = Vocabulary.of(["a thick slanted Seven", "Füße, ärmel and 7"])
+    assert tokenize("A T-shirt, 7!") == ["a", "t", "shirt", "7"]
+    assert tokenize("Füße und Ärmel") == ["füße", "und", "ärmel"]
+    ids = vocabulary.encode(["a thick seven", "füße and ärmel", "a purple 7"], length=5)
+    assert ids.shape == (3, 5) and ids.dtype == torch.int64
+    assert vocabulary.decode(ids) == ["a thick seven", "füße and ärmel", "a <unk> 7"]
+    assert ids[0, 3:].tolist() == [0, 0] and ids[2, 1].item() == 1  # padding, then the unknown word
+    assert vocabulary.unknown(["a purple 7", "Purple rain"]) == ["purple", "rain"]
+    assert vocabulary.encode(["a thick slanted seven 7"], length=2).tolist() == [vocabulary.encode(["a thick"], 2)[0].tolist()]
+
+
+def _png(path: Path, value: int) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(path)
+
+
+def test_folder_captions_from_metadata_and_text_files(tmp_path, caplog):
+    root = tmp_path / "imgs"
+    (root / "sub").mkdir(parents=True)
+    for name, value in (("a.png", 10), ("sub/b.png", 100), ("c.png", 200)):
+        _png(root / name, value)
+    (root / "metadata.jsonl").write_text(
+        json.dumps({"file_name": "a.png", "text": ["a red square", "ein rotes Quadrat"]}) + "\n\n"
+        + json.dumps({"file_name": "a.png", "text": "crimson"}) + "\n", encoding="utf-8")
+    (root / "sub" / "b.txt").write_text("une forêt verte\n\nthe second\n", encoding="utf-8")
+    files = sorted(p for p in root.rglob("*.png"))
+    texts, missing = folder_captions(root, files)
+    assert texts == [["a red square", "ein rotes Quadrat", "crimson"], [], ["une forêt verte", "the second"]]
+    assert missing == 1
+    dataset = gantrain.data.ImageFolder(str(root), image_size=8)
+    with caplog.at_level("WARNING", logger="gantrain"):
+        got = dataset.texts()
+    assert [r.getMessage() for r in caplog.records if "no caption" in r.getMessage()] == \
+        [f"1 of 3 images below {root} have no caption; they train with an empty one"]
+    tokens = caption_tokens(got, Vocabulary.of([c for t in got for c in t]), length=4)
+    assert tokens.shape == (3, 3, 4)
+    assert torch.equal(tokens[2, 2], tokens[2, 0])  # two captions: the first again in the third place
+    assert tokens[1].eq(0).all()  # no caption: all padding
+    (root / "metadata.jsonl").write_text("{not json\n")
+    with pytest.raises(GantrainError, match="line 1 is not a JSON object"):
+        folder_captions(root, files)
+
+
+def test_a_folder_without_captions_is_refused_in_one_line(tmp_path):
+    _png(tmp_path / "x.png", 1)
+    with pytest.raises(GantrainError, match="no captions found .* metadata.jsonl"):
+        gantrain.data.ImageFolder(str(tmp_path), image_size=8).texts()
+
+
+def _bar(width: int, shear: float = 0.0) -> np.ndarray:
+    """A 28x28 vertical bar `width` pixels wide, rows 4..23, its top shifted right by `shear` per row up."""
+    image = np.zeros((28, 28), np.uint8)
+    for row in range(4, 24):
+        left = int(round(12 - width / 2 + shear * (14 - row)))
+        image[row, left:left + width] = 255
+    return image
+
+
+def test_measured_attributes_match_hand_computed_values_on_constructed_digits():
+    bars = torch.from_numpy(np.stack([_bar(2), _bar(5), _bar(9), _bar(3, shear=0.5)]))
+    thick = stroke_thickness(bars)
+    # a w x 20 bar (w >= 2): area 20w, boundary 2*20 + 2*(w-2) pixels -> 2 * 20w / (36 + 2w)
+    for i, w in enumerate((2, 5, 9)):
+        assert thick[i] == pytest.approx(40 * w / (36 + 2 * w))
+    assert slant(bars)[:3].tolist() == [0.0, 0.0, 0.0]
+    assert 0.4 < slant(bars)[3] < 0.6  # the top leans right by 0.5 pixel per row
+    assert ink_box_area(bars)[:3].tolist() == [40.0, 100.0, 180.0]
+    assert stroke_thickness(torch.zeros(1, 28, 28, dtype=torch.uint8)).tolist() == [0.0]
+    # a garment's brightness (mean of the pixels above 30) and area
+    from gantrain.data.captions import brightness, ink_area
+
+    garment = np.zeros((2, 28, 28), np.uint8)
+    garment[0, 2:12, 2:12], garment[0, 20:22, :] = 100, 200
+    garment[1, :5, :] = 31
+    assert brightness(torch.from_numpy(garment)).tolist() == pytest.approx([(100 * 100 + 56 * 200) / 156, 31.0])
+    assert ink_area(torch.from_numpy(garment)).tolist() == [156.0, 140.0]
+    # the thick bar is "thick", the thin one "thin", by the thirds of a class
+    edges = np.array([[3.0, 5.0]])
+    assert levels(thick[:3], np.zeros(3, np.int64), edges).tolist() == [-1, 0, 1]
+
+
+def test_captions_of_the_offline_set_are_deterministic_and_keep_the_held_out_phrasings_out(data_root, tmp_path,
+                                                                                       monkeypatch):
+    first = CaptionedMNIST(root=str(data_root))
+    texts = first.texts()
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path))  # built again from nothing
+    again = CaptionedMNIST(root=str(data_root))
+    assert again.texts() == texts and len(texts) == 60000 and all(len(t) == 3 for t in texts)
+    assert torch.equal(again.attribute_levels(), first.attribute_levels())
+    flat = [c for t in texts for c in t]
+    words = "|".join(n[0] for n in DIGIT_SCHEME.classes)
+    numerals = "|".join(n[1] for n in DIGIT_SCHEME.classes)
+    assert not any(re.fullmatch(rf"an? (\w+ )*({numerals})", c) for c in flat)  # "a thick 7": held out
+    assert not any(re.match(rf"({words})(,|$)", c) for c in flat)  # "seven, thin" and "seven": held out
+    assert not any(re.fullmatch(rf"(\w+ )*({words})", c) and not re.match(r"(an?|the) ", c) for c in flat)
+    order = {w: a for a, (_, _, low, high) in enumerate(DIGIT_SCHEME.attributes) for w in low + high}
+    for c in flat[:20000]:  # adjectives always in attribute order
+        ranks = [order[w] for w in tokenize(c) if w in order]
+        assert ranks == sorted(ranks), c
+    assert any(re.fullmatch(rf"an? (\w+ )*({words})", c) for c in flat)  # the training phrasings are there
+    # captions name the class and only words of the image's measured levels
+    labels, lv = first.labels(), first.attribute_levels()
+    for i in random.Random(0).sample(range(60000), 300):
+        for c in texts[i]:
+            tokens = tokenize(c)
+            assert DIGIT_SCHEME.classes[int(labels[i])][0] in tokens or DIGIT_SCHEME.classes[int(labels[i])][1] in tokens
+            for a, (_, _, low, high) in enumerate(DIGIT_SCHEME.attributes):
+                level = int(lv[i, a])
+                assert not set(tokens) & set(low if level >= 0 else []) and not set(tokens) & set(high if level <= 0 else [])
+    held = [DIGIT_SCHEME.held_out_phrase(k, 7, ["thick", "slanted"]) for k in range(3)]
+    assert held == ["a thick slanted 7", "seven, thick and slanted", "a slanted thick seven"]
+    # every held-out prompt the scores draw is new as a string, and kinds 0 and 1 as a bag of words too
+    bags = {frozenset(tokenize(c)) for c in flat}
+    rng = random.Random(0)
+    for k in range(3):
+        for adjectives in ([], ["thin"], ["bold", "italic"], ["heavy", "leaning", "wide"]):
+            prompt = DIGIT_SCHEME.held_out_phrase(k, rng.randrange(10), adjectives)
+            assert prompt not in set(flat), prompt
+            assert k == 2 and len(adjectives) > 1 or frozenset(tokenize(prompt)) not in bags, prompt
+
+
+# ---- networks, the matching-aware term and penalty --------------------------------------------------
+
+
+def _networks(encoder=BagEncoder, vocab=12, dim=8):
+    torch.manual_seed(0)
+    g = TextGenerator(DCGANGenerator((1, 8, 8), latent_dim=4, base_channels=4, condition_dim=dim),
+                      encoder(vocab, dim), [f"w{i}" for i in range(vocab)], 4, True, ["w2 w3"])
+    d = TextDiscriminator(DCGANDiscriminator((1, 8, 8), base_channels=4, norm="none"), encoder(vocab, dim))
+    return g, d
+
+
+@pytest.mark.parametrize("encoder", [BagEncoder, GRUEncoder])
+def test_encoders_ignore_padding_and_the_caption_changes_the_image(encoder):
+    g, d = _networks(encoder)
+    tokens = torch.tensor([[2, 3, 0, 0], [5, 0, 0, 0]])
+    if encoder is BagEncoder:  # the mean of the words' embeddings
+        torch.testing.assert_close(g.encoder(tokens)[0], g.encoder.embed.weight[[2, 3]].mean(0))
+    g.eval()
+    z = torch.randn(1, g.latent_dim).repeat(2, 1)
+    with torch.no_grad():
+        for p in g.net.modules():  # modulation starts at zero: give it weights so the caption shows
+            if hasattr(p, "scale") and isinstance(p.scale, torch.nn.Linear):
+                torch.nn.init.normal_(p.scale.weight)
+        out = g(z, tokens)
+    assert not torch.allclose(out[0], out[1])
+    assert d(torch.randn(2, 1, 8, 8), tokens).shape == (2,)
+
+
+def test_the_matching_aware_penalty_equals_its_hand_computation():
+    w, v = torch.randn(1 * 4 * 4), torch.randn(3)
+
+    def judge(x, e):  # linear: grad_x = w, grad_e = v for every sample
+        return x.flatten(1) @ w + e @ v
+
+    x, e = torch.randn(5, 1, 4, 4), torch.randn(5, 3)
+    expected = (w.square().sum() + v.square().sum()).sqrt() ** 6
+    torch.testing.assert_close(matching_gradient_penalty(judge, x, e, 6.0), expected)
+    torch.testing.assert_close(matching_gradient_penalty(judge, x, e, 2.0), w.square().sum() + v.square().sum())
+
+
+def _game(mismatch=True, **loss):
+    g, d = _networks()
+    game = TextGAN(g, d, Hinge(**loss), n_critic=1, batch_size=4, num_samples=4, seed=0,
+                   stats=Stats(torch.device("cpu")), mismatch=mismatch, kl_weight=0.5, grid_tokens=g.tokenize(g.prompts))
+    game.optimizers = {k: torch.optim.SGD(n.parameters(), lr=0.0) for k, n in game.networks.items()}
+    return game
+
+
+def _batch():
+    torch.manual_seed(1)
+    images = torch.randint(0, 256, (1, 4, 1, 8, 8), dtype=torch.uint8)
+    captions = torch.randint(2, 12, (1, 4, 2, 4))
+    return images, captions
+
+
+@pytest.mark.parametrize("mismatch", [True, False])
+def test_the_discriminator_loss_with_mismatched_captions_equals_its_hand_computation(mismatch):
+    game = _game(mismatch)
+    batch = _batch()
+    torch.manual_seed(7)
+    game.step(batch)
+    got = game.stats.read()
+    # the same draws by hand: the caption picked per image, z, then conditioning augmentation's noise
+    torch.manual_seed(7)
+    images, captions = batch
+    pick = torch.randint(2, (4,))
+    tokens = captions[0][torch.arange(4), pick]
+    g, d = game.G, game.D
+    z = torch.randn(4, g.latent_dim)
+    assert g.latent_dim == 4 + 8  # the image network's noise, then conditioning augmentation's
+    with torch.no_grad():
+        c, kl = g.encode(tokens, z[:, 4:])
+        fake = g.net(z[:, :4], c)
+        torch.testing.assert_close(g(z, tokens), fake)
+        real = images[0].float() / 127.5 - 1.0
+        e = d.encode(tokens)
+        r, f = d.judge(real, e), d.judge(fake, e)
+        fake_term = torch.relu(1 + f).mean()
+        if mismatch:
+            m = d.judge(real, e.roll(1, 0))
+            fake_term = torch.relu(1 + torch.cat([f, m])).mean()
+            assert got["d/mismatch"] == pytest.approx(m.mean().item(), rel=1e-5, abs=1e-6)
+        else:
+            assert "d/mismatch" not in got
+        expected = torch.relu(1 - r).mean() + fake_term
+        g_loss = -d.judge(fake, d.encode(tokens)).mean()
+    assert got["loss/d"] == pytest.approx(expected.item(), rel=1e-5, abs=1e-6)
+    assert got["loss/g"] == pytest.approx(g_loss.item(), rel=1e-5, abs=1e-6)
+    assert got["loss/kl"] == pytest.approx(kl.item(), rel=1e-5, abs=1e-6)
+
+
+def test_the_game_adds_the_matching_aware_penalty_on_real_images_with_their_captions():
+    game = _game(True, matching_penalty=2.0, matching_power=6.0)
+    batch = _batch()
+    torch.manual_seed(7)
+    game.step(batch)
+    got = game.stats.read()
+    torch.manual_seed(7)
+    images, captions = batch
+    tokens = captions[0][torch.arange(4), torch.randint(2, (4,))]
+    real = images[0].float() / 127.5 - 1.0
+    expected = 2.0 * matching_gradient_penalty(game.D.judge, real, game.D.encode(tokens), 6.0)
+    assert got["loss/penalty"] == pytest.approx(expected.item(), rel=1e-4)
+    assert expected.item() > 0
+
+
+def test_sampling_by_text_refuses_empty_prompts_and_names_unknown_words(caplog):
+    g, _ = _networks()
+    g.eval()
+    assert g.sample(3, text="w2 w3").shape == (3, 1, 8, 8)
+    assert g.sample(2, text=["w2", "w4 w5"]).shape == (2, 1, 8, 8)
+    with caplog.at_level("WARNING", logger="gantrain"):
+        g.sample(1, text="w2 blue sky w2")
+    assert [r.getMessage() for r in caplog.records] == ["words this run never saw (read as unknown): blue, sky"]
+    with pytest.raises(GantrainError, match="is empty"):
+        g.sample(1, text=" ?! ")
+    with pytest.raises(GantrainError, match="2 prompts for 3 samples"):
+        g.sample(3, text=["w2", "w3"])
+    with pytest.raises(GantrainError, match="conditioned on text"):
+        g.sample(1, labels=[1])
+    a = g.sample(2, text="w3", generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, g.sample(2, text="w3", generator=torch.Generator().manual_seed(0)))
+    assert not torch.equal(a[0], a[1])  # the noise of z, conditioning augmentation's among it, varies the samples
+
+
+# ---- runs through the real commands ------------------------------------------------------------------
+
+
+def _state(run):
+    return torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+
+
+def test_a_resumed_text_run_equals_the_straight_run_bit_for_bit(tmp_path, data_root):
+    common = tiny(data_root, "trainer.steps=6", "trainer.keep_last=5", "loss.matching_penalty=2.0")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    gantrain.train(gantrain.compose(common), straight)
+    gantrain.train(gantrain.compose([*common, f"resume={straight / 'checkpoints' / 'step_00000004.pt'}"]), split)
+    a, b = _state(straight), _state(split)
+    assert a["step"] == b["step"] == 6 and a["game"] == "text"
+    for group in ("networks", "ema"):
+        for name, tensors in a[group].items():
+            for key, value in tensors.items():
+                if isinstance(value, torch.Tensor):
+                    assert torch.equal(value, b[group][name][key]), (group, name, key)
+    assert a["game_meta"]["text"]["encoder"] == "bag" and "seven" in a["game_meta"]["text"]["words"]
+    rows = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(row["loss/kl"]) and row["loss/penalty"] > 0 for row in rows)
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, data_root):
+    run = tmp_path_factory.mktemp("text") / "run"
+    proc = run_gantrain(*tiny(data_root, "trainer.steps=4", "condition.text_encoder=gru"), f"hydra.run.dir={run}",
+                        cwd=run.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return run
+
+
+def _sample(*args, cwd):
+    exe = Path(sys.executable).with_name("gantrain-sample")
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_gantrain_sample_draws_by_text_through_the_real_command(text_run, tmp_path):
+    from PIL import Image
+
+    proc = _sample(str(text_run), "text=a thick 3", "n=16", f"out={tmp_path / 'threes.png'}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(tmp_path / "threes.png").size == (4 * 18 + 2, 4 * 18 + 2)  # 16 px images, a 4 x 4 grid
+    (tmp_path / "prompts.txt").write_text("a thin seven\n\nthe digit 2, bold\n")
+    proc = _sample(str(text_run), f"text_file={tmp_path / 'prompts.txt'}", "n=5", f"out={tmp_path / 'rows.npz'}",
+                   cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(tmp_path / "rows.npz")["samples"].shape == (10, 1, 16, 16)
+    proc = _sample(str(text_run), "text=a mauve 3", f"out={tmp_path / 'x.png'}", cwd=tmp_path)
+    assert proc.returncode == 0 and "never saw (read as unknown): mauve" in proc.stderr
+    for args, words in ((["text= ; "], "is empty"), (["labels=3"], "conditioned on text"),
+                        (["text=a 3", "per_class=true"], "choose what to draw by prompt")):
+        proc = _sample(str(text_run), *args, f"out={tmp_path / 'y.png'}", cwd=tmp_path)
+        assert proc.returncode == 2 and words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not (tmp_path / "y.png").exists()
+    assert gantrain.load_generator(text_run).sample(2, text="a 4").shape == (2, 1, 16, 16)
+
+
+def test_text_settings_and_data_without_captions_are_refused_in_one_line(tmp_path, data_root):
+    from gantrain.training.build import build
+
+    for extra, words in ((["condition.text_encoder=bert"], "condition.text_encoder='bert' is not one of"),
+                         (["dataset=mnist"], "needs captions, and MNIST[64 of 60000] has none"),
+                         (["condition.text_encoder=precomputed"], "needs condition.text_embeddings"),
+                         (["dataset=mnist", "conditional=false", "condition.text_encoder=null", "loss.matching_penalty=2"],
+                          "loss.matching_penalty is the matching-aware penalty of text-conditioned runs"),
+                         (["conditional=false"], "condition.text_encoder=bag conditions on captions: add conditional=true"),
+                         (["game=cgan"], "trains the text game, not game=cgan"),
+                         (["condition.text_encoder=clip"], "pip install open_clip_torch"),
+                         (["condition.text_embeddings=x.npz"], "is read by condition.text_encoder=precomputed only")):
+        with pytest.raises(GantrainError, match=re.escape(words)):
+            build(gantrain.compose(tiny(data_root, "trainer.steps=1", *extra)), tmp_path / "r")
+    # and through the real command: one line, a non-zero exit (a network without a text path)
+    args = [a for a in tiny(data_root, "trainer.steps=1", "generator=mlp") if not a.startswith("generator.")]
+    proc = run_gantrain(*args, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "gantrain: error: generator gantrain.nets.mlp.MLPGenerator cannot take a text condition; use generator=dcgan"]
+
+
+def test_a_text_generator_exports_with_its_encoder_and_onnx_matches_torch(text_run, tmp_path):
+    import onnxruntime
+
+    from gantrain.commands.export import export, load_exported
+
+    g = gantrain.load_generator(text_run)
+    z = torch.randn(3, g.latent_dim, generator=torch.Generator().manual_seed(1))
+    tokens = g.tokenize(["a thick 3", "seven, thin", "the digit 0"])
+    with torch.no_grad():
+        expected = g(z, tokens)
+    files = export(text_run, "safetensors", tmp_path / "g.safetensors")
+    assert [f.name for f in files] == ["g.safetensors", "g.json"]
+    loaded = load_exported(tmp_path / "g.safetensors")
+    assert loaded.words == g.words and loaded.length == g.length
+    with torch.no_grad():
+        assert torch.equal(loaded(z, tokens), expected)
+    assert export(text_run, "torchscript", tmp_path / "t.pt") == [tmp_path / "t.pt", tmp_path / "t.json"]
+    words = json.loads((tmp_path / "t.json").read_text())["words"]
+    assert words == g.words and tokens[0].tolist()[:3] == [words.index(w) for w in ("a", "thick", "3")]
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(tmp_path / "t.pt"))(z, tokens), expected)
+    assert export(text_run, "onnx", tmp_path / "o.onnx") == [tmp_path / "o.onnx", tmp_path / "o.json"]
+    with pytest.raises(GantrainError, match="exists"):  # the vocabulary beside it is never replaced silently
+        export(text_run, "onnx", tmp_path / "t.onnx")
+    assert not (tmp_path / "t.onnx").exists()
+    session = onnxruntime.InferenceSession(str(tmp_path / "o.onnx"))
+    assert [i.name for i in session.get_inputs()] == ["z", "tokens"]
+    (out,) = session.run(None, {"z": z.numpy(), "tokens": tokens.numpy()})
+    np.testing.assert_allclose(out, expected.numpy(), atol=1e-4)
+
+
+def test_precomputed_embeddings_train_from_a_captioned_folder_and_sample_only_their_captions(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "shapes"
+    root.mkdir()
+    lines = []
+    for i in range(8):
+        Image.fromarray(np.full((16, 16), 30 * i, np.uint8)).save(root / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": ["A dark square." if i < 4 else "a light square"]}))
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    table = tmp_path / "emb.npz"
+    np.savez(table, texts=np.array(["a dark square", "a light square", "a grey square"]),
+             embeddings=np.random.default_rng(0).normal(size=(3, 6)).astype(np.float32))
+    cfg = gantrain.compose(["dataset=image_folder", f"dataset.root={root}", "dataset.image_size=16", "dataset.channels=1",
+                            "conditional=true", "condition.text_encoder=precomputed", f"condition.text_embeddings={table}",
+                            "generator.base_channels=4", "discriminator.base_channels=4", "trainer.batch_size=4",
+                            "trainer.steps=2", "trainer.device=cpu", "trainer.num_workers=0", "trainer.eval_every=0"])
+    run = gantrain.train(cfg, tmp_path / "run")
+    g = gantrain.load_generator(run)
+    assert g.prompts == ["A dark square.", "a light square"]
+    assert g.sample(2, text="a grey square").shape == (2, 1, 16, 16)  # a row of the file, unseen in training
+    with pytest.raises(GantrainError, match="has no precomputed embedding"):
+        g.sample(1, text="a green square")
+    np.savez(table, texts=np.array(["a dark square"]), embeddings=np.zeros((1, 6), np.float32))
+    with pytest.raises(GantrainError, match="'a light square' .* has no row in condition.text_embeddings"):
+        gantrain.train(cfg, tmp_path / "run2")
