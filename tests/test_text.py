@@ -248,6 +248,58 @@ def test_the_discriminator_loss_with_mismatched_captions_equals_its_hand_computa
     assert got["loss/kl"] == pytest.approx(kl.item(), rel=1e-5, abs=1e-6)
 
 
+def test_one_step_moves_both_networks_by_the_hand_computed_gradients():
+    import copy
+
+    game = _game(True)
+    game.optimizers = {k: torch.optim.SGD(n.parameters(), lr=1.0) for k, n in game.networks.items()}
+    g0, d0 = copy.deepcopy(game.G), copy.deepcopy(game.D)
+    batch = _batch()
+    torch.manual_seed(7)
+    game.step(batch)
+    torch.manual_seed(7)
+    images, captions = batch
+    tokens = captions[0][torch.arange(4), torch.randint(2, (4,))]
+    z = torch.randn(4, g0.latent_dim)
+    real = images[0].float() / 127.5 - 1.0
+    image_z, eps = g0.split(z)
+    c, kl = g0.encode(tokens, eps)
+    fake = g0.net(image_z, c)
+    e = d0.encode(tokens)
+    fake_term = torch.cat([d0.judge(fake.detach(), e), d0.judge(real, e.roll(1, 0))])
+    d_loss = torch.relu(1 - d0.judge(real, e)).mean() + torch.relu(1 + fake_term).mean()
+    d_grads = torch.autograd.grad(d_loss, list(d0.parameters()), allow_unused=True)
+    with torch.no_grad():
+        for p, grad in zip(d0.parameters(), d_grads):
+            if grad is not None:
+                p -= grad
+    for name, p in d0.named_parameters():  # D moved by exactly its loss's gradient
+        torch.testing.assert_close(p, dict(game.D.named_parameters())[name], msg=name)
+    g_loss = -d0(fake, tokens).mean() + 0.5 * kl  # G through the updated D, plus kl_weight x KL
+    g_grads = torch.autograd.grad(g_loss, list(g0.parameters()), allow_unused=True)
+    moved = 0
+    with torch.no_grad():
+        for p, grad in zip(g0.parameters(), g_grads):
+            if grad is not None:
+                p -= grad
+                moved += 1
+    assert moved > 0
+    for name, p in g0.named_parameters():
+        torch.testing.assert_close(p, dict(game.G.named_parameters())[name], msg=name)
+
+
+def test_the_grid_shows_one_row_per_prompt_with_the_same_noise_down_each_column():
+    g, d = _networks()
+    prompts = g.tokenize(["w2 w3", "w4", "w5 w6 w7"])
+    game = TextGAN(g, d, Hinge(), n_critic=1, batch_size=4, num_samples=7, seed=3, stats=Stats(torch.device("cpu")),
+                   grid_tokens=prompts)
+    assert game.grid_columns == 2 and game.fixed_z.shape == (6, g.latent_dim)
+    assert torch.equal(game.fixed_z[:2], game.fixed_z[2:4]) and torch.equal(game.fixed_z[:2], game.fixed_z[4:])
+    assert not torch.equal(game.fixed_z[0], game.fixed_z[1])
+    assert torch.equal(game.fixed_labels, prompts.repeat_interleave(2, 0))
+    assert game.sample_grid().shape == (6, 1, 8, 8)
+
+
 def test_the_game_adds_the_matching_aware_penalty_on_real_images_with_their_captions():
     game = _game(True, matching_penalty=2.0, matching_power=6.0)
     batch = _batch()
