@@ -150,7 +150,7 @@ def test_every_experiment_composes_and_builds(experiment, data_root, tmp_path):
     streamed = cfg.dataset._target_ == "gantrain.data.images.ImageFolder" and not cfg.dataset.on_device  # from files
     assert streamed or type(loop.batches.data).__name__ == "Tensor"
     assert loop.batches.batch_size == cfg.trainer.batch_size
-    assert (loop.steps, game.n_critic, game.G.latent_dim) == (cfg.trainer.steps, cfg.trainer.n_critic, cfg.generator.latent_dim)
+    assert (loop.steps, game.n_critic, g.latent_dim) == (cfg.trainer.steps, cfg.trainer.n_critic, cfg.generator.latent_dim)
     own = {who: cfg.optimizer.get(who) or {} for who in ("generator", "discriminator")}  # per-network overrides
     assert game.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(own["generator"].get("lr") or cfg.optimizer.lr)
     betas = own["discriminator"].get("betas") or cfg.optimizer.betas

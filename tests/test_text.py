@@ -372,7 +372,7 @@ def _sample(*args, cwd):
     return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
-def test_gantrain_sample_draws_by_text_through_the_real_command(text_run, tmp_path):
+def test_gantrain_sample_draws_by_text_through_the_real_command(text_run, tmp_path, capsys, caplog):
     from PIL import Image
 
     proc = _sample(str(text_run), "text=a thick 3", "n=16", f"out={tmp_path / 'threes.png'}", cwd=tmp_path)
@@ -383,13 +383,19 @@ def test_gantrain_sample_draws_by_text_through_the_real_command(text_run, tmp_pa
                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert np.load(tmp_path / "rows.npz")["samples"].shape == (10, 1, 16, 16)
-    proc = _sample(str(text_run), "text=a mauve 3", f"out={tmp_path / 'x.png'}", cwd=tmp_path)
-    assert proc.returncode == 0 and "never saw (read as unknown): mauve" in proc.stderr
-    for args, words in ((["text= ; "], "is empty"), (["labels=3"], "conditioned on text"),
-                        (["text=a 3", "per_class=true"], "choose what to draw by prompt")):
-        proc = _sample(str(text_run), *args, f"out={tmp_path / 'y.png'}", cwd=tmp_path)
-        assert proc.returncode == 2 and words in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    proc = _sample(str(text_run), "text= ; ", f"out={tmp_path / 'y.png'}", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "gantrain-sample: error: text=';' is empty: give a prompt with at least one word, e.g. text='a zero'"]
+    from gantrain.commands.sample import main as sample_main  # the other refusals in-process: the same main()
+
+    for args, words in ((["labels=3"], "conditioned on text"), (["text=a 3", "per_class=true"], "choose what to draw by prompt")):
+        with pytest.raises(SystemExit) as stop:
+            sample_main([str(text_run), *args, f"out={tmp_path / 'y.png'}"])
+        assert stop.value.code == 2 and words in capsys.readouterr().err
         assert not (tmp_path / "y.png").exists()
+    with caplog.at_level("WARNING", logger="gantrain"):
+        sample_main([str(text_run), "text=a mauve 3", f"out={tmp_path / 'x.png'}"])
+    assert "words this run never saw (read as unknown): mauve" in caplog.text and (tmp_path / "x.png").is_file()
     assert gantrain.load_generator(text_run).sample(2, text="a 4").shape == (2, 1, 16, 16)
 
 
