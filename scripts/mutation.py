@@ -93,7 +93,7 @@ TARGETS: dict[str, Target] = {
                                                    "fixed_noise"),
                         scope=("StyleGAN2",), note="the stylegan2 game's phases, intervals, style mixing and EMA"),
     "text": Target("gantrain/training/games/text.py",
-                   ("tests/test_text.py", "-k", "hand_computation or matching_aware_penalty_on"),
+                   ("tests/test_text.py", "-k", "hand_comput or matching_aware_penalty_on or grid_shows"),
                    scope=("TextGAN",), note="the text game's step: captions, mismatch, KL, penalty"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
