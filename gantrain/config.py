@@ -101,6 +101,7 @@ class ConditionConfig:
     kl_weight: float = _CONDITION["kl_weight"]  # weight of conditioning augmentation's KL term in G's loss
     mismatch: bool = _CONDITION["mismatch"]  # matching-aware D: real images with mismatched captions count as fake
     text_embeddings: Optional[str] = _CONDITION["text_embeddings"]  # precomputed: .npz with texts and embeddings
+    mode_seeking: float = _CONDITION["mode_seeking"]  # text runs: weight of MSGAN's mode-seeking term in G's loss
 
 
 @dataclass
@@ -167,6 +168,7 @@ ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_
                                      "condition.text_length": 16, "condition.text_augment": True,
                                      "condition.kl_weight": 1.0, "condition.mismatch": True,
                                      "condition.text_embeddings": None,
+                                     "condition.mode_seeking": 0.0,  # 0.12.0
                                      "loss.matching_penalty": 0.0, "loss.matching_power": 6.0}
 #: keys added since to one dataset's group (by its _target_), with the value that reproduces what earlier runs trained
 ADDED_DATASET_KEYS: dict[str, dict[str, Any]] = {
@@ -250,6 +252,9 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
         if isinstance(node, (DictConfig, dict)) and node.get("text_encoder") is not None:
             raise GantrainError(f"condition.text_encoder={node.get('text_encoder')} conditions on captions: add "
                                 f"conditional=true (experiment=text_mnist sets both)")
+        if isinstance(node, (DictConfig, dict)) and node.get("mode_seeking", 0) not in (0, 0.0, None):
+            raise GantrainError(f"condition.mode_seeking={node.get('mode_seeking')} is a term of text-conditioned "
+                                f"runs (experiment=text_mnist); set condition.mode_seeking=0 for this run")
         return None
     if not isinstance(node, (DictConfig, dict)):
         raise GantrainError(f"condition={node!r} must be a group of settings: condition.discriminator, "
@@ -272,6 +277,8 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
                 raise GantrainError(f"condition.{key}={getattr(c, key)} must be 1 or more")
         if not c.kl_weight >= 0:
             raise GantrainError(f"condition.kl_weight={c.kl_weight} must be 0 or more")
+        if not c.mode_seeking >= 0:
+            raise GantrainError(f"condition.mode_seeking={c.mode_seeking} must be 0 (off) or more")
         if c.text_encoder == "clip":
             try:
                 import open_clip  # noqa: F401
@@ -281,6 +288,9 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
                                     "precomputed") from None
             raise GantrainError("condition.text_encoder=clip is not supported yet: embed your captions with CLIP "
                                 "yourself and train with text_encoder=precomputed condition.text_embeddings=FILE.npz")
+    if c.mode_seeking != 0 and c.text_encoder is None:
+        raise GantrainError(f"condition.mode_seeking={c.mode_seeking} is a term of text-conditioned runs "
+                            f"(condition.text_encoder); set condition.mode_seeking=0 for this run")
     if c.text_embeddings is not None and c.text_encoder != "precomputed":
         raise GantrainError("condition.text_embeddings is read by condition.text_encoder=precomputed only; add it, or "
                             "set condition.text_embeddings=null")

@@ -35,8 +35,9 @@ def test_two_processes_train_shard_the_data_and_resume_exactly(tmp_path):
     assert not list(Path(tempfile.gettempdir()).glob("gantrain-rank1-*"))  # rank 1 left no folder behind
     assert sorted(p.name for p in (straight / ".hydra").iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
 
-    assert torchrun(*common, "trainer.steps=3", f"hydra.run.dir={split}", cwd=tmp_path).returncode == 0
-    resumed = torchrun(*common, "trainer.steps=6", f"resume={split}", cwd=tmp_path)
+    # resumed from the straight run's step 3 into a folder of its own: the same weights at step 6
+    middle = straight / "checkpoints" / "step_00000003.pt"
+    resumed = torchrun(*common, "trainer.steps=6", f"resume={middle}", f"hydra.run.dir={split}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = state, load_checkpoint(split / "checkpoints" / "last.pt")
     for net in ("generator", "discriminator"):

@@ -110,8 +110,8 @@ def test_a_failed_job_does_not_stop_the_sweep(tmp_path: Path) -> None:
 
 def test_an_interrupted_sweep_finishes_on_rerun_without_retraining(tmp_path: Path) -> None:
     folder = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", *SMALL, "trainer.steps=800", "trainer.ckpt_every=100", "trainer.log_every=10",
-            "trainer.sample_every=800", f"hydra.sweep.dir={folder}"]
+    args = ["-m", "seed=0,1", *SMALL, "trainer.steps=400", "trainer.ckpt_every=50", "trainer.log_every=10",
+            "trainer.sample_every=400", f"hydra.sweep.dir={folder}"]
     exe = Path(sys.executable).with_name("gantrain")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.commands.train"]
     env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
@@ -129,17 +129,17 @@ def test_an_interrupted_sweep_finishes_on_rerun_without_retraining(tmp_path: Pat
     status = [json.loads((folder / j / "status.json").read_text()) for j in ("0", "1")]
     assert status[0]["status"] == "finished" and status[1]["status"] == "interrupted"
     stopped_at = status[1]["step"]
-    assert 0 < stopped_at < 800
+    assert 0 < stopped_at < 400
     kept = (folder / "0" / "checkpoints" / "last.pt").stat().st_mtime_ns
 
     rerun = run_gantrain(*args, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     out = rerun.stdout + rerun.stderr
-    assert "job 0 (" in out and "finished earlier (step 800); skipped" in out
-    assert f"continuing at step {stopped_at} of 800" in out
+    assert "job 0 (" in out and "finished earlier (step 400); skipped" in out
+    assert f"continuing at step {stopped_at} of 400" in out
     assert (folder / "0" / "checkpoints" / "last.pt").stat().st_mtime_ns == kept
     rows = list(csv.DictReader((folder / "summary.csv").open()))
-    assert [(r["status"], r["step"]) for r in rows] == [("finished", "800")] * 2
+    assert [(r["status"], r["step"]) for r in rows] == [("finished", "400")] * 2
     # the continued job ends exactly where an uninterrupted run of it ends
     straight = run_gantrain("seed=1", *args[2:-1], f"hydra.run.dir={tmp_path / 'straight'}", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr[-3000:]

@@ -252,13 +252,15 @@ def test_the_discriminator_loss_with_mismatched_captions_equals_its_hand_computa
     assert got["loss/kl"] == pytest.approx(kl.item(), rel=1e-5, abs=1e-6)
 
 
-def test_one_step_moves_both_networks_by_the_hand_computed_gradients():
+@pytest.mark.parametrize("seeking", [0.0, 2.0])
+def test_one_step_moves_both_networks_by_the_hand_computed_gradients(seeking):
     import copy
 
     game = _game(True)
+    game.mode_seeking = seeking
     game.optimizers = {k: torch.optim.SGD(n.parameters(), lr=1.0) for k, n in game.networks.items()}
     g0, d0 = copy.deepcopy(game.G), copy.deepcopy(game.D)
-    _, real, tokens = _step_and_replay(game)
+    got, real, tokens = _step_and_replay(game)
     z = torch.randn(4, g0.latent_dim)
     image_z, eps = g0.split(z)
     c, kl = g0.encode(tokens, eps)
@@ -274,6 +276,13 @@ def test_one_step_moves_both_networks_by_the_hand_computed_gradients():
     for name, p in d0.named_parameters():  # D moved by exactly its loss's gradient
         torch.testing.assert_close(p, dict(game.D.named_parameters())[name], msg=name)
     g_loss = -d0(fake, tokens).mean() + 0.5 * kl  # G through the updated D, plus kl_weight x KL
+    if seeking:  # MSGAN: the first half's images again from fresh image noise, the same condition
+        z2 = torch.randn(2, 4)
+        ratio = (fake[:2] - g0.net(z2, c[:2])).abs().mean() / (image_z[:2] - z2).abs().mean()
+        g_loss = g_loss + seeking / (ratio + 1e-5)
+        assert got["g/diversity"] == pytest.approx(ratio.item(), rel=1e-5)
+    else:
+        assert "g/diversity" not in got
     g_grads = torch.autograd.grad(g_loss, list(g0.parameters()), allow_unused=True)
     moved = 0
     with torch.no_grad():
@@ -401,7 +410,10 @@ def test_text_settings_and_data_without_captions_are_refused_in_one_line(tmp_pat
                          (["conditional=false"], "condition.text_encoder=bag conditions on captions: add conditional=true"),
                          (["game=cgan"], "trains the text game, not game=cgan"),
                          (["condition.text_encoder=clip"], "pip install open_clip_torch"),
-                         (["condition.text_embeddings=x.npz"], "is read by condition.text_encoder=precomputed only")):
+                         (["condition.text_embeddings=x.npz"], "is read by condition.text_encoder=precomputed only"),
+                         (["condition.mode_seeking=-1"], "condition.mode_seeking=-1.0 must be 0 (off) or more"),
+                         (["dataset=mnist", "conditional=false", "condition.text_encoder=null", "condition.mode_seeking=1"],
+                          "condition.mode_seeking=1 is a term of text-conditioned runs")):
         with pytest.raises(GantrainError, match=re.escape(words)):
             build(gantrain.compose(tiny(data_root, "trainer.steps=1", *extra)), tmp_path / "r")
     # and through the real command: one line, a non-zero exit (a network without a text path)

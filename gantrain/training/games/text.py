@@ -103,12 +103,12 @@ class TextGAN(GAN):
 
     name = "text"
     watched = GAN.watched + ("loss/kl",)
-    reported = GAN.reported + ("loss/kl", "d/mismatch")
+    reported = GAN.reported + ("loss/kl", "d/mismatch", "g/diversity")
 
     def __init__(self, *args: Any, kl_weight: float = 1.0, mismatch: bool = True, grid_tokens: Optional[Tensor] = None,
-                 **kwargs: Any):
+                 mode_seeking: float = 0.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.kl_weight, self.mismatch = float(kl_weight), bool(mismatch)
+        self.kl_weight, self.mismatch, self.mode_seeking = float(kl_weight), bool(mismatch), float(mode_seeking)
         if grid_tokens is not None:
             rows = len(grid_tokens)
             self.grid_columns = max(1, len(self.fixed_z) // rows)
@@ -170,7 +170,8 @@ class TextGAN(GAN):
     @classmethod
     def own_arguments(cls, setup: RunSetup, generator: Generator) -> dict:
         grid = generator.tokenize(generator.prompts[: setup.condition.grid_classes])
-        return {"kl_weight": setup.condition.kl_weight, "mismatch": setup.condition.mismatch, "grid_tokens": grid}
+        return {"kl_weight": setup.condition.kl_weight, "mismatch": setup.condition.mismatch, "grid_tokens": grid,
+                "mode_seeking": setup.condition.mode_seeking}
 
     # ---- the phases ---------------------------------------------------------------------------
 
@@ -182,7 +183,8 @@ class TextGAN(GAN):
         return normalize(samples[i]), tokens[torch.arange(tokens.shape[0], device=tokens.device), pick]
 
     def discriminator_phases(self, batch: Any) -> tuple[Tensor, Any]:
-        """n_critic updates of D; returns the last G(z) and (its KL term, its captions' tokens)."""
+        """n_critic updates of D; returns the last G(z) and (its KL term, its captions' tokens, its image noise and
+        condition)."""
         G, D, loss = self.G, self.D, self.loss
         for i in range(self.n_critic):
             real, tokens = self.real(batch, i)
@@ -214,17 +216,29 @@ class TextGAN(GAN):
             self.discriminator_statistics(d_loss, real_logits, fake_logits, penalty)
             if mismatched is not None:
                 self.stats.add("d/mismatch", mismatched.detach().mean())
-        return fake, (kl, tokens)
+        return fake, (kl, tokens, image_z, condition)
+
+    def diversity(self, fake: Tensor, image_z: Tensor, condition: Tensor) -> Tensor:
+        """MSGAN's mode-seeking ratio (Mao et al. 2019) for the first half of the batch: mean |G(z1, c) - G(z2, c)|
+        over mean |z1 - z2|, with the same condition c (caption and augmentation noise) and fresh image noise z2."""
+        half = max(1, len(fake) // 2)
+        z2 = torch.randn_like(image_z[:half])
+        other = self.G.net(z2, condition[:half])
+        return (fake[:half] - other).abs().mean() / (image_z[:half] - z2).abs().mean()
 
     def generator_phase(self, fake: Tensor, drawn: Any = None) -> None:
         """One update of G through D (frozen) on `fake`, drawn for `drawn` = (KL term, caption tokens)."""
-        kl, tokens = drawn
+        kl, tokens, image_z, condition = drawn
         self.D.requires_grad_(False)
         with self.autocast:
             # D judges G's output with the caption G drew it for: the same tokens, through D's own encoder
             logits = self.D(self.augmented(fake), tokens).float()
             g_loss = self.loss.g_loss(logits)
             total = g_loss if kl is None or self.kl_weight == 0 else g_loss + self.kl_weight * kl.float()
+            if self.mode_seeking > 0:  # MSGAN: G minimises weight / (ratio + 1e-5), so z changes the image
+                ratio = self.diversity(fake.float(), image_z, condition).float()
+                total = total + self.mode_seeking / (ratio + 1e-5)
+                self.stats.add("g/diversity", ratio.detach())
         self.update("generator", total)
         self.D.requires_grad_(True)
         self.stats.add("loss/g", g_loss)
