@@ -1,6 +1,5 @@
 """No command replaces or mixes into what a user already has without overwrite=true, also against a concurrent
 writer; files follow the umask; gantrain-report refuses what is not a sweep; metric names are checked."""
-import json
 import os
 import shutil
 import subprocess

@@ -1,7 +1,6 @@
 """What Hydra reports over many lines (or with a traceback) is one line naming the fix, from the command and
 from Python; a bad value in a sweep fails its job alone."""
 import json
-from pathlib import Path
 
 import pytest
 
