@@ -102,6 +102,8 @@ class ConditionConfig:
     mismatch: bool = _CONDITION["mismatch"]  # matching-aware D: real images with mismatched captions count as fake
     text_embeddings: Optional[str] = _CONDITION["text_embeddings"]  # precomputed: .npz with texts and embeddings
     mode_seeking: float = _CONDITION["mode_seeking"]  # text runs: weight of MSGAN's mode-seeking term in G's loss
+    clip_model: str = _CONDITION["clip_model"]  # text_encoder=clip: open_clip's model name
+    clip_weights: str = _CONDITION["clip_weights"]  # text_encoder=clip: open_clip's pretrained tag (none: untrained)
 
 
 @dataclass
@@ -169,6 +171,7 @@ ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_
                                      "condition.kl_weight": 1.0, "condition.mismatch": True,
                                      "condition.text_embeddings": None,
                                      "condition.mode_seeking": 0.0,  # 0.12.0
+                                     "condition.clip_model": "ViT-B-32", "condition.clip_weights": "openai",
                                      "loss.matching_penalty": 0.0, "loss.matching_power": 6.0}
 #: keys added since to one dataset's group (by its _target_), with the value that reproduces what earlier runs trained
 ADDED_DATASET_KEYS: dict[str, dict[str, Any]] = {
@@ -283,11 +286,9 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
             try:
                 import open_clip  # noqa: F401
             except ImportError:
-                raise GantrainError("condition.text_encoder=clip needs open_clip: pip install open_clip_torch (its "
-                                    "weights download on first use); offline, use text_encoder=bag, gru or "
-                                    "precomputed") from None
-            raise GantrainError("condition.text_encoder=clip is not supported yet: embed your captions with CLIP "
-                                "yourself and train with text_encoder=precomputed condition.text_embeddings=FILE.npz")
+                raise GantrainError("condition.text_encoder=clip needs open_clip: pip install 'gantrain[clip]' (or "
+                                    "open_clip_torch; its weights download on first use); offline, use "
+                                    "text_encoder=bag, gru or precomputed") from None
     if c.mode_seeking != 0 and c.text_encoder is None:
         raise GantrainError(f"condition.mode_seeking={c.mode_seeking} is a term of text-conditioned runs "
                             f"(condition.text_encoder); set condition.mode_seeking=0 for this run")

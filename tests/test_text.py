@@ -409,7 +409,6 @@ def test_text_settings_and_data_without_captions_are_refused_in_one_line(tmp_pat
                           "loss.matching_penalty is the matching-aware penalty of text-conditioned runs"),
                          (["conditional=false"], "condition.text_encoder=bag conditions on captions: add conditional=true"),
                          (["game=cgan"], "trains the text game, not game=cgan"),
-                         (["condition.text_encoder=clip"], "pip install open_clip_torch"),
                          (["condition.text_embeddings=x.npz"], "is read by condition.text_encoder=precomputed only"),
                          (["condition.mode_seeking=-1"], "condition.mode_seeking=-1.0 must be 0 (off) or more"),
                          (["dataset=mnist", "conditional=false", "condition.text_encoder=null", "condition.mode_seeking=1"],
@@ -420,7 +419,7 @@ def test_text_settings_and_data_without_captions_are_refused_in_one_line(tmp_pat
     args = [a for a in tiny(data_root, "trainer.steps=1", "generator=mlp") if not a.startswith("generator.")]
     proc = run_gantrain(*args, f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "gantrain: error: generator gantrain.nets.mlp.MLPGenerator cannot take a text condition; use generator=dcgan"]
+        "gantrain: error: generator gantrain.nets.mlp.MLPGenerator cannot take a text condition; use generator=dcgan or stylegan2"]
 
 
 def test_a_text_generator_exports_with_its_encoder_and_onnx_matches_torch(text_run, tmp_path):
@@ -480,3 +479,84 @@ def test_precomputed_embeddings_train_from_a_captioned_folder_and_sample_only_th
     np.savez(table, texts=np.array(["a dark square"]), embeddings=np.zeros((1, 6), np.float32))
     with pytest.raises(GantrainError, match="'a light square' .* has no row in condition.text_embeddings"):
         gantrain.train(cfg, tmp_path / "run2")
+
+
+def test_clip_embeds_the_captions_once_and_the_prompts_a_run_never_saw(tmp_path, monkeypatch, caplog):
+    """open_clip's real text tower (a small model, untrained weights: no download here) fills the table."""
+    from PIL import Image
+
+    from gantrain.nets.text import clip_embed
+
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "shapes"
+    root.mkdir()
+    lines = []
+    for i in range(8):
+        Image.fromarray(np.full((16, 16), 30 * i, np.uint8)).save(root / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": "A dark square." if i < 4 else "a light square"}))
+    (root / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    clip = ["condition.text_encoder=clip", "condition.clip_model=ViT-S-32-alt", "condition.clip_weights=none"]
+    args = ["dataset=image_folder", f"dataset.root={root}", "dataset.image_size=16", "dataset.channels=1",
+            "conditional=true", "generator.base_channels=4", "discriminator.base_channels=4", "trainer.batch_size=4",
+            "trainer.steps=2", "trainer.device=cpu", "trainer.num_workers=0", "trainer.eval_every=0"]
+    cfg = gantrain.compose([*args, *clip])
+    with caplog.at_level("INFO", logger="gantrain"):
+        run = gantrain.train(cfg, tmp_path / "run")
+    assert any("embedding 2 distinct captions with CLIP ViT-S-32-alt" in r.getMessage() for r in caplog.records)
+    assert any("untrained weights" in r.getMessage() for r in caplog.records)
+    assert len(list((tmp_path / "cache" / "clip").glob("ViT-S-32-alt-none-*.pt"))) == 1
+    g = gantrain.load_generator(run)
+    expected = clip_embed(["A dark square.", "a light square"], "ViT-S-32-alt", "none")
+    torch.testing.assert_close(g.encoder.table[1:], expected)  # the saved table: CLIP's rows, row 0 padding
+    assert g.clip == {"model": "ViT-S-32-alt", "weights": "none"}
+    tokens = g.tokenize(["a light square", "a green circle"])  # the second never seen: CLIP embeds it now
+    assert tokens.tolist() == [[2], [3]] and len(g.encoder.table) == 4
+    torch.testing.assert_close(g.encoder.table[3], clip_embed(["a green circle"], "ViT-S-32-alt", "none")[0])
+    assert g.sample(2, text="a green circle").shape == (2, 1, 16, 16)
+    # weights that cannot be had, and open_clip missing: one line each
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(GantrainError, match=r"CLIP ViT-S-32-alt with weights 'laion400m_e32' could not be loaded .* run once with network"):
+        gantrain.train(gantrain.compose([*args, *clip[:2], "condition.clip_weights=laion400m_e32"]), tmp_path / "run2")
+    with pytest.raises(GantrainError, match=r"clip_model='ViT-Q-99' is not a model open_clip knows"):
+        clip_embed(["x"], "ViT-Q-99", "none")
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # as if not installed
+    with pytest.raises(GantrainError, match=r"needs open_clip: pip install 'gantrain\[clip\]'"):
+        gantrain.train(cfg, tmp_path / "run3")
+
+
+def test_a_style_based_generator_takes_the_caption_at_its_mapping_network(tmp_path, data_root):
+    from gantrain.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+    from gantrain.nets.text import BagEncoder
+
+    torch.manual_seed(0)
+    net = StyleGAN2Generator((1, 8, 8), latent_dim=4, w_dim=6, mapping_layers=1, channel_base=32, channel_max=4,
+                             condition_dim=5)
+    z, c = torch.randn(2, 4), torch.randn(2, 5)
+    w = net.mapping(z, c)
+    x = torch.cat([z / z.square().mean(1, keepdim=True).add(1e-8).sqrt(),
+                   (lambda e: e / e.square().mean(1, keepdim=True).add(1e-8).sqrt())(net.mapping.embed_condition(c))], 1)
+    torch.testing.assert_close(w, net.mapping.layers(x))  # the condition's embedding joins normalised z
+    assert not torch.allclose(net.mapping(z, c), net.mapping(z, c.flip(0)))
+    with pytest.raises(GantrainError, match="call it as G\\(z, condition\\)"):
+        net(z)
+    d = StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=4)
+    images = torch.randn(4, 1, 8, 8)
+    logit, h = d.text_features(images)
+    torch.testing.assert_close(logit, d(images))  # the unconditional logit, and the features under it
+    assert h.shape == (4, d.feature_dim)
+    text_d = TextDiscriminator(d, BagEncoder(12, 5))
+    tokens = torch.tensor([[2, 3, 0, 0]] * 4)
+    e = text_d.encode(tokens)
+    torch.testing.assert_close(text_d(images, tokens), logit + (text_d.project(e) * h).sum(1))
+    # through a run: text_mnist with both StyleGAN2 networks
+    cfg = gantrain.compose([a for a in tiny(data_root) if "base_channels" not in a] + [
+                           "generator=stylegan2", "discriminator=stylegan2", "~discriminator.norm",
+                                "~discriminator.spectral_norm", "dataset.image_size=8", "generator.latent_dim=8",
+                                "generator.w_dim=8", "generator.mapping_layers=1", "generator.channel_base=64",
+                                "generator.channel_max=8", "discriminator.channel_base=64", "discriminator.channel_max=8",
+                                "trainer.steps=2", "trainer.eval_every=0"])
+    run = gantrain.train(cfg, tmp_path / "run")
+    g = gantrain.load_generator(run)
+    assert type(g.net).__name__ == "StyleGAN2Generator" and g.net.condition_dim == 16
+    assert g.sample(3, text="a thick 3").shape == (3, 1, 8, 8)

@@ -226,11 +226,13 @@ class MappingNetwork(nn.Module):
     learning-rate multiplier lr_multiplier; keeps w_avg, the running mean of w (updated in training mode)."""
 
     def __init__(self, z_dim: int, w_dim: int, num_classes: int, layers: int, lr_multiplier: float,
-                 w_avg_beta: float):
+                 w_avg_beta: float, condition_dim: int = 0):
         super().__init__()
         self.z_dim, self.w_dim, self.num_classes, self.w_avg_beta = z_dim, w_dim, num_classes, float(w_avg_beta)
         self.embed = EqualLinear(num_classes, w_dim) if num_classes else None
-        features = [z_dim + (w_dim if num_classes else 0)] + [w_dim] * layers
+        # a continuous condition (a caption's embedding) joins z the same way, through a linear embedding
+        self.embed_condition = EqualLinear(condition_dim, w_dim) if condition_dim else None
+        features = [z_dim + (w_dim if num_classes or condition_dim else 0)] + [w_dim] * layers
         self.layers = nn.Sequential(*(EqualLinear(a, b, lr_multiplier=lr_multiplier, activation="lrelu")
                                       for a, b in zip(features[:-1], features[1:])))
         self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -242,6 +244,10 @@ class MappingNetwork(nn.Module):
                 raise GantrainError("this generator is conditional: call it as G(z, labels)")
             one_hot = F.one_hot(y, self.num_classes).to(x.dtype)
             x = torch.cat([x, normalize_2nd_moment(self.embed(one_hot))], dim=1)
+        elif self.embed_condition is not None:
+            if y is None:
+                raise GantrainError("this generator takes a condition: call it as G(z, condition)")
+            x = torch.cat([x, normalize_2nd_moment(self.embed_condition(y.flatten(1).float()))], dim=1)
         w = self.layers(x)
         if self.training and self.w_avg_beta < 1:
             with torch.no_grad():
@@ -300,7 +306,7 @@ class StyleGAN2Generator(Generator):
 
     def __init__(self, out_shape: Sequence[int], latent_dim: int = 512, w_dim: int = 512, mapping_layers: int = 8,
                  mapping_lr: float = 0.01, channel_base: int = 32768, channel_max: int = 512,
-                 w_avg_beta: float = 0.995, num_classes: int = 0, bounded: bool = True):
+                 w_avg_beta: float = 0.995, num_classes: int = 0, bounded: bool = True, condition_dim: int = 0):
         super().__init__()
         del bounded  # the builder asks image generators for bounded output; StyleGAN2's is linear, as the paper's
         channels, size = _square_power_of_two(out_shape, "generator")
@@ -315,7 +321,11 @@ class StyleGAN2Generator(Generator):
             raise GantrainError(f"generator.w_avg_beta={w_avg_beta!r} must be a number in [0, 1] (the paper: 0.995)")
         classes = _check_classes(num_classes)
         self.latent_dim, self.w_dim, self.out_shape, self.num_classes = latent_dim, w_dim, (channels, size, size), classes or None
-        self.mapping = MappingNetwork(latent_dim, w_dim, classes, mapping_layers, float(mapping_lr), float(w_avg_beta))
+        self.condition_dim = _whole(condition_dim, "generator.condition_dim", 0) if condition_dim else 0
+        if classes and self.condition_dim:
+            raise GantrainError("a generator takes class labels or a text condition, not both")
+        self.mapping = MappingNetwork(latent_dim, w_dim, classes, mapping_layers, float(mapping_lr), float(w_avg_beta),
+                                      self.condition_dim)
         self.synthesis = SynthesisNetwork(size, channels, w_dim, channel_base, channel_max)
         self.num_ws = self.synthesis.num_ws
 
@@ -335,7 +345,7 @@ class StyleGAN2Generator(Generator):
 
     def forward(self, z: Tensor, y: Optional[Tensor] = None, psi: float = 1.0, cutoff: Optional[int] = None,
                 noise_mode: Optional[str] = None) -> Tensor:
-        if self.num_classes is None:
+        if self.num_classes is None and not self.condition_dim:
             y = None
         w = self.mapping(z, y)
         return self.synthesis(self.truncate_w(w, psi, cutoff), noise_mode or self.noise_mode)
@@ -410,6 +420,17 @@ class StyleGAN2Discriminator(Discriminator):
         h = self.blocks(self.from_rgb(x))
         h = self.conv(minibatch_stddev(h, self.mbstd_group))
         return self.out(self.fc(h.flatten(1)))
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.fc.weight.shape[0])
+
+    def text_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(the unconditional logit (N,), the features before the last layer (N, feature_dim)): what a
+        text-conditioned D projects the caption's embedding onto."""
+        h = self.blocks(self.from_rgb(x))
+        h = self.fc(self.conv(minibatch_stddev(h, self.mbstd_group)).flatten(1))
+        return self.out(h)[:, 0], h
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None, classes: bool = False) -> Any:
         h = self.features(x)

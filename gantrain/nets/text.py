@@ -6,7 +6,8 @@ Token ids come from gantrain.tokens.Vocabulary (0 = padding). Encoders map (N, L
   gru          a learned embedding read by a bidirectional GRU, its outputs averaged over the words
   precomputed  a frozen table of embeddings the user made with any encoder (one row per caption: the caption's
                single "token" is its row + 1)
-  clip         refused in one line (gantrain.config): not supported yet; embed with CLIP and use precomputed
+  clip         a frozen table too, which gantrain fills with a pretrained CLIP text tower (open_clip) at the start
+               of training, one row per distinct caption; prompts the run never saw are embedded by CLIP when sampled
 G embeds the caption with its own encoder, draws the condition c ~ N(mu, sigma) from it (StackGAN's conditioning
 augmentation, whose noise is the last values of G's z, in training and sampling alike) and feeds c to the image
 network's per-block affine modulation; D embeds the caption with its own encoder and projects it onto its last features.
@@ -69,12 +70,57 @@ class PrecomputedEncoder(nn.Module):
         return self.table[tokens[:, 0]]
 
 
+def clip_text_tower(model: str, weights: Optional[str]) -> tuple[nn.Module, Any]:
+    """(open_clip's model, its tokenizer) for condition.clip_model / clip_weights ("none": untrained weights, which
+    tests the path offline but conditions on nothing meaningful); one clear line when either cannot be had."""
+    try:
+        import open_clip
+    except ImportError:
+        raise GantrainError("condition.text_encoder=clip needs open_clip: pip install 'gantrain[clip]' (or "
+                            "open_clip_torch); offline, use text_encoder=bag, gru or precomputed") from None
+    if model not in open_clip.list_models():
+        raise GantrainError(f"condition.clip_model={model!r} is not a model open_clip knows (e.g. ViT-B-32; "
+                            f"open_clip.list_models() lists them)")
+    pretrained = None if weights in (None, "none") else str(weights)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.CRITICAL)  # open_clip logs its own lines on the root logger; ours says it in one
+    try:
+        with torch.random.fork_rng(devices=[]):  # the run's own random streams are left as they were
+            torch.manual_seed(0)  # untrained weights (clip_weights=none) are the same in every process
+            net = open_clip.create_model(model, pretrained=pretrained)
+    except Exception as exc:  # a download that fails offline, an unknown tag, a damaged file
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise GantrainError(f"CLIP {model} with weights {weights!r} could not be loaded ({first}); the weights "
+                            f"download on first use: run once with network access, or use text_encoder=bag, gru "
+                            f"or precomputed") from None
+    finally:
+        root.setLevel(level)
+    if pretrained is None:
+        log.warning("CLIP %s with untrained weights (condition.clip_weights=none): the captions' embeddings carry "
+                    "no learned meaning", model)
+    return net.eval().requires_grad_(False), open_clip.get_tokenizer(model)
+
+
+def clip_embed(texts: Sequence[str], model: str, weights: Optional[str], device: Any = "cpu",
+               batch: int = 256) -> Tensor:
+    """CLIP text embeddings (N, D) of `texts`, L2-normalised (as CLIP compares them), computed on `device`."""
+    net, tokenizer = clip_text_tower(model, weights)
+    net = net.to(device)
+    rows = []
+    with torch.no_grad():
+        for i in range(0, len(texts), batch):
+            e = net.encode_text(tokenizer(list(texts[i:i + batch])).to(device)).float()
+            rows.append(F.normalize(e, dim=1).cpu())
+    return torch.cat(rows) if rows else torch.zeros(0, 1)
+
+
 def make_encoder(kind: str, vocab_size: int, dim: int, table: Optional[Tensor] = None) -> nn.Module:
     if kind == "bag":
         return BagEncoder(vocab_size, dim)
     if kind == "gru":
         return GRUEncoder(vocab_size, dim)
-    if kind == "precomputed":
+    if kind in ("precomputed", "clip"):
         if table is None:
             raise GantrainError("condition.text_encoder=precomputed needs condition.text_embeddings=FILE.npz "
                                 "(arrays texts and embeddings)")
@@ -116,7 +162,8 @@ class TextGenerator(Generator):
     """
 
     def __init__(self, net: Generator, encoder: nn.Module, words: Sequence[str], length: int,
-                 augmentation: bool = True, prompts: Sequence[str] = (), pool: Sequence[str] = ()):
+                 augmentation: bool = True, prompts: Sequence[str] = (), pool: Sequence[str] = (),
+                 clip: Optional[dict] = None):
         super().__init__()
         self.net, self.encoder = net, encoder
         self.augment = ConditioningAugmentation(encoder.dim, net.condition_dim, augmentation)
@@ -124,13 +171,18 @@ class TextGenerator(Generator):
         self.latent_dim, self.out_shape = net.latent_dim + self.noise_dim, net.out_shape
         self.words, self.length, self.prompts, self.pool = list(words), int(length), list(prompts), list(pool)
         self.precomputed = isinstance(encoder, PrecomputedEncoder)
+        self.clip = dict(clip) if clip else None  # {"model", "weights"} of a text_encoder=clip run
 
     def get_extra_state(self) -> dict:
-        return {"words": list(self.words), "length": self.length, "prompts": list(self.prompts), "pool": list(self.pool)}
+        state = {"words": list(self.words), "length": self.length, "prompts": list(self.prompts), "pool": list(self.pool)}
+        if self.clip:
+            state["clip"] = dict(self.clip)
+        return state
 
     def set_extra_state(self, state: dict) -> None:
         self.words, self.length, self.prompts = list(state["words"]), int(state["length"]), list(state["prompts"])
         self.pool = list(state.get("pool", []))
+        self.clip = dict(state["clip"]) if state.get("clip") else self.clip
 
     def split(self, z: Tensor) -> tuple[Tensor, Optional[Tensor]]:
         """(the image network's z, conditioning augmentation's noise or None) of a full z."""
@@ -155,7 +207,14 @@ class TextGenerator(Generator):
                                     f"text='{self.prompts[0] if self.prompts else 'a thick 3'}'")
         if self.precomputed:
             rows = {" ".join(tokenize(w)): i + 1 for i, w in enumerate(self.words)}
-            missing = [t for t in texts if " ".join(tokenize(t)) not in rows]
+            missing = list(dict.fromkeys(" ".join(tokenize(t)) for t in texts if " ".join(tokenize(t)) not in rows))
+            if missing and self.clip:  # CLIP embeds prompts the run never saw; they join the table from now on
+                table = self.encoder.table
+                new = clip_embed(missing, self.clip["model"], self.clip.get("weights"), table.device)
+                self.encoder.table = torch.cat([table, new.to(table.device, table.dtype)])
+                rows.update({key: len(table) + i for i, key in enumerate(missing)})
+                self.words = self.words + missing
+                missing = []
             if missing:
                 raise GantrainError(f"text={missing[0]!r} has no precomputed embedding: a precomputed run generates "
                                     f"only the captions of its condition.text_embeddings file")
@@ -225,7 +284,7 @@ class TextDiscriminator(Discriminator):
         super().__init__()
         if not hasattr(net, "features"):
             raise GantrainError(f"discriminator {type(net).__name__} has no features(x) to project a caption onto; "
-                                f"use discriminator=dcgan for text conditioning")
+                                f"use discriminator=dcgan or stylegan2 for text conditioning")
         self.net, self.encoder = net, encoder
         self.project = nn.Linear(encoder.dim, net.feature_dim, bias=False)
         nn.init.normal_(self.project.weight, 0.0, 0.02)
@@ -234,7 +293,7 @@ class TextDiscriminator(Discriminator):
         return self.encoder(tokens)
 
     def judge(self, x: Tensor, e: Tensor) -> Tensor:
-        logit, h = self.net.features(x)
+        logit, h = (self.net.text_features if hasattr(self.net, "text_features") else self.net.features)(x)
         return logit + (self.project(e) * h).sum(1)
 
     def forward(self, x: Tensor, tokens: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ augmentation (condition.kl_weight). Generated samples use the real batch's capti
 """
 from __future__ import annotations
 
+import logging
 import random
 from contextlib import nullcontext
 from typing import Any, Optional
@@ -22,6 +23,8 @@ from gantrain.errors import GantrainError
 from gantrain.nets.base import Generator
 from gantrain.training.games import RunSetup
 from gantrain.training.games.gan import GAN
+
+log = logging.getLogger("gantrain")
 
 
 #: training captions a text run keeps for sampling without a prompt (gantrain-eval's FID draws from them)
@@ -65,6 +68,26 @@ def _precomputed(path: Optional[str]) -> tuple[list[str], Tensor]:
     return texts, table
 
 
+def _clip_table(texts: list[str], clip: dict, device: Any) -> Tensor:
+    """CLIP embeddings of a run's distinct captions, cached under $GANTRAIN_CACHE/clip by model, weights and texts."""
+    import hashlib
+
+    from gantrain.data.cache import _read_cache, _write_cache, datasets_cache_dir
+    from gantrain.nets.text import clip_embed
+
+    digest = hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
+    path = datasets_cache_dir().parent / "clip" / f"{clip['model']}-{clip['weights']}-{digest}.pt"
+    cached = _read_cache(path, lambda c: isinstance(c.get("table"), Tensor) and len(c["table"]) == len(texts))
+    if cached is not None:
+        return cached["table"]
+    log.info("embedding %d distinct captions with CLIP %s (%s weights), once (cached in %s)", len(texts),
+             clip["model"], clip["weights"], path.parent)
+    table = clip_embed(texts, clip["model"], clip["weights"], device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_cache(path, {"table": table, "texts": len(texts)})
+    return table
+
+
 def text_networks(gen_cfg: Any, disc_cfg: Any, data_shape: tuple, text: dict, table: Optional[Tensor] = None) -> tuple:
     """(TextGenerator, TextDiscriminator) of the networks' configs and a text run's metadata `text` (encoder, dim,
     words, length, augment, prompts)."""
@@ -74,7 +97,7 @@ def text_networks(gen_cfg: Any, disc_cfg: Any, data_shape: tuple, text: dict, ta
     from gantrain.training.components import instantiate_component
 
     vocab = len(text["words"])
-    if table is None and text["encoder"] == "precomputed":  # its rows come with the weights
+    if table is None and text["encoder"] in ("precomputed", "clip"):  # its rows come with the weights
         table = torch.zeros(text["rows"], text["table_dim"])
     node = gen_cfg if isinstance(gen_cfg, DictConfig) else OmegaConf.create(gen_cfg)
     try:
@@ -85,10 +108,10 @@ def text_networks(gen_cfg: Any, disc_cfg: Any, data_shape: tuple, text: dict, ta
             raise
         net = None
     if net is None or not getattr(net, "condition_dim", 0):
-        raise GantrainError(f"generator {node.get('_target_')} cannot take a text condition; use generator=dcgan")
+        raise GantrainError(f"generator {node.get('_target_')} cannot take a text condition; use generator=dcgan or stylegan2")
     dim = int(text["dim"]) if table is None else int(table.shape[1])
     g = TextGenerator(net, make_encoder(text["encoder"], vocab, dim, table), text["words"], text["length"],
-                      text["augment"], text["prompts"], text.get("pool", ()))
+                      text["augment"], text["prompts"], text.get("pool", ()), text.get("clip"))
     d = None
     if disc_cfg is not None:
         dnode = disc_cfg if isinstance(disc_cfg, DictConfig) else OmegaConf.create(disc_cfg)
@@ -133,12 +156,18 @@ class TextGAN(GAN):
         from gantrain.training.components import check_fits
 
         check_fits(setup.cfg, dataset, setup.settings, setup.device, None)
-        table = None
-        if condition.text_encoder == "precomputed":
-            known, table = _precomputed(condition.text_embeddings)
+        table, clip = None, None
 
-            def key(text: str) -> str:  # the same normalisation as sampling's (TextGenerator.tokenize)
-                return " ".join(tokenize(text))
+        def key(text: str) -> str:  # the same normalisation as sampling's (TextGenerator.tokenize)
+            return " ".join(tokenize(text))
+
+        if condition.text_encoder in ("precomputed", "clip"):
+            if condition.text_encoder == "precomputed":
+                known, table = _precomputed(condition.text_embeddings)
+            else:  # one row per distinct caption (as sampling normalises it), embedded by CLIP once, cached
+                clip = {"model": condition.clip_model, "weights": condition.clip_weights}
+                known = list({key(c): c for captions in texts for c in captions}.values())
+                table = _clip_table(known, clip, setup.device)
 
             rows = {key(t): i + 1 for i, t in enumerate(known)}
             missing = [c for captions in texts for c in captions if key(c) not in rows]
@@ -162,7 +191,8 @@ class TextGAN(GAN):
                             for _ in range(min(POOL, len(captioned)))) if tokenize(c)]
         meta = {"encoder": condition.text_encoder, "dim": condition.text_dim, "words": words, "length": length,
                 "augment": condition.text_augment, "prompts": prompts, "pool": pool,
-                "rows": 0 if table is None else int(len(table)), "table_dim": 0 if table is None else int(table.shape[1])}
+                "rows": 0 if table is None else int(len(table)), "table_dim": 0 if table is None else int(table.shape[1]),
+                **({"clip": clip} if clip else {})}
         generator, discriminator = text_networks(setup.cfg.generator, setup.cfg.discriminator, dataset.shape, meta,
                                                  table)
         return generator, discriminator, None, paired, {"text": meta}
