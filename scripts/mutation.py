@@ -1,6 +1,6 @@
 """Mutation testing of one gantrain module with cosmic-ray, on a throw-away copy of the repository.
 
-    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment, stylegan2
+    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment, stylegan2, text, tokens
     python scripts/mutation.py data --whole            # every function of the module, not only its scope
     python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
 
@@ -95,6 +95,10 @@ TARGETS: dict[str, Target] = {
     "text": Target("gantrain/training/games/text.py",
                    ("tests/test_text.py", "-k", "hand_comput or matching_aware_penalty_on or grid_shows"),
                    scope=("TextGAN",), note="the text game's step: captions, mismatch, KL, penalty"),
+    "tokens": Target("gantrain/tokens.py",
+                     ("tests/test_text.py", "-k", "tokens_round_trip or folder_captions or sampling_by_text or "
+                                                 "precomputed_embeddings"),
+                     note="tokenisation and the vocabulary of text runs"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }
