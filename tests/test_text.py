@@ -560,3 +560,66 @@ def test_a_style_based_generator_takes_the_caption_at_its_mapping_network(tmp_pa
     g = gantrain.load_generator(run)
     assert type(g.net).__name__ == "StyleGAN2Generator" and g.net.condition_dim == 16
     assert g.sample(3, text="a thick 3").shape == (3, 1, 8, 8)
+
+
+class _Oracle(torch.nn.Module):
+    """A 'generator' that draws what each prompt asks for, as a bar: its column says the class (4 + 2 x class),
+    its width the thickness word (2, 3, 4 px), its lean the slant word (0.2 px a row), its length the size word
+    (10, 14, 18 rows). `wrong`: the class drawn for class 2 instead; `reverse`: thickness words drawn backwards."""
+
+    latent_dim = 2
+
+    def __init__(self, wrong=None, reverse=False):
+        super().__init__()
+        self.texts, self.wrong, self.reverse = [], wrong, reverse
+
+    def tokenize(self, texts):
+        self.texts += list(texts)
+        return torch.arange(len(self.texts) - len(texts), len(self.texts))[:, None]
+
+    def forward(self, z, tokens):
+        from gantrain.data.captions import DIGIT_SCHEME
+
+        out = torch.full((len(tokens), 1, 28, 28), -1.0)
+        for n, i in enumerate(tokens[:, 0].tolist()):
+            words = set(tokenize(self.texts[i]))
+            c = next(k for k, names in enumerate(DIGIT_SCHEME.classes) if words & set(names))
+            c = self.wrong if c == 2 and self.wrong is not None else c
+            lv = [(-1 if words & set(low) else 1 if words & set(high) else 0)
+                  for _, _, low, high in DIGIT_SCHEME.attributes]
+            width, length = 3 + (-lv[0] if self.reverse else lv[0]), 14 + 4 * lv[2]
+            for r in range(14 - length // 2, 14 - length // 2 + length):
+                left = 4 + 2 * c - width // 2 + round(0.2 * lv[1] * (14 - r))  # the top leans right when slanted
+                out[n, 0, r, left:left + width] = 1.0
+        return out
+
+
+class _ColumnReader(torch.nn.Module):
+    """A 'classifier' that reads the class from the ink's mean column."""
+
+    def forward(self, x):
+        ink = (x[:, 0] > 0).float()
+        column = (ink * torch.arange(28.0)).sum((1, 2)) / ink.sum((1, 2))
+        return torch.nn.functional.one_hot(((column - 4) / 2).round().long().clamp(0, 9), 10).float()
+
+
+def test_text_scores_read_class_and_attributes_as_asked_for_by_a_generator_that_draws_exactly_that():
+    from types import SimpleNamespace
+
+    from gantrain.data.captions import DIGIT_SCHEME
+    from gantrain.eval.text import spearman, text_scores
+
+    dataset = SimpleNamespace(scheme=DIGIT_SCHEME)
+    scores, details = text_scores(_Oracle(), dataset, _ColumnReader(), prompts_per_class=4, samples=2)
+    assert scores == {"text_class_agreement": 1.0, "text_thickness_spearman": 1.0, "text_slant_spearman": 1.0,
+                      "text_size_spearman": 1.0}
+    scores, details = text_scores(_Oracle(wrong=5, reverse=True), dataset, _ColumnReader(), prompts_per_class=4,
+                                  samples=2)
+    assert scores["text_class_agreement"] == pytest.approx(0.9)  # every class-2 prompt drawn as a 5
+    assert details["text_class_agreement_per_class"] == [1.0, 1.0, 0.0] + [1.0] * 7
+    assert scores["text_thickness_spearman"] == pytest.approx(-1.0) and scores["text_slant_spearman"] == 1.0
+    # Spearman with ties (average ranks), against the closed form on ranks
+    a, b = np.array([1.0, 2.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0, 40.0])
+    ra, rb = np.array([1.0, 2.5, 2.5, 4.0]), np.array([1.0, 3.0, 2.0, 4.0])
+    assert spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
+    assert np.isnan(spearman(a, np.ones(4)))
