@@ -565,13 +565,13 @@ def test_a_style_based_generator_takes_the_caption_at_its_mapping_network(tmp_pa
 class _Oracle(torch.nn.Module):
     """A 'generator' that draws what each prompt asks for, as a bar: its column says the class (4 + 2 x class),
     its width the thickness word (2, 3, 4 px), its lean the slant word (0.2 px a row), its length the size word
-    (10, 14, 18 rows). `wrong`: the class drawn for class 2 instead; `reverse`: thickness words drawn backwards."""
+    (10, 14, 18 rows). `wrong`: {class asked for: class drawn}; `reverse`: thickness words drawn backwards."""
 
     latent_dim = 2
 
     def __init__(self, wrong=None, reverse=False):
         super().__init__()
-        self.texts, self.wrong, self.reverse = [], wrong, reverse
+        self.texts, self.wrong, self.reverse = [], dict(wrong or {}), reverse
 
     def tokenize(self, texts):
         self.texts += list(texts)
@@ -580,11 +580,12 @@ class _Oracle(torch.nn.Module):
     def forward(self, z, tokens):
         from gantrain.data.captions import DIGIT_SCHEME
 
+        assert z.shape == (len(tokens), self.latent_dim)  # one noise per prompt
         out = torch.full((len(tokens), 1, 28, 28), -1.0)
         for n, i in enumerate(tokens[:, 0].tolist()):
             words = set(tokenize(self.texts[i]))
             c = next(k for k, names in enumerate(DIGIT_SCHEME.classes) if words & set(names))
-            c = self.wrong if c == 2 and self.wrong is not None else c
+            c = self.wrong.get(c, c)
             lv = [(-1 if words & set(low) else 1 if words & set(high) else 0)
                   for _, _, low, high in DIGIT_SCHEME.attributes]
             width, length = 3 + (-lv[0] if self.reverse else lv[0]), 14 + 4 * lv[2]
@@ -613,10 +614,11 @@ def test_text_scores_read_class_and_attributes_as_asked_for_by_a_generator_that_
     scores, details = text_scores(_Oracle(), dataset, _ColumnReader(), prompts_per_class=4, samples=2)
     assert scores == {"text_class_agreement": 1.0, "text_thickness_spearman": 1.0, "text_slant_spearman": 1.0,
                       "text_size_spearman": 1.0}
-    scores, details = text_scores(_Oracle(wrong=5, reverse=True), dataset, _ColumnReader(), prompts_per_class=4,
-                                  samples=2)
-    assert scores["text_class_agreement"] == pytest.approx(0.9)  # every class-2 prompt drawn as a 5
-    assert details["text_class_agreement_per_class"] == [1.0, 1.0, 0.0] + [1.0] * 7
+    # 1,100 samples for agreement: more than one batch of the classifier's (1,000)
+    scores, details = text_scores(_Oracle(wrong={2: 5, 7: 1}, reverse=True), dataset, _ColumnReader(),
+                                  prompts_per_class=11, samples=10)
+    assert scores["text_class_agreement"] == pytest.approx(0.8)  # every 2 drawn as a 5, every 7 as a 1
+    assert details["text_class_agreement_per_class"] == [1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
     assert scores["text_thickness_spearman"] == pytest.approx(-1.0) and scores["text_slant_spearman"] == 1.0
     # Spearman with ties (average ranks), against the closed form on ranks
     a, b = np.array([1.0, 2.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0, 40.0])
