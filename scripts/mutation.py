@@ -1,6 +1,6 @@
 """Mutation testing of one gantrain module with cosmic-ray, on a throw-away copy of the repository.
 
-    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment, stylegan2, text, tokens, text_scores
+    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment, stylegan2, text, tokens, text_scores, folder_captions
     python scripts/mutation.py data --whole            # every function of the module, not only its scope
     python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
 
@@ -101,6 +101,10 @@ TARGETS: dict[str, Target] = {
                      note="tokenisation and the vocabulary of text runs"),
     "text_scores": Target("gantrain/eval/text.py", ("tests/test_text.py", "-k", "text_scores_read"),
                           scope=("spearman", "text_scores"), note="the text scores (class agreement, Spearman)"),
+    "folder_captions": Target("gantrain/data/text.py",
+                              ("tests/test_text.py", "-k", "folder_captions or folder_without_captions or "
+                                                          "precomputed_embeddings"),
+                              note="captions of an image_folder (metadata.jsonl, .txt files)"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }

@@ -74,8 +74,14 @@ def test_folder_captions_from_metadata_and_text_files(tmp_path, caplog):
     assert tokens.shape == (3, 3, 4)
     assert torch.equal(tokens[2, 2], tokens[2, 0])  # two captions: the first again in the third place
     assert tokens[1].eq(0).all()  # no caption: all padding
+    # a null or blank caption in a list is no caption: c.png (and a.png, no longer named) count as missing
+    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "c.png", "text": [None, "  "]}) + "\n")
+    assert folder_captions(root, files) == ([[], [], ["une forêt verte", "the second"]], 2)
     (root / "metadata.jsonl").write_text("{not json\n")
     with pytest.raises(GantrainError, match="line 1 is not a JSON object"):
+        folder_captions(root, files)
+    (root / "metadata.jsonl").write_bytes('{"file_name": "a.png", "text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(GantrainError, match=r"metadata.jsonl is not UTF-8 text; save its captions as UTF-8"):
         folder_captions(root, files)
 
 
