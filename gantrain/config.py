@@ -245,6 +245,11 @@ def trainer_settings(cfg: DictConfig) -> TrainerConfig:
     return t
 
 
+def _mode_seeking_off_text(value: Any) -> GantrainError:
+    return GantrainError(f"condition.mode_seeking={value} is a term of text-conditioned runs (condition.text_encoder, "
+                         f"e.g. experiment=text_mnist); set condition.mode_seeking=0 for this run")
+
+
 def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
     """Typed, checked settings of a conditional run; None when conditional=false."""
     switch = cfg.get("conditional", False)
@@ -256,8 +261,7 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
             raise GantrainError(f"condition.text_encoder={node.get('text_encoder')} conditions on captions: add "
                                 f"conditional=true (experiment=text_mnist sets both)")
         if isinstance(node, (DictConfig, dict)) and node.get("mode_seeking", 0) not in (0, 0.0, None):
-            raise GantrainError(f"condition.mode_seeking={node.get('mode_seeking')} is a term of text-conditioned "
-                                f"runs (experiment=text_mnist); set condition.mode_seeking=0 for this run")
+            raise _mode_seeking_off_text(node.get("mode_seeking"))
         return None
     if not isinstance(node, (DictConfig, dict)):
         raise GantrainError(f"condition={node!r} must be a group of settings: condition.discriminator, "
@@ -290,8 +294,7 @@ def condition_settings(cfg: DictConfig) -> Optional[ConditionConfig]:
                                     "open_clip_torch; its weights download on first use); offline, use "
                                     "text_encoder=bag, gru or precomputed") from None
     if c.mode_seeking != 0 and c.text_encoder is None:
-        raise GantrainError(f"condition.mode_seeking={c.mode_seeking} is a term of text-conditioned runs "
-                            f"(condition.text_encoder); set condition.mode_seeking=0 for this run")
+        raise _mode_seeking_off_text(c.mode_seeking)
     if c.text_embeddings is not None and c.text_encoder != "precomputed":
         raise GantrainError("condition.text_embeddings is read by condition.text_encoder=precomputed only; add it, or "
                             "set condition.text_embeddings=null")

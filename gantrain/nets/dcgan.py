@@ -169,14 +169,15 @@ class DCGANDiscriminator(Discriminator):
             width *= 2
         layers.append(_maybe_sn(nn.Conv2d(width, 1, base, 1, 0), spectral_norm))
         self.net = nn.Sequential(*layers)
-        self.feature_dim = width  # of features(x)
+        self.feature_dim = width  # of text_features(x)
         self.apply(_dcgan_init)
         if classes:
             features = width if conditioning == "projection" else width * base * base
             self.head = _ConditionalHead(features, classes, conditioning, spectral_norm)
 
-    def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(the unconditional logit (N,), the last hidden features summed over space (N, feature_dim))."""
+    def text_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(the unconditional logit (N,), the last hidden features summed over space (N, feature_dim)): what a
+        text-conditioned D projects the caption's embedding onto."""
         h = x
         for layer in self.net[:-1]:
             h = layer(h)

@@ -415,11 +415,15 @@ class StyleGAN2Discriminator(Discriminator):
             self.mapping = nn.Sequential(*(EqualLinear(self.cmap_dim, self.cmap_dim, lr_multiplier=0.01,
                                                        activation="lrelu") for _ in range(layers)))
 
-    def features(self, x: Tensor) -> Tensor:
-        """The output of the last layer, (N, 1) unconditional or (N, cmap_dim) conditional."""
+    def _hidden(self, x: Tensor) -> Tensor:
+        """The features before the last layer (N, feature_dim)."""
         h = self.blocks(self.from_rgb(x))
         h = self.conv(minibatch_stddev(h, self.mbstd_group))
-        return self.out(self.fc(h.flatten(1)))
+        return self.fc(h.flatten(1))
+
+    def features(self, x: Tensor) -> Tensor:
+        """The output of the last layer, (N, 1) unconditional or (N, cmap_dim) conditional."""
+        return self.out(self._hidden(x))
 
     @property
     def feature_dim(self) -> int:
@@ -428,8 +432,7 @@ class StyleGAN2Discriminator(Discriminator):
     def text_features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(the unconditional logit (N,), the features before the last layer (N, feature_dim)): what a
         text-conditioned D projects the caption's embedding onto."""
-        h = self.blocks(self.from_rgb(x))
-        h = self.fc(self.conv(minibatch_stddev(h, self.mbstd_group)).flatten(1))
+        h = self._hidden(x)
         return self.out(h)[:, 0], h
 
     def forward(self, x: Tensor, y: Optional[Tensor] = None, classes: bool = False) -> Any:

@@ -207,7 +207,8 @@ class TextGenerator(Generator):
                                     f"text='{self.prompts[0] if self.prompts else 'a thick 3'}'")
         if self.precomputed:
             rows = {" ".join(tokenize(w)): i + 1 for i, w in enumerate(self.words)}
-            missing = list(dict.fromkeys(" ".join(tokenize(t)) for t in texts if " ".join(tokenize(t)) not in rows))
+            keys = [" ".join(tokenize(t)) for t in texts]
+            missing = [key for key in dict.fromkeys(keys) if key not in rows]
             if missing and self.clip:  # CLIP embeds prompts the run never saw; they join the table from now on
                 table = self.encoder.table
                 new = clip_embed(missing, self.clip["model"], self.clip.get("weights"), table.device)
@@ -218,7 +219,7 @@ class TextGenerator(Generator):
             if missing:
                 raise GantrainError(f"text={missing[0]!r} has no precomputed embedding: a precomputed run generates "
                                     f"only the captions of its condition.text_embeddings file")
-            return torch.tensor([[rows[" ".join(tokenize(t))]] for t in texts], dtype=torch.int64)
+            return torch.tensor([[rows[key]] for key in keys], dtype=torch.int64)
         vocabulary = Vocabulary(self.words[2:])
         unknown = vocabulary.unknown(texts)
         if unknown:
@@ -282,8 +283,8 @@ class TextDiscriminator(Discriminator):
 
     def __init__(self, net: nn.Module, encoder: nn.Module):
         super().__init__()
-        if not hasattr(net, "features"):
-            raise GantrainError(f"discriminator {type(net).__name__} has no features(x) to project a caption onto; "
+        if not hasattr(net, "text_features"):
+            raise GantrainError(f"discriminator {type(net).__name__} has no text_features(x) to project a caption onto; "
                                 f"use discriminator=dcgan or stylegan2 for text conditioning")
         self.net, self.encoder = net, encoder
         self.project = nn.Linear(encoder.dim, net.feature_dim, bias=False)
@@ -293,7 +294,7 @@ class TextDiscriminator(Discriminator):
         return self.encoder(tokens)
 
     def judge(self, x: Tensor, e: Tensor) -> Tensor:
-        logit, h = (self.net.text_features if hasattr(self.net, "text_features") else self.net.features)(x)
+        logit, h = self.net.text_features(x)
         return logit + (self.project(e) * h).sum(1)
 
     def forward(self, x: Tensor, tokens: Tensor) -> Tensor:
