@@ -105,6 +105,12 @@ TARGETS: dict[str, Target] = {
                               ("tests/test_text.py", "-k", "folder_captions or folder_without_captions or "
                                                           "precomputed_embeddings"),
                               note="captions of an image_folder (metadata.jsonl, .txt files)"),
+    "control": Target("gantrain/nets/control.py", ("tests/test_control.py", "-k", "not console_script"),
+                      note="W truncation, the layers of styles and style mixing"),
+    "directions": Target("gantrain/eval/directions.py", ("tests/test_directions.py", "-k", "not console_scripts"),
+                         note="PCA and label directions and the direction file"),
+    "projection": Target("gantrain/eval/projection.py", ("tests/test_projection.py", "-k", "not command"),
+                         note="projection of images into z, w or w+ and the noise regulariser"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }

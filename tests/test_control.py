@@ -49,9 +49,15 @@ def test_style_mixing_with_no_layers_is_the_row_and_with_all_layers_the_column(G
 def test_layers_are_parsed_and_checked():
     assert parse_layers("0-3", 8) == [0, 1, 2, 3] and parse_layers("5,1,1", 8) == [1, 5]
     assert parse_layers("all", 4) == [0, 1, 2, 3] and parse_layers("none", 4) == []
-    for bad in ("0-8", "x", "3-1"):
+    for bad in ("0-8", "x", "3-1", "9", "2,12"):
         with pytest.raises(GantrainError, match="layers="):
             parse_layers(bad, 8)
+    with pytest.raises(GantrainError) as error:
+        parse_layers("10", 10)  # one past the last layer, alone
+    assert str(error.value) == ("layers=10: this generator has layers 0..9 of styles; give a range within them, "
+                                "e.g. layers=0-3 (coarse: pose and shape) or layers=5-9 (fine)")
+    with pytest.raises(GantrainError, match=r"layers=3-5 \(fine\)"):
+        parse_layers("6", 6)
 
 
 def test_strips_and_mixing_are_refused_for_a_generator_without_styles():

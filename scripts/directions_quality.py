@@ -1,0 +1,141 @@
+"""What latent directions change in an MNIST run's samples: labels directions between two digits, PCA directions.
+
+    OMP_NUM_THREADS=1 python scripts/directions_quality.py RUN [RUN ...] [--pairs 1:7,3:8,4:9] [--k 6]
+                                                            [--n 5000] [--test 500] [--seed 0]
+
+For each run (an unconditional MNIST run, any generator; w for a style-based generator, z for the others):
+
+- labels: for each pair a:b, the direction gantrain-directions method=labels classes=a,b makes (a linear
+  boundary between n sampled latents the domain classifier reads as a and as b, drawn with `seed`); then held-out
+  latents, drawn with seed + 1, that the classifier reads as a, moved along it at strengths 0..5 (in units of the
+  latents' spread along it, as gantrain-sample strength= is): the share read as b (and as a) per strength.
+- pca: the first k principal directions of n sampled latents (gantrain-directions method=pca); `test` held-out
+  latents moved along each at strengths -3..3; on every image the attributes the mnist_captions set measures
+  (stroke thickness, slant, size: the ink's box area) and the domain classifier's digit. Printed per direction: the
+  Spearman correlation between the strength and each attribute over all (latent, strength) images, the attribute
+  with the largest |correlation| (the direction's name), and the share of latents whose digit changes between
+  strength -3 and +3.
+
+Needs GANTRAIN_DATA (or the run's dataset.root) to hold MNIST; the classifier of the run's size is trained once
+and cached (gantrain-classifier) when missing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (ties get their mean rank)."""
+    def ranks(v: np.ndarray) -> np.ndarray:
+        order = np.argsort(v, kind="stable")
+        ordered = v[order]
+        r = np.empty(len(v))
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and ordered[j + 1] == ordered[i]:
+                j += 1
+            r[order[i:j + 1]] = (i + j) / 2.0
+            i = j + 1
+        return r
+
+    rx, ry = ranks(np.asarray(x, np.float64)), ranks(np.asarray(y, np.float64))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denominator = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    return float((rx * ry).sum() / denominator) if denominator > 0 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--pairs", default="1:7,3:8,4:9")
+    parser.add_argument("--k", type=int, default=6)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--test", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import gantrain
+    from gantrain.checkpoint import open_run_or_checkpoint
+    from gantrain.data.captions import ink_box_area, slant, stroke_thickness
+    from gantrain.data.images import MNIST
+    from gantrain.eval.classifier import load_classifier
+    from gantrain.eval.directions import label_directions, pca_directions, sample_latents
+    from gantrain.nets.control import is_style_based
+
+    root = os.environ.get("GANTRAIN_DATA", "data")
+    pairs = [tuple(int(v) for v in p.split(":")) for p in args.pairs.split(",") if p]
+    for run in args.runs:
+        _, state = open_run_or_checkpoint(Path(run))
+        size = int(state["config"]["dataset"].get("image_size", 28))
+        generator = gantrain.load_generator(run)
+        if getattr(generator, "num_classes", None):
+            raise SystemExit(f"{run}: a conditional run; this script measures unconditional MNIST runs")
+        style = is_style_based(generator)
+        classifier, _ = load_classifier(MNIST(root=root, image_size=size, download=False, train=True))
+        classifier.eval()
+
+        def render(latents: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                out = [generator.synthesis(generator.truncate_w(part, 1.0), noise_mode="const") if style
+                       else generator(part) for part in latents.split(250)]
+            return torch.cat(out).float()
+
+        def read(images: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return torch.cat([classifier(part).argmax(1) for part in images.split(500)])
+
+        held, _, space = sample_latents(generator, max(4 * args.test, 4000), seed=args.seed + 1)
+        held_digits = read(render(held))
+        print(f"\n{run} ({space} space; directions from {args.n} latents of seed {args.seed}, held-out latents "
+              f"of seed {args.seed + 1})")
+
+        strengths = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+        print("\n| labels direction | held-out samples read as a | " +
+              " | ".join(f"s={s:g}: read as b / a" for s in strengths) + " |")
+        print("|---|---|" + "---|" * len(strengths))
+        for a, b in pairs:
+            directions, std, _, _ = label_directions(generator, classifier, n=args.n, classes=(a, b),
+                                                     seed=args.seed)
+            step = directions[0] * std[0]
+            start = held[held_digits == a][: args.test]
+            cells = []
+            for s in strengths:
+                digits = read(render(start + s * step))
+                cells.append(f"{(digits == b).float().mean().item():.2f} / {(digits == a).float().mean().item():.2f}")
+            print(f"| {a} -> {b} | {len(start)} | " + " | ".join(cells) + " |", flush=True)
+
+        latents, _, _ = sample_latents(generator, args.n, seed=args.seed)
+        directions, std, _ = pca_directions(latents, args.k)
+        start = held[: args.test]
+        steps = np.linspace(-3.0, 3.0, 7)
+        names = ("thickness", "slant", "size")
+        print("\n| PCA direction | share of variance | Spearman(strength, thickness) | (strength, slant) | "
+              "(strength, size) | named | digit changes between -3 and +3 |")
+        print("|---|---|---|---|---|---|---|")
+        total = (latents - latents.mean(0)).square().sum(1).mean().item()
+        for k in range(len(directions)):
+            measured = {name: [] for name in names}
+            digits = []
+            for s in steps:
+                images = render(start + float(s) * directions[k] * std[k])
+                ink = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                measured["thickness"].append(stroke_thickness(ink))
+                measured["slant"].append(slant(ink))
+                measured["size"].append(ink_box_area(ink))
+                digits.append(read(images))
+            axis = np.repeat(steps, len(start))
+            rho = {name: spearman(axis, np.concatenate(measured[name])) for name in names}
+            best = max(names, key=lambda name: abs(rho[name]))
+            changed = (digits[0] != digits[-1]).float().mean().item()
+            print(f"| {k} | {std[k].item() ** 2 / total:.3f} | {rho['thickness']:+.2f} | {rho['slant']:+.2f} | "
+                  f"{rho['size']:+.2f} | {best} ({'+' if rho[best] > 0 else '-'}) | {changed:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
