@@ -12,7 +12,7 @@ For each run (an unconditional MNIST run, any generator; w for a style-based gen
 - pca: the first k principal directions of n sampled latents (gantrain-directions method=pca); `test` held-out
   latents moved along each at strengths -3..3; on every image the attributes the mnist_captions set measures
   (stroke thickness, slant, size: the ink's box area) and the domain classifier's digit. Printed per direction: the
-  Spearman correlation between the strength and each attribute over all (latent, strength) images, the attribute
+  Spearman correlation (gantrain.eval.text.spearman) between the strength and each attribute over all (latent, strength) images, the attribute
   with the largest |correlation| (the direction's name), and the share of latents whose digit changes between
   strength -3 and +3.
 
@@ -29,27 +29,6 @@ import numpy as np
 import torch
 
 
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman's rank correlation (ties get their mean rank)."""
-    def ranks(v: np.ndarray) -> np.ndarray:
-        order = np.argsort(v, kind="stable")
-        ordered = v[order]
-        r = np.empty(len(v))
-        i = 0
-        while i < len(v):
-            j = i
-            while j + 1 < len(v) and ordered[j + 1] == ordered[i]:
-                j += 1
-            r[order[i:j + 1]] = (i + j) / 2.0
-            i = j + 1
-        return r
-
-    rx, ry = ranks(np.asarray(x, np.float64)), ranks(np.asarray(y, np.float64))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denominator = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-    return float((rx * ry).sum() / denominator) if denominator > 0 else 0.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
@@ -62,10 +41,12 @@ def main() -> None:
 
     import gantrain
     from gantrain.checkpoint import open_run_or_checkpoint
+    from gantrain.data.base import to_uint8_image
     from gantrain.data.captions import ink_box_area, slant, stroke_thickness
     from gantrain.data.images import MNIST
     from gantrain.eval.classifier import load_classifier
     from gantrain.eval.directions import label_directions, pca_directions, sample_latents
+    from gantrain.eval.text import spearman
     from gantrain.nets.control import is_style_based
 
     root = os.environ.get("GANTRAIN_DATA", "data")
@@ -124,14 +105,19 @@ def main() -> None:
             digits = []
             for s in steps:
                 images = render(start + float(s) * directions[k] * std[k])
-                ink = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                if images.shape[-1] != 28:  # the attributes are defined on 28 px digits, as gantrain-eval measures them
+                    images28 = torch.nn.functional.interpolate(images, size=(28, 28), mode="bilinear", antialias=True,
+                                                               align_corners=False)
+                else:
+                    images28 = images
+                ink = to_uint8_image(images28)
                 measured["thickness"].append(stroke_thickness(ink))
                 measured["slant"].append(slant(ink))
                 measured["size"].append(ink_box_area(ink))
                 digits.append(read(images))
             axis = np.repeat(steps, len(start))
             rho = {name: spearman(axis, np.concatenate(measured[name])) for name in names}
-            best = max(names, key=lambda name: abs(rho[name]))
+            best = max(names, key=lambda name: abs(rho[name]) if np.isfinite(rho[name]) else -1.0)
             changed = (digits[0] != digits[-1]).float().mean().item()
             print(f"| {k} | {std[k].item() ** 2 / total:.3f} | {rho['thickness']:+.2f} | {rho['slant']:+.2f} | "
                   f"{rho['size']:+.2f} | {best} ({'+' if rho[best] > 0 else '-'}) | {changed:.2f} |", flush=True)
