@@ -10,7 +10,9 @@ from PIL import Image
 import gantrain
 from gantrain.commands.sample import Request, generate
 from gantrain.errors import GantrainError
-from gantrain.eval.directions import linear_boundary, load_directions, pca_directions, save_directions
+from gantrain.eval.directions import (label_directions, linear_boundary, load_directions, pca_directions,
+                                     sample_latents, save_directions)
+from gantrain.nets.stylegan2 import StyleGAN2Generator
 
 
 def test_pca_finds_the_axes_of_a_stretched_cloud_in_order():
@@ -25,6 +27,72 @@ def test_pca_finds_the_axes_of_a_stretched_cloud_in_order():
         assert abs(float(directions[k] @ basis[:, k])) > 0.99
         assert float(std[k]) == pytest.approx(float(spreads[k]), rel=0.03)
     assert torch.allclose(mean, torch.full((6,), 2.0), atol=0.1)
+
+
+def test_pca_spreads_are_the_sample_deviations_and_k_stops_at_the_rank():
+    g = torch.Generator().manual_seed(3)
+    latents = torch.randn(7, 4, generator=g).double() * torch.tensor([4.0, 2.0, 1.0, 0.5]).double() + 1.5
+    directions, std, mean = pca_directions(latents, 2)
+    centred = latents - latents.mean(0)
+    for k in range(2):  # the spread along each direction is the sample standard deviation (n - 1) of the projections
+        assert float(std[k]) == pytest.approx(float((centred @ directions[k].double()).std()), rel=1e-5)
+    torch.testing.assert_close(mean, latents.mean(0).float())
+    wide = torch.randn(3, 8, generator=g)  # fewer latents than dimensions: at most 3 directions
+    directions, std, _ = pca_directions(wide, 6)
+    assert directions.shape == (3, 8) and std.shape == (3,)
+
+
+def test_sampled_latents_are_z_or_its_w_in_chunks_with_labels_for_a_conditional_generator():
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    plain = torch.nn.Linear(4, 4)
+    plain.latent_dim = 4
+    latents, labels, space = sample_latents(plain, 5)  # the default seed is 0
+    assert space == "z" and labels is None and torch.equal(latents, z)
+    torch.manual_seed(0)
+    G = StyleGAN2Generator((1, 8, 8), latent_dim=4, w_dim=6, mapping_layers=2, channel_base=16, channel_max=4).eval()
+    latents, labels, space = sample_latents(G, 5, chunk=2)
+    assert space == "w" and labels is None and latents.shape == (5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(latents, G.mapping(z))
+    C = StyleGAN2Generator((1, 8, 8), latent_dim=4, w_dim=6, mapping_layers=2, channel_base=16, channel_max=4,
+                           num_classes=3).eval()
+    latents, labels, space = sample_latents(C, 5, seed=2, chunk=2)
+    rng = torch.Generator().manual_seed(2)
+    z2 = torch.randn(5, 4, generator=rng)
+    y2 = torch.randint(3, (5,), generator=rng)
+    assert torch.equal(labels, y2)
+    with torch.no_grad():
+        torch.testing.assert_close(latents, C.mapping(z2, y2))
+
+
+class _Bright(torch.nn.Module):
+    """A stand-in generator: a 1x4x4 image whose brightness is z[0]; the classifier below reads class 1 when bright."""
+
+    latent_dim = 3
+
+    def forward(self, z):
+        return z[:, :1, None, None].expand(-1, 1, 4, 4)
+
+
+def _read_brightness(images):
+    bright = images.mean(dim=(1, 2, 3))
+    return torch.stack([-bright, bright, torch.zeros_like(bright)], dim=1)  # logits of classes 0, 1, 2 (2: never)
+
+
+def test_label_directions_point_from_one_class_to_the_other_along_what_the_classifier_reads():
+    directions, std, mean, names = label_directions(_Bright(), _read_brightness, n=600, classes=(0, 1), seed=4)
+    assert names == ["0->1"] and directions.shape == (1, 3)
+    assert float(directions[0, 0]) > 0.99  # from class 0 (dark) toward class 1 (bright): +z[0]
+    latents, _, _ = sample_latents(_Bright(), 600, seed=4)
+    assert float(std[0]) == pytest.approx(float(((latents - latents.mean(0)) @ directions[0]).std()), rel=1e-5)
+    torch.testing.assert_close(mean, latents.mean(0))
+    backwards, *_ = label_directions(_Bright(), _read_brightness, n=600, classes=(1, 0), seed=4)
+    assert float(backwards[0, 0]) < -0.99
+    each, _, _, names = label_directions(_Bright(), _read_brightness, n=600, seed=4)
+    assert names == ["rest->0", "rest->1"]  # class 2 is never read: no direction toward it
+    assert float(each[0, 0]) < -0.99 and float(each[1, 0]) > 0.99
+    with pytest.raises(GantrainError, match=r"^of 600 samples the classifier reads \d+ as class 1 and 0 as class 2; at least 10 of each are needed: raise n=$"):
+        label_directions(_Bright(), _read_brightness, n=600, classes=(1, 2), seed=4)
 
 
 def test_a_label_boundary_is_the_normal_of_the_planted_one():
