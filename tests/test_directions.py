@@ -31,7 +31,7 @@ def test_pca_finds_the_axes_of_a_stretched_cloud_in_order():
 
 def test_pca_spreads_are_the_sample_deviations_and_k_stops_at_the_rank():
     g = torch.Generator().manual_seed(3)
-    latents = torch.randn(7, 4, generator=g).double() * torch.tensor([4.0, 2.0, 1.0, 0.5]).double() + 1.5
+    latents = torch.randn(8, 4, generator=g).double() * torch.tensor([4.0, 2.0, 1.0, 0.5]).double() + 1.5
     directions, std, mean = pca_directions(latents, 2)
     centred = latents - latents.mean(0)
     for k in range(2):  # the spread along each direction is the sample standard deviation (n - 1) of the projections
@@ -65,41 +65,52 @@ def test_sampled_latents_are_z_or_its_w_in_chunks_with_labels_for_a_conditional_
         torch.testing.assert_close(latents, C.mapping(z2, y2))
 
 
-class _Bright(torch.nn.Module):
-    """A stand-in generator: a 1x4x4 image whose brightness is z[0]; the classifier below reads class 1 when bright."""
+class _Pixels(torch.nn.Module):
+    """A stand-in generator: a 1x4x4 image whose first two pixels are z[0] and z[1]."""
 
     latent_dim = 3
 
     def forward(self, z):
-        return z[:, :1, None, None].expand(-1, 1, 4, 4)
+        return torch.nn.functional.pad(z[:, :2], (0, 14)).view(-1, 1, 4, 4)
 
 
-def _read_brightness(images):
-    bright = images.mean(dim=(1, 2, 3))
-    return torch.stack([-bright, bright, torch.zeros_like(bright)], dim=1)  # logits of classes 0, 1, 2 (2: never)
+def _read_pixels(images):
+    """The stand-in classifier's logits: class 2 when the second pixel is above 1, class 3 (rare) below -2.6, else
+    class 1 when the first pixel is positive and class 0 when not."""
+    first, second = images[:, 0, 0, 0], images[:, 0, 0, 1]
+    read = torch.where(second > 1.0, 2, torch.where(second < -2.6, 3, (first > 0).long()))
+    return torch.nn.functional.one_hot(read, 5).float()
 
 
 def test_label_directions_point_from_one_class_to_the_other_along_what_the_classifier_reads():
-    directions, std, mean, names = label_directions(_Bright(), _read_brightness, n=600, classes=(0, 1), seed=4)
+    latents, _, _ = sample_latents(_Pixels(), 2000, seed=4)
+    read = _read_pixels(_Pixels()(latents)).argmax(1)
+    assert 1 <= int((read == 3).sum()) < 10 and int((read == 2).sum()) > 200  # a rare class and a common one
+    directions, std, mean, names = label_directions(_Pixels(), _read_pixels, n=2000, classes=(0, 1), seed=4)
     assert names == ["0->1"] and directions.shape == (1, 3)
-    assert float(directions[0, 0]) > 0.99  # from class 0 (dark) toward class 1 (bright): +z[0]
-    latents, _, _ = sample_latents(_Bright(), 600, seed=4)
+    assert float(directions[0, 0]) > 0.99  # from class 0 toward class 1: +z[0] ...
+    assert abs(float(directions[0, 1])) < 0.1  # ... fitted on those two classes only (class 2 sits at z[1] > 1)
     assert float(std[0]) == pytest.approx(float(((latents - latents.mean(0)) @ directions[0]).std()), rel=1e-5)
     torch.testing.assert_close(mean, latents.mean(0))
-    backwards, *_ = label_directions(_Bright(), _read_brightness, n=600, classes=(1, 0), seed=4)
+    backwards, *_ = label_directions(_Pixels(), _read_pixels, n=2000, classes=(1, 0), seed=4)
     assert float(backwards[0, 0]) < -0.99
-    each, _, _, names = label_directions(_Bright(), _read_brightness, n=600, seed=4)
-    assert names == ["rest->0", "rest->1"]  # class 2 is never read: no direction toward it
-    assert float(each[0, 0]) < -0.99 and float(each[1, 0]) > 0.99
-    with pytest.raises(GantrainError, match=r"^of 600 samples the classifier reads \d+ as class 1 and 0 as class 2; at least 10 of each are needed: raise n=$"):
-        label_directions(_Bright(), _read_brightness, n=600, classes=(1, 2), seed=4)
+    each, _, _, names = label_directions(_Pixels(), _read_pixels, n=2000, seed=4)
+    assert names == ["rest->0", "rest->1", "rest->2"]  # class 3 is read fewer than 10 times, class 4 never
+    assert float(each[2, 1]) > 0.9  # toward class 2: +z[1]
+    for classes in ((1, 3), (3, 1), (1, 4)):
+        a, b = classes
+        count = {c: int((read == c).sum()) for c in classes}
+        with pytest.raises(GantrainError) as error:
+            label_directions(_Pixels(), _read_pixels, n=2000, classes=classes, seed=4)
+        assert str(error.value) == (f"of 2000 samples the classifier reads {count[a]} as class {a} and {count[b]} as "
+                                    f"class {b}; at least 10 of each are needed: raise n=")
 
 
 def test_a_label_boundary_is_the_normal_of_the_planted_one():
     g = torch.Generator().manual_seed(1)
-    latents = torch.randn(4000, 8, generator=g) * torch.linspace(0.5, 3.0, 8)  # unequal spreads
+    latents = torch.randn(4000, 8, generator=g) * torch.linspace(0.5, 3.0, 8) + 3.0  # unequal spreads, off the origin
     normal = torch.nn.functional.normalize(torch.randn(8, generator=g), dim=0)
-    found = linear_boundary(latents, latents @ normal > 0.3)
+    found = linear_boundary(latents, (latents - 3.0) @ normal > 0.3)
     assert float(found.norm()) == pytest.approx(1.0, abs=1e-5) and float(found @ normal) > 0.97
 
 
@@ -109,6 +120,10 @@ def test_a_direction_file_round_trips_and_a_bad_one_is_one_line(tmp_path):
     back = load_directions(tmp_path / "d.npz")
     assert torch.equal(back["directions"], d) and torch.equal(back["std"], std) and torch.equal(back["mean"], mean)
     assert back["space"] == "w" and back["method"] == "pca" and back["names"] == ["pc0", "pc1"]
+    for shape, spreads in (((2, 5, 1), 2), ((5,), 5), ((2, 5), 3), ((3, 5), 2)):  # not (K, D), or std not (K,)
+        save_directions(tmp_path / "odd.npz", torch.zeros(shape), torch.ones(spreads), mean, "w", "pca", ["a"])
+        with pytest.raises(GantrainError, match="its arrays do not fit"):
+            load_directions(tmp_path / "odd.npz")
     (tmp_path / "bad.npz").write_bytes(b"nonsense")
     with pytest.raises(GantrainError, match="not a direction file"):
         load_directions(tmp_path / "bad.npz")
