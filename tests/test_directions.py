@@ -106,6 +106,34 @@ def test_label_directions_point_from_one_class_to_the_other_along_what_the_class
                                     f"class {b}; at least 10 of each are needed: raise n=")
 
 
+class _LabelledPixels(_Pixels):
+    """A conditional stand-in: the label is drawn as the third pixel (read by no class, but the images need it)."""
+
+    num_classes = 3
+
+    def forward(self, z, labels):
+        images = super().forward(z)
+        images[:, 0, 0, 2] = labels.float()
+        return images
+
+
+def test_label_directions_of_a_conditional_generator_draw_each_latent_with_its_own_label():
+    latents, labels, space = sample_latents(_LabelledPixels(), 1200, seed=5)
+    assert space == "z" and labels.shape == (1200,) and set(labels.tolist()) == {0, 1, 2}
+    seen = []
+    generator = _LabelledPixels()
+    original = generator.forward
+
+    def recording(z, y):  # the labels each chunk of latents is drawn with
+        seen.append(y.clone())
+        return original(z, y)
+
+    generator.forward = recording
+    directions, *_ = label_directions(generator, _read_pixels, n=1200, classes=(0, 1), seed=5)
+    assert torch.equal(torch.cat(seen), labels) and [len(y) for y in seen] == [500, 500, 200]
+    assert float(directions[0, 0]) > 0.99
+
+
 def test_a_label_boundary_is_the_normal_of_the_planted_one():
     g = torch.Generator().manual_seed(1)
     latents = torch.randn(4000, 8, generator=g) * torch.linspace(0.5, 3.0, 8) + 3.0  # unequal spreads, off the origin
