@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,33 +38,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import gantrain
-    from gantrain.checkpoint import open_run_or_checkpoint
+    from _mnist_run import open_mnist_run
+
     from gantrain.data.base import to_uint8_image
     from gantrain.data.captions import ink_box_area, slant, stroke_thickness
-    from gantrain.data.images import MNIST
-    from gantrain.eval.classifier import load_classifier
-    from gantrain.eval.directions import label_directions, pca_directions, sample_latents
+    from gantrain.eval.directions import images_of, label_directions, pca_directions, sample_latents
     from gantrain.eval.text import spearman
-    from gantrain.nets.control import is_style_based
 
     root = os.environ.get("GANTRAIN_DATA", "data")
     pairs = [tuple(int(v) for v in p.split(":")) for p in args.pairs.split(",") if p]
     for run in args.runs:
-        _, state = open_run_or_checkpoint(Path(run))
-        size = int(state["config"]["dataset"].get("image_size", 28))
-        generator = gantrain.load_generator(run)
-        if getattr(generator, "num_classes", None):
-            raise SystemExit(f"{run}: a conditional run; this script measures unconditional MNIST runs")
-        style = is_style_based(generator)
-        classifier, _ = load_classifier(MNIST(root=root, image_size=size, download=False, train=True))
-        classifier.eval()
+        generator, _, _, classifier = open_mnist_run(run, root, "measures")
 
         def render(latents: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                out = [generator.synthesis(generator.truncate_w(part, 1.0), noise_mode="const") if style
-                       else generator(part) for part in latents.split(250)]
-            return torch.cat(out).float()
+                return torch.cat([images_of(generator, part) for part in latents.split(250)]).float()
 
         def read(images: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():

@@ -1,6 +1,6 @@
 """Mutation testing of one gantrain module with cosmic-ray, on a throw-away copy of the repository.
 
-    python scripts/mutation.py losses                  # or metrics, data, checkpoint, optim, translation, periodic, augment, stylegan2, text, tokens, text_scores, folder_captions
+    python scripts/mutation.py losses                  # or any other name in TARGETS below
     python scripts/mutation.py data --whole            # every function of the module, not only its scope
     python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import torch
 
@@ -38,10 +37,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
+    from _mnist_run import open_mnist_run
+
     import gantrain
-    from gantrain.checkpoint import open_run_or_checkpoint
     from gantrain.data.images import MNIST
-    from gantrain.eval.classifier import load_classifier
     from gantrain.eval.projection import psnr
     from gantrain.nets.control import is_style_based
 
@@ -50,16 +49,9 @@ def main() -> None:
           "mean image: agreement / PSNR / distance | start: agreement / PSNR / distance | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
-        _, state = open_run_or_checkpoint(Path(run))
-        size = int(state["config"]["dataset"].get("image_size", 28))
-        generator = gantrain.load_generator(run)
-        if getattr(generator, "num_classes", None):
-            raise SystemExit(f"{run}: a conditional run; this script projects unconditional MNIST runs")
+        generator, size, train, classifier = open_mnist_run(run, root, "projects")
         space = "w" if is_style_based(generator) else "z"
         test = MNIST(root=root, image_size=size, download=False, train=False)
-        train = MNIST(root=root, image_size=size, download=False, train=True)
-        classifier, _ = load_classifier(train)
-        classifier.eval()
         images = test.tensor()[: args.n].float() / 127.5 - 1.0
         labels = test.labels()[: args.n]
         features = classifier.features if args.perceptual == "classifier" else None

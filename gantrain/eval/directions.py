@@ -39,6 +39,16 @@ def sample_latents(generator: nn.Module, n: int, seed: int = 0, device: Union[st
     return torch.cat(ws), y, "w"
 
 
+def images_of(generator: nn.Module, latents: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+    """The images of latents in the space sample_latents draws them in: w through a style-based generator's
+    synthesis network with each layer's fixed noise, z (and labels) through the generator itself."""
+    from gantrain.nets.control import is_style_based
+
+    if is_style_based(generator):
+        return generator.synthesis(generator.truncate_w(latents), noise_mode="const")
+    return generator(latents) if labels is None else generator(latents, labels)
+
+
 def pca_directions(latents: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """(the first k principal directions (k, D) of unit length, the standard deviation along each, the mean)."""
     x = latents.double()
@@ -73,19 +83,13 @@ def label_directions(generator: nn.Module, classify: Any, n: int = 5000, classes
                      seed: int = 0, device: Union[str, torch.device] = "cpu") -> tuple[Tensor, Tensor, Tensor, list[str]]:
     """Directions from the domain classifier's reading of n samples: classes=(a, b): one, from a toward b;
     None: one per class, toward it from the rest. Returns (directions, std along each, mean, names)."""
-    from gantrain.nets.control import is_style_based
-
     latents, y, space = sample_latents(generator, n, seed, device)
     read = []
     with torch.no_grad():
         for i in range(0, n, 500):
             part = latents[i:i + 500].to(device)
             labels = None if y is None else y[i:i + 500].to(device)
-            if is_style_based(generator):
-                images = generator.synthesis(generator.truncate_w(part), noise_mode="const")
-            else:
-                images = generator(part) if labels is None else generator(part, labels)
-            read.append(classify(images).argmax(1).cpu())
+            read.append(classify(images_of(generator, part, labels)).argmax(1).cpu())
     predicted = torch.cat(read)
     pairs: list[tuple[Tensor, Tensor, str]] = []
     if classes is not None:
