@@ -111,6 +111,13 @@ TARGETS: dict[str, Target] = {
                          note="PCA and label directions and the direction file"),
     "projection": Target("gantrain/eval/projection.py", ("tests/test_projection.py", "-k", "not command"),
                          note="projection of images into z, w or w+ and the noise regulariser"),
+    "stylegan2_nets": Target("gantrain/nets/stylegan2.py",
+                             ("tests/test_stylegan2.py", "-k", "modulated or demodulated or equalised or filters or "
+                                                         "minibatch or networks_build or w_avg or style_mixing"),
+                             scope=("normalize_2nd_moment", "blur", "_upsample1d", "upsample2d", "downsample2d",
+                                    "EqualLinear", "EqualConv2d", "modulated_conv2d", "ModulatedConv", "ToRGB",
+                                    "minibatch_stddev"),
+                             note="StyleGAN2's layers: modulation, demodulation, filters, equalised rates, mbstd"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }
