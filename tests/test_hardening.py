@@ -97,6 +97,8 @@ def test_seed_range(seed, ok, tmp_path):
     (["num_samples=0"], "num_samples=0 must be a positive"),
     (["num_samples=abc"], "num_samples=abc must be a whole number"),
     (["seed=x"], "seed=x must be a whole number"),
+    (["text_prompts=0"], "text_prompts=0 must be at least 1"),
+    (["text_prompts=5"], "this run has none: leave it out"),  # not a text run
 ])
 def test_gantrain_eval_bad_options(args, message, trained):
     result = subprocess.run([exe("gantrain-eval"), str(trained), *args], capture_output=True, text=True, timeout=300)

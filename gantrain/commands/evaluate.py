@@ -21,13 +21,14 @@ def _yaml_value(text: str) -> Any:
 
 def eval_main(argv: Optional[list[str]] = None) -> None:
     """`gantrain-eval RUN_FOLDER_OR_CHECKPOINT [metrics=[fid_classifier,precision]] [num_samples=N] [device=cpu]
-    [dataset.root=DIR] [ema=true] [seed=0]`: print a table of scores with their real-vs-real floor, write eval.json.
+    [dataset.root=DIR] [ema=true] [seed=0] [text_prompts=20]`: print a table of scores with their real-vs-real floor, write eval.json.
 
     Image translation runs (pix2pix, CycleGAN) are scored on their dataset's test split (metrics l1, psnr, ssim,
     label_acc, fid_classifier, as they apply; num_samples: test images translated, 2000 by default), each
     score next to its floor (the untranslated input; for fid_classifier, real vs real). Text runs on mnist_captions
     or fashion_captions also get text_class_agreement and text_<attribute>_spearman on held-out phrasings, next to
-    what the test images score."""
+    what the test images score (text_prompts: held-out prompts per class, 10 samples each, and prompt triples per
+    class and attribute; 20 by default)."""
     from gantrain.api import load_generator, load_translator
     from gantrain.checkpoint import game_meta, open_run_or_checkpoint, run_folder_of
     from gantrain.config import with_added_keys
@@ -45,17 +46,21 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
             raise GantrainError("give exactly one run folder or checkpoint file")
         path = Path(paths[0])
         options = dict(a.split("=", 1) for a in args if "=" in a)
-        own = {k: options.pop(k) for k in ("metrics", "num_samples", "device", "ema", "seed") if k in options}
+        own = {k: options.pop(k) for k in ("metrics", "num_samples", "device", "ema", "seed", "text_prompts")
+               if k in options}
         bad = [k for k in options if not k.startswith("dataset.")]
         if bad:
-            raise GantrainError(f"unknown option(s) {', '.join(bad)}; use metrics=, num_samples=, device=, ema=, seed=, dataset.KEY=")
+            raise GantrainError(f"unknown option(s) {', '.join(bad)}; use metrics=, num_samples=, device=, ema=, seed=, "
+                                f"text_prompts=, dataset.KEY=")
         numbers = {}
-        for key in ("num_samples", "seed"):
+        for key in ("num_samples", "seed", "text_prompts"):
             if key in own:
                 value = _yaml_value(own[key])
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise GantrainError(f"{key}={own[key]} must be a whole number")
                 numbers[key] = value
+        if numbers.get("text_prompts", 1) < 1:
+            raise GantrainError(f"text_prompts={numbers['text_prompts']} must be at least 1 (prompts per class)")
         checkpoint, state = open_run_or_checkpoint(path)
         out_dir = path if path.is_dir() else run_folder_of(path)
         dataset_cfg = OmegaConf.create(with_added_keys(state["config"])["dataset"])  # as the run trained it
@@ -79,14 +84,19 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
             evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0),
                                   conditional=bool(state["config"].get("conditional", False)) and not text)
             network = load_generator(checkpoint, device=device, ema=use_ema)
+        scored_text = not translation and text and getattr(dataset, "scheme", None) is not None
+        if "text_prompts" in numbers and not scored_text:
+            raise GantrainError("text_prompts= sets the text scores of a text run on mnist_captions or fashion_captions; "
+                                "this run has none: leave it out")
         results = evaluator(network)
-        if not translation and text and getattr(dataset, "scheme", None) is not None:
+        if scored_text:
             # a text run on an offline captioned set: agreement with held-out prompts, next to the test images' own
             from gantrain.eval.classifier import load_classifier
             from gantrain.eval.text import text_floor, text_scores
 
             classifier, _ = load_classifier(dataset, device=str(device))
-            scores, text_details = text_scores(network, dataset, classifier, seed=numbers.get("seed", 0), device=device)
+            scores, text_details = text_scores(network, dataset, classifier, numbers.get("text_prompts", 20),
+                                                seed=numbers.get("seed", 0), device=device)
             results.update(scores)
             evaluator.floor.update(text_floor(dataset, classifier, device))
             evaluator.details.update(text_details)
@@ -118,6 +128,8 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
             print(f"{name}: " + ", ".join(f"{c}: {'-' if v is None else format(v, '.4g')}" for c, v in enumerate(values)))
     target = out_dir / "eval.json"
     report["settings"] = {"num_samples": evaluator.num_samples, "seed": numbers.get("seed", 0)}
+    if scored_text:  # held-out prompts per class of the text scores
+        report["settings"]["text_prompts"] = numbers.get("text_prompts", 20)
     report = _merge_eval(target, report)
     tmp = target.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, default=lambda v: v if math.isfinite(v) else str(v)) + "\n")

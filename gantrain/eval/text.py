@@ -112,13 +112,14 @@ def text_scores(generator: Any, dataset: Any, classifier: Any, prompts_per_class
 
 
 def text_floor(dataset: Any, classifier: Any, device: Any = "cpu") -> dict[str, float]:
-    """What the test images score: the classifier's accuracy on them, and per attribute the Spearman correlation
-    between their level (-1/0/+1, from the training thirds) and their measured value, averaged over the classes."""
-    test = type(dataset)(root=dataset.root, download=dataset.download, captions_per_image=dataset.captions_per_image,
-                         seed=dataset.seed, train=False)
-    images, labels = test._native(), test.labels()
+    """What the test images score: the classifier's accuracy on them (at the dataset's image size, which the
+    classifier reads), and per attribute the Spearman correlation between their level (-1/0/+1, from the training
+    thirds) and their measured value (at 28 px), averaged over the classes."""
+    test = type(dataset)(root=dataset.root, image_size=dataset.image_size, download=dataset.download,
+                         captions_per_image=dataset.captions_per_image, seed=dataset.seed, train=False)
+    images, labels = test._native(), test.labels()  # 28 px, where the attributes are measured
     levels = test.attribute_levels().numpy()
-    x = images.float().div(127.5).sub(1.0)
+    x = test.tensor().float().div(127.5).sub(1.0)  # the run's size, which the classifier reads
     with torch.no_grad():
         predicted = torch.cat([classifier(x[i:i + 1000].to(device)).argmax(1).cpu() for i in range(0, len(x), 1000)])
     floor = {"text_class_agreement": float((predicted == labels).float().mean())}
