@@ -13,7 +13,8 @@ from torch import nn
 import gantrain
 from gantrain.errors import GantrainError
 from gantrain.nets.stylegan2 import (EqualConv2d, EqualLinear, ModulatedConv, StyleGAN2Discriminator,
-                                     StyleGAN2Generator, blur, minibatch_stddev, modulated_conv2d, upsample2d)
+                                     StyleGAN2Generator, ToRGB, blur, minibatch_stddev, modulated_conv2d,
+                                     normalize_2nd_moment, upsample2d)
 from gantrain.training.games.stylegan2 import StyleGAN2
 from gantrain.training.losses import NonSaturating
 from gantrain.training.stats import Stats
@@ -71,6 +72,62 @@ def test_equalised_learning_rate_scales_stored_n01_weights_at_run_time():
     assert abs(float(layer.weight.std()) - 1) < 0.1 and layer.weight_gain == pytest.approx(1 / 12)
 
 
+def _lrelu(x):  # leaky ReLU with slope 0.2, times sqrt(2)
+    return torch.where(x >= 0, x, 0.2 * x) * math.sqrt(2)
+
+
+def test_a_synthesis_layer_and_torgb_are_their_hand_computations_with_each_noise_mode():
+    torch.manual_seed(3)
+    for up in (False, True):
+        layer = ModulatedConv(5, 4, w_dim=6, resolution=8, up=up)
+        with torch.no_grad():
+            layer.noise_strength.fill_(0.7)
+            layer.bias.copy_(torch.randn(4))
+        x, w = torch.randn(3, 5, 4 if up else 8, 4 if up else 8), torch.randn(3, 6)
+        styles = w @ (layer.affine.weight / math.sqrt(6)).t() + layer.affine.bias
+        h = upsample2d(x) if up else x
+        weight = layer.weight / math.sqrt(5 * 9)
+        conv = torch.cat([F.conv2d(h[i:i + 1], (weight * styles[i].view(1, 5, 1, 1)) / (weight * styles[i].view(
+            1, 5, 1, 1)).flatten(1).norm(dim=1).view(4, 1, 1, 1), padding=1) for i in range(3)])
+        bias = layer.bias.view(1, 4, 1, 1)
+        given = torch.randn(3, 1, 8, 8)
+        torch.testing.assert_close(layer(x, w, noise=given), _lrelu(conv + 0.7 * given + bias), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(layer(x, w, "const"), _lrelu(conv + 0.7 * layer.noise_const + bias),
+                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(layer(x, w, "none"), _lrelu(conv + bias), rtol=1e-4, atol=1e-5)
+        torch.manual_seed(9)
+        drawn = layer(x, w, "random")
+        torch.manual_seed(9)
+        torch.testing.assert_close(drawn, _lrelu(conv + 0.7 * torch.randn(3, 1, 8, 8) + bias), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(drawn, layer(x, w, "random"))  # fresh noise per call
+    to_rgb = ToRGB(5, 3, w_dim=6)
+    with torch.no_grad():
+        to_rgb.bias.copy_(torch.randn(3))
+    x, w = torch.randn(2, 5, 4, 4), torch.randn(2, 6)
+    styles = (w @ (to_rgb.affine.weight / math.sqrt(6)).t() + to_rgb.affine.bias) / math.sqrt(5)
+    expected = torch.cat([F.conv2d(x[i:i + 1], to_rgb.weight * styles[i].view(1, 5, 1, 1)) for i in range(2)])
+    torch.testing.assert_close(to_rgb(x, w), expected + to_rgb.bias.view(1, 3, 1, 1), rtol=1e-4, atol=1e-5)
+
+
+def test_equalised_layers_with_leaky_relu_and_the_normalised_latent():
+    torch.manual_seed(4)
+    fc = EqualLinear(6, 5, activation="lrelu")
+    conv = EqualConv2d(3, 4, 3, activation="lrelu")
+    with torch.no_grad():
+        fc.bias.copy_(torch.randn(5))
+        conv.bias.copy_(torch.randn(4))
+    x, image = torch.randn(7, 6), torch.randn(2, 3, 5, 5)
+    torch.testing.assert_close(fc(x), _lrelu(x @ (fc.weight / math.sqrt(6)).t() + fc.bias))
+    linear = F.conv2d(image, conv.weight / math.sqrt(27), padding=1) + conv.bias.view(1, 4, 1, 1)
+    assert (linear < 0).any() and (linear > 0).any()  # both sides of the activation are checked
+    torch.testing.assert_close(conv(image), _lrelu(linear))
+    z = torch.randn(4, 9) * torch.tensor([[0.1], [1.0], [10.0], [1000.0]])
+    normalised = normalize_2nd_moment(z)
+    torch.testing.assert_close(normalised, z / z.square().mean(1, keepdim=True).sqrt())  # each row to unit RMS
+    torch.testing.assert_close(normalised.square().mean(1), torch.ones(4))
+    assert torch.equal(normalize_2nd_moment(torch.zeros(2, 9)), torch.zeros(2, 9))  # no NaN for a zero row
+
+
 def test_the_filters_keep_the_mean_and_halve_or_double_the_size():
     x = torch.randn(2, 3, 8, 8)
     up = upsample2d(x)
@@ -93,7 +150,12 @@ def test_minibatch_stddev_adds_the_groups_standard_deviation():
     expected = (groups.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # one value per subgroup
     for i in range(8):
         assert torch.allclose(out[i, 3], expected[i % 2].expand(4, 4))
-    assert minibatch_stddev(torch.randn(6, 3, 4, 4), 4).shape == (6, 4, 4, 4)  # 6: groups of 3
+    six = torch.randn(6, 3, 4, 4)
+    groups = six.view(3, 2, 3, 4, 4)  # 6 samples, group_size 4: groups of 3 (the largest divisor not above 4)
+    expected = (groups.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))
+    torch.testing.assert_close(minibatch_stddev(six, 4)[:, 3, 0, 0], expected.repeat(3))
+    # 5 samples, group_size 4: groups of one, whose deviation is 0 (sqrt of the 1e-8 guard)
+    torch.testing.assert_close(minibatch_stddev(torch.randn(5, 3, 4, 4), 4)[:, 3], torch.full((5, 4, 4), 1e-4))
 
 
 def test_networks_build_for_every_power_of_two_and_refuse_other_sizes():
