@@ -114,7 +114,8 @@ TARGETS: dict[str, Target] = {
     "stylegan2_nets": Target("gantrain/nets/stylegan2.py",
                              ("tests/test_stylegan2.py", "-k", "modulated or demodulated or equalised or filters or "
                                                          "minibatch or networks_build or w_avg or style_mixing or "
-                                                         "hand_computations_with or leaky_relu"),
+                                                         "hand_computations_with or leaky_relu or down_sampling or "
+                                                         "initial_biases"),
                              scope=("normalize_2nd_moment", "blur", "_upsample1d", "upsample2d", "downsample2d",
                                     "EqualLinear", "EqualConv2d", "modulated_conv2d", "ModulatedConv", "ToRGB",
                                     "minibatch_stddev"),

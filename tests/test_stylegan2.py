@@ -109,6 +109,30 @@ def test_a_synthesis_layer_and_torgb_are_their_hand_computations_with_each_noise
     torch.testing.assert_close(to_rgb(x, w), expected + to_rgb.bias.view(1, 3, 1, 1), rtol=1e-4, atol=1e-5)
 
 
+def test_down_sampling_layers_filter_then_take_every_second_pixel():
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 8, 8)
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0])
+    kernel = (torch.outer(k, k) / 64).expand(3, 1, 4, 4)
+    filtered = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernel, groups=3)  # 7x7: the [1,3,3,1] filter, one pixel padded
+    from gantrain.nets.stylegan2 import downsample2d
+
+    torch.testing.assert_close(downsample2d(x), filtered[:, :, ::2, ::2])
+    skip = EqualConv2d(3, 5, 1, bias=False, down=True)
+    torch.testing.assert_close(skip(x), F.conv2d(filtered[:, :, ::2, ::2], skip.weight / math.sqrt(3)))
+    conv = EqualConv2d(3, 5, 3, down=True)
+    wide = F.conv2d(F.pad(x, (2, 2, 2, 2)), kernel, groups=3)  # 9x9: two pixels padded, then a 3x3 stride-2 conv
+    torch.testing.assert_close(conv(x), F.conv2d(wide, conv.weight / math.sqrt(27), stride=2) + conv.bias.view(1, 5, 1, 1))
+    assert conv(x).shape == (2, 5, 4, 4)
+
+
+def test_layers_start_from_stylegan2s_initial_biases():
+    assert torch.equal(EqualLinear(4, 3).bias, torch.zeros(3))  # fully connected layers: 0
+    layer, to_rgb = ModulatedConv(4, 2, w_dim=5, resolution=4), ToRGB(4, 1, w_dim=5)
+    assert torch.equal(layer.affine.bias, torch.ones(4)) and torch.equal(to_rgb.affine.bias, torch.ones(4))  # styles: 1
+    assert torch.equal(layer.bias, torch.zeros(2)) and float(layer.noise_strength) == 0.0
+
+
 def test_equalised_layers_with_leaky_relu_and_the_normalised_latent():
     torch.manual_seed(4)
     fc = EqualLinear(6, 5, activation="lrelu")
@@ -154,6 +178,9 @@ def test_minibatch_stddev_adds_the_groups_standard_deviation():
     groups = six.view(3, 2, 3, 4, 4)  # 6 samples, group_size 4: groups of 3 (the largest divisor not above 4)
     expected = (groups.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))
     torch.testing.assert_close(minibatch_stddev(six, 4)[:, 3, 0, 0], expected.repeat(3))
+    torch.testing.assert_close(minibatch_stddev(six, 3)[:, 3, 0, 0], expected.repeat(3))  # group_size 3: the same
+    ten = torch.randn(10, 3, 4, 4)
+    torch.testing.assert_close(minibatch_stddev(ten), minibatch_stddev(ten, 4))  # the default group is 4 (here: 2)
     # 5 samples, group_size 4: groups of one, whose deviation is 0 (sqrt of the 1e-8 guard)
     torch.testing.assert_close(minibatch_stddev(torch.randn(5, 3, 4, 4), 4)[:, 3], torch.full((5, 4, 4), 1e-4))
 
