@@ -120,6 +120,13 @@ TARGETS: dict[str, Target] = {
                                     "EqualLinear", "EqualConv2d", "modulated_conv2d", "ModulatedConv", "ToRGB",
                                     "minibatch_stddev"),
                              note="StyleGAN2's layers: modulation, demodulation, filters, equalised rates, mbstd"),
+    "sample_parse": Target("gantrain/commands/sample.py",
+                           ("tests/test_sample_export.py", "-k", "slerp or truncation_keeps or sample_mistakes or "
+                                                               "conditional_mistakes or conditional_labels or "
+                                                               "per_class_grid or conditional_default or slerp_between or "
+                                                               "sample_syntax or plan_labels_sizes"),
+                           scope=("_labels", "_truncation", "_strip", "truncated_normal", "slerp", "plan_labels"),
+                           note="gantrain-sample's label, truncation and strip syntax, truncated z, slerp, labels"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }

@@ -7,7 +7,9 @@ digits DCGAN); a small conditional Generator defined here covers the conditional
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +222,48 @@ def test_slerp_walks_the_great_circle():
     assert torch.allclose(steps, steps.mean().expand(8), atol=1e-4)  # equal angles
     same = gsample.slerp(a[None], a[None], 4)[0]  # no great circle between a point and itself
     assert torch.allclose(same, a.expand(4, -1))
+
+
+def test_slerp_between_vectors_of_any_length_and_angle():
+    for a, b in (([1.0, 0.0], [2.0, 2.0]), ([0.5, 0.0], [-1.0, 1.0]), ([0.3, 0.4], [0.0, -0.2])):
+        a, b = torch.tensor([a], dtype=torch.float64), torch.tensor([b], dtype=torch.float64)
+        omega = torch.acos((a / a.norm()) @ (b / b.norm()).t()).item()  # 45, 135 and 143 degrees
+        path = gsample.slerp(a, b, 5)[0]
+        for i, t in enumerate(torch.linspace(0, 1, 5, dtype=torch.float64).tolist()):
+            expected = (math.sin((1 - t) * omega) * a[0] + math.sin(t * omega) * b[0]) / math.sin(omega)
+            torch.testing.assert_close(path[i], expected)
+
+
+def test_sample_syntax_of_labels_truncation_and_strips():
+    assert gsample._labels("3") == 3 and gsample._labels("10") == 10 and gsample._labels(" 09 ") == 9
+    assert gsample._labels("[3,3,5]") == [3, 3, 5] and gsample._labels("3, 5") == [3, 5]
+    assert gsample._labels("[4") == [4] and gsample._labels("7]") == [7]  # one bracket is enough to mean a list
+    for text, words in (("[]", "names no class"), ("[3,]", "(empty) is not a class number"), ("x", "x is not")):
+        with pytest.raises(GantrainError, match=re.escape(words)):
+            gsample._labels(text)
+    assert gsample._truncation("0.7") == 0.7 and gsample._truncation("1") == 1.0 and gsample._truncation("2.5") == 2.5
+    for text in ("0", "-1", "inf", "nan", "x"):
+        with pytest.raises(GantrainError, match="must be a number > 0"):
+            gsample._truncation(text)
+    assert gsample._strip("0:1:6") == (0.0, 1.0, 6) and gsample._strip("0.2:0.8:2") == (0.2, 0.8, 2)
+    assert gsample._strip("1:0:3") == (1.0, 0.0, 3)  # from A down to B
+    for text in ("0:1", "0:1:6:7", "0:1:1", "-0.1:1:3", "0:-1:3", "inf:1:3", "0:inf:3", "a:1:3", "0:1:x", ""):
+        with pytest.raises(GantrainError, match="is not a strip A:B:K"):
+            gsample._strip(text)
+
+
+def test_plan_labels_sizes_the_grid_and_names_the_first_bad_label():
+    Request = gsample.Request
+    assert gsample.plan_labels(Request(), None) == (64, None, 8)  # 64 samples, rows of 8
+    assert gsample.plan_labels(Request(n=1, n_given=True), None) == (1, None, 1)
+    assert gsample.plan_labels(Request(n=10, n_given=True), None) == (10, None, 3)
+    assert gsample.plan_labels(Request(interpolate=10), None) == (8, None, 10)  # 8 rows of 10 steps
+    n, y, nrow = gsample.plan_labels(Request(n=4, n_given=True, labels=9), 10)
+    assert (n, y.tolist(), nrow) == (4, [9, 9, 9, 9], 2)
+    for labels, first in ((10, 10), ([3, 11, 15], 11), ([-1], -1)):
+        with pytest.raises(GantrainError) as error:
+            gsample.plan_labels(Request(labels=labels), 10)
+        assert str(error.value) == (f"label {first} is outside this run's classes 0..9; give labels between 0 and 9")
 
 
 def test_truncation_keeps_every_component_inside():
