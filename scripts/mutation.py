@@ -90,7 +90,8 @@ TARGETS: dict[str, Target] = {
     "stylegan2": Target("gantrain/training/games/stylegan2.py",
                         ("tests/test_stylegan2.py", "-k", "lazy_r1 or path_length or style_mixing or ema_half_life or "
                                                    "settings_from or own_penalty or zero_weight or exactly_and or "
-                                                   "fixed_noise"),
+                                                   "fixed_noise or whole_step or at_the_threshold or below_one or "
+                                                   "python_defaults or build_refuses or conditional_games_grid"),
                         scope=("StyleGAN2",), note="the stylegan2 game's phases, intervals, style mixing and EMA"),
     "text": Target("gantrain/training/games/text.py",
                    ("tests/test_text.py", "-k", "hand_comput or matching_aware_penalty_on or grid_shows"),

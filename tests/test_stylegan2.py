@@ -532,3 +532,155 @@ def test_the_sample_grid_uses_the_fixed_noise():
     G.eval()
     with torch.no_grad():
         assert torch.equal(first, G(game.fixed_z, noise_mode="const").float())
+
+
+# ---- what the game's updates backpropagate, its statistics at the threshold, build-time code ----------------
+
+
+def _backprop_recorder(game):
+    """Replaces game.update: each update's loss differentiated in every parameter of its network (what the
+    optimizer step would receive), recorded with the step and the phase."""
+    seen = []
+
+    def update(network, loss, stat=None):
+        net = game.G if network == "generator" else game.D
+        names, params = zip(*net.named_parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        seen.append((game.steps_done, network, stat, dict(zip(names, grads))))
+
+    game.update = update
+    return seen
+
+
+class BiasedCritic(LinearCritic):
+    """D(x) = <a, x> + b."""
+
+    def __init__(self, a_scale: float, bias: float):
+        super().__init__()
+        with torch.no_grad():
+            self.a.mul_(a_scale)
+        self.b = nn.Parameter(torch.tensor(bias))
+
+    def forward(self, x):
+        return super().forward(x) + self.b
+
+
+def test_lazy_r1_update_is_its_second_order_gradient_with_gamma_over_2_times_the_interval():
+    game, _ = linear_game(r1_gamma=0.3, r1_interval=16)
+    seen = _backprop_recorder(game)
+    real = torch.randint(0, 256, (6, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    game.r1(real.float() / 127.5 - 1, None)
+    (_, network, stat, grads), = seen
+    assert (network, stat) == ("discriminator", "grad/d_reg")
+    a = game.D.a.detach()
+    # R1 = |a|^2 for every sample: d/da = 2a, times gamma / 2 x interval
+    torch.testing.assert_close(grads["a"], 2 * a * 0.3 / 2 * 16, rtol=1e-5, atol=1e-7)
+
+
+def test_path_length_update_is_its_second_order_gradient_times_weight_and_interval():
+    game, _ = linear_game(pl_weight=2.0, pl_interval=4)
+    seen = _backprop_recorder(game)
+    torch.manual_seed(5)
+    game.path_length(torch.device("cpu"))
+    torch.manual_seed(5)
+    torch.randn(3, 8)  # the batch's z (half the batch of 6)
+    y = (torch.randn(3, 1, 4, 4) / 4.0).double()  # noise / sqrt(pixels)
+    unit_lengths = y.view(3, 2, 8).square().sum(2).mean(1).sqrt()  # |J^T y| / scale for image = scale x ws
+    scale = 1.5
+    mean = 0.01 * (scale * unit_lengths).mean()  # the running mean after one update from 0 (a constant)
+    expected = (2 * (scale * unit_lengths - mean) * unit_lengths).mean() * 2.0 * 4
+    (_, network, stat, grads), = seen
+    assert (network, stat) == ("generator", "grad/g_reg")
+    torch.testing.assert_close(grads["scale"].double(), expected, rtol=1e-5, atol=1e-8)
+    assert grads["unit"] is None or float(grads["unit"]) == 0.0  # the Jacobian in w does not depend on the mapping
+
+
+def test_a_whole_step_backpropagates_ds_loss_into_d_after_gs_update():
+    game = StyleGAN2(LinearSynthesis(0.0), LinearCritic(), NonSaturating(), n_critic=1, batch_size=6, num_samples=4,
+                     seed=0, stats=Stats(torch.device("cpu")), r1_gamma=0.0, pl_weight=0.0, mixing_prob=0.0)
+    seen = _backprop_recorder(game)
+    real = torch.randint(0, 256, (1, 6, 1, 4, 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    game.step(real)
+    assert [(network, stat) for _, network, stat, _ in seen] == [("generator", None), ("discriminator", None)]
+    x = real[0].double() / 127.5 - 1
+    a = game.D.a.detach().double()
+    logits = (x * a).sum((1, 2, 3))
+    # non-saturating D loss: softplus(-D(x)) on real, softplus(D(G(z))) on fake; G draws zeros, so only the real
+    # term moves a: d/da = mean_i -sigmoid(-D(x_i)) x_i
+    expected = (-torch.sigmoid(-logits).view(6, 1, 1, 1) * x).mean(0, keepdim=True)
+    torch.testing.assert_close(seen[1][3]["a"].double(), expected, rtol=1e-5, atol=1e-7)
+    assert all(p.requires_grad for p in game.D.parameters())  # D frozen for G's update only
+
+
+@pytest.mark.parametrize("bias, accuracies", [(0.0, (0.0, 1.0)), (-1.0, (0.0, 1.0)), (1.0, (1.0, 0.0))])
+def test_d_accuracy_statistics_count_a_logit_at_the_threshold_as_fake(bias, accuracies):
+    game = StyleGAN2(LinearSynthesis(1.5), BiasedCritic(0.0, bias), NonSaturating(), n_critic=1, batch_size=6,
+                     num_samples=4, seed=0, stats=Stats(torch.device("cpu")), r1_gamma=0.0, pl_weight=0.0,
+                     mixing_prob=0.0)
+    game.update = lambda network, loss, stat=None: None
+    game.step(torch.randint(0, 256, (1, 6, 1, 4, 4), dtype=torch.uint8))
+    means = game.stats.read()
+    assert (means["d/acc_real"], means["d/acc_fake"]) == accuracies  # every logit equals the bias
+
+
+def test_the_path_length_batch_is_at_least_one_sample():
+    for batch, shrink, expected in ((2, 2, 1), (3, 4, 1), (8, 2, 4), (7, 1, 7), (9, 4, 2)):
+        game = StyleGAN2(LinearSynthesis(1.0), LinearCritic(), NonSaturating(), n_critic=1, batch_size=batch,
+                         num_samples=4, seed=0, stats=Stats(torch.device("cpu")), r1_gamma=0.1,
+                         pl_batch_shrink=shrink)
+        assert game.pl_batch == expected, (batch, shrink)
+
+
+def test_a_path_length_weight_below_one_still_runs():
+    game, calls = linear_game(pl_weight=0.5, r1_gamma=0.0)
+    game.step(torch.randint(0, 256, (1, 6, 1, 4, 4), dtype=torch.uint8))
+    assert [stat for _, _, stat, _ in calls] == [None, "grad/g_reg", None]
+
+
+def test_the_games_python_defaults_are_the_configs():
+    import inspect
+
+    from gantrain.config import stylegan2_settings
+
+    s = stylegan2_settings(gantrain.compose(["generator=stylegan2", "discriminator=stylegan2", "game=stylegan2"]))
+    defaults = {k: p.default for k, p in inspect.signature(StyleGAN2.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert defaults == {k: getattr(s, k) for k in defaults}
+    assert set(defaults) == {"r1_interval", "pl_weight", "pl_interval", "pl_decay", "pl_batch_shrink", "mixing_prob",
+                             "ema_kimg", "ema_rampup"}
+
+
+def test_build_refuses_a_generator_that_is_not_style_based_and_names_it():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from gantrain.training.games.stylegan2 import ConditionalStyleGAN2
+
+    assert StyleGAN2.variants() == (StyleGAN2, ConditionalStyleGAN2)
+    for node, shown in (({"_target_": "gantrain.nets.dcgan.DCGANGenerator"}, "gantrain.nets.dcgan.DCGANGenerator"),
+                        ({}, "unset")):
+        with pytest.raises(GantrainError) as err:
+            StyleGAN2.build(SimpleNamespace(cfg=OmegaConf.create({"generator": node})))
+        assert str(err.value) == ("game=stylegan2 trains a style-based generator; add generator=stylegan2 "
+                                  f"discriminator=stylegan2 (the generator is {shown})")
+
+
+def test_a_conditional_games_grid_shows_its_fixed_labels_with_the_fixed_noise():
+    from gantrain.training.games.stylegan2 import ConditionalStyleGAN2
+
+    torch.manual_seed(0)
+    G = StyleGAN2Generator((1, 8, 8), latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8,
+                           num_classes=3)
+    D = StyleGAN2Discriminator((1, 8, 8), channel_base=64, channel_max=8, num_classes=3)
+    game = ConditionalStyleGAN2(G, D, NonSaturating(), n_critic=1, batch_size=4, num_samples=6, seed=0,
+                                stats=Stats(torch.device("cpu")), r1_gamma=0.1, num_classes=3)
+    with torch.no_grad():
+        for conv in G.synthesis.convs:
+            conv.noise_strength.fill_(1.0)
+    assert game.fixed_labels is not None and sorted(set(game.fixed_labels.tolist())) == [0, 1, 2]
+    grid = game.sample_grid()
+    G.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(grid, G(game.fixed_z, game.fixed_labels, noise_mode="const").float())
+        assert not torch.allclose(grid, G(game.fixed_z, (game.fixed_labels + 1) % 3, noise_mode="const").float())

@@ -41,7 +41,7 @@ class StyleGAN2(GAN):
 
     def __init__(self, *args: Any, r1_gamma: float, r1_interval: int = 16, pl_weight: float = 2.0,
                  pl_interval: int = 4, pl_decay: float = 0.01, pl_batch_shrink: int = 2, mixing_prob: float = 0.9,
-                 ema_kimg: Optional[float] = None, ema_rampup: Optional[float] = None, **kwargs: Any):
+                 ema_kimg: Optional[float] = None, ema_rampup: Optional[float] = 0.05, **kwargs: Any):
         super().__init__(*args, **kwargs)
         if self.n_critic != 1:
             raise GantrainError(f"the stylegan2 game updates D once per step; set trainer.n_critic=1 (not {self.n_critic})")
