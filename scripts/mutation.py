@@ -140,6 +140,12 @@ TARGETS: dict[str, Target] = {
     "export": Target("gantrain/commands/export.py",
                      ("tests/test_sample_export.py", "-k", "test_export or load_exported"),
                      note="gantrain-export: safetensors, TorchScript, ONNX, the JSON beside them, load_exported"),
+    "captions": Target("gantrain/data/captions.py",
+                       ("tests/test_captions.py",
+                        "tests/test_text.py::test_measured_attributes_match_hand_computed_values_on_constructed_digits"),
+                       scope=("_ink", "stroke_thickness", "slant", "ink_box_area", "brightness", "ink_area", "thirds",
+                              "levels", "CaptionScheme"),
+                       note="the offline caption sets' measured attributes, thirds, levels and phrasings"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }
