@@ -146,6 +146,13 @@ TARGETS: dict[str, Target] = {
                        scope=("_ink", "stroke_thickness", "slant", "ink_box_area", "brightness", "ink_area", "thirds",
                               "levels", "CaptionScheme"),
                        note="the offline caption sets' measured attributes, thirds, levels and phrasings"),
+    "text_nets": Target("gantrain/nets/text.py",
+                        ("tests/test_text_nets.py",
+                         "tests/test_text.py::test_encoders_ignore_padding_and_the_caption_changes_the_image",
+                         "tests/test_text.py::test_sampling_by_text_refuses_empty_prompts_and_names_unknown_words"),
+                        scope=("BagEncoder", "GRUEncoder", "PrecomputedEncoder", "make_encoder",
+                               "ConditioningAugmentation", "TextGenerator", "TextProgram", "TextDiscriminator"),
+                        note="the text encoders, conditioning augmentation, the text generator and discriminator"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }
