@@ -153,6 +153,10 @@ TARGETS: dict[str, Target] = {
                         scope=("BagEncoder", "GRUEncoder", "PrecomputedEncoder", "make_encoder",
                                "ConditioningAugmentation", "TextGenerator", "TextProgram", "TextDiscriminator"),
                         note="the text encoders, conditioning augmentation, the text generator and discriminator"),
+    "moved": Target("gantrain/moved.py",
+                    ("tests/test_layout_compat.py", "-k", "old_module_name or every_target or python_m or leaves_what or "
+                                                          "install_once"),
+                    note="the module names and _target_ paths of earlier versions"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }

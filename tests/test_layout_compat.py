@@ -57,6 +57,32 @@ def test_every_target_earlier_runs_saved_maps_to_todays_class():
                       "x": [{"_target_": "gantrain.data.mixtures.Ring"}]}
 
 
+def test_current_target_leaves_what_it_does_not_know():
+    assert current_target(None) is None and current_target(3) == 3
+    for same in ("gantrain.nets.dcgan.DCGANGenerator", "mypackage.Thing", "Hinge", "gantrain.lossesX.Hinge"):
+        assert current_target(same) == same
+    assert current_target("gantrain.losses.Hinge") == "gantrain.training.losses.Hinge"
+    assert current_target("gantrain.games.gan.GAN") == "gantrain.training.games.gan.GAN"
+    assert current_target("gantrain.models.DCGANGenerator") == "gantrain.nets.dcgan.DCGANGenerator"
+    # only `_target_` keys are paths: other strings, numbers and a non-string target stay
+    node = ["gantrain.losses.Hinge", {"_target_": 5, "b": "gantrain.losses.Hinge", "c": [{"_target_": "gantrain.cli.x"}]}]
+    assert current_targets(node) == ["gantrain.losses.Hinge", {"_target_": 5, "b": "gantrain.losses.Hinge",
+                                                                "c": [{"_target_": "gantrain.commands.train.x"}]}]
+    assert current_targets(7) == 7 and current_targets("gantrain.losses.Hinge") == "gantrain.losses.Hinge"
+
+
+def test_the_aliases_install_once_and_only_for_moved_names():
+    from gantrain.moved import _AliasFinder, install_aliases
+
+    install_aliases()
+    install_aliases()
+    finders = [f for f in sys.meta_path if isinstance(f, _AliasFinder)]
+    assert len(finders) == 1
+    assert finders[0].find_spec("gantrain.training.losses") is None and finders[0].find_spec("json") is None
+    spec = finders[0].find_spec("gantrain.losses")
+    assert spec.name == "gantrain.losses" and spec.origin == importlib.util.find_spec("gantrain.training.losses").origin
+
+
 def test_python_m_of_the_old_command_module_still_trains(tmp_path):
     """`torchrun ... -m gantrain.cli` (0.8.0's README) runs today's command."""
     result = subprocess.run([sys.executable, "-m", "gantrain.cli", "--help"], capture_output=True, text=True,
