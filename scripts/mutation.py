@@ -94,7 +94,8 @@ TARGETS: dict[str, Target] = {
                                                    "python_defaults or build_refuses or conditional_games_grid"),
                         scope=("StyleGAN2",), note="the stylegan2 game's phases, intervals, style mixing and EMA"),
     "text": Target("gantrain/training/games/text.py",
-                   ("tests/test_text.py", "-k", "hand_comput or matching_aware_penalty_on or grid_shows"),
+                   ("tests/test_text.py", "tests/test_text_game_build.py", "-k",
+                    "hand_comput or matching_aware_penalty_on or grid_shows or text_game"),
                    scope=("TextGAN",), note="the text game's step: captions, mismatch, KL, penalty"),
     "tokens": Target("gantrain/tokens.py",
                      ("tests/test_text.py", "-k", "tokens_round_trip or folder_captions or sampling_by_text or "
