@@ -158,6 +158,10 @@ TARGETS: dict[str, Target] = {
                     ("tests/test_layout_compat.py", "-k", "old_module_name or every_target or python_m or leaves_what or "
                                                           "install_once"),
                     note="the module names and _target_ paths of earlier versions"),
+    "sample_cli": Target("gantrain/commands/sample.py", ("tests/test_sample_args.py",),
+                         scope=("_whole", "_flag", "resolve_device", "output_kind", "check_writable",
+                                "split_command_line", "parse_args", "check_new", "write_bytes", "write", "to_uint8"),
+                         note="gantrain-sample's command line, its out= checks and the writing of its files"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }
