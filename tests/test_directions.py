@@ -183,3 +183,144 @@ def test_directions_and_edits_through_the_console_scripts(tmp_path, tiny_stylega
     wrong = subprocess.run([sys.executable, "-m", "gantrain.commands.directions", str(run), "method=labels",
                             "classes=3,3", f"out={tmp_path / 'y.npz'}"], capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 2 and "two different classes" in wrong.stderr
+
+
+def _hand_boundary(latents, positive, steps=300, lr=0.1):
+    """linear_boundary by hand in float64 (numpy): latents standardised by their mean and sample deviation (floor
+    1e-8), a weight and a bias from zero, `steps` full-batch Adam steps (betas 0.9 / 0.999, eps 1e-8) on the mean
+    logistic loss + 1e-3 |weight|^2, the weight divided by the deviations and scaled to unit length (floor 1e-12)."""
+    import numpy as np
+
+    x, t = np.asarray(latents, np.float64), np.asarray(positive, np.float64)
+    mean, scale = x.mean(0), np.maximum(x.std(0, ddof=1), 1e-8)
+    xs = (x - mean) / scale
+    w, b = np.zeros(x.shape[1]), 0.0
+    m_w, v_w, m_b, v_b = np.zeros_like(w), np.zeros_like(w), 0.0, 0.0
+    for k in range(1, steps + 1):
+        g = (1.0 / (1.0 + np.exp(-(xs @ w + b))) - t) / len(x)  # d(mean loss)/d(logit)
+        g_w, g_b = xs.T @ g + 2e-3 * w, g.sum()
+        m_w, v_w = 0.9 * m_w + 0.1 * g_w, 0.999 * v_w + 0.001 * g_w ** 2
+        m_b, v_b = 0.9 * m_b + 0.1 * g_b, 0.999 * v_b + 0.001 * g_b ** 2
+        c1, c2 = 1 - 0.9 ** k, 1 - 0.999 ** k
+        w = w - lr * (m_w / c1) / (np.sqrt(v_w / c2) + 1e-8)
+        b = b - lr * (m_b / c1) / (np.sqrt(v_b / c2) + 1e-8)
+    normal = w / scale
+    return torch.from_numpy(normal / max(np.linalg.norm(normal), 1e-12))
+
+
+def test_a_label_boundary_is_the_hand_computed_adam_fit_in_any_units():
+    g = torch.Generator().manual_seed(3)
+    spreads = torch.tensor([0.4, 0.7, 0.25, 0.9], dtype=torch.float64)  # below 1: the deviation's floor is 1e-8
+    latents = torch.randn(40, 4, generator=g, dtype=torch.float64) * spreads + 1.5
+    u = (latents - 1.5) / spreads
+    positive = u[:, 0] + 0.3 * u[:, 1] > 0  # separable: the L2 term holds the weights, still growing at step 300
+    expected = _hand_boundary(latents, positive)
+    assert 10 <= int(positive.sum()) <= 30  # unbalanced: the bias moves
+    # (the fit moves by ~1e-4 between steps 299, 300 and 301; the two computations agree to ~1e-8)
+    torch.testing.assert_close(linear_boundary(latents, positive).double(), expected, atol=2e-6, rtol=0)
+    # 64 times the latents: the same standardised fit, a normal 64 times shorter (norm below 1) scaled back to unit
+    torch.testing.assert_close(linear_boundary(latents * 64.0, positive).double(), expected, atol=2e-6, rtol=0)
+    # latents that are all the same: a zero normal (standardised to 0 / 1e-8, scaled by 1 / 1e-12), not nan
+    assert torch.equal(linear_boundary(torch.ones(6, 3), torch.tensor([True, False] * 3)), torch.zeros(3))
+
+
+class _RankReader:
+    """A stand-in classifier for n <= 500 samples (one batch): the class of an image is set by the rank of its first
+    pixel (z[0]) in the batch: `sizes[k]` consecutive ranks read as class k."""
+
+    def __init__(self, sizes):
+        self.sizes = sizes
+
+    def __call__(self, images):
+        ranks = images[:, 0, 0, 0].argsort().argsort()
+        edges = torch.tensor(self.sizes).cumsum(0)
+        assert int(edges[-1]) == len(images)
+        return torch.nn.functional.one_hot(torch.bucketize(ranks, edges, right=True), 6).float()
+
+
+def test_label_directions_fit_exactly_the_chosen_classes_and_count_them_at_the_boundary_of_ten():
+    reader = _RankReader([30, 9, 10, 11, 40])  # classes 1, 2 and 3, in the middle, are read 9, 10 and 11 times
+    latents, _, _ = sample_latents(_Pixels(), 100, seed=6)
+    read = reader(_Pixels()(latents)).argmax(1)
+    assert [int((read == c).sum()) for c in range(6)] == [30, 9, 10, 11, 40, 0]
+    directions, std, mean, names = label_directions(_Pixels(), reader, n=100, classes=(2, 3), seed=6)
+    chosen = (read == 2) | (read == 3)  # 10 of class 2 are enough; the fit sees classes 2 and 3 only
+    assert names == ["2->3"] and float(directions[0, 0]) > 0.9  # toward the higher ranks of z[0]
+    torch.testing.assert_close(directions[0], linear_boundary(latents[chosen], read[chosen] == 3), atol=0, rtol=0)
+    assert label_directions(_Pixels(), reader, n=100, classes=(3, 2), seed=6)[3] == ["3->2"]
+    for a, b in ((1, 2), (2, 1), (1, 3), (3, 1)):  # 9 of class 1 are not
+        with pytest.raises(GantrainError) as error:
+            label_directions(_Pixels(), reader, n=100, classes=(a, b), seed=6)
+        counts = {1: 9, 2: 10, 3: 11}
+        assert str(error.value) == (f"of 100 samples the classifier reads {counts[a]} as class {a} and {counts[b]} as "
+                                    f"class {b}; at least 10 of each are needed: raise n=")
+    # one direction per class read at least 10 times: class 0 (9 reads, the lowest) has none, class 1 (10) has one
+    directions, std, mean, names = label_directions(_Pixels(), _RankReader([9, 10, 81]), n=100, seed=6)
+    assert names == ["rest->1", "rest->2"] and float(directions[1, 0]) > 0.9
+
+
+def test_label_directions_refuse_a_generator_the_classifier_reads_as_one_class():
+    # every sample read as one class: no boundary to fit (a fit on one side returns a direction of rounding noise)
+    for counts, shown in (([0, 100], "1: 100"), ([91, 9], "0: 91, 1: 9"), ([5, 4, 91], "0: 5, 1: 4, 2: 91")):
+        with pytest.raises(GantrainError) as error:
+            label_directions(_Pixels(), _RankReader(counts), n=100, seed=6)
+        assert str(error.value) == (f"of 100 samples the classifier reads no class at least 10 times with at least 10 "
+                                    f"others beside it (class: count {shown}); a generator that draws one class has no "
+                                    f"class directions: raise n=, or use method=pca")
+    # 90 and 10: each class has its 10 others, so both directions are fitted
+    assert label_directions(_Pixels(), _RankReader([90, 10]), n=100, seed=6)[3] == ["rest->0", "rest->1"]
+
+
+def _rare_tails(images):
+    """Class 1 when the first pixel is above 2, class 0 below -2, else class 2."""
+    first = images[:, 0, 0, 0]
+    read = torch.where(first > 2.0, 1, torch.where(first < -2.0, 0, 2))
+    return torch.nn.functional.one_hot(read, 3).float()
+
+
+def test_label_directions_default_to_5000_samples_drawn_with_seed_0():
+    seen = []
+
+    def counting(images):
+        seen.append(len(images))
+        return _rare_tails(images)
+
+    directions, std, mean, names = label_directions(_Pixels(), counting, classes=(0, 1))
+    assert sum(seen) == 5000 and names == ["0->1"]
+    latents, _, _ = sample_latents(_Pixels(), 5000, seed=0)
+    torch.testing.assert_close(mean, latents.mean(0), atol=0, rtol=0)  # the latents of seed 0
+    assert float(directions[0, 0]) > 0.9
+
+
+def test_a_direction_file_whose_arrays_need_unpickling_is_refused_without_running_them(tmp_path):
+    import os
+
+    import numpy as np
+
+    class _Runs:  # unpickling it calls os.makedirs(marker)
+        def __init__(self, marker):
+            self.marker = marker
+
+        def __reduce__(self):
+            return os.makedirs, (self.marker,)
+
+    marker = tmp_path / "ran"
+    names = np.empty(1, dtype=object)
+    names[0] = _Runs(str(marker))
+    np.savez(tmp_path / "evil.npz", directions=np.zeros((1, 3), np.float32), std=np.ones(1, np.float32),
+             mean=np.zeros(3, np.float32), space=np.array("w"), method=np.array("pca"), names=names)
+    with pytest.raises(GantrainError, match="is not a direction file of gantrain-directions"):
+        load_directions(tmp_path / "evil.npz")
+    assert not marker.exists()
+    np.savez(tmp_path / "objects.npz", directions=np.zeros((1, 3), np.float32), std=np.ones(1, np.float32),
+             mean=np.zeros(3, np.float32), space=np.array("w"), method=np.array("pca"),
+             names=np.array(["pc0"], dtype=object))
+    with pytest.raises(GantrainError, match="is not a direction file of gantrain-directions"):
+        load_directions(tmp_path / "objects.npz")
+
+
+def test_a_direction_file_of_more_than_256_directions_loads(tmp_path):
+    d = torch.nn.functional.normalize(torch.randn(300, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    save_directions(tmp_path / "many.npz", d, torch.ones(300), torch.zeros(4), "z", "pca", [f"pc{k}" for k in range(300)])
+    back = load_directions(tmp_path / "many.npz")  # the counts compared as numbers, not as (small int) objects
+    assert torch.equal(back["directions"], d) and len(back["std"]) == 300 and back["names"][-1] == "pc299"

@@ -679,3 +679,117 @@ def test_text_scores_read_class_and_attributes_as_asked_for_by_a_generator_that_
     ra, rb = np.array([1.0, 2.5, 2.5, 4.0]), np.array([1.0, 3.0, 2.0, 4.0])
     assert spearman(a, b) == pytest.approx(np.corrcoef(ra, rb)[0, 1])
     assert np.isnan(spearman(a, np.ones(4)))
+
+
+class _RecordingOracle(_Oracle):
+    """The oracle, recording each call's noise and batch size, and that it runs without autograd."""
+
+    def __init__(self):
+        super().__init__()
+        self.noise, self.batches = [], []
+
+    def forward(self, z, tokens):
+        assert not torch.is_grad_enabled()
+        self.noise.append(z.clone())
+        self.batches.append(len(z))
+        return super().forward(z, tokens)
+
+
+def _protocol_prompts(scheme, prompts_per_class, samples, seed):
+    """The prompts text_scores asks for, by hand from random.Random(seed): per class, prompts_per_class prompts
+    (each `samples` times) in a held-out phrasing (scheme.held_out_caption), each attribute at a level drawn from
+    -1 / 0 / +1 and named by a word drawn from its low or high words (none at 0); then per attribute and class,
+    prompts_per_class triples (low word, no word, high word) in one held-out phrasing kind drawn from 0 and 1."""
+    rng = random.Random(seed)
+    agreement, triples = [], []
+    for c in range(len(scheme.classes)):
+        for _ in range(prompts_per_class):
+            levels = [rng.choice((-1, 0, 1)) for _ in scheme.attributes]
+            words = [rng.choice(low if lv < 0 else high)
+                     for (_, _, low, high), lv in zip(scheme.attributes, levels) if lv != 0]
+            agreement += [scheme.held_out_caption(c, words, rng)] * samples
+    for _, _, low, high in scheme.attributes:
+        for c in range(len(scheme.classes)):
+            for _ in range(prompts_per_class):
+                kind = rng.randrange(2)
+                triples += [scheme.held_out_phrase(kind, c, [rng.choice(low)]), scheme.held_out_phrase(kind, c, []),
+                            scheme.held_out_phrase(kind, c, [rng.choice(high)])]
+    return agreement, triples
+
+
+def test_text_scores_read_prompts_with_every_word_and_phrasing_drawn_as_the_seeded_protocol_says():
+    from types import SimpleNamespace
+
+    from gantrain.eval.text import text_scores
+
+    g = _RecordingOracle()
+    scores, details = text_scores(g, SimpleNamespace(scheme=DIGIT_SCHEME), _ColumnReader(), prompts_per_class=4,
+                                  samples=2, seed=3)
+    agreement, triples = _protocol_prompts(DIGIT_SCHEME, 4, 2, 3)
+    assert g.texts == agreement + triples and len(agreement) == 80 and len(triples) == 360
+    assert details["example_prompts"] == sorted(set(agreement))[:10]
+    noise = torch.Generator().manual_seed(3)  # one noise per agreement sample, then one per triple
+    expected = [torch.randn(80, 2, generator=noise)]
+    expected += [torch.randn(4, 2, generator=noise).repeat_interleave(3, 0) for _ in range(30)]
+    torch.testing.assert_close(torch.cat(g.noise), torch.cat(expected), atol=0, rtol=0)
+    # what the prompts hold, whatever the order of the draws: the class asked for, each attribute at most once, by
+    # each of its six words somewhere and absent elsewhere; the triples in both held-out phrasing kinds
+    for k in range(40):
+        assert agreement[2 * k] == agreement[2 * k + 1]
+        assert set(tokenize(agreement[2 * k])) & set(DIGIT_SCHEME.classes[k // 4])
+    for _, _, low, high in DIGIT_SCHEME.attributes:
+        used = [[w for w in tokenize(p) if w in low + high] for p in agreement[::2]]
+        assert max(len(u) for u in used) == 1 and 0 < sum(len(u) for u in used) < 40
+        assert {u[0] for u in used if u} == set(low + high)
+    bare = set(triples[1::3])
+    assert {"a 7", "seven"} <= bare and {"an 8", "eight"} <= bare  # kind 0 ("a/an <adjective> 7"), kind 1 ("seven")
+    for k in range(0, 360, 3):
+        low, high = DIGIT_SCHEME.attributes[k // 120][2:]
+        extra = [set(tokenize(triples[k + i])) - set(tokenize(triples[k + 1])) - {"a", "an"} for i in (0, 2)]
+        assert len(extra[0]) == len(extra[1]) == 1 and extra[0] <= set(low) and extra[1] <= set(high)
+    assert scores == pytest.approx({"text_class_agreement": 1.0, "text_thickness_spearman": 1.0,
+                                    "text_slant_spearman": 1.0, "text_size_spearman": 1.0}, abs=1e-9)
+
+
+def test_text_scores_read_20_prompts_a_class_10_samples_each_with_seed_0_by_default():
+    from types import SimpleNamespace
+
+    from gantrain.data.captions import CaptionScheme
+    from gantrain.eval.text import text_scores
+
+    one = CaptionScheme([DIGIT_SCHEME.classes[0]], [DIGIT_SCHEME.attributes[0]])  # one class, one attribute
+    g = _RecordingOracle()
+    scores, _ = text_scores(g, SimpleNamespace(scheme=one), _ColumnReader())
+    agreement, triples = _protocol_prompts(one, 20, 10, 0)
+    assert len(agreement) == 200 and len(triples) == 60 and g.texts == agreement + triples
+    noise = torch.Generator().manual_seed(0)
+    expected = [torch.randn(200, 2, generator=noise), torch.randn(20, 2, generator=noise).repeat_interleave(3, 0)]
+    torch.testing.assert_close(torch.cat(g.noise), torch.cat(expected), atol=0, rtol=0)
+    assert scores == pytest.approx({"text_class_agreement": 1.0, "text_thickness_spearman": 1.0}, abs=1e-9)
+
+
+def test_text_scores_read_the_attribute_prompts_in_batches_of_510():
+    from types import SimpleNamespace
+
+    from gantrain.data.captions import CaptionScheme
+    from gantrain.eval.text import text_scores
+
+    one = CaptionScheme([DIGIT_SCHEME.classes[0]], [DIGIT_SCHEME.attributes[0]])
+    g = _RecordingOracle()  # asserts one noise per prompt in each call
+    scores, _ = text_scores(g, SimpleNamespace(scheme=one), _ColumnReader(), prompts_per_class=171, samples=1)
+    assert g.batches == [171, 510, 3] and len(g.texts) == 171 + 513
+    assert scores == pytest.approx({"text_class_agreement": 1.0, "text_thickness_spearman": 1.0}, abs=1e-9)
+
+
+def test_text_scores_read_spearman_of_average_ranks_with_a_deviation_of_one_and_no_warning_when_constant():
+    import warnings
+
+    from gantrain.eval.text import spearman
+
+    a, b = np.array([1.0, 1.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0, 4.0])  # a's ranks 0.5, 0.5, 2.5, 2.5: deviation 1
+    r = np.corrcoef([0.5, 0.5, 2.5, 2.5], [0.0, 1.0, 2.0, 3.0])[0, 1]
+    assert spearman(a, b) == pytest.approx(r, abs=1e-12) and spearman(b, a) == pytest.approx(r, abs=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the constant side is found before numpy would divide by zero
+        for x, y in ((np.ones(4), b), (b, np.ones(4)), (np.ones(4), np.ones(4))):
+            assert np.isnan(spearman(x, y))
