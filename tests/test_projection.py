@@ -1,5 +1,8 @@
 """Projection (GAN inversion): it recovers images the generator itself made, in w, w_plus and z, and
-gantrain-project writes its files, skips unreadable images and refuses impossible requests in one line."""
+gantrain-project writes its files, skips unreadable images and refuses impossible requests in one line; with
+small networks built here, a few steps of project() equal their computation by hand (draws, distance, noise
+regulariser, schedule, jitter, Adam), as do psnr and the regulariser."""
+import math
 import subprocess
 import sys
 
@@ -102,3 +105,268 @@ def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, t
         assert not (tmp_path / "other").exists()
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # nothing replaced without overwrite
+
+
+# --- Exact checks (mutation-testing follow-up): small networks built here, whose projection is recomputed by hand.
+
+def _fresh(text):
+    """A str equal to `text` that is not the same object (as the command line's parsed options are not)."""
+    return "".join([text, ""])
+
+
+class _Mapping(torch.nn.Module):
+    def __init__(self, classes):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.weight = torch.nn.Parameter(torch.randn(3, 3, generator=g, dtype=torch.float64) * 2)
+        self.bias = torch.nn.Parameter(torch.randn(3, generator=g, dtype=torch.float64))
+        self.embed = torch.nn.Parameter(torch.randn(classes, 3, generator=g, dtype=torch.float64)) if classes else None
+
+    def forward(self, z, y=None):
+        w = torch.tanh(z.double() @ self.weight) + self.bias
+        return w if y is None else w + self.embed[y]  # labels of another length than z do not broadcast
+
+
+class _Conv(torch.nn.Module):
+    def __init__(self, resolution):
+        super().__init__()
+        self.resolution = resolution
+
+
+class _Synthesis(torch.nn.Module):
+    """ws (N, 2, 3) -> (N, 1, 4, 4): a linear map of each layer's w plus the three noise maps (4x4, 2x2 up-sampled,
+    1x1 broadcast); it records the ws it is given."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(4)
+        self.weight = torch.nn.Parameter(torch.randn(2, 3, 16, generator=g, dtype=torch.float64) * 0.5)
+        self.convs = torch.nn.ModuleList([_Conv(4), _Conv(2), _Conv(1)])
+        self.calls = []
+
+    def forward(self, ws, noises):
+        assert ws.shape[1:] == (2, 3)
+        self.calls.append(ws.detach().clone())
+        x = torch.einsum("nld,ldp->np", ws, self.weight).view(-1, 1, 4, 4)
+        return x + 0.3 * noises[0] + 0.2 * noises[1].repeat_interleave(2, 2).repeat_interleave(2, 3) + 0.1 * noises[2]
+
+
+class _Style(torch.nn.Module):
+    style_based = True
+    latent_dim, w_dim, num_ws, out_shape = 3, 3, 2, (1, 4, 4)
+
+    def __init__(self, classes=0):
+        super().__init__()
+        self.num_classes = classes or None
+        self.mapping, self.synthesis = _Mapping(classes), _Synthesis()
+
+
+class _Plain(torch.nn.Module):
+    """G(z, y) -> (N, 1, 4, 4), conditional, without a w space."""
+
+    latent_dim, out_shape, num_classes = 3, (1, 4, 4), 2
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(5)
+        self.weight = torch.nn.Parameter(torch.randn(3, 16, generator=g, dtype=torch.float64))
+        self.embed = torch.nn.Parameter(torch.randn(2, 16, generator=g, dtype=torch.float64) * 0.3)
+
+    def forward(self, z, y):
+        return torch.tanh(z.double() @ self.weight + self.embed[y]).view(-1, 1, 4, 4)
+
+
+def _features(x):  # a perceptual feature map (N, 3), not linear
+    g = torch.Generator().manual_seed(6)
+    return torch.tanh(x.double().flatten(1) @ torch.randn(16, 3, generator=g, dtype=torch.float64))
+
+
+def _targets(n=2):
+    return torch.rand(n, 1, 4, 4, generator=torch.Generator().manual_seed(7)) * 2 - 1
+
+
+def _penalty(noises):
+    """The noise regulariser written out: the squared mean product of each map with its one-pixel shift along
+    each axis (circular), at the map's resolution and each halving down to 8 px (2x2 block means)."""
+    total = 0
+    for n in noises:
+        while True:
+            h, w = n.shape[2], n.shape[3]
+            right = n[:, :, :, [(i - 1) % w for i in range(w)]]
+            down = n[:, :, [(i - 1) % h for i in range(h)], :]
+            total = total + (n * right).mean() ** 2 + (n * down).mean() ** 2
+            if h <= 8:
+                break
+            n = n.reshape(n.shape[0], n.shape[1], h // 2, 2, w // 2, 2).mean((3, 5))
+    return total
+
+
+def _by_hand(G, targets, space, steps, lr, labels, features, perceptual_weight, noise_weight, seed=0):
+    """project() recomputed in float64: the same draws from the seed, Adam written out, the schedule's formula."""
+    rng = torch.Generator().manual_seed(seed)
+    n = len(targets)
+    noises = None
+    if space == "z":
+        latent, w_std = torch.zeros(n, G.latent_dim, dtype=torch.float64), 0.0
+    else:
+        probe = torch.randn(n, 256, G.latent_dim, generator=rng)
+        ws = torch.stack([G.mapping(probe[i], None if labels is None else labels[i].repeat(256)) for i in range(n)])
+        w_mean = ws.mean(1)
+        w_std = math.sqrt(float(((ws - w_mean[:, None]) ** 2).sum(2).mean()))  # RMS distance from the mean
+        latent = w_mean[:, None].repeat(1, G.num_ws if space == "w_plus" else 1, 1).detach()
+        noises = [torch.randn((n, 1, c.resolution, c.resolution), generator=rng).double() for c in G.synthesis.convs]
+    params = [latent] + (noises or [])
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+
+    def render(x, noise_maps):
+        if space == "z":
+            return G(x, labels)
+        return G.synthesis(x.expand(-1, G.num_ws, -1), noise_maps)
+
+    def distance(images):
+        d = ((images.double() - targets.double()) ** 2).flatten(1).mean(1)
+        if features is not None:
+            d = d + perceptual_weight * ((features(images) - features(targets)) ** 2).sum(1)
+        return d
+
+    start = render(latent, noises).detach()
+    seen, jitters = [], []
+    for step in range(steps):
+        t = step / steps
+        rate = lr * min(1.0, t / 0.05) * (0.5 - 0.5 * math.cos(math.pi * min(1.0, (1 - t) / 0.25)))
+        jitter = w_std * 0.05 * max(0.0, 1 - t / 0.75) ** 2
+        jitters.append(jitter)
+        leaves = [p.detach().clone().requires_grad_(True) for p in params]
+        noisy = leaves[0] + torch.randn(latent.shape, generator=rng) * jitter if jitter > 0 else leaves[0]
+        d = distance(render(noisy, leaves[1:] or None))
+        seen.append(d.detach())
+        loss = d.sum() + (noise_weight * n * _penalty(leaves[1:]) if noises else 0)
+        grads = torch.autograd.grad(loss, leaves)
+        k = step + 1
+        for i, g in enumerate(grads):  # Adam, betas (0.9, 0.999), eps 1e-8
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            params[i] = params[i] - rate * (m[i] / (1 - 0.9**k)) / ((v[i] / (1 - 0.999**k)).sqrt() + 1e-8)
+        for i in range(1, len(params)):  # each noise map back to zero mean and unit variance
+            c = params[i] - params[i].mean((1, 2, 3), keepdim=True)
+            params[i] = c / c.square().mean((1, 2, 3), keepdim=True).sqrt().clamp_min(1e-8)
+        latent, noises = params[0], params[1:] or None
+    final = render(latent, noises).detach()
+    return dict(start=start, images=final, latents=latent[:, 0] if space == "w" else latent, noises=noises,
+                distance=distance(final).detach(), seen=seen, jitters=jitters, w_std=w_std)
+
+
+@pytest.mark.parametrize("space,conditional,steps,noise_weight", [("w", False, 5, 3.0), ("w_plus", True, 5, 0.5),
+                                                                   ("w", True, 1, 3.0)])
+def test_a_projection_in_w_equals_its_computation_by_hand(space, conditional, steps, noise_weight):
+    G = _Style(classes=3 if conditional else 0)
+    targets = _targets()
+    labels = torch.tensor([2, 0]) if conditional else None
+    seen = []
+    found = project(G, targets, space=_fresh(space), steps=steps, lr=0.2, labels=labels, features=_features,
+                    perceptual_weight=0.5, noise_weight=noise_weight, on_step=lambda step, d: seen.append((step, d)))
+    calls = G.synthesis.calls
+    G.synthesis.calls = []
+    hand = _by_hand(G, targets, space, steps, 0.2, labels, _features, 0.5, noise_weight)
+    close = dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(found.latents.double(), hand["latents"], **close)
+    assert found.latents.shape == ((2, 3) if space == "w" else (2, 2, 3)) and found.space == space
+    for noise, expected in zip(found.noises, hand["noises"], strict=True):
+        torch.testing.assert_close(noise.double(), expected, **close)
+    torch.testing.assert_close(found.start.double(), hand["start"].float().double(), **close)
+    torch.testing.assert_close(found.images.double(), hand["images"].float().double(), **close)
+    torch.testing.assert_close(found.distance.double(), hand["distance"], **close)
+    torch.testing.assert_close(found.psnr, psnr(found.images, targets))
+    torch.testing.assert_close(found.psnr, psnr(hand["images"], targets), rtol=1e-4, atol=1e-4)
+    assert [s for s, _ in seen] == list(range(steps))
+    for (_, d), expected in zip(seen, hand["seen"], strict=True):
+        torch.testing.assert_close(d.double(), expected, **close)
+    # the ws each step rendered: the start, then w jittered by 5% of w's spread decaying to 0 at 75% of the steps
+    assert len(calls) == steps + 2 and len(G.synthesis.calls) == steps + 2
+    for got, expected in zip(calls, G.synthesis.calls, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+    if steps == 5:
+        assert hand["jitters"][-1] == 0 and hand["jitters"][0] == pytest.approx(0.05 * hand["w_std"])
+        assert not torch.equal(calls[1], calls[0])  # jittered at the first step
+    if labels is not None:
+        assert torch.equal(found.labels, labels)
+    assert all(not p.requires_grad and p.grad is None for p in G.parameters())  # the generator is left untouched
+
+
+def test_a_projection_in_z_equals_its_computation_by_hand():
+    G = _Plain()
+    targets, labels = _targets(), torch.tensor([1, 0])
+    found = project(G, targets, space=_fresh("z"), steps=5, lr=0.2, labels=labels, features=_features,
+                    perceptual_weight=0.5)
+    hand = _by_hand(G, targets, "z", 5, 0.2, labels, _features, 0.5, 3.0)
+    close = dict(rtol=1e-5, atol=1e-5)
+    assert found.noises is None and found.space == "z" and found.latents.shape == (2, 3)
+    torch.testing.assert_close(found.latents.double(), hand["latents"], **close)
+    torch.testing.assert_close(found.start.double(), hand["start"].float().double(), **close)
+    torch.testing.assert_close(found.images.double(), hand["images"].float().double(), **close)
+    torch.testing.assert_close(found.distance.double(), hand["distance"], **close)
+    assert torch.equal(found.labels, labels)
+
+
+def test_the_learning_rate_ramps_up_over_5_percent_and_down_over_the_last_quarter():
+    from gantrain.eval.projection import _schedule
+
+    # 0.5 - 0.5 cos(pi r) at r = 1, 0.5, 0.2 (the ramp-down's argument (1 - t) / 0.25): 1, 0.5, 0.0954915028
+    for t, expected in ((0.0, 0.0), (0.025, 1.0), (0.05, 2.0), (0.5, 2.0), (0.75, 2.0), (0.875, 1.0),
+                        (0.95, 0.1909830056), (1.0, 0.0)):
+        assert _schedule(t, 2.0) == pytest.approx(expected, abs=1e-9), t
+    assert _schedule(0.95, 0.3) == pytest.approx(0.3 * 0.0954915028, abs=1e-9)
+    assert _schedule(0.01, 0.3) == pytest.approx(0.3 * 0.2, abs=1e-12)
+
+
+def test_psnr_of_images_in_minus_one_to_one_and_its_floor():
+    a = torch.zeros(3, 1, 2, 2, dtype=torch.float64)
+    b = torch.stack([torch.full((1, 2, 2), 0.3), torch.full((1, 2, 2), -1.0), torch.zeros(1, 2, 2)]).double()
+    # MSE 0.09: 10 log10(4 / 0.09) = 16.4781748 dB; MSE 1: 6.0205999 dB; equal images: the MSE floor 1e-12 gives
+    # 10 log10(4e12) = 126.0205999 dB, not infinity
+    expected = torch.tensor([16.4781748, 6.0205999, 126.0205999])
+    torch.testing.assert_close(psnr(a, b), expected, rtol=1e-6, atol=1e-4)
+
+
+def test_the_noise_regularizer_by_hand():
+    # [[1, 2], [3, 4]]: with the horizontal neighbour (1*2 + 2*1 + 3*4 + 4*3) / 4 = 7, with the vertical one
+    # (1*3 + 2*4 + 3*1 + 4*2) / 4 = 5.5: 7^2 + 5.5^2
+    small = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64).view(1, 1, 2, 2)
+    assert float(noise_regularization([small])) == pytest.approx(79.25, abs=1e-9)
+    # a constant 2 at 16 px and at 8 px (where it stops): 2 scales x 2 axes x (2 * 2)^2
+    assert float(noise_regularization([torch.full((1, 1, 16, 16), 2.0, dtype=torch.float64)])) == pytest.approx(64)
+    g = torch.Generator().manual_seed(8)
+    maps = [torch.randn(2, 1, r, r, generator=g, dtype=torch.float64) + 0.3 for r in (32, 8, 4)]
+    torch.testing.assert_close(noise_regularization(maps), _penalty(maps), rtol=1e-9, atol=0)
+
+
+def test_projection_refuses_impossible_requests_in_one_line():
+    G = _Style(classes=3)
+    labels = torch.tensor([0, 1])
+    for steps in (0, True, 2.5):
+        with pytest.raises(GantrainError) as refused:
+            project(G, _targets(), steps=steps, labels=labels)
+        assert str(refused.value) == f"steps={steps} must be a whole number >= 1"
+    for shape in ((2, 1, 2, 2), (2, 3, 4, 4)):
+        with pytest.raises(GantrainError) as refused:
+            project(G, torch.zeros(shape), steps=1, labels=labels)
+        assert str(refused.value) == f"images of shape {shape[1:]} do not fit the generator's (1, 4, 4)"
+    with pytest.raises(GantrainError) as refused:
+        project(G, _targets(), steps=1)
+    assert str(refused.value) == "this generator is conditional: give the images' labels"
+    with pytest.raises(GantrainError) as refused:
+        project(_Plain(), _targets(), space=_fresh("w"), steps=1, labels=labels)
+    assert str(refused.value) == ("space=w needs a style-based run (generator=stylegan2); this run's generator has "
+                                  "only z: use space=z")
+    with pytest.raises(GantrainError) as refused:
+        project(G, _targets(), space="v", labels=labels)
+    assert str(refused.value) == "space=v is not one of w, w_plus, z"
+
+
+def test_the_defaults_are_the_stylegan2_projectors():
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(project).parameters.items()}
+    assert defaults["space"] == "w" and defaults["steps"] == 1000 and defaults["lr"] == 0.1
+    assert defaults["perceptual_weight"] == 1.0 and defaults["noise_weight"] == 1e5 and defaults["seed"] == 0
