@@ -268,3 +268,50 @@ def test_check_metric_names_what_the_jobs_log(tmp_path: Path) -> None:
     ("modes", "minimize", "minimize"), ("fid", "up", "minimize"), ("fid", 1, "minimize")])
 def test_natural_direction(metric: str, given: object, direction: str) -> None:
     assert sweep.natural_direction(metric, given) == direction
+
+
+def test_last_values_read_past_cut_lines_and_text_values(tmp_path):
+    _job(tmp_path, "cut", ['{"step": 3, "lo'])  # only a cut line: nothing logged yet
+    assert sweep.last_values(tmp_path / "cut") == (0, {})
+    _job(tmp_path, "nostep", [{"loss/d": 1.0}])
+    assert sweep.last_values(tmp_path / "nostep") == (0, {"loss/d": 1.0})
+    _job(tmp_path, "mid", [{"step": 2, "note": "text", "loss/d": 1.5, "throughput": 9, "time/step": 0.5},
+                           '{"step": 9, "lo', {"step": 4, "zzz": 2.0}])
+    step, values = sweep.last_values(tmp_path / "mid")
+    assert step == 4 and values == {"loss/d": 1.5, "throughput": 9.0, "time/step": 0.5, "zzz": 2.0}
+
+
+def test_job_rows_skip_a_folder_that_is_not_a_job_wherever_it_sorts_and_keep_reasons(tmp_path):
+    (tmp_path / "_logs").mkdir()  # sorts before the named jobs
+    _job(tmp_path, "a", [], status={"status": "interrupted", "overrides": ["seed=1"], "reason": "SIGTERM at step 5"})
+    _job(tmp_path, "b", [], status={"status": "finished", "overrides": ["seed=2"], "reason": "old"})
+    rows = sweep.job_rows(tmp_path)
+    assert [(r["job"], r["status"], r["reason"]) for r in rows] == [("a", "interrupted", "SIGTERM at step 5"),
+                                                                     ("b", "finished", "")]
+
+
+def test_long_numbers_written_as_text_are_shortened_from_nine_characters():
+    assert sweep._shown("1.0000") == "1.0000" and sweep._shown("0.12345") == "0.12345"
+    assert sweep._shown("0.123456") == "0.123456"  # 8 characters: kept as written
+    assert sweep._shown("0.1234567") == "0.1235"  # 9: a number to 4 significant digits
+
+
+def test_seeds_are_averaged_within_every_other_varying_setting():
+    def row(job, seed, lr, value):
+        return {"job": job, "overrides": [f"seed={seed}", f"trainer.lr={lr}"], "status": "finished", "reason": "",
+                "step": 5, "steps": 5, "values": {"loss/g": value}}
+
+    rows = [row("0", 0, 1, 1.0), row("1", 1, 1, 3.0), row("2", 0, 2, 10.0), row("3", 1, 2, 20.0)]
+    _, _, seed_columns, seed_table, _ = sweep.summary_tables(rows)
+    assert seed_columns == ["trainer.lr", "seeds", "finished", "loss/g mean", "loss/g std"]
+    assert [r[:4] for r in seed_table] == [["1", 2, 2, 2.0], ["2", 2, 2, 15.0]]
+
+
+def test_the_best_job_is_a_finished_one(tmp_path):
+    statuses = {"0": ("finished", 5.0), "1": ("failed", 1.0), "2": ("interrupted", 0.5), "3": ("finished", 4.0)}
+    for job, (status, fid) in statuses.items():
+        _job(tmp_path, job, [{"step": 5, "eval/fid": fid}], status={"status": status, "overrides": [f"seed={job}"]})
+    text, _ = sweep.report(tmp_path, "fid", "minimize")
+    assert "best fid (minimize): 4, job 3 (seed=3)" in text.splitlines()
+    text, _ = sweep.report(tmp_path, "fid", "maximize")
+    assert "best fid (maximize): 5, job 0 (seed=0)" in text.splitlines()
