@@ -362,6 +362,14 @@ def test_projection_refuses_impossible_requests_in_one_line():
     with pytest.raises(GantrainError) as refused:
         project(G, _targets(), space="v", labels=labels)
     assert str(refused.value) == "space=v is not one of w, w_plus, z"
+    for key, value in (("noise_weight", -1.0), ("perceptual_weight", -0.5), ("lr", float("nan")), ("lr", float("inf")),
+                       ("noise_weight", True), ("lr", "0.1")):
+        with pytest.raises(GantrainError) as refused:
+            project(G, _targets(), steps=1, labels=labels, **{key: value})
+        assert str(refused.value) == f"{key}={value!r} must be a number >= 0 (0 turns it off)"
+    import numpy as np
+
+    project(G, _targets(), steps=1, labels=labels, lr=np.float32(0.1), noise_weight=0, perceptual_weight=0)
 
 
 def test_the_defaults_are_the_stylegan2_projectors():

@@ -12,6 +12,7 @@ features, whose summed squared difference is the LPIPS distance, or the run's do
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -84,6 +85,9 @@ def project(generator: nn.Module, targets: Tensor, space: str = "w", steps: int 
                             f"only z: use space=z")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise GantrainError(f"steps={steps} must be a whole number >= 1")
+    for key, value in (("lr", lr), ("perceptual_weight", perceptual_weight), ("noise_weight", noise_weight)):
+        if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= float(value) < math.inf):
+            raise GantrainError(f"{key}={value!r} must be a number >= 0 (0 turns it off)")
     shape = tuple(getattr(generator, "out_shape", ()))
     if tuple(targets.shape[1:]) != shape:
         raise GantrainError(f"images of shape {tuple(targets.shape[1:])} do not fit the generator's {shape}")
