@@ -744,3 +744,54 @@ def test_load_exported_refuses_damaged_and_foreign_files(tmp_path):
     assert refused(out).startswith(f"{out} does not fit the generator described in g.json (Error(s) in loading")
     sidecar.write_text(good)
     assert not gexport.load_exported(out).training
+
+
+def test_export_of_a_text_generator_writes_its_vocabulary_and_takes_token_ids(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from gantrain.nets.dcgan import DCGANGenerator
+    from gantrain.nets.text import BagEncoder, TextGenerator
+
+    torch.manual_seed(0)
+    words = ["<pad>", "<unk>", "red", "blue"]
+    g = TextGenerator(DCGANGenerator((1, 8, 8), latent_dim=4, base_channels=4, condition_dim=6), BagEncoder(4, 8),
+                      words, 3, True, ["red blue"])
+    written = gexport.export_generator(g, "onnx", tmp_path / "t.onnx")
+    assert written == [tmp_path / "t.onnx", tmp_path / "t.json"]
+    info = json.loads((tmp_path / "t.json").read_text())
+    assert info == {"format": "gantrain-vocabulary", "words": words, "length": 3, "precomputed": False,
+                    "tokenizer": "lower-case the caption, split it into runs of letters and digits (regex \\w+), map "
+                                 "each word to its position in words (1 when absent: unknown), cut at length, pad with 0"}
+    assert (tmp_path / "t.json").read_text() == json.dumps(info, indent=1) + "\n"
+    session = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["z", "tokens"]
+    z, tokens = seeded_z(4, 3, g.latent_dim), g.tokenize(["red", "blue red", "red red blue"])
+    with torch.no_grad():
+        (out,) = session.run(None, {"z": z.numpy(), "tokens": tokens.numpy()})
+        np.testing.assert_allclose(out, g(z, tokens).numpy(), atol=1e-4)
+    with pytest.raises(GantrainError, match="t.json was written by another process meanwhile"):
+        gexport.export_generator(g, "torchscript", tmp_path / "t.pt", overwrite=False)  # the vocabulary's file exists
+
+
+def test_export_onnx_failure_is_one_line_naming_the_cause(tmp_path):
+    pytest.importorskip("onnx")
+
+    class Refuses(nn.Module):
+        latent_dim = 2
+
+        def forward(self, z):
+            raise RuntimeError("an operator the exporter cannot translate " + "x" * 300 + "\nsecond line")
+
+    with pytest.raises(GantrainError) as err:
+        gexport.export_generator(Refuses(), "onnx", tmp_path / "r.onnx")
+    first = "an operator the exporter cannot translate " + "x" * 300
+    assert str(err.value) == (f"ONNX export failed (RuntimeError: {first[:200]}); try format=torchscript or "
+                              "format=safetensors")
+    assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_export_beside_an_unrelated_json_file(runs, tmp_path, capsys):
+    (tmp_path / "gen.json").write_text("{}")  # a TorchScript or ONNX export of an image run writes no .json
+    for fmt, name in (("torchscript", "gen.pt"), ("onnx", "gen.onnx")):
+        code, _, err = call(gexport.main, [runs["image"], f"format={fmt}", f"out={tmp_path / name}"], capsys)
+        assert code == 0, err
+    assert (tmp_path / "gen.json").read_text() == "{}"
