@@ -221,3 +221,44 @@ def test_written_pictures_arrays_and_folders(tmp_path):
                               "2D points; use out=NAME.png (a scatter plot) or out=NAME.npz")
     gs.write(points, tmp_path / "pts.png")
     assert Image.open(io.BytesIO((tmp_path / "pts.png").read_bytes())).size[0] > 0
+
+
+def test_more_refusals_word_for_word():
+    assert refused(f"seed={2**64}") == f"seed={2**64} is too large; use a whole number below 2^63"
+    for extra in ("truncation=0:1:3", "interpolate=3"):
+        assert refused("text=a", extra) == ("text= and text_file= choose what to draw by prompt; leave out labels, "
+                                            "per_class, interpolate, style_mix, direction and truncation strips")
+    assert refused("labels=[1,2,3]", "n=2") == ("labels has 3 values but n=2; give one label per sample, one label "
+                                                "for all, or leave n out")
+
+
+def test_writability_of_an_existing_file_and_a_folder_that_cannot_be_written(tmp_path, monkeypatch):
+    (tmp_path / "f.png").write_bytes(b"old")
+    gs.check_writable(tmp_path / "f.png", "png")  # a picture to be replaced: its folder is what must be writable
+    with pytest.raises(GantrainError) as err:
+        gs.check_writable(tmp_path / "f.png", "folder")  # a folder of samples where a file is
+    assert str(err.value) == f"out={tmp_path / 'f.png'}: {tmp_path / 'f.png'} is a file, not a folder; choose another out=..."
+
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gs.tempfile, "mkstemp", no_room)
+    with pytest.raises(GantrainError) as err:
+        gs.check_writable(tmp_path / "x.png", "png")
+    assert str(err.value) == f"out={tmp_path / 'x.png'}: cannot write in {tmp_path} (No space left on device); choose another out=..."
+
+
+def test_writing_into_new_nested_folders_and_never_over_a_sample(tmp_path):
+    batch = gs.Batch(samples=torch.zeros(2, 1, 4, 4), z=torch.zeros(2, 3), labels=None, nrow=2)
+    gs.write(batch, tmp_path / "a" / "b" / "x.npz")
+    gs.write(batch, tmp_path / "c" / "d" / "x.png")
+    assert (tmp_path / "a" / "b" / "x.npz").is_file() and (tmp_path / "c" / "d" / "x.png").is_file()
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "000001.png").write_bytes(b"someone else's")
+    with pytest.raises(GantrainError, match="000001.png was written by another process meanwhile"):
+        gs.write(batch, tmp_path / "samples", kind="folder", overwrite=True)  # a folder's files are never replaced
+    assert (tmp_path / "samples" / "000001.png").read_bytes() == b"someone else's"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GantrainError) as err:
+        gs.write(batch, tmp_path / "file" / "x.npz")
+    assert str(err.value) == f"out={tmp_path / 'file' / 'x.npz'}: could not write (File exists); choose another out=..."

@@ -273,10 +273,6 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         if not lines:
             raise GantrainError(f"text_file={file} holds no prompt; write one prompt per line")
         request.text, request.text_rows = lines, True
-    if request.text is not None and (request.labels is not None or request.per_class or request.interpolate
-                                     or request.strip or "style_mix" in options or "direction" in options):
-        raise GantrainError("text= and text_file= choose what to draw by prompt; leave out labels, per_class, "
-                            "interpolate, style_mix, direction and truncation strips")
     if "interpolate" in options:
         request.interpolate = _whole("interpolate", options["interpolate"], 2,
                                      "the steps from one latent point to the other, e.g. interpolate=8")
@@ -317,6 +313,10 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
             raise GantrainError("strength= sets an edit's strengths; add direction=FILE:K")
     if "latent" in options:
         request.latent = Path(options["latent"]).expanduser()
+    if request.text is not None and (request.labels is not None or request.per_class or request.interpolate
+                                     or request.strip or "style_mix" in options or "direction" in options):
+        raise GantrainError("text= and text_file= choose what to draw by prompt; leave out labels, per_class, "
+                            "interpolate, style_mix, direction and truncation strips")
     if (request.direction or request.latent) and (request.style_mix or request.strip or request.interpolate
                                                   or request.per_class):
         raise GantrainError("direction= and latent= draw their own rows; leave out style_mix, truncation strips, "
