@@ -139,7 +139,7 @@ TARGETS: dict[str, Target] = {
                                   "natural_direction", "device_for_job"),
                            note="a sweep's summary: job status, logged values, the tables, the best job, directions"),
     "export": Target("gantrain/commands/export.py",
-                     ("tests/test_sample_export.py", "-k", "test_export or load_exported"),
+                     ("tests/test_export_units.py", "tests/test_sample_export.py", "-k", "test_export or load_exported"),
                      note="gantrain-export: safetensors, TorchScript, ONNX, the JSON beside them, load_exported"),
     "captions": Target("gantrain/data/captions.py",
                        ("tests/test_captions.py",
