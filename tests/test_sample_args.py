@@ -262,3 +262,21 @@ def test_writing_into_new_nested_folders_and_never_over_a_sample(tmp_path):
     with pytest.raises(GantrainError) as err:
         gs.write(batch, tmp_path / "file" / "x.npz")
     assert str(err.value) == f"out={tmp_path / 'file' / 'x.npz'}: could not write (File exists); choose another out=..."
+
+
+def test_values_with_equals_signs_the_first_unknown_option_and_long_label_lists():
+    assert parsed("text=a=b c").text == ["a=b c"]
+    assert refused("nn=3", "sed=1").startswith("unknown option nn; did you mean n=? ")
+    labels = "[" + ",".join(["1"] * 300) + "]"
+    assert parsed(f"labels={labels}", "n=300").labels == [1] * 300  # a count above 256 compared by value
+
+
+def test_points_are_drawn_over_no_reference_and_folders_nest(tmp_path):
+    points = gs.Batch(samples=torch.randn(50, 2, generator=torch.Generator().manual_seed(0)), z=torch.zeros(50, 2),
+                      labels=None, nrow=1)
+    gs.write(points, tmp_path / "alone.png")
+    gs.write(points, tmp_path / "empty.png", reference=points.samples[:0])
+    assert (tmp_path / "alone.png").read_bytes() == (tmp_path / "empty.png").read_bytes()
+    images = gs.Batch(samples=torch.zeros(2, 1, 4, 4), z=torch.zeros(2, 3), labels=None, nrow=2)
+    gs.write(images, tmp_path / "x" / "y", kind="folder")
+    assert sorted(p.name for p in (tmp_path / "x" / "y").iterdir()) == ["000000.png", "000001.png"]
