@@ -228,3 +228,48 @@ def test_export_onnx_failure_is_one_line_naming_the_cause(tmp_path):
     assert str(err.value) == (f"ONNX export failed (RuntimeError: {first[:200]}); try format=torchscript or "
                               "format=safetensors")
     assert not list(tmp_path.iterdir())  # nothing left behind
+
+
+def test_export_refuses_what_exists_and_a_folder_before_loading_anything(tmp_path):
+    run = tmp_path / "not-read"  # exists; never opened, as every refusal below comes first
+    run.mkdir()
+    with pytest.raises(GantrainError) as err:
+        gexport.export(run, "onnx", tmp_path)
+    assert str(err.value) == f"out={tmp_path} is a folder; give a file name, e.g. out={tmp_path / 'generator'}"
+    weights, sidecar = tmp_path / "g.safetensors", tmp_path / "g.json"
+    weights.write_bytes(b"old")
+    with pytest.raises(GantrainError) as err:
+        gexport.export(run, "safetensors", weights)
+    assert str(err.value) == f"{weights} exists; choose another out=..., or overwrite=true to replace it"
+    sidecar.write_text("{}")
+    with pytest.raises(GantrainError) as err:
+        gexport.export(run, "safetensors", weights)
+    assert str(err.value) == (f"{weights} and {sidecar} exist; choose another out=..., or overwrite=true to replace "
+                              "them")
+    weights.unlink()
+    with pytest.raises(GantrainError) as err:
+        gexport.export(run, "safetensors", weights)
+    assert str(err.value) == f"{sidecar} exists; choose another out=..., or overwrite=true to replace it"
+    with pytest.raises(GantrainError) as err:
+        gexport.export(tmp_path / "missing", "onnx", tmp_path / "x.onnx")
+    assert str(err.value) == (f"{tmp_path / 'missing'}: no such run folder or checkpoint file; give a run folder "
+                              "(outputs/DATE/TIME) or one of its checkpoints/*.pt")
+    with pytest.raises(GantrainError, match="^unknown option fromat; did you mean format=?"):
+        gexport.parse_args(["r", "fromat=onnx", "ot=x"])
+
+
+def test_export_atomic_write_makes_nested_folders_and_help_exits_0(tmp_path, capsys):
+    path = tmp_path / "a" / "b" / "f.bin"
+    gexport._atomic(path, lambda tmp: Path(tmp).write_bytes(b"x"), overwrite=False)
+    assert path.read_bytes() == b"x"
+    with pytest.raises(SystemExit) as stop:
+        gexport.main(["--help"])
+    assert stop.value.code == 0 and "gantrain-export RUN_OR_CHECKPOINT" in capsys.readouterr().out
+
+
+def test_load_exported_refuses_a_json_of_another_format_that_sorts_first(tmp_path):
+    (tmp_path / "g.safetensors").write_bytes(b"")
+    (tmp_path / "g.json").write_text('{"format": "a"}')
+    with pytest.raises(GantrainError) as err:
+        gexport.load_exported(tmp_path / "g.safetensors")
+    assert str(err.value) == f"{tmp_path / 'g.json'} was not written by gantrain-export; export again"

@@ -498,8 +498,10 @@ def test_a_text_generator_exports_with_its_encoder_and_onnx_matches_torch(text_r
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(str(tmp_path / "t.pt"))(z, tokens), expected)
     assert export(text_run, "onnx", tmp_path / "o.onnx") == [tmp_path / "o.onnx", tmp_path / "o.json"]
-    with pytest.raises(GantrainError, match="exists"):  # the vocabulary beside it is never replaced silently
+    with pytest.raises(GantrainError) as refused:  # the vocabulary beside it is never replaced silently
         export(text_run, "onnx", tmp_path / "t.onnx")
+    assert str(refused.value) == (f"{tmp_path / 't.json'} exists (a text run's vocabulary goes there); choose another "
+                                  "out=..., or overwrite=true to replace it")
     assert not (tmp_path / "t.onnx").exists()
     session = onnxruntime.InferenceSession(str(tmp_path / "o.onnx"))
     assert [i.name for i in session.get_inputs()] == ["z", "tokens"]
