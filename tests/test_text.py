@@ -203,30 +203,31 @@ def test_the_matching_aware_penalty_equals_its_hand_computation():
     torch.testing.assert_close(matching_gradient_penalty(judge, x, e, 2.0), w.square().sum() + v.square().sum())
 
 
-def _game(mismatch=True, **loss):
+def _game(mismatch=True, kl_weight=0.5, batch=4, n_critic=1, **loss):
     g, d = _networks()
-    game = TextGAN(g, d, Hinge(**loss), n_critic=1, batch_size=4, num_samples=4, seed=0,
-                   stats=Stats(torch.device("cpu")), mismatch=mismatch, kl_weight=0.5, grid_tokens=g.tokenize(g.prompts))
+    game = TextGAN(g, d, Hinge(**loss), n_critic=n_critic, batch_size=batch, num_samples=4, seed=0,
+                   stats=Stats(torch.device("cpu")), mismatch=mismatch, kl_weight=kl_weight,
+                   grid_tokens=g.tokenize(g.prompts))
     game.optimizers = {k: torch.optim.SGD(n.parameters(), lr=0.0) for k, n in game.networks.items()}
     return game
 
 
-def _batch():
+def _batch(n=4):
     torch.manual_seed(1)
-    images = torch.randint(0, 256, (1, 4, 1, 8, 8), dtype=torch.uint8)
-    captions = torch.randint(2, 12, (1, 4, 2, 4))
+    images = torch.randint(0, 256, (1, n, 1, 8, 8), dtype=torch.uint8)
+    captions = torch.randint(2, 12, (1, n, 2, 4))
     return images, captions
 
 
-def _step_and_replay(game):
-    """One step of `game` on _batch() from seed 7, its logged statistics, then the step's first draws again by
+def _step_and_replay(game, n=4):
+    """One step of `game` on _batch(n) from seed 7, its logged statistics, then the step's first draws again by
     hand from the same seed: (statistics, the real images in [-1, 1], the caption tokens picked per image)."""
-    images, captions = _batch()
+    images, captions = _batch(n)
     torch.manual_seed(7)
     game.step((images, captions))
     got = game.stats.read()
     torch.manual_seed(7)
-    tokens = captions[0][torch.arange(4), torch.randint(2, (4,))]
+    tokens = captions[0][torch.arange(n), torch.randint(2, (n,))]
     return got, images[0].float() / 127.5 - 1.0, tokens
 
 
@@ -258,16 +259,17 @@ def test_the_discriminator_loss_with_mismatched_captions_equals_its_hand_computa
     assert got["loss/kl"] == pytest.approx(kl.item(), rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("seeking", [0.0, 2.0])
-def test_one_step_moves_both_networks_by_the_hand_computed_gradients(seeking):
+@pytest.mark.parametrize("seeking, kl_weight, n", [(0.0, 0.5, 4), (2.0, 0.5, 4), (0.5, 1.0, 3), (2.0, 0.5, 6),
+                                                   (2.0, 0.5, 1)])
+def test_one_step_moves_both_networks_by_the_hand_computed_gradients(seeking, kl_weight, n):
     import copy
 
-    game = _game(True)
+    game = _game(True, kl_weight=kl_weight, batch=n)
     game.mode_seeking = seeking
     game.optimizers = {k: torch.optim.SGD(n.parameters(), lr=1.0) for k, n in game.networks.items()}
     g0, d0 = copy.deepcopy(game.G), copy.deepcopy(game.D)
-    got, real, tokens = _step_and_replay(game)
-    z = torch.randn(4, g0.latent_dim)
+    got, real, tokens = _step_and_replay(game, n)
+    z = torch.randn(n, g0.latent_dim)
     image_z, eps = g0.split(z)
     c, kl = g0.encode(tokens, eps)
     fake = g0.net(image_z, c)
@@ -281,10 +283,11 @@ def test_one_step_moves_both_networks_by_the_hand_computed_gradients(seeking):
                 p -= grad
     for name, p in d0.named_parameters():  # D moved by exactly its loss's gradient
         torch.testing.assert_close(p, dict(game.D.named_parameters())[name], msg=name)
-    g_loss = -d0(fake, tokens).mean() + 0.5 * kl  # G through the updated D, plus kl_weight x KL
-    if seeking:  # MSGAN: the first half's images again from fresh image noise, the same condition
-        z2 = torch.randn(2, 4)
-        ratio = (fake[:2] - g0.net(z2, c[:2])).abs().mean() / (image_z[:2] - z2).abs().mean()
+    g_loss = -d0(fake, tokens).mean() + kl_weight * kl  # G through the updated D, plus kl_weight x KL
+    if seeking:  # MSGAN: the first half's images (at least one) again from fresh image noise, the same condition
+        half = max(1, n // 2)
+        z2 = torch.randn(half, 4)
+        ratio = (fake[:half] - g0.net(z2, c[:half])).abs().mean() / (image_z[:half] - z2).abs().mean()
         g_loss = g_loss + seeking / (ratio + 1e-5)
         assert got["g/diversity"] == pytest.approx(ratio.item(), rel=1e-5)
     else:

@@ -112,7 +112,7 @@ def test_the_text_game_build_refusals(tmp_path):
 
 
 def test_the_text_game_build_maps_captions_to_precomputed_rows(tmp_path):
-    captions = [["A dark square.", "a grey square"], ["a light square"], ["a dark   square"]]
+    captions = [["A dark square.", "a grey square", "a light square"], ["a light square"], ["a dark   square", "a grey square"]]
     table = tmp_path / "emb.npz"
     embeddings = np.arange(12, dtype=np.float32).reshape(4, 3)
     np.savez(table, texts=np.array(["a light square", "a dark square", "a grey square", "unused"]), embeddings=embeddings)
@@ -128,11 +128,76 @@ def test_the_text_game_build_maps_captions_to_precomputed_rows(tmp_path):
          "generator.base_channels=4", "discriminator.base_channels=4", "trainer.batch_size=3", "trainer.steps=1",
          "trainer.device=cpu", "trainer.num_workers=0", "trainer.eval_every=0"]), tmp_path / "run3", evaluate=False).batches
     images, tokens = batches.next(1)
-    rows = {0: [[2], [3]], 1: [[1], [1]], 2: [[2], [2]]}  # K = 2: an image with one caption repeats it
+    rows = {0: [[2], [3], [1]], 1: [[1], [1], [1]], 2: [[2], [3], [2]]}  # K = 3: fewer captions repeat in turn
     for image, t in zip(images[0], tokens[0]):
         assert t.tolist() == rows[int(round(float(image.float().mean()) / 20))]
     np.savez(table, texts=np.array(["a dark square"]), embeddings=np.zeros((1, 3), np.float32))
     with pytest.raises(GantrainError) as err:
         _game(tmp_path / "missing", "condition.text_encoder=precomputed", f"condition.text_embeddings={table}",
               captions=captions, batch=3)
-    assert str(err.value) == (f"caption 'a grey square' (and 1 more) has no row in condition.text_embeddings={table}")
+    assert str(err.value) == (f"caption 'a grey square' (and 3 more) has no row in condition.text_embeddings={table}")
+
+
+def test_the_text_game_adds_the_losss_own_penalty_and_the_matching_penalty_to_ds_update():
+    from test_text import _game as text_game, _step_and_replay
+
+    seen = {}
+    for r1, matching in ((0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)):
+        game = text_game(True, r1_gamma=r1, matching_penalty=matching, matching_power=6.0)
+        updates = []
+        game.update = lambda network, loss, stat=None, updates=updates: updates.append((network, float(loss.detach())))
+        got, _, _ = _step_and_replay(game)
+        (network, d_update), (g_network, _) = updates
+        assert (network, g_network) == ("discriminator", "generator")
+        penalty = got.get("loss/penalty", 0.0)
+        assert d_update == pytest.approx(got["loss/d"] + penalty, rel=1e-6)  # D's update is its loss plus the penalties
+        assert (penalty > 0) == (r1 > 0 or matching > 0)
+        seen[r1, matching] = penalty
+    assert seen[2.0, 3.0] == pytest.approx(seen[2.0, 0.0] + seen[0.0, 3.0], rel=1e-5)  # the two add up
+
+
+def test_the_text_game_trains_d_again_after_gs_update_and_with_two_critic_steps():
+    from test_text import _batch, _game as text_game
+
+    for n_critic in (1, 2):
+        game = text_game(True, n_critic=n_critic)
+        game.optimizers = {k: torch.optim.SGD(n.parameters(), lr=0.1) for k, n in game.networks.items()}
+        images, captions = _batch()
+        batch = (images.repeat(n_critic, 1, 1, 1, 1), captions.repeat(n_critic, 1, 1, 1))
+        snapshots = []
+        for _ in range(2):
+            game.step(batch)
+            snapshots.append(({k: v.detach().clone() for k, v in game.D.named_parameters()},
+                              {k: v.detach().clone() for k, v in game.G.named_parameters()}))
+        (d1, g1), (d2, g2) = snapshots
+        assert any(not torch.equal(d1[k], d2[k]) for k in d1), n_critic  # D moved in the second step too
+        assert any(not torch.equal(g1[k], g2[k]) for k in g1), n_critic
+        assert all(p.requires_grad for p in game.D.parameters())
+
+
+def test_the_text_games_python_defaults_are_the_configs():
+    import inspect
+
+    from gantrain.config import condition_settings
+    from gantrain.training.games.text import TextGAN
+
+    c = condition_settings(gantrain.compose(["experiment=text_mnist"]))
+    defaults = {k: p.default for k, p in inspect.signature(TextGAN.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    assert defaults == {"kl_weight": c.kl_weight, "mismatch": c.mismatch, "grid_tokens": None,
+                        "mode_seeking": c.mode_seeking}
+
+
+def test_the_text_game_grid_has_a_column_even_with_fewer_samples_than_prompts():
+    from test_text import _networks
+
+    from gantrain.training.games.text import TextGAN
+    from gantrain.training.losses import Hinge
+    from gantrain.training.stats import Stats
+
+    g, d = _networks()
+    prompts = g.tokenize(["w2", "w3", "w4"])
+    game = TextGAN(g, d, Hinge(), n_critic=1, batch_size=4, num_samples=2, seed=0, stats=Stats(torch.device("cpu")),
+                   grid_tokens=prompts)
+    assert game.grid_columns == 1 and game.fixed_z.shape == (3, g.latent_dim)
+    assert torch.equal(game.fixed_labels, prompts)
