@@ -69,6 +69,9 @@ def test_current_target_leaves_what_it_does_not_know():
     assert current_targets(node) == ["gantrain.losses.Hinge", {"_target_": 5, "b": "gantrain.losses.Hinge",
                                                                 "c": [{"_target_": "gantrain.commands.train.x"}]}]
     assert current_targets(7) == 7 and current_targets("gantrain.losses.Hinge") == "gantrain.losses.Hinge"
+    key = "".join(["_target", "_"])  # a key read from a file is not the interned literal
+    assert current_targets({key: "gantrain.losses.Hinge", "Name": "gantrain.losses.Hinge"}) == {
+        "_target_": "gantrain.training.losses.Hinge", "Name": "gantrain.losses.Hinge"}  # "Name" sorts before "_"
 
 
 def test_the_aliases_install_once_and_only_for_moved_names():

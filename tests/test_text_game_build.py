@@ -142,8 +142,9 @@ def test_the_text_game_adds_the_losss_own_penalty_and_the_matching_penalty_to_ds
     from test_text import _game as text_game, _step_and_replay
 
     seen = {}
-    for r1, matching in ((0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)):
-        game = text_game(True, r1_gamma=r1, matching_penalty=matching, matching_power=6.0)
+    for gp, r1, matching in ((0.0, 0.0, 0.0), (0.0, 2.0, 0.0), (0.0, 0.0, 3.0), (0.0, 2.0, 3.0), (0.0, 0.5, 0.0),
+                             (0.0, 0.0, 0.5), (0.5, 0.0, 0.0)):
+        game = text_game(True, gradient_penalty=gp, r1_gamma=r1, matching_penalty=matching, matching_power=6.0)
         updates = []
         game.update = lambda network, loss, stat=None, updates=updates: updates.append((network, float(loss.detach())))
         got, _, _ = _step_and_replay(game)
@@ -151,15 +152,17 @@ def test_the_text_game_adds_the_losss_own_penalty_and_the_matching_penalty_to_ds
         assert (network, g_network) == ("discriminator", "generator")
         penalty = got.get("loss/penalty", 0.0)
         assert d_update == pytest.approx(got["loss/d"] + penalty, rel=1e-6)  # D's update is its loss plus the penalties
-        assert (penalty > 0) == (r1 > 0 or matching > 0)
-        seen[r1, matching] = penalty
-    assert seen[2.0, 3.0] == pytest.approx(seen[2.0, 0.0] + seen[0.0, 3.0], rel=1e-5)  # the two add up
+        assert penalty > 0 if gp or r1 or matching else "loss/penalty" not in got  # none computed when all are off
+        seen[gp, r1, matching] = penalty
+    assert seen[0, 2.0, 3.0] == pytest.approx(seen[0, 2.0, 0] + seen[0, 0, 3.0], rel=1e-5)  # the two add up
+    assert seen[0, 0.5, 0] == pytest.approx(seen[0, 2.0, 0] / 4, rel=1e-5)  # R1 in proportion to gamma
+    assert seen[0, 0, 0.5] == pytest.approx(seen[0, 0, 3.0] / 6, rel=1e-5)
 
 
 def test_the_text_game_trains_d_again_after_gs_update_and_with_two_critic_steps():
     from test_text import _batch, _game as text_game
 
-    for n_critic in (1, 2):
+    for n_critic in (1, 2, 3):
         game = text_game(True, n_critic=n_critic)
         game.optimizers = {k: torch.optim.SGD(n.parameters(), lr=0.1) for k, n in game.networks.items()}
         images, captions = _batch()
