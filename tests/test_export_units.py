@@ -273,3 +273,47 @@ def test_load_exported_refuses_a_json_of_another_format_that_sorts_first(tmp_pat
     with pytest.raises(GantrainError) as err:
         gexport.load_exported(tmp_path / "g.safetensors")
     assert str(err.value) == f"{tmp_path / 'g.json'} was not written by gantrain-export; export again"
+
+
+def test_export_names_a_missing_package_before_opening_the_run(tmp_path, monkeypatch):
+    import sys
+
+    run = tmp_path / "not-a-run"  # opening it would fail with another message
+    run.mkdir()
+    for module, fmt, name in (("onnx", "onnx", "onnx"), ("safetensors.torch", "safetensors", "safetensors")):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+        with pytest.raises(GantrainError) as err:
+            gexport.export(run, fmt, tmp_path / f"g.{fmt}")
+        assert str(err.value) == (f"format={fmt} needs the {name} package, which is not installed; run: pip install "
+                                  "'gantrain[export]'")
+        monkeypatch.delitem(sys.modules, module)
+
+
+def test_export_defaults_and_file_names(tmp_path):
+    torch.manual_seed(0)
+    model = TinyConditional()
+    assert len(gexport.example_inputs(model)[0]) == 2  # traced with a batch of 2 (1 can specialise broadcasting)
+    (tmp_path / "g.pt").write_bytes(b"old")
+    gexport.export_generator(model, "torchscript", tmp_path / "g.pt")  # the Python call replaces by default
+    assert (tmp_path / "g.pt").read_bytes() != b"old"
+    assert gexport.parse_args(["r", "format=onnx", "out=a=b.onnx"])[2] == Path("a=b.onnx")
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    with pytest.raises(GantrainError, match="does not exist"):
+        gexport.load_exported(tmp_path / "w")  # no suffix: not read as w.safetensors
+
+
+def test_export_of_a_text_generator_without_prompts_and_onnx_opset_17(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from gantrain.nets.dcgan import DCGANGenerator
+    from gantrain.nets.text import BagEncoder, TextGenerator
+
+    torch.manual_seed(0)
+    g = TextGenerator(DCGANGenerator((1, 8, 8), latent_dim=4, base_channels=4, condition_dim=6), BagEncoder(4, 8),
+                      ["<pad>", "<unk>", "red", "blue"], 3, True, ())
+    gexport.export_generator(g, "torchscript", tmp_path / "t.pt")
+    program = torch.jit.load(str(tmp_path / "t.pt"))
+    z, tokens = seeded_z(2, 2, g.latent_dim), g.tokenize(["red", "blue"])
+    with torch.no_grad():
+        torch.testing.assert_close(program(z, tokens), g(z, tokens))
+    gexport.export_generator(TinyConditional(), "onnx", tmp_path / "c.onnx")
+    assert [o.version for o in onnx.load(str(tmp_path / "c.onnx")).opset_import if o.domain in ("", "ai.onnx")] == [17]

@@ -483,6 +483,11 @@ def test_export_points_generator(runs, tmp_path, capsys):
         assert np.allclose(session.run(None, {"z": z.numpy()})[0], expected.numpy(), atol=1e-4)
         assert torch.allclose(torch.jit.load(str(tmp_path / "p.pt"))(z), expected, atol=1e-5)
         assert torch.allclose(gexport.load_exported(tmp_path / "p.safetensors")(z), expected, atol=1e-5)
+    gexport.export(runs["image"], "safetensors", tmp_path / "raw.safetensors", ema=False)
+    assert json.loads((tmp_path / "raw.json").read_text())["ema"] is False  # the raw generator of a run with EMA
+    written = gexport.export(runs["image"], "safetensors", tmp_path / "e.safetensors")  # the Python call: EMA by default
+    assert written == [tmp_path / "e.safetensors", tmp_path / "e.json"]
+    assert json.loads((tmp_path / "e.json").read_text())["ema"] is True
 
 
 def test_export_conditional_generator(tmp_path):

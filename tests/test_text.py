@@ -505,6 +505,10 @@ def test_a_text_generator_exports_with_its_encoder_and_onnx_matches_torch(text_r
         export(text_run, "onnx", tmp_path / "t.onnx")
     assert str(refused.value) == (f"{tmp_path / 't.json'} exists (a text run's vocabulary goes there); choose another "
                                   "out=..., or overwrite=true to replace it")
+    with pytest.raises(GantrainError) as refused:
+        export(text_run, "torchscript", tmp_path / "o.pt")
+    assert str(refused.value) == (f"{tmp_path / 'o.json'} exists (a text run's vocabulary goes there); choose another "
+                                  "out=..., or overwrite=true to replace it")
     assert not (tmp_path / "t.onnx").exists()
     session = onnxruntime.InferenceSession(str(tmp_path / "o.onnx"))
     assert [i.name for i in session.get_inputs()] == ["z", "tokens"]
