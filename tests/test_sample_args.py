@@ -272,8 +272,9 @@ def test_values_with_equals_signs_the_first_unknown_option_and_long_label_lists(
 
 
 def test_points_are_drawn_over_no_reference_and_folders_nest(tmp_path):
-    points = gs.Batch(samples=torch.randn(50, 2, generator=torch.Generator().manual_seed(0)), z=torch.zeros(50, 2),
-                      labels=None, nrow=1)
+    samples = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    samples[-1] = torch.tensor([8.0, -8.0])  # the last point far out: a reference of any subset would differ
+    points = gs.Batch(samples=samples, z=torch.zeros(50, 2), labels=None, nrow=1)
     gs.write(points, tmp_path / "alone.png")
     gs.write(points, tmp_path / "empty.png", reference=points.samples[:0])
     assert (tmp_path / "alone.png").read_bytes() == (tmp_path / "empty.png").read_bytes()
