@@ -140,3 +140,13 @@ def test_the_vocabulary_holds_every_word_of_the_scheme():
     tiny.noun = "garment"
     assert "garment" in tiny.vocabulary_words() and "digit" not in tiny.vocabulary_words()
     assert len(DIGIT_SCHEME.vocabulary_words()) == 5 + 20 + 18
+
+
+def test_measures_take_numpy_arrays_of_any_layout_and_non_square_images():
+    wide = np.zeros((1, 3, 7), np.uint8)  # (N, H, W): 3 rows, 7 columns
+    wide[0, 0, 5], wide[0, 2, 1] = 200, 200  # the top leans right: 2 columns over 2 rows
+    assert slant(wide).tolist() == [pytest.approx(2.0)]
+    assert slant(torch.from_numpy(wide[:, None])).tolist() == [pytest.approx(2.0)]  # (N, 1, H, W) as a tensor
+    assert ink_box_area(wide).tolist() == [3.0 * 5.0] and stroke_thickness(wide).tolist() == [2.0]
+    assert brightness(wide).tolist() == [200.0] and ink_area(wide).tolist() == [2.0]
+    assert brightness(_image((3, 4, 255))).tolist() == [255.0]  # one pixel above 30
