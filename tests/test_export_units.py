@@ -138,6 +138,9 @@ def test_export_of_a_style_based_generator_traces_its_fixed_noise(tmp_path):
 
     torch.manual_seed(0)
     model = StyleGAN2Generator((1, 8, 8), latent_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8)
+    with torch.no_grad():
+        for conv in model.synthesis.convs:
+            conv.noise_strength.fill_(1.0)  # noise that shows (it starts at strength 0)
     assert model.noise_mode == "random"
     gexport.export_generator(model, "torchscript", tmp_path / "s.pt")
     assert model.noise_mode == "random"  # the generator given is left as it was
