@@ -301,8 +301,9 @@ def test_export_defaults_and_file_names(tmp_path):
     assert (tmp_path / "g.pt").read_bytes() != b"old"
     assert gexport.parse_args(["r", "format=onnx", "out=a=b.onnx"])[2] == Path("a=b.onnx")
     (tmp_path / "w.safetensors").write_bytes(b"")
-    with pytest.raises(GantrainError, match="does not exist"):
-        gexport.load_exported(tmp_path / "w")  # no suffix: not read as w.safetensors
+    for name in ("w", "w.pt", "w.bin"):  # only .json names its .safetensors beside it
+        with pytest.raises(GantrainError, match="does not exist"):
+            gexport.load_exported(tmp_path / name)
 
 
 def test_export_of_a_text_generator_without_prompts_and_onnx_opset_17(tmp_path):
