@@ -62,6 +62,7 @@ def test_pix2pix_step_with_jitter_matches_a_hand_computation() -> None:
     grid = torch.zeros(1, 1, size, size)
     game = Pix2Pix(t, d, NonSaturating(), l1_weight=l1_weight, load_size=load, flip=True, grid_a=grid, grid_b=grid,
                    stats=Stats(torch.device("cpu")))
+    assert game.grid_columns == 6 and len(game.sample_grid()) == 3  # two whole (input | output | target) per row
     game.optimizers = {k: torch.optim.SGD(v.parameters(), lr=lr) for k, v in game.networks.items()}
     G, D = copy.deepcopy(t.ab), copy.deepcopy(d)
     raw = torch.randint(0, 256, (1, n, 2, size, size), dtype=torch.uint8)
