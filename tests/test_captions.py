@@ -150,3 +150,9 @@ def test_measures_take_numpy_arrays_of_any_layout_and_non_square_images():
     assert ink_box_area(wide).tolist() == [3.0 * 5.0] and stroke_thickness(wide).tolist() == [2.0]
     assert brightness(wide).tolist() == [200.0] and ink_area(wide).tolist() == [2.0]
     assert brightness(_image((3, 4, 255))).tolist() == [255.0]  # one pixel above 30
+
+
+def test_slant_of_faint_ink_and_the_reversed_phrasing_of_three_adjectives():
+    faint = _image((0, 1, 1), (1, 0, 1))  # intensity 1 in two rows: mu02 = 0.5, below 1
+    assert slant(faint).tolist() == [pytest.approx(1.0)]
+    assert DIGIT_SCHEME.held_out_phrase(2, 7, ["thick", "slanted", "small"]) == "a small slanted thick seven"
