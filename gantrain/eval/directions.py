@@ -100,13 +100,14 @@ def label_directions(generator: nn.Module, classify: Any, n: int = 5000, classes
                                 f"{int((predicted == b).sum())} as class {b}; at least 10 of each are needed: raise n=")
         pairs.append((latents[chosen], predicted[chosen] == b, f"{a}->{b}"))
     else:
-        for c in sorted(set(predicted.tolist())):  # a boundary needs at least 10 samples on each side
-            if int((predicted == c).sum()) >= 10 and int((predicted != c).sum()) >= 10:
+        counts = {c: int((predicted == c).sum()) for c in sorted(set(predicted.tolist()))}
+        for c, count in counts.items():  # a boundary needs at least 10 samples on each side
+            if count >= 10 and len(predicted) - count >= 10:
                 pairs.append((latents, predicted == c, f"rest->{c}"))
         if not pairs:
-            counts = ", ".join(f"{c}: {int((predicted == c).sum())}" for c in sorted(set(predicted.tolist())))
+            shown = ", ".join(f"{c}: {count}" for c, count in counts.items())
             raise GantrainError(f"of {n} samples the classifier reads no class at least 10 times with at least 10 "
-                                f"others beside it (class: count {counts}); a generator that draws one class has no "
+                                f"others beside it (class: count {shown}); a generator that draws one class has no "
                                 f"class directions: raise n=, or use method=pca")
     directions = torch.stack([linear_boundary(x, positive) for x, positive, _ in pairs])
     centred = latents - latents.mean(0)
