@@ -208,3 +208,97 @@ def test_the_discriminator_adds_the_captions_projection_onto_its_features():
         TextDiscriminator(torch.nn.Linear(2, 2), BagEncoder(6, 5))
     assert str(err.value) == ("discriminator Linear has no text_features(x) to project a caption onto; use "
                               "discriminator=dcgan or stylegan2 for text conditioning")
+
+
+def test_each_encoder_reads_every_caption_on_its_own():
+    """A caption's embedding is the same alone as in any batch (the GRU reads (N, L) batch-first), padding's row
+    is zero for the GRU too, and the GRU reads word order."""
+    torch.manual_seed(3)
+    tokens = torch.tensor([[2, 3, 4], [5, 2, 0], [3, 0, 0], [4, 4, 5]])
+    for encoder in (BagEncoder(6, 4), GRUEncoder(6, 4)):
+        with torch.no_grad():
+            together = encoder(tokens)
+            for i in range(len(tokens)):
+                torch.testing.assert_close(encoder(tokens[i:i + 1])[0], together[i])
+                torch.testing.assert_close(encoder(tokens[[i, (i + 1) % 4]])[0], together[i])
+        assert torch.equal(encoder.embed.weight[0], torch.zeros(4))
+        assert encoder.embed.padding_idx == 0 and bool((encoder.embed.weight[1:].abs().sum(1) > 0).all())
+    gru = GRUEncoder(6, 4)
+    with torch.no_grad():
+        assert not torch.allclose(gru(torch.tensor([[2, 3, 0]])), gru(torch.tensor([[3, 2, 0]])))
+
+
+def test_the_factory_refuses_every_kind_it_does_not_know():
+    built = ["".join(["b", "a", "g"]), "".join(["g", "r", "u"])]  # as read from a config: not the literal objects
+    assert isinstance(make_encoder(built[0], 5, 4), BagEncoder) and isinstance(make_encoder(built[1], 5, 4), GRUEncoder)
+    for kind in ("a", "bad", "Bag", "", "zzz"):  # before and after "bag" in sort order
+        with pytest.raises(GantrainError) as err:
+            make_encoder(kind, 5, 4)
+        assert str(err.value) == f"condition.text_encoder={kind!r} is not one of bag, gru, precomputed, clip"
+
+
+def test_augmentation_is_on_unless_asked_off():
+    torch.manual_seed(0)
+    net = DCGANGenerator((1, 8, 8), latent_dim=4, base_channels=4, condition_dim=6)
+    g = TextGenerator(net, BagEncoder(len(WORDS), 8), WORDS, 3)
+    assert g.augment.enabled and (g.noise_dim, g.latent_dim) == (6, 10)
+
+
+def test_refusals_name_the_first_offending_prompt():
+    g = _generator(prompts=("red big", "blue small"))
+    with pytest.raises(GantrainError) as err:
+        g.tokenize(["?"])
+    assert str(err.value) == "text='?' is empty: give a prompt with at least one word, e.g. text='red big'"
+    p = _generator(encoder=PrecomputedEncoder(torch.randn(2, 8)), words=["A red one", "the blue"])
+    with pytest.raises(GantrainError) as err:
+        p.tokenize(["the blue", "a green one", "a pink one", "a green one"])
+    assert str(err.value) == ("text='a green one' has no precomputed embedding: a precomputed run generates only the "
+                              "captions of its condition.text_embeddings file")
+
+
+def test_a_clip_run_embeds_new_prompts_once_in_order(monkeypatch):
+    """Prompts a CLIP run never saw join its table at the next rows, in the order first given, and are embedded
+    once; known prompts never call CLIP. (CLIP itself is replaced by a fixed table here: test_text.py runs
+    open_clip's tower.)"""
+    import gantrain.nets.text as text_nets
+
+    table = torch.randn(2, 8)
+    new_rows = {"a green one": torch.full((8,), 3.0), "a pink one": torch.full((8,), -2.0)}
+    calls = []
+
+    def embed(texts, model, weights, device):
+        calls.append((list(texts), model, weights))
+        return torch.stack([new_rows[t] for t in texts])
+
+    monkeypatch.setattr(text_nets, "clip_embed", embed)
+    g = _generator(encoder=PrecomputedEncoder(table), words=["A red one", "the blue"])
+    g.clip = {"model": "ViT-B-32", "weights": "laion2b_s34b_b79k"}
+    assert g.tokenize(["the blue", "a red one"]).tolist() == [[2], [1]] and calls == []
+    tokens = g.tokenize(["a green one", "the blue", "A pink one", "a green one"])
+    assert tokens.tolist() == [[3], [2], [4], [3]]
+    assert calls == [(["a green one", "a pink one"], "ViT-B-32", "laion2b_s34b_b79k")]
+    assert g.words == ["A red one", "the blue", "a green one", "a pink one"]
+    with torch.no_grad():
+        got = g.encoder(tokens)
+    torch.testing.assert_close(got, torch.stack([new_rows["a green one"], table[1], new_rows["a pink one"],
+                                                 new_rows["a green one"]]))
+    assert g.tokenize(["a pink one"]).tolist() == [[4]] and len(calls) == 1  # embedded once
+    assert g.encoder.table.shape == (5, 8)
+
+
+def test_sampling_keeps_no_graph_and_wants_one_prompt_per_sample():
+    g = _generator(pool=["small", "blue"])
+    g.train()
+    out = g.sample(2, text="red")
+    assert not out.requires_grad and out.grad_fn is None
+    for texts in (["red", "blue", "big"], ["red"]):
+        with pytest.raises(GantrainError) as err:
+            g.sample(2, text=texts)
+        assert str(err.value) == f"{len(texts)} prompts for 2 samples; give one prompt per sample, or one for all"
+
+
+def test_the_discriminators_projection_starts_around_zero():
+    torch.manual_seed(4)
+    d = TextDiscriminator(DCGANDiscriminator((1, 8, 8), base_channels=4, norm="none"), BagEncoder(6, 512))
+    w = d.project.weight.detach()
+    assert w.numel() >= 1000 and abs(float(w.mean())) < 0.005  # N(0, 0.02): the mean of 1,000+ draws
