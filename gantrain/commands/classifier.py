@@ -16,7 +16,7 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
     """`gantrain-classifier dataset=mnist [dataset.root=...] [steps=1000] [device=cpu]`: train and cache the
     domain classifier of a labelled dataset (the feature space of the classifier-space metrics)."""
     from gantrain.api import compose
-    from gantrain.eval.classifier import cache_key, save_classifier, train_classifier
+    from gantrain.eval.classifier import TRAINING_STEPS, cache_key, save_classifier, train_classifier
     from gantrain.training.components import build_dataset, resolve_device
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -30,7 +30,7 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
         bad = [a for a in overrides if not a.startswith("dataset")]
         if bad:
             raise GantrainError(f"unknown argument(s) {', '.join(bad)}; use dataset=..., dataset.KEY=..., steps=N, device=...")
-        steps = _yaml_value(own.get("steps", "1000"))
+        steps = _yaml_value(own.get("steps", str(TRAINING_STEPS)))
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise GantrainError(f"steps={own.get('steps')} must be a positive whole number")
         try:

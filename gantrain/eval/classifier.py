@@ -43,6 +43,10 @@ class DomainClassifier(nn.Module):
         return self.head(self.body(x))
 
 
+#: Adam steps of a domain classifier (what load_classifier trains and gantrain-classifier's default)
+TRAINING_STEPS = 1000
+
+
 def cache_dir() -> Path:
     """Where trained classifiers live: $GANTRAIN_CACHE, else ~/.cache/gantrain."""
     return Path(os.environ.get("GANTRAIN_CACHE") or Path.home() / ".cache" / "gantrain") / "classifiers"
@@ -71,7 +75,7 @@ def accuracy(model: nn.Module, split: LabelledImages, device: torch.device, batc
     return correct / len(split)
 
 
-def train_classifier(dataset: Any, steps: int = 1000, batch_size: int = 128, device: str = "cpu", seed: int = 0) -> tuple[DomainClassifier, float]:
+def train_classifier(dataset: Any, steps: int = TRAINING_STEPS, batch_size: int = 128, device: str = "cpu", seed: int = 0) -> tuple[DomainClassifier, float]:
     """Train on dataset.split(train=True) with Adam; returns the model and its test accuracy (0-1)."""
     if not hasattr(dataset, "split"):
         raise GantrainError(f"{dataset.name} has no class labels; the domain classifier needs mnist, fashion_mnist or digits")
