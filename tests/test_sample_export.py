@@ -587,3 +587,16 @@ def test_export_beside_an_unrelated_json_file(runs, tmp_path, capsys):
         code, _, err = call(gexport.main, [runs["image"], f"format={fmt}", f"out={tmp_path / name}"], capsys)
         assert code == 0, err
     assert (tmp_path / "gen.json").read_text() == "{}"
+
+
+def test_slerp_between_a_point_and_itself_or_its_opposite_is_never_nan():
+    """The cosine of a vector with itself (or its opposite) rounds past +-1 for many vectors: slerp clamps it, so
+    the path is a itself (or the straight line through 0), never NaN."""
+    from gantrain.commands.sample import slerp
+
+    a = torch.randn(1000, 64, generator=torch.Generator().manual_seed(0))
+    t = torch.linspace(0, 1, 5).view(1, 5, 1)
+    same, opposite = slerp(a, a, 5), slerp(a, -a, 5)
+    assert not torch.isnan(same).any() and not torch.isnan(opposite).any()
+    torch.testing.assert_close(same, a[:, None, :].expand(-1, 5, -1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(opposite, (1 - 2 * t) * a[:, None, :], rtol=0, atol=1e-6)
