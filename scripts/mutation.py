@@ -162,6 +162,10 @@ TARGETS: dict[str, Target] = {
                          scope=("_whole", "_flag", "resolve_device", "output_kind", "check_writable",
                                 "split_command_line", "parse_args", "check_new", "write_bytes", "write", "to_uint8"),
                          note="gantrain-sample's command line, its out= checks and the writing of its files"),
+    "gan_build": Target("gantrain/training/games/gan.py",
+                        ("tests/test_gan_build.py", "tests/test_text_game_build.py"),
+                        scope=("GAN.build", "GAN.make_networks", "GAN.keeps_ema", "GAN.variants", "GAN.own_arguments"),
+                        note="the shared build of the GAN games: game class, settings, EMA, labels, augmentation"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }
@@ -181,15 +185,21 @@ def copy_repo(dest: Path) -> None:
 
 
 def scope_lines(source: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
-    """1-based inclusive line ranges of the named top-level functions and classes (decorators included)."""
+    """1-based inclusive line ranges of the named top-level functions and classes, or of methods named
+    `Class.method` (decorators included)."""
     tree = ast.parse(source.read_text())
     ranges = []
     found = set()
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
-            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            ranges.append((first, node.end_lineno or node.lineno))
-            found.add(node.name)
+        if not isinstance(node, kinds):
+            continue
+        inner = [(f"{node.name}.{sub.name}", sub) for sub in node.body if isinstance(sub, kinds)]
+        for name, found_node in [(node.name, node), *inner]:
+            if name in names:
+                first = min([found_node.lineno] + [d.lineno for d in found_node.decorator_list])
+                ranges.append((first, found_node.end_lineno or found_node.lineno))
+                found.add(name)
     missing = set(names) - found
     if missing:
         raise SystemExit(f"{source}: no top-level {', '.join(sorted(missing))} (update the scope in {__file__})")

@@ -1,0 +1,115 @@
+"""How the GAN games are built from a config (GAN.build, the shared build the conditional, text and style-based games
+start from): the game class, the settings it takes, EMA, the conditional variant's labels, augmentation, the
+evaluator, the 2D reference points and the diagnosis' real batch, and the refusals. Built through the real
+`gantrain.training.build.build` from composed configs; nothing is trained."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import gantrain
+from gantrain.errors import GantrainError
+from gantrain.training.build import build
+from gantrain.training.components import build_dataset, reference_batch
+from gantrain.training.games.gan import GAN, ConditionalGAN
+
+GRID = ["experiment=grid", "dataset.num_samples=3000", "trainer.batch_size=16", "trainer.device=cpu",
+        "trainer.num_workers=0", "trainer.steps=4"]
+
+
+def _loop(tmp_path, *overrides: str, evaluate: bool = True, base=GRID):
+    cfg = gantrain.compose([*base, *overrides])
+    return cfg, build(cfg, tmp_path / "run", evaluate=evaluate)
+
+
+def _periodic(loop, kind: str) -> list:
+    return [p for p in loop.periodic if type(p).__name__ == kind]
+
+
+def test_a_gan_takes_the_runs_settings(tmp_path):
+    from gantrain.training.diagnosis import mean_pairwise_distance
+
+    cfg, loop = _loop(tmp_path, "trainer.n_critic=2", "trainer.num_samples=9", "trainer.ema_decay=0.9", "seed=5",
+                      "trainer.eval_every=0", "trainer.diagnose=true")
+    game = loop.game
+    assert type(game) is GAN and game.augment is None
+    assert (game.n_critic, game.batch_size, game.grid_seed, game.ema_decay) == (2, 16, 6, 0.9)
+    assert game.fixed_z.shape == (9, game.G.latent_dim) and game.fixed_labels is None
+    ema = game.ema["generator"]
+    assert ema is not game.G and type(ema) is type(game.G)  # a copy of G, not G itself
+    assert ema.state_dict().keys() == game.G.state_dict().keys()
+    for name, p in game.G.state_dict().items():
+        assert torch.equal(p, ema.state_dict()[name]) and p.data_ptr() != ema.state_dict()[name].data_ptr(), name
+    assert {k: loop.meta[k] for k in ("data_shape", "data_kind", "num_classes")} == \
+        {"data_shape": [2], "data_kind": "points", "num_classes": None}
+    dataset = build_dataset(cfg.dataset, 5)
+    (samples,) = _periodic(loop, "Samples")
+    assert torch.equal(samples.reference, dataset.tensor()[:2500])
+    (diagnosis,) = _periodic(loop, "Diagnosis")
+    assert diagnosis.reference_spread == pytest.approx(mean_pairwise_distance(reference_batch(dataset, 5)), rel=1e-6)
+    assert _periodic(loop, "Evaluation") == []
+    batch = loop.batches.next(1)
+    assert isinstance(batch, torch.Tensor) and batch.shape[-2:] == (16, 2)  # unlabelled: samples only
+
+
+def test_ema_diagnosis_and_evaluation_follow_their_settings(tmp_path):
+    _, loop = _loop(tmp_path / "a", "trainer.ema_decay=0", "trainer.diagnose=false", "trainer.eval_every=2")
+    assert loop.game.ema == {} and loop.game.ema_decay == 0.0
+    assert _periodic(loop, "Diagnosis") == [] and len(_periodic(loop, "Evaluation")) == 1
+    _, loop = _loop(tmp_path / "b", "trainer.eval_every=2", evaluate=False)  # built to load weights: no evaluator
+    assert _periodic(loop, "Evaluation") == []
+    with pytest.raises(GantrainError) as err:  # best_metric is checked even with evaluation off
+        _loop(tmp_path / "c", "trainer.eval_every=0", "trainer.best_metric=nonsense")
+    assert str(err.value).startswith("trainer.best_metric=nonsense is not among the evaluated metrics (")
+    _, loop = _loop(tmp_path / "d", "trainer.eval_every=0", "trainer.best_metric=nonsense", evaluate=False)
+    assert _periodic(loop, "Evaluation") == []
+
+
+def test_a_conditional_gan_takes_its_labels_and_their_frequencies(tmp_path):
+    base = ["experiment=cgan_grid", *GRID[1:]]
+    cfg, loop = _loop(tmp_path / "a", "trainer.num_samples=30", "seed=3", base=base)
+    game = loop.game
+    assert type(game) is ConditionalGAN and loop.meta["num_classes"] == 25
+    assert (game.num_classes, game.conditioning, game.ac_weight, game.grid_classes) == (25, "ac", 0.3, 25)
+    torch.testing.assert_close(game.label_cdf, torch.arange(1, 26, dtype=torch.float32) / 25)  # uniform
+    assert torch.equal(game.fixed_labels, torch.arange(30) % 25)
+    batch = loop.batches.next(1)
+    samples, labels = batch
+    assert samples.shape[-2:] == (16, 2) and labels.shape[-1] == 16 and labels.dtype == torch.int64
+    cfg, loop = _loop(tmp_path / "b", "condition.fake_labels=data", "dataset.num_samples=1000", "seed=3", base=base)
+    counts = torch.bincount(build_dataset(cfg.dataset, 3).labels(), minlength=25).double()
+    assert counts.min() != counts.max()  # drawn: the classes' shares differ, so uniform would not do
+    torch.testing.assert_close(loop.game.label_cdf.double(), counts.cumsum(0) / counts.sum(), rtol=0, atol=1e-6)
+
+
+def test_augmentation_takes_its_settings_and_refuses_points(tmp_path):
+    digits = ["dataset=digits", "generator=dcgan", "discriminator=dcgan", "generator.base_channels=4",
+              "discriminator.base_channels=4", "trainer.batch_size=8", "trainer.device=cpu", "trainer.num_workers=0",
+              "trainer.steps=4", "trainer.eval_every=0"]
+    _, loop = _loop(tmp_path / "a", "augment.policy=[translation,cutout]", "augment.p=0.3", base=digits)
+    augment = loop.game.augment
+    assert augment.policy == ("translation", "cutout") and float(augment.p) == pytest.approx(0.3)
+    assert augment.ada_target is None and not augment.adaptive and augment.average is None
+    _, loop = _loop(tmp_path / "b", "augment.policy=[color]", "augment.p=0.3", "augment.ada=true",
+                    "augment.ada_target=0.7", "augment.ada_interval=2", "augment.ada_kimg=50", base=digits)
+    augment = loop.game.augment
+    assert float(augment.p) == 0.0 and augment.ada_target == pytest.approx(0.7)  # ADA starts at p = 0
+    assert (augment.ada_interval, augment.ada_kimg, augment.batch_size) == (2, 50.0, 8)
+    with pytest.raises(GantrainError) as err:
+        _loop(tmp_path / "c", "augment.policy=[translation]")
+    assert str(err.value) == ("augment.policy transforms images and grid holds 2D points; set augment.policy=null")
+
+
+def test_a_translation_dataset_is_refused_by_the_gan_games(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "pairs"
+    (root / "train").mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((8, 16, 3), 30 * i, np.uint8)).save(root / "train" / f"{i}.png")
+    with pytest.raises(GantrainError) as err:
+        _loop(tmp_path, "dataset=paired_folder", f"dataset.root={root}", "dataset.image_size=8",
+              base=["trainer.device=cpu", "trainer.num_workers=0", "trainer.steps=1", "trainer.eval_every=0"])
+    assert str(err.value).endswith("is for image-to-image translation: add model=pix2pix (paired) or model=cyclegan, "
+                                   "or pick another dataset")
