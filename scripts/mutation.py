@@ -166,6 +166,11 @@ TARGETS: dict[str, Target] = {
                         ("tests/test_gan_build.py", "tests/test_text_game_build.py"),
                         scope=("GAN.build", "GAN.make_networks", "GAN.keeps_ema", "GAN.variants", "GAN.own_arguments"),
                         note="the shared build of the GAN games: game class, settings, EMA, labels, augmentation"),
+    "sample_draw": Target("gantrain/commands/sample.py",
+                          ("tests/test_sample_draw.py", "tests/test_control.py", "-k", "not console_script"),
+                          scope=("num_classes_of", "generate", "_text_batch", "_row_latents", "_start_latents", "_edit",
+                                 "_style_mix_figure"),
+                          note="what gantrain-sample draws: noise, labels, interpolation, strips, edits, style mixing, text"),
     "augment": Target("gantrain/training/augment.py", ("tests/test_augment.py",),
                       note="DiffAugment's transforms and ADA's adjustment of p"),
 }
