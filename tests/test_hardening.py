@@ -227,7 +227,7 @@ def test_random_bad_values_end_in_one_line_or_a_valid_run(tmp_path):
     keys = [k for k in leaf_keys(OmegaConf.to_container(gantrain.compose(base), resolve=True))
             if k not in ("resume", "trainer.steps")]  # resume takes paths; any valid steps value is a (long) valid run
     rng = random.Random(int(os.environ.get("GANTRAIN_FUZZ_SEED", "2026")))
-    cases = [f"{rng.choice(keys)}={rng.choice(BAD_VALUES)}" for _ in range(5)]
+    cases = [f"{rng.choice(keys)}={rng.choice(BAD_VALUES)}" for _ in range(3)]
     # words that are always refused: an unknown option of a group, a stray word, an unquoted non-ASCII value
     groups = ["dataset", "generator", "discriminator", "loss", "optimizer", "experiment", "model"]
     word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(rng.randint(3, 9)))
