@@ -315,6 +315,15 @@ def test_style_mixing_takes_the_second_latent_from_its_cutoff_layer_on():
     assert cutoffs == set(range(1, G.num_ws))
     game.mixing_prob = 0.0
     assert all(torch.equal(game.mapped(z, None)[:, i], first) for i in range(G.num_ws))
+    G.train()  # in training, w_avg follows the first latents only (the second is a mixing partner, as NVIDIA's)
+    game.mixing_prob = 1.0
+    before = G.mapping.w_avg.clone()
+    torch.manual_seed(1)
+    game.mapped(z, None)
+    from gantrain.nets.stylegan2 import normalize_2nd_moment
+
+    expected = G.mapping.layers(normalize_2nd_moment(z)).mean(0).lerp(before, G.mapping.w_avg_beta)
+    torch.testing.assert_close(G.mapping.w_avg, expected)
 
 
 def test_w_avg_follows_its_decay_and_truncation_pulls_toward_it():

@@ -237,7 +237,9 @@ class MappingNetwork(nn.Module):
                                       for a, b in zip(features[:-1], features[1:])))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: Tensor, y: Optional[Tensor] = None) -> Tensor:
+    def forward(self, z: Tensor, y: Optional[Tensor] = None, skip_w_avg_update: bool = False) -> Tensor:
+        """w of z (and y); in training mode w_avg moves toward this batch's mean unless skip_w_avg_update
+        (style mixing's second latent, as StyleGAN2-ADA's)."""
         x = normalize_2nd_moment(z.flatten(1).float())
         if self.embed is not None:
             if y is None:
@@ -249,7 +251,7 @@ class MappingNetwork(nn.Module):
                 raise GantrainError("this generator takes a condition: call it as G(z, condition)")
             x = torch.cat([x, normalize_2nd_moment(self.embed_condition(y.flatten(1).float()))], dim=1)
         w = self.layers(x)
-        if self.training and self.w_avg_beta < 1:
+        if self.training and self.w_avg_beta < 1 and not skip_w_avg_update:
             with torch.no_grad():
                 self.w_avg.copy_(w.detach().mean(0).lerp(self.w_avg, self.w_avg_beta))
         return w

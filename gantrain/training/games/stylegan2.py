@@ -95,7 +95,7 @@ class StyleGAN2(GAN):
             cutoff = torch.randint(1, G.num_ws, (), device=z.device)
             cutoff = torch.where(torch.rand((), device=z.device) < self.mixing_prob, cutoff,
                                  torch.full_like(cutoff, G.num_ws))
-            second = G.mapping(torch.randn_like(z), labels)
+            second = G.mapping(torch.randn_like(z), labels, skip_w_avg_update=True)  # w_avg: the first only
             layer = torch.arange(G.num_ws, device=z.device).view(1, -1, 1)
             ws = torch.where(layer < cutoff, ws, second.unsqueeze(1))
         return ws
