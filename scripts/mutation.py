@@ -166,6 +166,13 @@ TARGETS: dict[str, Target] = {
                         ("tests/test_gan_build.py", "tests/test_text_game_build.py"),
                         scope=("GAN.build", "GAN.make_networks", "GAN.keeps_ema", "GAN.variants", "GAN.own_arguments"),
                         note="the shared build of the GAN games: game class, settings, EMA, labels, augmentation"),
+    "stylegan2_networks": Target("gantrain/nets/stylegan2.py",
+                                 ("tests/test_stylegan2.py", "tests/test_sample_draw.py", "tests/test_control.py", "-k",
+                                  "not console_script and not resumed and not presets_train and not folder_preset and "
+                                  "not conditional_generator_obeys"),
+                                 scope=("_whole", "_square_power_of_two", "channels_at", "MappingNetwork",
+                                        "SynthesisNetwork", "StyleGAN2Generator", "_DBlock", "StyleGAN2Discriminator"),
+                                 note="StyleGAN2's networks: sizes and widths, mapping, synthesis, the residual D"),
     "sample_draw": Target("gantrain/commands/sample.py",
                           ("tests/test_sample_draw.py", "tests/test_control.py", "-k", "not console_script"),
                           scope=("num_classes_of", "generate", "_text_batch", "_row_latents", "_start_latents", "_edit",

@@ -64,6 +64,12 @@ def test_ema_diagnosis_and_evaluation_follow_their_settings(tmp_path):
     assert str(err.value).startswith("trainer.best_metric=nonsense is not among the evaluated metrics (")
     _, loop = _loop(tmp_path / "d", "trainer.eval_every=0", "trainer.best_metric=nonsense", evaluate=False)
     assert _periodic(loop, "Evaluation") == []
+    _, loop = _loop(tmp_path / "e", "trainer.eval_every=1")  # every step
+    assert [p.every for p in _periodic(loop, "Evaluation")] == [1]
+    _, loop = _loop(tmp_path / "f", "trainer.eval_every=0", "trainer.best_metric=null", "trainer.metrics=[nonsense]")  # off: not made
+    assert _periodic(loop, "Evaluation") == []
+    with pytest.raises(GantrainError, match="nonsense"):  # what the same list does when evaluation is on
+        _loop(tmp_path / "g", "trainer.eval_every=1", "trainer.metrics=[nonsense]")
 
 
 def test_a_conditional_gan_takes_its_labels_and_their_frequencies(tmp_path):
