@@ -54,7 +54,8 @@ def test_a_gan_takes_the_runs_settings(tmp_path):
 
 
 def test_ema_diagnosis_and_evaluation_follow_their_settings(tmp_path):
-    _, loop = _loop(tmp_path / "a", "trainer.ema_decay=0", "trainer.diagnose=false", "trainer.eval_every=2")
+    _, loop = _loop(tmp_path / "a", "trainer.ema_decay=0", "trainer.diagnose=false", "trainer.eval_every=2",
+                    "trainer.best_metric=null")  # evaluation on by itself, not for the preset's best_metric
     assert loop.game.ema == {} and loop.game.ema_decay == 0.0
     assert _periodic(loop, "Diagnosis") == [] and len(_periodic(loop, "Evaluation")) == 1
     _, loop = _loop(tmp_path / "b", "trainer.eval_every=2", evaluate=False)  # built to load weights: no evaluator
