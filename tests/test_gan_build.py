@@ -98,6 +98,9 @@ def test_augmentation_takes_its_settings_and_refuses_points(tmp_path):
     augment = loop.game.augment
     assert augment.policy == ("translation", "cutout") and float(augment.p) == pytest.approx(0.3)
     assert _periodic(loop, "Samples")[0].reference is None  # reference points are for 2D runs only
+    weights = [p for net in (loop.game.G, loop.game.D) for p in net.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous() for p in weights)  # channels_last is for CUDA only
+    assert torch.backends.cudnn.benchmark is False
     assert augment.ada_target is None and not augment.adaptive and augment.average is None
     _, loop = _loop(tmp_path / "b", "augment.policy=[color]", "augment.p=0.3", "augment.ada=true",
                     "augment.ada_target=0.7", "augment.ada_interval=2", "augment.ada_kimg=50", base=digits)
