@@ -124,3 +124,44 @@ def test_a_translation_dataset_is_refused_by_the_gan_games(tmp_path):
               base=["trainer.device=cpu", "trainer.num_workers=0", "trainer.steps=1", "trainer.eval_every=0"])
     assert str(err.value).endswith("is for image-to-image translation: add model=pix2pix (paired) or model=cyclegan, "
                                    "or pick another dataset")
+
+
+def test_under_torchrun_each_process_draws_its_own_noise_and_ada_averages_over_the_processes(monkeypatch):
+    """The build's data-parallel wiring, as process 1 of 2 sees it (the collectives stand in: test_distributed.py
+    runs the real ones under torchrun): G and D broadcast from process 0, this process's own noise seed, ADA's
+    observations averaged over the processes and its step sized for the global batch, no evaluator or diagnosis
+    off process 0."""
+    import random
+
+    import gantrain.training.distributed as distributed
+    from gantrain.config import augment_settings, condition_settings, trainer_settings
+    from gantrain.training.components import instantiate_component
+    from gantrain.training.games import RunSetup
+    from gantrain.training.stats import Stats
+
+    broadcast = []
+    monkeypatch.setattr(distributed, "broadcast_state", broadcast.append)
+    monkeypatch.setattr(distributed, "all_sum", lambda t: t + 0.5)  # the other process observed 0.5
+    cfg = gantrain.compose(["dataset=digits", "generator=dcgan", "discriminator=dcgan", "generator.base_channels=4",
+                            "discriminator.base_channels=4", "trainer.batch_size=8", "trainer.device=cpu",
+                            "trainer.num_workers=0", "trainer.eval_every=5", "trainer.diagnose=true",
+                            "augment.policy=[translation]", "augment.ada=true", "augment.ada_interval=2",
+                            "augment.ada_kimg=1"])
+    settings = trainer_settings(cfg)
+    dist = distributed.Dist(rank=1, world=2)
+    setup = RunSetup(cfg=cfg, settings=settings, loss=instantiate_component(cfg.loss, "loss"),
+                     dataset=build_dataset(cfg.dataset, 11), seed=11, device=torch.device("cpu"), dist=dist,
+                     stats=Stats(torch.device("cpu")), condition=condition_settings(cfg), augment=augment_settings(cfg))
+    built = GAN.build(setup)
+    drawn = (torch.rand(3), random.random(), float(np.random.rand()))
+    torch.manual_seed(11 + 1_000_003)
+    assert torch.equal(drawn[0], torch.rand(3))  # the seed of process 1: seed + 1,000,003 x rank
+    random.seed(11 + 1_000_003)
+    np.random.seed(11 + 1_000_003)
+    assert (drawn[1], drawn[2]) == (random.random(), float(np.random.rand()))
+    game = built.game
+    assert broadcast == [game.G, game.D]
+    augment = game.augment
+    assert float(augment.average(torch.tensor(0.25))) == pytest.approx(0.375)  # (0.25 + 0.5) / 2
+    assert augment.batch_size == 16 and augment.ada_step == pytest.approx(16 * 2 / 1000)  # the global batch
+    assert built.evaluator is None and built.diagnosis is None  # process 0 evaluates and diagnoses
