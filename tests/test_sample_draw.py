@@ -55,6 +55,10 @@ def test_more_samples_than_one_pass_are_drawn_in_chunks_in_order():
     assert batch.samples.shape == (n, 1, 8, 8)
     torch.testing.assert_close(batch.samples, torch.cat([g(z[:CHUNK]), g(z[CHUNK:])]))
     torch.testing.assert_close(batch.samples[-3:], g(z[-3:]))
+    c = _dcgan(classes=3)
+    labelled = generate(c, Request(n=n, n_given=True, seed=1, labels=2))
+    assert labelled.labels.tolist() == [2] * n
+    torch.testing.assert_close(labelled.samples[-3:], c(z[-3:], torch.full((3,), 2)))
 
 
 def test_conditional_samples_draw_their_labels_after_the_noise_or_take_the_given_ones():
@@ -148,6 +152,13 @@ def test_an_edit_moves_random_rows_along_the_direction_by_its_spread(tmp_path):
         generate(g, Request(seed=8, direction=(wrong, 0)))
     assert str(err.value) == (f"direction={wrong}:0 is a direction in w of size 4; this run's latents are z of size 4: "
                               f"make the file from this run with gantrain-directions")
+    with pytest.raises(GantrainError) as err:
+        generate(g, Request(seed=8, direction=(dirs, 7)))
+    assert str(err.value) == f"direction={dirs}:7: the file holds directions 0..1"
+    with pytest.raises(GantrainError) as err:  # a direction in z for a run whose edits are in W, of the same size
+        generate(_style(), Request(seed=8, direction=(_directions(tmp_path / "z6.npz", "z", 6), 0)))
+    assert str(err.value).startswith(f"direction={tmp_path / 'z6.npz'}:0 is a direction in z of size 6; this run's "
+                                     f"latents are w of size 6")
     small = _directions(tmp_path / "small.npz", "z", 3)
     with pytest.raises(GantrainError, match="is a direction in z of size 3; this run's latents are z of size 4"):
         generate(g, Request(seed=8, direction=(small, 0)))
@@ -229,6 +240,13 @@ def test_the_style_mixing_figure_is_laid_out_with_its_sources(tmp_path):
         with pytest.raises(GantrainError) as err:
             generate(g, request)
         assert str(err.value) == message
+    zero = generate(g, Request(style_mix=True, rows=1, cols=1, labels=0, seed=12))  # the first class is a class
+    rng = _rng(12)
+    row_z = torch.randn(1, 6, generator=rng)
+    torch.testing.assert_close(zero.samples[2:3], synthesize(g, row_z, torch.zeros(1, dtype=torch.int64)))
+    with pytest.raises(GantrainError) as err:
+        generate(_style(classes=4), Request(style_mix=True, labels=4))
+    assert str(err.value) == "label 4 is outside this run's classes 0..3; give labels between 0 and 3"
     with pytest.raises(GantrainError) as err:
         generate(_style(), Request(style_mix=True, labels=1))
     assert str(err.value).startswith("labels= given, but this run's generator is unconditional")
@@ -280,6 +298,12 @@ def test_a_text_run_draws_rows_of_prompts_or_n_samples_of_one():
     with torch.no_grad():
         torch.testing.assert_close(one.samples, g(z, g.tokenize(["big blue"] * 5)))
     assert generate(g, Request(seed=13, text=["red"])).samples.shape == (64, 1, 8, 8)  # n not given: 64 of one
+    many = generate(g, Request(seed=13, n=CHUNK + 3, n_given=True, text=["red big", "blue"], text_rows=True))
+    z = torch.randn(CHUNK + 3, g.latent_dim, generator=_rng(13))
+    assert many.samples.shape == (2 * (CHUNK + 3), 1, 8, 8)
+    with torch.no_grad():  # past the first pass of CHUNK samples: the second row's last samples
+        torch.testing.assert_close(many.samples[-3:], g(z[-3:], g.tokenize(["blue"] * 3)))
+        torch.testing.assert_close(many.samples[CHUNK:CHUNK + 3], g(z[CHUNK:CHUNK + 3], g.tokenize(["red big"] * 3)))
     for request in (Request(labels=1), Request(per_class=True), Request(interpolate=3), Request(strip=(0.0, 1.0, 2)),
                     Request(style_mix=True), Request(direction=("d.npz", 0)), Request(latent="p.npz")):
         with pytest.raises(GantrainError) as err:
