@@ -167,7 +167,8 @@ TARGETS: dict[str, Target] = {
                         scope=("GAN.build", "GAN.make_networks", "GAN.keeps_ema", "GAN.variants", "GAN.own_arguments"),
                         note="the shared build of the GAN games: game class, settings, EMA, labels, augmentation"),
     "stylegan2_networks": Target("gantrain/nets/stylegan2.py",
-                                 ("tests/test_stylegan2.py", "tests/test_sample_draw.py", "tests/test_control.py", "-k",
+                                 ("tests/test_stylegan2_networks.py", "tests/test_stylegan2.py", "tests/test_sample_draw.py",
+                                  "tests/test_control.py", "-k",
                                   "not console_script and not resumed and not presets_train and not folder_preset and "
                                   "not conditional_generator_obeys"),
                                  scope=("_whole", "_square_power_of_two", "channels_at", "MappingNetwork",

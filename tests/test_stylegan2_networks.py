@@ -1,0 +1,151 @@
+"""StyleGAN2's networks as wholes, against hand-unrolled computations: which w each synthesis layer and toRGB reads
+(StyleGAN2-ADA's layout), the noise map each layer takes, the mapping network's depth, the widths, truncation beyond
+psi 1, the conditional discriminator's projection and the features a text-conditioned D projects onto, the Python
+defaults against the configs, and the refusals of shapes and settings. (test_stylegan2.py checks the layers.)"""
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from gantrain.errors import GantrainError
+from gantrain.nets.stylegan2 import (MappingNetwork, StyleGAN2Discriminator, StyleGAN2Generator, channels_at,
+                                     normalize_2nd_moment, upsample2d)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _generator(**kwargs) -> StyleGAN2Generator:
+    torch.manual_seed(0)
+    g = StyleGAN2Generator((1, 16, 16), **{"latent_dim": 6, "w_dim": 6, "mapping_layers": 3, "channel_base": 64,
+                                           "channel_max": 8, **kwargs})
+    with torch.no_grad():
+        for conv in g.synthesis.convs:
+            conv.noise_strength.fill_(0.5)  # noise that shows (it starts at 0)
+    return g.eval()
+
+
+def test_each_layer_reads_its_own_w_and_noise_and_the_skips_sum():
+    g = _generator()
+    s = g.synthesis
+    assert s.num_ws == 6 and len(s.convs) == 5 and len(s.to_rgbs) == 3
+    torch.manual_seed(1)
+    ws = torch.randn(2, 6, 6)
+    noises = [torch.randn(2, 1, r, r) for r in (4, 8, 8, 16, 16)]
+    with torch.no_grad():
+        got = s(ws, "const", noises)
+        x = s.const.unsqueeze(0).expand(2, -1, -1, -1)
+        x = s.convs[0](x, ws[:, 0], "const", noises[0])
+        image = s.to_rgbs[0](x, ws[:, 1])
+        x = s.convs[1](x, ws[:, 1], "const", noises[1])
+        x = s.convs[2](x, ws[:, 2], "const", noises[2])
+        image = upsample2d(image) + s.to_rgbs[1](x, ws[:, 3])
+        x = s.convs[3](x, ws[:, 3], "const", noises[3])
+        x = s.convs[4](x, ws[:, 4], "const", noises[4])
+        image = upsample2d(image) + s.to_rgbs[2](x, ws[:, 5])
+    torch.testing.assert_close(got, image)
+    with torch.no_grad():  # every w is read: changing one changes the image
+        for i in range(6):
+            other = ws.clone()
+            other[:, i] += 1.0
+            assert not torch.allclose(s(other, "const", noises), got), i
+    with pytest.raises(GantrainError) as err:
+        s(torch.randn(2, 5, 6), "const")
+    assert str(err.value) == "the synthesis network takes ws of shape (N, 6, w_dim), not (2, 5, 6)"
+    with pytest.raises(GantrainError, match=r"takes ws of shape \(N, 6, w_dim\), not \(2, 6\)"):
+        s(torch.randn(2, 6), "const")
+
+
+def test_the_mapping_network_has_its_depth_and_no_condition_unless_given():
+    m = MappingNetwork(6, 5, 0, 3, 0.01, 0.995)
+    assert m.embed is None and m.embed_condition is None and len(m.layers) == 3
+    assert [(layer.weight.shape[1], layer.weight.shape[0]) for layer in m.layers] == [(6, 5), (5, 5), (5, 5)]
+    c = MappingNetwork(6, 5, 4, 2, 0.01, 0.995)
+    assert c.layers[0].weight.shape[1] == 6 + 5 and len(c.layers) == 2
+    g = _generator(mapping_layers=5)
+    assert len(g.mapping.layers) == 5 and all(layer.lr_multiplier == 0.01 for layer in g.mapping.layers)
+    z = torch.randn(3, 6)
+    with torch.no_grad():
+        x = normalize_2nd_moment(z)
+        for layer in g.mapping.layers:
+            x = layer(x)
+        torch.testing.assert_close(g.mapping(z), x)
+
+
+def test_widths_follow_channel_base_over_the_resolution_within_the_maximum():
+    assert [channels_at(r, 64, 8) for r in (4, 8, 16, 32, 128)] == [8, 8, 4, 2, 1]
+    assert channels_at(1024, 32768, 512) == 32 and channels_at(64, 32768, 512) == 512
+    g = _generator()
+    assert [c.weight.shape[0] for c in g.synthesis.convs] == [8, 8, 8, 4, 4]
+    d = StyleGAN2Discriminator((1, 16, 16), channel_base=64, channel_max=8)
+    assert d.from_rgb.weight.shape[0] == 4 and d.feature_dim == 8 == d.fc.weight.shape[0] != d.fc.weight.shape[1]
+
+
+def test_truncation_beyond_one_moves_away_from_the_average():
+    g = _generator()
+    g.mapping.w_avg.copy_(torch.linspace(-1, 1, 6))
+    w = torch.randn(2, 6)
+    avg = g.mapping.w_avg
+    for psi in (1.5, 0.5, -0.5):
+        torch.testing.assert_close(g.truncate_w(w, psi), (avg + psi * (w - avg)).unsqueeze(1).expand(-1, 6, -1))
+
+
+def test_the_conditional_discriminator_projects_onto_the_mapped_label():
+    torch.manual_seed(2)
+    d = StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8, num_classes=3, mapping_layers=2, cmap_dim=5)
+    assert d.cmap_dim == 5 and len(d.mapping) == 2 and all(m.lr_multiplier == 0.01 for m in d.mapping)
+    x, y = torch.randn(4, 1, 8, 8), torch.tensor([0, 2, 1, 2])
+    with torch.no_grad():
+        h = d.features(x)
+        e = normalize_2nd_moment(d.embed(F.one_hot(y, 3).float()))
+        for layer in d.mapping:
+            e = layer(e)
+        expected = (h * e).sum(1) / math.sqrt(5)
+        torch.testing.assert_close(d(x, y), expected)
+        logit, none = d(x, y, classes=True)
+        torch.testing.assert_close(logit, expected)
+        assert none is None and h.shape == (4, 5)
+    no_mapping = StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8, num_classes=3, mapping_layers=0)
+    assert len(no_mapping.mapping) == 0
+    with pytest.raises(GantrainError, match="condition.discriminator=concat is for dcgan/sngan/mlp"):
+        StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8, num_classes=3, conditioning="concat")
+
+
+def test_a_text_conditioned_d_reads_the_unconditional_logit_and_the_features_before_it():
+    torch.manual_seed(3)
+    d = StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8)
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        logit, h = d.text_features(x)
+        torch.testing.assert_close(logit, d(x))
+        assert h.shape == (4, d.feature_dim) and d.out.weight.shape == (1, d.feature_dim)
+        torch.testing.assert_close(d.out(h)[:, 0], logit)
+
+
+def test_the_python_defaults_are_the_configs():
+    for cls, name in ((StyleGAN2Generator, "generator"), (StyleGAN2Discriminator, "discriminator")):
+        config = yaml.safe_load((CONFIGS / name / "stylegan2.yaml").read_text())
+        defaults = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        shared = {k: v for k, v in config.items() if not k.startswith("_") and k in defaults}
+        assert shared and all(defaults[k] == v for k, v in shared.items()), (name, shared, defaults)
+        assert set(config) - {"_target_"} <= set(defaults), name
+
+
+def test_shapes_and_settings_are_refused_in_one_line():
+    for shape in ((1, 8, 16), (2,), (1, 12, 12)):
+        with pytest.raises(GantrainError, match="generator"):
+            StyleGAN2Generator(shape, latent_dim=4, w_dim=4, channel_base=32, channel_max=4)
+        with pytest.raises(GantrainError, match="discriminator"):
+            StyleGAN2Discriminator(shape, channel_base=32, channel_max=4)
+    for beta in (-0.5, 1.5):
+        with pytest.raises(GantrainError) as err:
+            _generator(w_avg_beta=beta)
+        assert str(err.value) == f"generator.w_avg_beta={beta!r} must be a number in [0, 1] (the paper: 0.995)"
+    for beta in (0.0, 1.0):  # both ends: w_avg follows the last batch, or stays
+        assert _generator(w_avg_beta=beta).mapping.w_avg_beta == beta
