@@ -42,6 +42,7 @@ def test_unconditional_samples_are_the_seeds_noise_truncated_in_z():
     z = truncated_normal((5, 4), 0.5, _rng(7))
     assert torch.equal(batch.z, z) and batch.labels is None and batch.nrow == 2
     torch.testing.assert_close(batch.samples, g(z))
+    assert not batch.samples.requires_grad  # drawn without autograd
     default = generate(g, Request(seed=3))  # n not given: 64, in rows of 8
     assert default.samples.shape == (64, 1, 8, 8) and default.nrow == 8
     assert torch.equal(default.z, torch.randn(64, 4, generator=_rng(3)))
@@ -119,6 +120,8 @@ def test_a_strip_draws_rows_then_one_column_per_psi_with_their_labels():
     grid = batch.samples.view(8, 3, 1, 8, 8)
     for k, psi in enumerate((0.0, 0.5, 1.0)):
         torch.testing.assert_close(grid[:, k], synthesize(c, z, y, psi))
+    one_label = generate(c, Request(seed=6, strip=(0.0, 1.0, 2), labels=1))  # n not given: 8 rows of class 1
+    assert one_label.labels.tolist() == [1] * 16 and one_label.samples.shape == (16, 1, 8, 8)
     two = generate(c, Request(n=2, n_given=True, seed=6, strip=(0.5, 0.5, 1), labels=[0, 1]))
     assert two.labels.tolist() == [0, 1] and torch.equal(two.z, torch.randn(2, 6, generator=_rng(6)))
 
@@ -177,6 +180,8 @@ def test_an_edit_in_w_maps_the_rows_then_moves_them(tmp_path):
     for k, s in enumerate((0.0, 2.0)):
         torch.testing.assert_close(grid[:, k], g.synthesis(g.truncate_w(w + s * step, 0.5), noise_mode="const"))
     assert torch.equal(batch.z, w.repeat_interleave(2, dim=0))
+    plain = generate(g, Request(n=2, n_given=True, seed=9, direction=(dirs, 0), strength=(1.0, 1.0, 1)))
+    torch.testing.assert_close(plain.samples, g.synthesis(g.truncate_w(w + step, 1.0), noise_mode="const"))
 
 
 def _latent(path, latent, space: str, label=None):
@@ -208,10 +213,23 @@ def test_an_edit_of_a_projected_latent_keeps_its_label_and_space(tmp_path):
     with pytest.raises(GantrainError) as err:
         generate(g, Request(latent=tmp_path / "bad.npz"))
     assert str(err.value).startswith(f"latent={tmp_path / 'bad.npz'} is not a gantrain-project .npz (")
+    first = generate(g, Request(latent=_latent(tmp_path / "zero.npz", z, "z", label=0), labels=2))
+    assert first.labels.tolist() == [0]  # the label saved with the latent, class 0 included, before labels=
     s = _style()
     ws = torch.randn(s.num_ws, 6, generator=_rng(11))
+    assert s.num_ws != 6  # so that a mix-up of the layer and feature axes shows
     plus = generate(s, Request(latent=_latent(tmp_path / "plus.npz", ws, "w_plus")))  # one w per layer, as given
     torch.testing.assert_close(plus.samples, s.synthesis(ws[None], noise_mode="const"))
+    w_dirs = _directions(tmp_path / "w.npz", "w", 6)
+    moved = generate(s, Request(latent=tmp_path / "plus.npz", direction=(w_dirs, 1), strength=(1.0, 1.0, 1)))
+    step = torch.zeros(6)
+    step[1] = 2.0
+    torch.testing.assert_close(moved.samples, s.synthesis((ws + step)[None], noise_mode="const"))  # every layer moves
+    small = _directions(tmp_path / "w3.npz", "w", 3)
+    with pytest.raises(GantrainError) as err:
+        generate(s, Request(latent=tmp_path / "plus.npz", direction=(small, 0)))
+    assert str(err.value) == (f"direction={small}:0 is a direction in w of size 3; this run's latents are w of size 6: "
+                              f"make the file from this run with gantrain-directions")
 
 
 def test_the_style_mixing_figure_is_laid_out_with_its_sources(tmp_path):
@@ -240,6 +258,8 @@ def test_the_style_mixing_figure_is_laid_out_with_its_sources(tmp_path):
         with pytest.raises(GantrainError) as err:
             generate(g, request)
         assert str(err.value) == message
+    with pytest.raises(GantrainError, match="label 5 is outside this run's classes 0..2"):
+        generate(g, Request(style_mix=True, labels=5))
     zero = generate(g, Request(style_mix=True, rows=1, cols=1, labels=0, seed=12))  # the first class is a class
     rng = _rng(12)
     row_z = torch.randn(1, 6, generator=rng)
@@ -298,6 +318,7 @@ def test_a_text_run_draws_rows_of_prompts_or_n_samples_of_one():
     with torch.no_grad():
         torch.testing.assert_close(one.samples, g(z, g.tokenize(["big blue"] * 5)))
     assert generate(g, Request(seed=13, text=["red"])).samples.shape == (64, 1, 8, 8)  # n not given: 64 of one
+    assert generate(g, Request(seed=13, n=3, n_given=True, text=["red"])).nrow == 1  # floor(sqrt(3)) to a row
     many = generate(g, Request(seed=13, n=CHUNK + 3, n_given=True, text=["red big", "blue"], text_rows=True))
     z = torch.randn(CHUNK + 3, g.latent_dim, generator=_rng(13))
     assert many.samples.shape == (2 * (CHUNK + 3), 1, 8, 8)
