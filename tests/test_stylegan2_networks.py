@@ -15,7 +15,7 @@ import yaml
 
 from gantrain.errors import GantrainError
 from gantrain.nets.stylegan2 import (MappingNetwork, StyleGAN2Discriminator, StyleGAN2Generator, channels_at,
-                                     normalize_2nd_moment, upsample2d)
+                                     minibatch_stddev, normalize_2nd_moment, upsample2d)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -75,6 +75,15 @@ def test_the_mapping_network_has_its_depth_and_no_condition_unless_given():
         for layer in g.mapping.layers:
             x = layer(x)
         torch.testing.assert_close(g.mapping(z), x)
+    t = _generator(condition_dim=4)  # a caption's embedding joins z through its own linear map
+    c = torch.randn(3, 4)
+    with torch.no_grad():
+        x = torch.cat([normalize_2nd_moment(z), normalize_2nd_moment(t.mapping.embed_condition(c))], dim=1)
+        for layer in t.mapping.layers:
+            x = layer(x)
+        torch.testing.assert_close(t.mapping(z, c), x)
+    with pytest.raises(GantrainError, match="takes a condition: call it as G"):
+        t.mapping(z)
 
 
 def test_widths_follow_channel_base_over_the_resolution_within_the_maximum():
@@ -149,3 +158,32 @@ def test_shapes_and_settings_are_refused_in_one_line():
         assert str(err.value) == f"generator.w_avg_beta={beta!r} must be a number in [0, 1] (the paper: 0.995)"
     for beta in (0.0, 1.0):  # both ends: w_avg follows the last batch, or stays
         assert _generator(w_avg_beta=beta).mapping.w_avg_beta == beta
+
+
+def test_the_discriminator_is_its_residual_blocks_then_the_minibatch_layer_and_the_head():
+    torch.manual_seed(4)
+    d = StyleGAN2Discriminator((1, 16, 16), channel_base=64, channel_max=8, mbstd_group=2)
+    assert d.from_rgb.weight.shape == (4, 1, 1, 1) and len(d.blocks) == 2
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        h = d.from_rgb(x)
+        for block in d.blocks:
+            h = (block.skip(h) + block.conv1(block.conv0(h))) * math.sqrt(0.5)
+        assert h.shape == (4, 8, 4, 4)
+        h = d.conv(minibatch_stddev(h, 2))
+        logit = d.out(d.fc(h.flatten(1))).flatten()
+        torch.testing.assert_close(d(x), logit)
+    c = StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8, num_classes=3)
+    with pytest.raises(GantrainError) as err:
+        c(torch.randn(2, 1, 8, 8))
+    assert str(err.value) == "this discriminator is conditional: call it as D(x, labels)"
+
+
+def test_mapping_rates_and_decays_outside_their_ranges_are_refused():
+    for lr in (0.0, 1.5, -0.01, True):
+        with pytest.raises(GantrainError) as err:
+            _generator(mapping_lr=lr)
+        assert str(err.value) == f"generator.mapping_lr={lr!r} must be a number in (0, 1] (the paper: 0.01)"
+    assert _generator(mapping_lr=1.0).mapping.layers[0].lr_multiplier == 1.0
+    with pytest.raises(GantrainError, match="w_avg_beta=True must be a number"):
+        _generator(w_avg_beta=True)
