@@ -162,6 +162,14 @@ def test_an_edit_moves_random_rows_along_the_direction_by_its_spread(tmp_path):
         generate(_style(), Request(seed=8, direction=(_directions(tmp_path / "z6.npz", "z", 6), 0)))
     assert str(err.value).startswith(f"direction={tmp_path / 'z6.npz'}:0 is a direction in z of size 6; this run's "
                                      f"latents are w of size 6")
+    three = tmp_path / "three.npz"
+    save_directions(three, torch.eye(3, 4), torch.ones(3), torch.zeros(4), "z", "pca", ["a", "b", "c"])
+    with pytest.raises(GantrainError) as err:
+        generate(g, Request(seed=8, direction=(three, 5)))
+    assert str(err.value) == f"direction={three}:5: the file holds directions 0..2"
+    wide = _directions(tmp_path / "wide.npz", "z", 5)
+    with pytest.raises(GantrainError, match="is a direction in z of size 5; this run's latents are z of size 4"):
+        generate(g, Request(seed=8, direction=(wide, 0)))
     small = _directions(tmp_path / "small.npz", "z", 3)
     with pytest.raises(GantrainError, match="is a direction in z of size 3; this run's latents are z of size 4"):
         generate(g, Request(seed=8, direction=(small, 0)))
@@ -209,6 +217,12 @@ def test_an_edit_of_a_projected_latent_keeps_its_label_and_space(tmp_path):
     with pytest.raises(GantrainError) as err:
         generate(g, Request(latent=_latent(tmp_path / "w.npz", torch.zeros(6), "w")))
     assert str(err.value) == f"latent={tmp_path / 'w.npz'} is in w, which this run's generator does not have"
+    pickled = tmp_path / "pickled.npz"  # an object array is never unpickled: refused like a damaged file
+    np.savez(pickled, latent=np.zeros(4, np.float32), space=np.array("z", dtype=object))
+    with pytest.raises(GantrainError) as err:
+        generate(g, Request(latent=pickled))
+    assert str(err.value) == (f"latent={pickled} is not a gantrain-project .npz (ValueError); give one of the .npz "
+                              f"files gantrain-project wrote")
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(GantrainError) as err:
         generate(g, Request(latent=tmp_path / "bad.npz"))
