@@ -65,7 +65,7 @@ def test_ema_diagnosis_and_evaluation_follow_their_settings(tmp_path):
     assert str(err.value).startswith("trainer.best_metric=nonsense is not among the evaluated metrics (")
     _, loop = _loop(tmp_path / "d", "trainer.eval_every=0", "trainer.best_metric=nonsense", evaluate=False)
     assert _periodic(loop, "Evaluation") == []
-    _, loop = _loop(tmp_path / "e", "trainer.eval_every=1")  # every step
+    _, loop = _loop(tmp_path / "e", "trainer.eval_every=1", "trainer.best_metric=null")  # every step
     assert [p.every for p in _periodic(loop, "Evaluation")] == [1]
     _, loop = _loop(tmp_path / "f", "trainer.eval_every=0", "trainer.best_metric=null", "trainer.metrics=[nonsense]")  # off: not made
     assert _periodic(loop, "Evaluation") == []
@@ -165,3 +165,9 @@ def test_under_torchrun_each_process_draws_its_own_noise_and_ada_averages_over_t
     assert float(augment.average(torch.tensor(0.25))) == pytest.approx(0.375)  # (0.25 + 0.5) / 2
     assert augment.batch_size == 16 and augment.ada_step == pytest.approx(16 * 2 / 1000)  # the global batch
     assert built.evaluator is None and built.diagnosis is None  # process 0 evaluates and diagnoses
+    for rank, world in ((0, 2), (2, 3)):  # process 0 keeps the run's seed; process k adds k x 1,000,003
+        setup.dist = distributed.Dist(rank=rank, world=world)
+        GAN.build(setup)
+        drawn = torch.rand(3)
+        torch.manual_seed(11 + 1_000_003 * rank)
+        assert torch.equal(drawn, torch.rand(3)), rank
