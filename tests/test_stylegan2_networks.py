@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import yaml
 
 from gantrain.errors import GantrainError
-from gantrain.nets.stylegan2 import (MappingNetwork, StyleGAN2Discriminator, StyleGAN2Generator, channels_at,
+from gantrain.nets.stylegan2 import (MappingNetwork, StyleGAN2Discriminator, StyleGAN2Generator, _whole, channels_at,
                                      minibatch_stddev, normalize_2nd_moment, upsample2d)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -100,7 +100,7 @@ def test_truncation_beyond_one_moves_away_from_the_average():
     g.mapping.w_avg.copy_(torch.linspace(-1, 1, 6))
     w = torch.randn(2, 6)
     avg = g.mapping.w_avg
-    for psi in (1.5, 0.5, -0.5):
+    for psi in (1.5, 2.0, 0.5, -0.5):
         torch.testing.assert_close(g.truncate_w(w, psi), (avg + psi * (w - avg)).unsqueeze(1).expand(-1, 6, -1))
 
 
@@ -187,3 +187,62 @@ def test_mapping_rates_and_decays_outside_their_ranges_are_refused():
     assert _generator(mapping_lr=1.0).mapping.layers[0].lr_multiplier == 1.0
     with pytest.raises(GantrainError, match="w_avg_beta=True must be a number"):
         _generator(w_avg_beta=True)
+
+
+def test_the_generator_is_mapping_then_synthesis_and_a_text_generator_keeps_its_condition():
+    g = _generator()
+    z = torch.randn(2, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(g(z, noise_mode="const"), g.synthesis(g.truncate_w(g.mapping(z), 1.0), "const"))
+        torch.testing.assert_close(g(z, torch.tensor([1, 2]), noise_mode="const"), g(z, noise_mode="const"))  # no classes
+    t = _generator(condition_dim=4)
+    assert t.condition_dim == 4 and t.num_classes is None and t.mapping.embed_condition is not None
+    c = torch.randn(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(t(z, c, noise_mode="const"), t.synthesis(t.truncate_w(t.mapping(z, c), 1.0), "const"))
+    cond = _generator(num_classes=3)
+    with pytest.raises(GantrainError) as err:
+        cond.mapping(z)
+    assert str(err.value) == "this generator is conditional: call it as G(z, labels)"
+    with pytest.raises(GantrainError) as err:
+        _generator(condition_dim=-1)
+    assert str(err.value) == "generator.condition_dim=-1 must be a whole number >= 0"
+    with pytest.raises(GantrainError, match="class labels or a text condition, not both"):
+        _generator(num_classes=3, condition_dim=4)
+
+
+def test_whole_numbers_start_at_their_lowest_value():
+    assert _whole(1, "generator.w_dim") == 1 and _whole(0, "discriminator.mapping_layers", 0) == 0
+    for value, low in ((0, 1), (-1, 0), (True, 1), (2.0, 1)):
+        with pytest.raises(GantrainError) as err:
+            _whole(value, "k", low)
+        assert str(err.value) == f"k={value!r} must be a whole number >= {low}"
+    with pytest.raises(GantrainError, match="discriminator.mapping_layers=-1 must be a whole number >= 0"):
+        StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8, num_classes=3, mapping_layers=-1)
+    with pytest.raises(GantrainError, match="discriminator.mbstd_group=0 must be a whole number >= 1"):
+        StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8, mbstd_group=0)
+
+
+def test_other_image_sizes_are_refused_with_the_nearest_one():
+    for shape in ((1, 8, 8, 1), (8, 8), (1, 16, 8)):
+        with pytest.raises(GantrainError) as err:
+            StyleGAN2Generator(shape, latent_dim=4, w_dim=4, channel_base=32, channel_max=4)
+        assert str(err.value) == (f"generator=stylegan2 needs square images (C, H, W) but the dataset gives shape "
+                                  f"{tuple(shape)}; use generator=mlp for 2D data")
+    for size, nearest in ((20, 16), (28, 32), (12, 8), (2000, 1024), (4, 8)):
+        with pytest.raises(GantrainError) as err:
+            StyleGAN2Discriminator((1, size, size), channel_base=32, channel_max=4)
+        assert str(err.value) == (f"discriminator=stylegan2 works on images of 8, 16, 32 ... 1024 px, not {size}x{size}; "
+                                  f"set dataset.image_size={nearest} (MNIST's 28 px digits are resized to it)")
+
+
+def test_the_discriminators_layers_have_the_papers_kernels_and_odd_widths_fit():
+    d = StyleGAN2Discriminator((1, 16, 16), channel_base=64, channel_max=5)
+    for block in d.blocks:
+        assert block.conv0.weight.shape[-2:] == block.conv1.weight.shape[-2:] == (3, 3)
+        assert block.skip.weight.shape[-2:] == (1, 1) and block.skip.bias is None
+    assert d.conv.weight.shape[:2] == (5, 6)  # the width at 4x4 plus the minibatch channel
+    assert d(torch.randn(4, 1, 16, 16)).shape == (4,)
+    built = "".join(["pro", "jection"])  # as read from a config: not the literal object
+    assert StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=4, num_classes=3,
+                                  conditioning=built).num_classes == 3
