@@ -59,6 +59,9 @@ def test_each_layer_reads_its_own_w_and_noise_and_the_skips_sum():
     assert str(err.value) == "the synthesis network takes ws of shape (N, 6, w_dim), not (2, 5, 6)"
     with pytest.raises(GantrainError, match=r"takes ws of shape \(N, 6, w_dim\), not \(2, 6\)"):
         s(torch.randn(2, 6), "const")
+    for shape in ((2, 7, 6), (2, 6, 6, 1)):  # one w too many; a dimension too many
+        with pytest.raises(GantrainError, match=r"takes ws of shape \(N, 6, w_dim\)"):
+            s(torch.randn(*shape), "const")
 
 
 def test_the_mapping_network_has_its_depth_and_no_condition_unless_given():
@@ -243,6 +246,9 @@ def test_the_discriminators_layers_have_the_papers_kernels_and_odd_widths_fit():
         assert block.skip.weight.shape[-2:] == (1, 1) and block.skip.bias is None
     assert d.conv.weight.shape[:2] == (5, 6)  # the width at 4x4 plus the minibatch channel
     assert d(torch.randn(4, 1, 16, 16)).shape == (4,)
+    size = int("512")  # sizes above 256 computed at run time are distinct int objects: compared by value
+    large = StyleGAN2Discriminator((1, size, int("512")), channel_base=32, channel_max=2)
+    assert len(large.blocks) == 7
     built = "".join(["pro", "jection"])  # as read from a config: not the literal object
     assert StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=4, num_classes=3,
                                   conditioning=built).num_classes == 3
