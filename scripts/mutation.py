@@ -215,7 +215,8 @@ def scope_lines(source: Path, names: tuple[str, ...]) -> list[tuple[int, int]]:
                 found.add(name)
     missing = set(names) - found
     if missing:
-        raise SystemExit(f"{source}: no top-level {', '.join(sorted(missing))} (update the scope in {__file__})")
+        raise SystemExit(f"{source}: no function, class or Class.method {', '.join(sorted(missing))} "
+                         f"(update the scope in {__file__})")
     return ranges
 
 

@@ -320,8 +320,6 @@ def test_style_mixing_takes_the_second_latent_from_its_cutoff_layer_on():
     before = G.mapping.w_avg.clone()
     torch.manual_seed(1)
     game.mapped(z, None)
-    from gantrain.nets.stylegan2 import normalize_2nd_moment
-
     expected = G.mapping.layers(normalize_2nd_moment(z)).mean(0).lerp(before, G.mapping.w_avg_beta)
     torch.testing.assert_close(G.mapping.w_avg, expected)
 
