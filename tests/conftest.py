@@ -1,9 +1,12 @@
 """Shared fixtures. Real MNIST is read from GANTRAIN_DATA (set by .ci/run) or ../shared/data."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -74,6 +77,26 @@ def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None =
     exe = Path(sys.executable).with_name("gantrain")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.commands.train"]
     return subprocess.run(command + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def run_commands(cases: list[tuple], cwd: Path, env: dict | None = None, timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """Many invocations of the installed console scripts, each in a process of its own (see command_runner.py):
+    cases are (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process per case."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    streams = Path(tempfile.mkdtemp(prefix="gantrain-commands-"))
+    try:
+        jobs = [{"command": command, "args": list(args), "cwd": str(cwd), "env": full_env,
+                 "stdout": str(streams / f"{i}.out"), "stderr": str(streams / f"{i}.err")}
+                for i, (command, *args) in enumerate(cases)]
+        runner = subprocess.run([sys.executable, str(Path(__file__).with_name("command_runner.py"))], input=json.dumps(jobs),
+                                capture_output=True, text=True, timeout=timeout, env=full_env)
+        assert runner.returncode == 0, runner.stderr[-3000:]
+        codes = json.loads(runner.stdout)
+        return [subprocess.CompletedProcess([job["command"], *job["args"]], code, Path(job["stdout"]).read_text(),
+                                            Path(job["stderr"]).read_text()) for job, code in zip(jobs, codes)]
+    finally:
+        shutil.rmtree(streams, ignore_errors=True)
 
 
 # Small, fast settings shared by the end-to-end tests.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import gantrain
-from conftest import run_gantrain
+from conftest import run_commands, run_gantrain
 from gantrain.errors import GantrainError
 
 pytestmark = pytest.mark.slow
@@ -50,17 +50,18 @@ def test_not_a_checkpoint_is_named_and_resume_writes_nothing(tmp_path):
     (folder / "notes.txt").write_text("hello\n")
     (folder / "random.pt").write_bytes(random.Random(0).randbytes(3000))
     before = snapshot(folder)
-    for name in ("notes.txt", "random.pt"):
-        line = one_line_error(run_gantrain(f"resume={folder / name}", cwd=tmp_path))
-        assert f"{folder / name} is not a gantrain checkpoint" in line
-        line = one_line_error(subprocess.run([exe("gantrain-eval"), str(folder / name)], capture_output=True, text=True,
-                                             timeout=300), "gantrain-eval")
-        assert "is not a gantrain checkpoint" in line
+    missing = tmp_path / "no such run"
+    names = ("notes.txt", "random.pt")
+    results = run_commands([case for name in names for case in (("gantrain", f"resume={folder / name}"),
+                                                                 ("gantrain-eval", str(folder / name)))]
+                           + [("gantrain", f"resume={missing}")], cwd=tmp_path)
+    for i, name in enumerate(names):
+        assert f"{folder / name} is not a gantrain checkpoint" in one_line_error(results[2 * i])
+        assert "is not a gantrain checkpoint" in one_line_error(results[2 * i + 1], "gantrain-eval")
         with pytest.raises(GantrainError, match="is not a gantrain checkpoint"):
             gantrain.load_generator(folder / name)
     assert snapshot(folder) == before and sorted(p.name for p in folder.iterdir()) == ["notes.txt", "random.pt"]
-    missing = tmp_path / "no such run"
-    assert "no such run folder" in one_line_error(run_gantrain(f"resume={missing}", cwd=tmp_path))
+    assert "no such run folder" in one_line_error(results[-1])
     assert not missing.exists()
 
 
@@ -80,18 +81,17 @@ def test_resume_of_a_folder_with_non_ascii_letters_and_spaces(tmp_path):
     assert gantrain.checkpoint.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 5
 
 
-@pytest.mark.parametrize("seed,ok", [("4294967295", True), ("1125899906842624", False), ("-1", False), ("abc", False),
-                                     ("2**70", False), ("1.5", False)])
-def test_seed_range(seed, ok, tmp_path):
-    result = run_gantrain(*TINY, "trainer.steps=1", f"seed={seed}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
-    if ok:
-        assert result.returncode == 0, result.stderr
-    else:
-        assert "must be a whole number from 0 to 4294967295" in one_line_error(result)
-        assert not (tmp_path / "run").exists()  # a launch that never trained leaves no folder behind
+def test_seed_range(tmp_path):
+    refused = ["1125899906842624", "-1", "abc", "2**70", "1.5"]
+    results = run_commands([("gantrain", *TINY, "trainer.steps=1", f"seed={seed}", f"hydra.run.dir={tmp_path / f'run{i}'}")
+                            for i, seed in enumerate(["4294967295", *refused])], cwd=tmp_path)
+    assert results[0].returncode == 0, results[0].stderr
+    for seed, result in zip(refused, results[1:]):
+        assert "must be a whole number from 0 to 4294967295" in one_line_error(result), seed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run0"]  # a launch that never trained leaves no folder behind
 
 
-@pytest.mark.parametrize("args,message", [
+EVAL_REFUSED = [
     (["metrics=[]"], "no metric named"),
     (["num_samples=-5"], "num_samples=-5 must be a positive"),
     (["num_samples=0"], "num_samples=0 must be a positive"),
@@ -99,36 +99,35 @@ def test_seed_range(seed, ok, tmp_path):
     (["seed=x"], "seed=x must be a whole number"),
     (["text_prompts=0"], "text_prompts=0 must be at least 1"),
     (["text_prompts=5"], "this run has none: leave it out"),  # not a text run
-])
-def test_gantrain_eval_bad_options(args, message, trained):
-    result = subprocess.run([exe("gantrain-eval"), str(trained), *args], capture_output=True, text=True, timeout=300)
-    assert message in one_line_error(result, "gantrain-eval")
+]
 
 
-def test_gantrain_classifier_bad_dataset_is_one_line(tmp_path):
-    result = subprocess.run([exe("gantrain-classifier"), "dataset=bogus"], capture_output=True, text=True, timeout=300,
-                            cwd=tmp_path)
-    assert "dataset=bogus" in one_line_error(result, "gantrain-classifier")
+def test_gantrain_eval_and_classifier_bad_options_are_one_line(trained, tmp_path):
+    results = run_commands([("gantrain-eval", str(trained), *args) for args, _ in EVAL_REFUSED]
+                           + [("gantrain-classifier", "dataset=bogus")], cwd=tmp_path)
+    for (args, message), result in zip(EVAL_REFUSED, results):
+        assert message in one_line_error(result, "gantrain-eval"), args
+    assert "dataset=bogus" in one_line_error(results[-1], "gantrain-classifier")
 
 
-@pytest.mark.parametrize("args,message", [
-    (["los=wasserstein"], "unknown key los; did you mean loss?"),
-    (["trainer.stpes=5"], "unknown key trainer.stpes; did you mean trainer.steps?"),
-    (["dataset=ring", "dataset.num_mode=3"], "did you mean dataset.num_modes"),
-    (["experiment=grid", "generator.hiden=[8]"], "did you mean generator.hidden?"),
-])
-def test_misspelled_keys_get_the_nearest_valid_key(args, message, tmp_path):
-    line = one_line_error(run_gantrain(*args, cwd=tmp_path))
-    assert message in line and "+los" not in line
+def test_misspelled_keys_get_the_nearest_valid_key(tmp_path):
+    cases = [(["los=wasserstein"], "unknown key los; did you mean loss?"),
+             (["trainer.stpes=5"], "unknown key trainer.stpes; did you mean trainer.steps?"),
+             (["dataset=ring", "dataset.num_mode=3"], "did you mean dataset.num_modes"),
+             (["experiment=grid", "generator.hiden=[8]"], "did you mean generator.hidden?")]
+    for (args, message), result in zip(cases, run_commands([("gantrain", *args) for args, _ in cases], cwd=tmp_path)):
+        line = one_line_error(result)
+        assert message in line and "+los" not in line, args
 
 
 def test_run_folder_that_cannot_be_made_is_one_line(tmp_path):
-    line = one_line_error(run_gantrain(*TINY, "hydra.run.dir=/proc/gantrain-run", cwd=tmp_path))
-    assert "/proc/gantrain-run" in line and "hydra.run.dir" in line
     blocker = tmp_path / "a file"
     blocker.write_text("x")
-    line = one_line_error(run_gantrain(*TINY, f"hydra.run.dir={blocker / 'run'}", cwd=tmp_path))
-    assert str(blocker) in line
+    proc, blocked = run_commands([("gantrain", *TINY, "hydra.run.dir=/proc/gantrain-run"),
+                                  ("gantrain", *TINY, f"hydra.run.dir={blocker / 'run'}")], cwd=tmp_path)
+    line = one_line_error(proc)
+    assert "/proc/gantrain-run" in line and "hydra.run.dir" in line
+    assert str(blocker) in one_line_error(blocked)
 
 
 
@@ -227,14 +226,15 @@ def test_random_bad_values_end_in_one_line_or_a_valid_run(tmp_path):
     keys = [k for k in leaf_keys(OmegaConf.to_container(gantrain.compose(base), resolve=True))
             if k not in ("resume", "trainer.steps")]  # resume takes paths; any valid steps value is a (long) valid run
     rng = random.Random(int(os.environ.get("GANTRAIN_FUZZ_SEED", "2026")))
-    cases = [f"{rng.choice(keys)}={rng.choice(BAD_VALUES)}" for _ in range(3)]
+    cases = [f"{rng.choice(keys)}={rng.choice(BAD_VALUES)}" for _ in range(5)]
     # words that are always refused: an unknown option of a group, a stray word, an unquoted non-ASCII value
     groups = ["dataset", "generator", "discriminator", "loss", "optimizer", "experiment", "model"]
     word = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz_") for _ in range(rng.randint(3, 9)))
     refused = [f"{rng.choice(groups)}={word}x", word, f"{rng.choice(keys)}=ünï{word}", f"-m {rng.choice(groups)}=hinge,{word}"]
-    for i, case in enumerate(cases + refused):
-        run = tmp_path / f"case{i}"
-        result = run_gantrain(*base, *case.split(), f"hydra.run.dir={run}", cwd=tmp_path, timeout=300)
+    runs = [tmp_path / f"case{i}" for i in range(len(cases + refused))]
+    results = run_commands([("gantrain", *base, *case.split(), f"hydra.run.dir={run}")
+                            for case, run in zip(cases + refused, runs)], cwd=tmp_path)
+    for case, run, result in zip(cases + refused, runs, results):
         if result.returncode == 0 and case in cases:
             assert (run / "checkpoints" / "last.pt").is_file(), case
         else:
