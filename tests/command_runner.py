@@ -30,6 +30,8 @@ def child(main, case: dict) -> int:
     os.dup2(out, 1)
     os.dup2(err, 2)
     os.chdir(case["cwd"])
+    if case.get("umask") is not None:
+        os.umask(case["umask"])
     os.environ.clear()
     os.environ.update(case["env"])
     sys.argv = [case["command"], *case["args"]]

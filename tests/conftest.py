@@ -79,15 +79,17 @@ def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None =
     return subprocess.run(command + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
-def run_commands(cases: list[tuple], cwd: Path, env: dict | None = None, timeout: float = 600) -> list[subprocess.CompletedProcess]:
-    """Many invocations of the installed console scripts, each in a process of its own (see command_runner.py):
-    cases are (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process per case."""
+def run_commands(cases: list[tuple], cwd: Path, env: dict | None = None, umask: int | None = None,
+                 timeout: float = 600) -> list[subprocess.CompletedProcess]:
+    """Many invocations of the installed console scripts, one after the other, each in a process of its own (see
+    command_runner.py): cases are (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process
+    per case."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
     streams = Path(tempfile.mkdtemp(prefix="gantrain-commands-"))
     try:
         jobs = [{"command": command, "args": list(args), "cwd": str(cwd), "env": full_env,
-                 "stdout": str(streams / f"{i}.out"), "stderr": str(streams / f"{i}.err")}
+                 "stdout": str(streams / f"{i}.out"), "stderr": str(streams / f"{i}.err"), "umask": umask}
                 for i, (command, *args) in enumerate(cases)]
         runner = subprocess.run([sys.executable, str(Path(__file__).with_name("command_runner.py"))], input=json.dumps(jobs),
                                 capture_output=True, text=True, timeout=timeout, env=full_env)

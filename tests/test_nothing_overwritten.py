@@ -14,7 +14,7 @@ from PIL import Image
 from gantrain.commands import translate as gtranslate
 from gantrain.errors import GantrainError
 
-from conftest import run_gantrain
+from conftest import run_commands, run_gantrain
 from test_hardening import one_line_error, snapshot
 
 pytestmark = pytest.mark.slow
@@ -41,15 +41,21 @@ def run(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name", ["grid.png", "arrays.npz"])
-def test_sample_refuses_an_existing_file_unless_overwrite(run, tmp_path, name):
-    out = tmp_path / name
-    out.write_bytes(b"mine")
-    line = one_line_error(command("gantrain-sample", str(run), f"out={out}", "n=4"), "gantrain-sample")
-    assert f"out={out} exists; choose another name, or overwrite=true" in line and out.read_bytes() == b"mine"
-    done = command("gantrain-sample", str(run), f"out={out}", "n=4", "overwrite=true")
-    assert done.returncode == 0, done.stderr
-    assert out.read_bytes() != b"mine" and out.stat().st_size > 100
+def test_sample_refuses_an_existing_file_unless_overwrite(run, tmp_path):
+    names = ("grid.png", "arrays.npz")
+    kept, replaced = [tmp_path / "kept" / name for name in names], [tmp_path / name for name in names]
+    for out in kept + replaced:
+        out.parent.mkdir(exist_ok=True)
+        out.write_bytes(b"mine")
+    results = run_commands([("gantrain-sample", str(run), f"out={out}", "n=4") for out in kept]
+                           + [("gantrain-sample", str(run), f"out={out}", "n=4", "overwrite=true") for out in replaced],
+                           cwd=tmp_path)
+    for out, result in zip(kept, results):
+        line = one_line_error(result, "gantrain-sample")
+        assert f"out={out} exists; choose another name, or overwrite=true" in line and out.read_bytes() == b"mine"
+    for out, done in zip(replaced, results[2:]):
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes() != b"mine" and out.stat().st_size > 100
 
 
 def test_sample_never_mixes_into_a_folder_that_holds_files(run, tmp_path):
@@ -58,47 +64,50 @@ def test_sample_never_mixes_into_a_folder_that_holds_files(run, tmp_path):
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in folder.iterdir()) == ["000000.png", "000001.png", "000002.png"]
     before = snapshot(folder)
-    for extra in ([], ["overwrite=true"]):
-        line = one_line_error(command("gantrain-sample", str(run), f"out={folder}", "n=5", "seed=1", *extra),
-                              "gantrain-sample")
-        assert "already holds 3 file(s); a folder of samples must be new or empty" in line
-    assert snapshot(folder) == before
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert command("gantrain-sample", str(run), f"out={empty}", "n=2").returncode == 0
-    assert len(list(empty.iterdir())) == 2
+    *refused, fine = run_commands([("gantrain-sample", str(run), f"out={folder}", "n=5", "seed=1", *extra)
+                                   for extra in ([], ["overwrite=true"])]
+                                  + [("gantrain-sample", str(run), f"out={empty}", "n=2")], cwd=tmp_path)
+    for result in refused:
+        line = one_line_error(result, "gantrain-sample")
+        assert "already holds 3 file(s); a folder of samples must be new or empty" in line
+    assert snapshot(folder) == before
+    assert fine.returncode == 0 and len(list(empty.iterdir())) == 2
 
 
 def test_sample_accepts_the_runs_checkpoints_folder(run, tmp_path):
-    out = tmp_path / "from_checkpoints.npz"
-    result = command("gantrain-sample", str(run / "checkpoints"), f"out={out}", "n=2")
-    assert result.returncode == 0, result.stderr
-    reference = tmp_path / "from_run.npz"
-    assert command("gantrain-sample", str(run), f"out={reference}", "n=2").returncode == 0
+    out, reference = tmp_path / "from_checkpoints.npz", tmp_path / "from_run.npz"
+    result, again = run_commands([("gantrain-sample", str(run / "checkpoints"), f"out={out}", "n=2"),
+                                  ("gantrain-sample", str(run), f"out={reference}", "n=2")], cwd=tmp_path)
+    assert result.returncode == 0 and again.returncode == 0, result.stderr + again.stderr
     assert np.array_equal(np.load(out)["samples"], np.load(reference)["samples"])
 
 
 def test_export_refuses_existing_files_unless_overwrite(run, tmp_path):
-    out = tmp_path / "g.pt"
+    out, replaced = tmp_path / "g.pt", tmp_path / "replaced.pt"
     out.write_bytes(b"mine")
-    line = one_line_error(command("gantrain-export", str(run), "format=torchscript", f"out={out}"), "gantrain-export")
-    assert f"{out} exists; choose another out=..., or overwrite=true" in line and out.read_bytes() == b"mine"
-    assert command("gantrain-export", str(run), "format=torchscript", f"out={out}", "overwrite=true").returncode == 0
-    assert torch.jit.load(str(out))(torch.zeros(2, 100)).shape[0] == 2
+    replaced.write_bytes(b"mine")
     weights = tmp_path / "w.safetensors"
     (tmp_path / "w.json").write_text("{}")  # the sidecar's name is taken: nothing is written
-    line = one_line_error(command("gantrain-export", str(run), "format=safetensors", f"out={weights}"), "gantrain-export")
+    refused, done, sidecar = run_commands([("gantrain-export", str(run), "format=torchscript", f"out={out}"),
+                                           ("gantrain-export", str(run), "format=torchscript", f"out={replaced}", "overwrite=true"),
+                                           ("gantrain-export", str(run), "format=safetensors", f"out={weights}")], cwd=tmp_path)
+    line = one_line_error(refused, "gantrain-export")
+    assert f"{out} exists; choose another out=..., or overwrite=true" in line and out.read_bytes() == b"mine"
+    assert done.returncode == 0, done.stderr
+    assert torch.jit.load(str(replaced))(torch.zeros(2, 100)).shape[0] == 2
+    line = one_line_error(sidecar, "gantrain-export")
     assert "w.json exists" in line and not weights.exists() and (tmp_path / "w.json").read_text() == "{}"
 
 
 def test_files_users_share_follow_the_umask(tmp_path):
     folder = tmp_path / "run"
-    trained = subprocess.run([exe("gantrain"), *TINY, f"hydra.run.dir={folder}"], capture_output=True, text=True,
-                             timeout=300, cwd=tmp_path, preexec_fn=lambda: os.umask(0o027))
-    assert trained.returncode == 0, trained.stderr
-    outputs = [command("gantrain-sample", str(folder), f"out={tmp_path / 's.npz'}", "n=2", umask=0o027),
-               command("gantrain-sample", str(folder), f"out={tmp_path / 's.png'}", "n=2", umask=0o027),
-               command("gantrain-export", str(folder), "format=torchscript", f"out={tmp_path / 'g.pt'}", umask=0o027)]
+    outputs = run_commands([("gantrain", *TINY, f"hydra.run.dir={folder}"),
+                            ("gantrain-sample", str(folder), f"out={tmp_path / 's.npz'}", "n=2"),
+                            ("gantrain-sample", str(folder), f"out={tmp_path / 's.png'}", "n=2"),
+                            ("gantrain-export", str(folder), "format=torchscript", f"out={tmp_path / 'g.pt'}")],
+                           cwd=tmp_path, umask=0o027)
     assert all(r.returncode == 0 for r in outputs), [r.stderr for r in outputs]
     files = [folder / "checkpoints" / "last.pt", folder / "checkpoints" / "step_00000004.pt",
              tmp_path / "s.npz", tmp_path / "s.png", tmp_path / "g.pt"]
@@ -152,17 +161,21 @@ def test_report_refuses_a_folder_of_ordinary_runs_and_writes_nothing(run, tmp_pa
 
 def test_report_refuses_a_metric_no_job_logs(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_gantrain("-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result, refused, ok = run_commands([("gantrain", "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={sweep}"),
+                                        ("gantrain-report", str(sweep), "optimized_metric=loss/dd"),
+                                        ("gantrain-report", str(sweep), "optimized_metric=loss/d", "direction=minimize")],
+                                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    line = one_line_error(command("gantrain-report", str(sweep), "optimized_metric=loss/dd"), "gantrain-report")
+    line = one_line_error(refused, "gantrain-report")
     assert "optimized_metric=loss/dd is logged by no job" in line and "did you mean loss/d?" in line
-    ok = command("gantrain-report", str(sweep), "optimized_metric=loss/d", "direction=minimize")
     assert ok.returncode == 0 and "best loss/d (minimize)" in ok.stdout
 
 
 def test_best_metric_is_checked_also_when_evaluation_is_off(tmp_path):
-    line = one_line_error(run_gantrain(*TINY, "trainer.best_metric=nope", f"hydra.run.dir={tmp_path / 'r'}", cwd=tmp_path))
+    refused, fine = run_commands([("gantrain", *TINY, "trainer.best_metric=nope", f"hydra.run.dir={tmp_path / 'r'}"),
+                                  ("gantrain", *TINY, "trainer.best_metric=fid_classifier", f"hydra.run.dir={tmp_path / 'ok'}")],
+                                 cwd=tmp_path)
+    line = one_line_error(refused)
     assert "trainer.best_metric=nope is not among the evaluated metrics (fid_classifier" in line
     assert not (tmp_path / "r").exists()
-    fine = run_gantrain(*TINY, "trainer.best_metric=fid_classifier", f"hydra.run.dir={tmp_path / 'ok'}", cwd=tmp_path)
     assert fine.returncode == 0, fine.stderr
