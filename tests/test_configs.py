@@ -48,6 +48,7 @@ def image_folder(tmp_path):
 def dataset_overrides(name: str, data_root: Path, image_folder: Path) -> list[str]:
     small = ["dataset.image_size=16", "trainer.batch_size=4", "generator.width=4", "discriminator.width=4"]
     extra = {"mnist": [f"dataset.root={data_root}"], "fashion_mnist": [f"dataset.root={data_root}"],
+             "mnist_captions": [f"dataset.root={data_root}"], "fashion_captions": [f"dataset.root={data_root}"],
              "stacked_mnist": [f"dataset.root={data_root}", "dataset.num_samples=1000"],
              "image_folder": [f"dataset.root={image_folder}", "dataset.image_size=16", "trainer.batch_size=4"],
              # translation sets train with their model
