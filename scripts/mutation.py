@@ -3,6 +3,8 @@
     python scripts/mutation.py losses                  # or any other name in TARGETS below
     python scripts/mutation.py data --whole            # every function of the module, not only its scope
     python scripts/mutation.py losses --workers 2 --timeout 60 --json out.json
+    python scripts/mutation.py text --survivors-of out.json --tests tests/test_text.py -k clip
+                                                       # do a fast selection's survivors die under slower tests?
 
 cosmic-ray rewrites the module in place for each mutant and runs a test command; here that happens in
 copies of the repository under a temporary folder (one per worker), never in the checkout this script
@@ -311,6 +313,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary copies (their path is printed)")
     parser.add_argument("--survivors-of", type=Path, metavar="JSON",
                         help="test only the survivors listed in an earlier --json report (same module source)")
+    parser.add_argument("--tests", nargs=argparse.REMAINDER, metavar="PYTEST_ARG",
+                        help="pytest arguments in place of the target's selection (last option: all that follows)")
     args = parser.parse_args()
     target = TARGETS[args.module]
 
@@ -331,7 +335,7 @@ def main() -> int:
 
         # xdist loaded by hand (plugin autoload is off): pyproject's addopts pass -n, and conftest uses worker_id
         test_command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "xdist.plugin", "-n", "0", "-p", "no:cacheprovider",
-                        *target.tests]
+                        *(args.tests or target.tests)]
         started = time.monotonic()
         baseline = subprocess.run(test_command, cwd=main_copy, env=env, capture_output=True, text=True)
         baseline_s = time.monotonic() - started
