@@ -146,10 +146,27 @@ def test_device_names():
         with pytest.raises(GantrainError) as err:
             gs.resolve_device(name)
         assert str(err.value) == f"device={name} is not one of auto, cpu, cuda, cuda:N"
-    if not torch.cuda.is_available():
-        with pytest.raises(GantrainError) as err:
-            gs.resolve_device("cuda:0")
-        assert str(err.value) == "device=cuda:0 but no CUDA device is available here; use device=cpu or device=auto"
+
+
+def test_cuda_names_are_checked_against_the_gpus_present(monkeypatch):
+    """What device= gives with 0, 1 or 2 GPUs (torch.cuda's two answers set here, so that every machine checks
+    every case; nothing is put on a GPU)."""
+    for count in (0, 1, 2):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda count=count: count > 0)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda count=count: count)
+        assert gs.resolve_device("auto") == torch.device("cuda" if count else "cpu")
+        for name in ("cuda", "cuda:0", "cuda:1", "cuda:2", "cuda:3"):
+            index = int(name[5:] or 0)
+            if count == 0:
+                with pytest.raises(GantrainError) as err:
+                    gs.resolve_device(name)
+                assert str(err.value) == f"device={name} but no CUDA device is available here; use device=cpu or device=auto"
+            elif index < count:
+                assert gs.resolve_device(name) == torch.device(name), (count, name)
+            else:
+                with pytest.raises(GantrainError) as err:
+                    gs.resolve_device(name)
+                assert str(err.value) == f"device={name} but only {count} CUDA device(s) exist", (count, name)
 
 
 def test_what_out_names_and_whether_it_may_be_written(tmp_path):
