@@ -81,7 +81,7 @@ class OptimizerConfig:
     alpha: float = 0.99
     eps: float = 1e-8
     lr_schedule: str = "constant"  # constant | linear (decay to 0 at trainer.steps) | constant_linear (constant, then linear from half way)
-    kernel: str = "auto"  # auto (fused Adam/AdamW, else foreach) | fused | foreach; a CUDA graph takes capturable foreach
+    kernel: str = "auto"  # auto (fused Adam/AdamW; SGD fused on CUDA; else foreach) | fused | foreach; a CUDA graph takes capturable foreach
     generator: NetworkOptim = field(default_factory=NetworkOptim)
     discriminator: NetworkOptim = field(default_factory=NetworkOptim)
 

@@ -378,6 +378,32 @@ def test_each_optimizer_name_gives_its_optimizer_with_the_settings(name, kind, s
         assert {k: group[k] for k in settings} == pytest.approx(settings), who
 
 
+def test_each_optimizer_name_takes_its_kernel_for_the_device_and_the_cuda_graph() -> None:
+    """The update kernel make_optimizer asks torch for, by name, optimizer.kernel, device and capture: fused Adam and
+    AdamW (CPU and CUDA) unless kernel=foreach, fused SGD on CUDA only, capturable foreach for a CUDA graph (SGD:
+    never captured). Only the choice is read here, so the CUDA rows run on any machine: nothing is stepped."""
+    from gantrain.config import OptimizerConfig
+    from gantrain.training.optim import make_optimizer
+
+    fused, foreach, capturable = {"fused": True}, {"foreach": True}, {"capturable": True, "foreach": True}
+    table = {  # (name, kernel, device, capture) -> the flags set
+        **{(name, kernel, device, False): fused for name in ("adam", "adamw") for kernel in ("auto", "fused")
+           for device in ("cpu", "cuda")},
+        **{(name, "foreach", device, False): foreach for name in ("adam", "adamw") for device in ("cpu", "cuda")},
+        **{(name, kernel, "cuda", True): capturable for name in ("adam", "adamw", "rmsprop")
+           for kernel in ("auto", "fused", "foreach") if (name, kernel) != ("rmsprop", "fused")},
+        **{("rmsprop", kernel, device, False): foreach for kernel in ("auto", "foreach") for device in ("cpu", "cuda")},
+        ("sgd", "auto", "cpu", False): foreach, ("sgd", "foreach", "cpu", False): foreach,
+        ("sgd", "auto", "cuda", False): fused, ("sgd", "foreach", "cuda", False): foreach,
+        ("sgd", "auto", "cuda", True): foreach,
+    }
+    for (name, kernel, device, capture), flags in table.items():
+        w = torch.nn.Parameter(torch.ones(3))
+        o = make_optimizer([w], OptimizerConfig(name=name, kernel=kernel), "generator", torch.device(device), capture)
+        chosen = {k: o.defaults.get(k) for k in ("fused", "foreach", "capturable") if o.defaults.get(k)}
+        assert chosen == flags, (name, kernel, device, capture)
+
+
 # ---- the CycleGAN history pool ----------------------------------------------------------------------
 
 

@@ -21,7 +21,8 @@ def make_optimizer(params: Iterable[Any], o: OptimizerConfig, who: str, device: 
     betas = tuple(own.betas if own is not None and own.betas is not None else o.betas)
     cuda = device.type == "cuda"
     # Fused Adam/AdamW is the fastest on CUDA and on the CPU (one pass over the weights: 4x the per-tensor
-    # update on one CPU thread); capture needs capturable foreach; kernel=foreach keeps 0.6.0's CPU update.
+    # update on one CPU thread); SGD is fused on CUDA only; capture needs capturable foreach; kernel=foreach keeps
+    # 0.6.0's CPU update (and foreach on CUDA).
     fused = o.kernel in ("auto", "fused")
     fast = {"capturable": True, "foreach": True} if capturable else ({"fused": True} if fused else {"foreach": True})
     if o.name == "adam":
@@ -32,7 +33,7 @@ def make_optimizer(params: Iterable[Any], o: OptimizerConfig, who: str, device: 
         fast = {"capturable": True, "foreach": True} if capturable else {"foreach": True}
         return torch.optim.RMSprop(params, lr=lr, alpha=o.alpha, eps=o.eps, momentum=o.momentum,
                                    weight_decay=o.weight_decay, **fast)
-    fast = {"fused": True} if cuda and not capturable else {"foreach": True}
+    fast = {"fused": True} if cuda and not capturable and o.kernel == "auto" else {"foreach": True}
     return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay, **fast)
 
 
