@@ -171,3 +171,18 @@ def test_under_torchrun_each_process_draws_its_own_noise_and_ada_averages_over_t
         drawn = torch.rand(3)
         torch.manual_seed(11 + 1_000_003 * rank)
         assert torch.equal(drawn, torch.rand(3)), rank
+
+
+def test_image_networks_on_cuda_run_channels_last_with_cudnn_autotuning(monkeypatch):
+    # The layout build asks for, by device and kind: read on the CPU modules here (nothing is put on a GPU).
+    from gantrain.training.games.gan import cuda_image_layout
+
+    for device, kind, expected in (("cuda", "image", True), ("cuda", "points", False), ("cuda:1", "image", True),
+                                   ("cpu", "image", False), ("cpu", "points", False)):
+        monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+        g, d = torch.nn.Conv2d(3, 4, 3), torch.nn.Sequential(torch.nn.Conv2d(4, 2, 3), torch.nn.Conv2d(2, 1, 3))
+        cuda_image_layout(torch.device(device), kind, g, d)
+        weights = [g.weight, d[0].weight, d[1].weight]
+        assert [w.is_contiguous(memory_format=torch.channels_last) for w in weights] == [expected] * 3, (device, kind)
+        assert [w.is_contiguous() for w in weights] == [not expected] * 3, (device, kind)
+        assert torch.backends.cudnn.benchmark is expected, (device, kind)
