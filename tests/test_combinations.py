@@ -399,7 +399,8 @@ def test_each_optimizer_name_takes_its_kernel_for_the_device_and_the_cuda_graph(
     }
     for (name, kernel, device, capture), flags in table.items():
         w = torch.nn.Parameter(torch.ones(3))
-        o = make_optimizer([w], OptimizerConfig(name=name, kernel=kernel), "generator", torch.device(device), capture)
+        config = OptimizerConfig(name="".join(list(name)), kernel="".join(list(kernel)))  # new strings, as a config file gives
+        o = make_optimizer([w], config, "generator", torch.device(device), capture)
         chosen = {k: o.defaults.get(k) for k in ("fused", "foreach", "capturable") if o.defaults.get(k)}
         assert chosen == flags, (name, kernel, device, capture)
 
