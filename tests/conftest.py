@@ -70,10 +70,16 @@ def data_root(request: pytest.FixtureRequest) -> Path:
     return cache
 
 
-def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real `gantrain` command; returns the completed process (stdout and stderr as text)."""
+def command_env(env: dict | None = None) -> dict:
+    """The environment of a command a test starts: this one, unbuffered, with Hydra's one-line errors kept."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     full_env.pop("HYDRA_FULL_ERROR", None)
+    return full_env
+
+
+def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `gantrain` command; returns the completed process (stdout and stderr as text)."""
+    full_env = command_env(env)
     exe = Path(sys.executable).with_name("gantrain")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.commands.train"]
     return subprocess.run(command + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
@@ -84,8 +90,7 @@ def run_commands(cases: list[tuple], cwd: Path, env: dict | None = None, umask: 
     """Many invocations of the installed console scripts, one after the other, each in a process of its own (see
     command_runner.py): cases are (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process
     per case."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
+    full_env = command_env(env)
     streams = Path(tempfile.mkdtemp(prefix="gantrain-commands-"))
     try:
         jobs = [{"command": command, "args": list(args), "cwd": str(cwd), "env": full_env,
