@@ -236,3 +236,69 @@ def test_bad_loss_settings_are_refused():
     ok = losses.Wasserstein(clip=0.01, gradient_penalty=0.0, r1_gamma=0.0)
     assert (ok.clip, ok.gp_weight, ok.r1_gamma) == (0.01, 0.0, 0.0)
     assert losses.Wasserstein().clip is None
+
+
+#: a logit's cost in D's loss as a real sample and as a generated one (d_loss = mean of the first over real
+#: logits + mean of the second over generated ones)
+COSTS = {
+    losses.Minimax: (lambda t: sp(-t), lambda t: sp(t)),
+    losses.NonSaturating: (lambda t: sp(-t), lambda t: sp(t)),
+    losses.Hinge: (lambda t: max(0.0, 1 - t), lambda t: max(0.0, 1 + t)),
+    losses.LeastSquares: (lambda t: 0.5 * (t - 1) ** 2, lambda t: 0.5 * t**2),
+}
+
+
+@pytest.mark.parametrize("cls", list(COSTS), ids=lambda c: c.__name__)
+def test_the_accuracy_threshold_is_where_a_logit_costs_as_much_as_real_as_as_fake(cls):
+    # D calls a sample real above the loss's threshold (d/acc_real, d/acc_fake): the logit whose cost as a real
+    # sample equals its cost as a generated one (0 for the sigmoid and hinge losses, 0.5 for LSGAN's 0/1 targets)
+    as_real, as_fake = COSTS[cls]
+    loss = cls()
+    for r, f in ((0.3, -0.7), (1.6, 0.2)):  # the costs are the loss's
+        assert float(loss.d_loss(torch.tensor([r]), torch.tensor([f]))) == pytest.approx(as_real(r) + as_fake(f))
+    t = loss.threshold
+    assert as_real(t) == pytest.approx(as_fake(t))
+    assert as_real(t + 0.25) < as_fake(t + 0.25) and as_real(t - 0.25) > as_fake(t - 0.25)
+    assert losses.Wasserstein.threshold is None  # a critic's values have no such point
+
+
+def test_the_matching_aware_penalty_defaults_to_dfgans_power_and_trains_d():
+    import inspect
+
+    import yaml
+
+    w, v = torch.randn(12, requires_grad=True), torch.randn(3, requires_grad=True)
+
+    def judge(x, e):  # linear: grad_x = w, grad_e = v for every sample
+        return x.flatten(1) @ w + e @ v
+
+    x, e = torch.randn(4, 3, 2, 2), torch.randn(4, 3)  # images and embeddings of different widths
+    penalty = losses.matching_gradient_penalty(judge, x, e)
+    norm = (w.detach().square().sum() + v.detach().square().sum()).sqrt()
+    torch.testing.assert_close(penalty.detach(), norm**6)  # DF-GAN's p = 6 by default
+    penalty.backward()  # the penalty trains D: d/dw ||(w, v)||^6 = 6 ||(w, v)||^4 w
+    torch.testing.assert_close(w.grad, 6 * norm**4 * w.detach())
+    torch.testing.assert_close(v.grad, 6 * norm**4 * v.detach())
+    # the same default in the function, in the losses and in every loss config
+    assert inspect.signature(losses.matching_gradient_penalty).parameters["power"].default == 6.0
+    assert (losses.Hinge().matching_power, losses.Hinge().matching_weight) == (6.0, 0.0)
+    from conftest import REPO
+
+    for path in sorted((REPO / "configs" / "loss").glob("*.yaml")):
+        node = yaml.safe_load(path.read_text())["loss"]
+        if "matching_power" in node:
+            assert (node["matching_power"], node["matching_penalty"]) == (6.0, 0.0), path.name
+
+
+def test_matching_penalty_settings_are_checked():
+    from gantrain.errors import GantrainError
+
+    with pytest.raises(GantrainError, match="matching_penalty"):
+        losses.Hinge(matching_penalty=-0.5)
+    with pytest.raises(GantrainError, match=r"matching_power=0.5 must be 1 or more"):
+        losses.Hinge(matching_power=0.5)
+    assert losses.Hinge(matching_power=1.0).matching_power == 1.0  # 1 is allowed
+    on = losses.Hinge(matching_penalty=0.5)
+    assert on.has_penalty is True and on.matching_weight == 0.5  # the matching penalty alone counts
+    # GANLoss.penalty holds the loss's own terms only: the text game adds the matching one
+    assert float(on.penalty(lambda x: x.sum(1), torch.randn(2, 3), torch.randn(2, 3))) == 0.0
