@@ -1,15 +1,22 @@
-"""Runs many invocations of gantrain's console scripts from one process: it loads each command's entry point
-(the one `pip install` registered) once, then forks a fresh child for every invocation, which sets its argv,
-working folder and environment, sends stdout and stderr to files and exits with the command's exit code, as
-the installed script does (`sys.exit(main())`). The children skip the imports (about 2 s a command on the
-test machines); what they run is the command's own code, in a process of its own.
+"""Runs gantrain's console scripts for the tests from one warm process per test worker: it loads each command's
+entry point (the one `pip install` registered) and the modules every run imports on first use (torch's compiler
+front end, which a meta-device or optimizer call pulls in, and TensorBoard's writer) once, then forks a fresh
+child for every command line. The child sets its argv, working folder, environment and umask, sends stdout and
+stderr to files, runs the command as the installed script does (`sys.exit(main())`), then ends as Python ends a
+script: threads joined, exit handlers run, output flushed, the exit code (an uncaught exception: its traceback on
+stderr and code 1). What a child runs is the command's own code, in a process of its own; it skips the imports
+(about 3 s a command on the test machines).
 
-Read by conftest.run_commands: a JSON list of cases on stdin, a JSON list of exit codes on stdout.
-An environment variable that takes effect at import (OMP_NUM_THREADS for torch, say) is the runner's own.
+Protocol (conftest.run_commands and run_gantrain): one JSON case a line on stdin; for each, two JSON lines on the
+file descriptor given as the only argument: {"pid": N} once the child runs, then {"code": C} when it ended.
+An environment variable that takes effect at import (OMP_NUM_THREADS for torch, say) is the runner's own:
+conftest starts a real process for a case that changes one.
 """
+import atexit
 import json
 import os
 import sys
+import threading
 import traceback
 from importlib.metadata import entry_points
 
@@ -25,6 +32,9 @@ def exit_code(code: object) -> int:
 
 
 def child(main, case: dict) -> int:
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)  # the requests are the runner's, not the command's
+    sys.stdin = open(os.devnull)
     out = os.open(case["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     err = os.open(case["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(out, 1)
@@ -44,28 +54,52 @@ def child(main, case: dict) -> int:
         return 1
 
 
-def run(cases: list[dict]) -> list[int]:
+def finish(code: int) -> None:
+    """End the child as the interpreter ends a script: join the threads, run the exit handlers, flush."""
+    try:
+        shutdown = getattr(threading, "_shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        atexit._run_exitfuncs()
+    except BaseException:
+        traceback.print_exc()
+        code = code or 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def warm_up() -> dict:
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.value.startswith("gantrain.")}
-    mains = {name: scripts[name].load() for name in {case["command"] for case in cases}}
-    codes = []
-    for case in cases:
+    mains = {name: ep.load() for name, ep in scripts.items()}
+    import torch._dynamo  # noqa: F401  (what the first meta-device linear layer or optimizer step imports)
+    import torch.utils.tensorboard  # noqa: F401
+
+    return mains
+
+
+def serve(reply_fd: int) -> None:
+    mains = warm_up()
+    replies = os.fdopen(reply_fd, "w", buffering=1)
+    for line in sys.stdin:
+        case = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
+            replies.close()
             code = 1
             try:
                 code = child(mains[case["command"]], case)
             finally:
-                try:
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                finally:
-                    os._exit(code)
-        codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-    return codes
+                finish(code)
+        replies.write(json.dumps({"pid": pid}) + "\n")
+        status = os.waitpid(pid, 0)[1]
+        replies.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n")
 
 
 if __name__ == "__main__":
-    cases = json.load(sys.stdin)
-    sys.stdin = open(os.devnull)
-    results = run(cases)
-    sys.stdout.write(json.dumps(results))
+    serve(int(sys.argv[1]))

@@ -78,30 +78,122 @@ def command_env(env: dict | None = None) -> dict:
 
 
 def run_gantrain(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real `gantrain` command; returns the completed process (stdout and stderr as text)."""
-    full_env = command_env(env)
-    exe = Path(sys.executable).with_name("gantrain")
-    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "gantrain.commands.train"]
-    return subprocess.run(command + list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    """Run the real `gantrain` command (through the warm runner: see run_commands); returns the completed
+    process (stdout and stderr as text)."""
+    return run_commands([("gantrain", *args)], cwd=cwd, env=env, timeout=timeout)[0]
+
+
+def run_command(name: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None,
+                umask: int | None = None) -> subprocess.CompletedProcess:
+    """Run one installed console script (gantrain-eval, gantrain-sample, ...) as run_gantrain runs gantrain."""
+    return run_commands([(name, *args)], cwd=cwd or Path.cwd(), env=env, timeout=timeout, umask=umask)[0]
+
+
+#: environment variables read when a program starts or imports torch: a case that sets one differently from
+#: the warm runner's own gets a process started from scratch
+STARTUP_VARIABLES = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "CUDA_", "PYTORCH_", "TORCH", "LD_")
+
+
+class WarmRunner:
+    """This test process's command_runner.py: started on first use, kept for the session (one per worker)."""
+
+    def __init__(self) -> None:
+        self.env = command_env()
+        read, self.write_end = os.pipe()
+        self.replies = read
+        self.log = tempfile.NamedTemporaryFile(prefix="gantrain-runner-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("command_runner.py")), str(self.write_end)],
+                                     stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, env=self.env,
+                                     pass_fds=(self.write_end,), text=True)
+        os.close(self.write_end)
+        self.buffer = b""
+
+    def startup(self) -> dict:
+        return {k: v for k, v in self.env.items() if k.startswith(STARTUP_VARIABLES)}
+
+    def reply(self, deadline: float | None) -> dict | None:
+        """The runner's next reply line, or None at the deadline."""
+        import select
+        import time
+
+        while b"\n" not in self.buffer:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self.replies], [], [], wait)[0]:
+                return None
+            chunk = os.read(self.replies, 65536)
+            if not chunk:
+                raise AssertionError(f"the command runner ended: {Path(self.log.name).read_text()[-3000:]}")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, job: dict, timeout: float) -> int:
+        import signal
+        import time
+
+        self.proc.stdin.write(json.dumps(job) + "\n")
+        self.proc.stdin.flush()
+        pid = self.reply(None)["pid"]
+        done = self.reply(time.monotonic() + timeout)
+        if done is None:  # as subprocess.run(timeout=...) does: kill the command, then say so
+            os.kill(pid, signal.SIGKILL)
+            self.reply(None)
+            raise subprocess.TimeoutExpired([job["command"], *job["args"]], timeout,
+                                            Path(job["stdout"]).read_text(), Path(job["stderr"]).read_text())
+        return done["code"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        os.close(self.replies)
+        self.log.close()
+        os.unlink(self.log.name)
+
+
+_RUNNER: WarmRunner | None = None
+
+
+def warm_runner() -> WarmRunner:
+    global _RUNNER
+    if _RUNNER is None or _RUNNER.proc.poll() is not None:
+        _RUNNER = WarmRunner()
+    return _RUNNER
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _RUNNER is not None and _RUNNER.proc.poll() is None:
+        _RUNNER.close()
 
 
 def run_commands(cases: list[tuple], cwd: Path, env: dict | None = None, umask: int | None = None,
                  timeout: float = 600) -> list[subprocess.CompletedProcess]:
-    """Many invocations of the installed console scripts, one after the other, each in a process of its own (see
-    command_runner.py): cases are (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process
-    per case."""
+    """Invocations of the installed console scripts, one after the other, each in a process of its own: cases are
+    (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process per case. They run through the
+    warm runner (command_runner.py), which forks each from a process that has imported gantrain and torch already;
+    a case whose environment changes a variable read at start-up (STARTUP_VARIABLES) runs as a program of its own."""
     full_env = command_env(env)
+    if umask is None:  # the test's own, as a program it started would inherit
+        umask = os.umask(0o022)
+        os.umask(umask)
+    runner = warm_runner()
+    startup = {k: v for k, v in full_env.items() if k.startswith(STARTUP_VARIABLES)}
     streams = Path(tempfile.mkdtemp(prefix="gantrain-commands-"))
+    results = []
     try:
-        jobs = [{"command": command, "args": list(args), "cwd": str(cwd), "env": full_env,
-                 "stdout": str(streams / f"{i}.out"), "stderr": str(streams / f"{i}.err"), "umask": umask}
-                for i, (command, *args) in enumerate(cases)]
-        runner = subprocess.run([sys.executable, str(Path(__file__).with_name("command_runner.py"))], input=json.dumps(jobs),
-                                capture_output=True, text=True, timeout=timeout, env=full_env)
-        assert runner.returncode == 0, runner.stderr[-3000:]
-        codes = json.loads(runner.stdout)
-        return [subprocess.CompletedProcess([job["command"], *job["args"]], code, Path(job["stdout"]).read_text(),
-                                            Path(job["stderr"]).read_text()) for job, code in zip(jobs, codes)]
+        for i, (command, *args) in enumerate(cases):
+            if startup != runner.startup():
+                exe = Path(sys.executable).with_name(command)
+                if not exe.exists():
+                    raise AssertionError(f"{exe} is missing: pip install -e . puts the console scripts there")
+                results.append(subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
+                                              timeout=timeout, env=full_env))
+                continue
+            job = {"command": command, "args": list(args), "cwd": str(cwd), "env": full_env,
+                   "stdout": str(streams / f"{i}.out"), "stderr": str(streams / f"{i}.err"), "umask": umask}
+            code = runner.run(job, timeout)
+            results.append(subprocess.CompletedProcess([command, *args], code, Path(job["stdout"]).read_text(),
+                                                       Path(job["stderr"]).read_text()))
+        return results
     finally:
         shutil.rmtree(streams, ignore_errors=True)
 

@@ -1,7 +1,5 @@
 """Control of a trained generator: W truncation, truncation strips and style mixing (gantrain.nets.control and
 gantrain-sample), with their one-line refusals."""
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,6 +10,7 @@ from gantrain.errors import GantrainError
 from gantrain.nets.control import parse_layers, style_mix, synthesize
 from gantrain.nets.dcgan import DCGANGenerator
 from gantrain.nets.stylegan2 import StyleGAN2Generator
+from conftest import run_command
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +86,12 @@ def test_a_strip_has_one_column_per_psi_from_the_same_latents(G):
 def test_the_style_mixing_figure_through_the_console_script(tmp_path, tiny_stylegan2_runs):
     run = tiny_stylegan2_runs["plain"]
     out = tmp_path / "mix.png"
-    command = [sys.executable, "-m", "gantrain.commands.sample", str(run), "style_mix=true", "rows=3", "cols=4",
-               "layers=0-2", f"out={out}"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command = ["gantrain-sample", str(run), "style_mix=true", "rows=3", "cols=4", "layers=0-2", f"out={out}"]
+    proc = run_command(*command, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (5 * 18 + 2, 4 * 18 + 2)  # (cols + 1) x (rows + 1) tiles of 16 px + padding
-    again = subprocess.run([*command[:-1], f"out={tmp_path / 'again.png'}"], capture_output=True, text=True, timeout=300)
+    again = run_command(*command[:-1], f"out={tmp_path / 'again.png'}", timeout=300)
     assert again.returncode == 0 and (tmp_path / "again.png").read_bytes() == out.read_bytes()  # the seed decides
-    bad = subprocess.run([*command[:-2], "layers=0-40", f"out={tmp_path / 'x.png'}"], capture_output=True, text=True,
-                         timeout=300)
+    bad = run_command(*command[:-2], "layers=0-40", f"out={tmp_path / 'x.png'}", timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "layers 0..5" in bad.stderr
     assert not (tmp_path / "x.png").exists()

@@ -1,7 +1,5 @@
 """Latent directions: PCA and label boundaries on planted data, the direction file's round trip, edits along a
 direction (strength 0 is the sample itself) and the commands through their console scripts."""
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,6 +11,7 @@ from gantrain.errors import GantrainError
 from gantrain.eval.directions import (label_directions, linear_boundary, load_directions, pca_directions,
                                      sample_latents, save_directions)
 from gantrain.nets.stylegan2 import StyleGAN2Generator
+from conftest import run_command
 
 
 def test_pca_finds_the_axes_of_a_stretched_cloud_in_order():
@@ -160,16 +159,14 @@ def test_a_direction_file_round_trips_and_a_bad_one_is_one_line(tmp_path):
 def test_directions_and_edits_through_the_console_scripts(tmp_path, tiny_stylegan2_runs):
     run = tiny_stylegan2_runs["plain"]
     dirs = tmp_path / "pca.npz"
-    made = subprocess.run([sys.executable, "-m", "gantrain.commands.directions", str(run), "method=pca", "k=3", "n=500",
-                           f"out={dirs}"], capture_output=True, text=True, timeout=300)
+    made = run_command("gantrain-directions", str(run), "method=pca", "k=3", "n=500", f"out={dirs}", timeout=300)
     assert made.returncode == 0, made.stderr
     assert "3 direction(s) in w" in made.stdout and load_directions(dirs)["directions"].shape == (3, 8)
-    again = subprocess.run([sys.executable, "-m", "gantrain.commands.directions", str(run), f"out={dirs}"],
-                           capture_output=True, text=True, timeout=300)
+    again = run_command("gantrain-directions", str(run), f"out={dirs}", timeout=300)
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # the file is not replaced
     edit = tmp_path / "edit.png"
-    proc = subprocess.run([sys.executable, "-m", "gantrain.commands.sample", str(run), f"direction={dirs}:1",
-                           "strength=-2:2:5", "n=3", f"out={edit}"], capture_output=True, text=True, timeout=300)
+    proc = run_command("gantrain-sample", str(run), f"direction={dirs}:1", "strength=-2:2:5", "n=3", f"out={edit}",
+                       timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert Image.open(edit).size == (5 * 18 + 2, 3 * 18 + 2)  # 3 rows x 5 strengths of 16 px
     G = gantrain.load_generator(run)
@@ -177,11 +174,10 @@ def test_directions_and_edits_through_the_console_scripts(tmp_path, tiny_stylega
     plain = generate(G, Request(n=3, n_given=True, latent=None, direction=(dirs, 1), strength=(0.0, 0.0, 1)))
     torch.testing.assert_close(edited.samples.view(3, 5, 1, 16, 16)[:, 2], plain.samples)  # strength 0
     assert not torch.allclose(edited.samples.view(3, 5, 1, 16, 16)[:, 0], plain.samples)
-    bad = subprocess.run([sys.executable, "-m", "gantrain.commands.sample", str(run), f"direction={dirs}:9",
-                          f"out={tmp_path / 'x.png'}"], capture_output=True, text=True, timeout=300)
+    bad = run_command("gantrain-sample", str(run), f"direction={dirs}:9", f"out={tmp_path / 'x.png'}", timeout=300)
     assert bad.returncode == 2 and "directions 0..2" in bad.stderr and bad.stderr.count("\n") == 1
-    wrong = subprocess.run([sys.executable, "-m", "gantrain.commands.directions", str(run), "method=labels",
-                            "classes=3,3", f"out={tmp_path / 'y.npz'}"], capture_output=True, text=True, timeout=300)
+    wrong = run_command("gantrain-directions", str(run), "method=labels", "classes=3,3", f"out={tmp_path / 'y.npz'}",
+                        timeout=300)
     assert wrong.returncode == 2 and "two different classes" in wrong.stderr
 
 

@@ -5,7 +5,6 @@ between two computations on this machine."""
 import itertools
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from gantrain.data.images import MNIST
 from gantrain.errors import GantrainError
 from gantrain.data.translation import Edges2MNIST
 from gantrain.data.outlines import draw_outlines, held_out_outlines, sample_styles, sobel_edges
+from conftest import run_command
 
 N = 64  # digits per style check
 
@@ -164,14 +164,13 @@ def exe(name):
 def test_gantrain_eval_reports_every_outline_style(classifier_cache, data_root, tmp_path):
     env = {**os.environ, "GANTRAIN_CACHE": str(classifier_cache), "OMP_NUM_THREADS": "1"}
     run = tmp_path / "run"
-    trained = subprocess.run(
-        [exe("gantrain"), "experiment=pix2pix_edges2mnist", f"dataset.root={data_root}", "dataset.download=false",
+    trained = run_command(
+        "gantrain", "experiment=pix2pix_edges2mnist", f"dataset.root={data_root}", "dataset.download=false",
          "trainer.device=cpu", "trainer.steps=2", "trainer.batch_size=4", "trainer.log_every=1", "trainer.sample_every=2",
          "trainer.ckpt_every=2", "trainer.eval_every=0", "trainer.progress=false", "generator.width=8",
-         "discriminator.width=8", f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=300, env=env)
+         "discriminator.width=8", f"hydra.run.dir={run}", timeout=300, env=env)
     assert trained.returncode == 0, trained.stderr[-2000:]
-    result = subprocess.run([exe("gantrain-eval"), str(run), "num_samples=100", "device=cpu"],
-                            capture_output=True, text=True, timeout=300, env=env)
+    result = run_command("gantrain-eval", str(run), "num_samples=100", "device=cpu", timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     printed = dict(line.split(": ", 1) for line in result.stdout.splitlines() if line.startswith(("label_acc[", "floor/")))
     report = json.loads((run / "eval.json").read_text())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import gantrain
-from conftest import run_commands, run_gantrain
+from conftest import run_command, run_commands, run_gantrain
 from gantrain.errors import GantrainError
 
 pytestmark = pytest.mark.slow
@@ -189,8 +189,7 @@ def test_two_processes_never_share_a_run_folder(tmp_path):
 
 def test_partial_evaluation_merges_into_eval_json(trained):
     def evaluate(*args):
-        result = subprocess.run([exe("gantrain-eval"), str(trained), "num_samples=300", *args], capture_output=True,
-                                text=True, timeout=600)
+        result = run_command("gantrain-eval", str(trained), "num_samples=300", *args)
         assert result.returncode == 0, result.stderr
         return json.loads((trained / "eval.json").read_text())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, replay_generator, run_gantrain
+from conftest import FAST, replay_generator, run_command, run_gantrain
 from gantrain.eval.metrics import class_histogram, fid, frechet_distance, inception_score, precision_recall
 
 
@@ -136,7 +136,6 @@ def test_classifier_reaches_98_percent_on_mnist(data_root, classifier_cache, tmp
     """The classifier the metrics read (trained once per session, by whichever test needs it first, with the
     steps gantrain-classifier takes by default) reaches 98%; the command itself trains, reports and caches one
     (a short run here, into a cache of its own: the session's classifier stays)."""
-    import os
 
     from gantrain.data.images import MNIST
     from gantrain.eval.classifier import TRAINING_STEPS, load_classifier
@@ -145,10 +144,8 @@ def test_classifier_reaches_98_percent_on_mnist(data_root, classifier_cache, tmp
     assert meta["test_accuracy"] >= 0.98 and TRAINING_STEPS == 1000
     saved = torch.load(classifier_cache / "classifiers" / "MNIST-28px.pt", weights_only=True)
     assert saved["test_accuracy"] == meta["test_accuracy"]
-    env = {**os.environ, "GANTRAIN_CACHE": str(tmp_path)}
-    result = subprocess.run([str(Path(sys.executable).with_name("gantrain-classifier")), "dataset=mnist",
-                             f"dataset.root={data_root}", "device=cpu", "steps=10"], capture_output=True, text=True,
-                            timeout=900, env=env)
+    result = run_command("gantrain-classifier", "dataset=mnist", f"dataset.root={data_root}", "device=cpu", "steps=10",
+                         timeout=900, env={"GANTRAIN_CACHE": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     accuracy = float(result.stdout.split("MNIST-28px classifier: test accuracy ")[1].split("%")[0])
     assert 30.0 < accuracy < 90.0  # 10 steps: well above chance (10%), short of the full run (63% here)
@@ -207,7 +204,7 @@ def test_gantrain_eval_on_a_digits_run(tmp_path):
     run = tmp_path / "run"
     assert run_gantrain("trainer.steps=20", "trainer.ema_decay=0.9", *FAST, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
     exe = str(Path(sys.executable).with_name("gantrain-eval"))
-    result = subprocess.run([exe, str(run), "num_samples=500"], capture_output=True, text=True, timeout=600)
+    result = run_command("gantrain-eval", str(run), "num_samples=500")
     assert result.returncode == 0, result.stderr
     report = json.loads((run / "eval.json").read_text())
     assert report["generator"] == "ema" and report["step"] == 20
@@ -219,7 +216,7 @@ def test_gantrain_eval_on_a_digits_run(tmp_path):
                              env={**__import__("os").environ, "TORCH_HOME": str(tmp_path / "torch-home"),
                                   "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9"})
     assert offline.returncode == 2 and "InceptionV3" in offline.stderr and "TORCH_HOME" in offline.stderr
-    bad = subprocess.run([exe, str(run), "metrics=[fidd]"], capture_output=True, text=True, timeout=600)
+    bad = run_command("gantrain-eval", str(run), "metrics=[fidd]")
     assert bad.returncode == 2 and "unknown metric(s) fidd" in bad.stderr
 
 

@@ -1,6 +1,5 @@
 """No command replaces or mixes into what a user already has without overwrite=true, also against a concurrent
 writer; files follow the umask; gantrain-report refuses what is not a sweep; metric names are checked."""
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from PIL import Image
 from gantrain.commands import translate as gtranslate
 from gantrain.errors import GantrainError
 
-from conftest import run_commands, run_gantrain
+from conftest import run_command, run_commands, run_gantrain
 from test_hardening import one_line_error, snapshot
 
 pytestmark = pytest.mark.slow
@@ -29,8 +28,7 @@ def exe(name: str) -> str:
 
 
 def command(name: str, *args: str, umask: int = 0o022) -> subprocess.CompletedProcess:
-    return subprocess.run([exe(name), *args], capture_output=True, text=True, timeout=300,
-                          preexec_fn=lambda: os.umask(umask))
+    return run_command(name, *args, timeout=300, umask=umask)
 
 
 @pytest.fixture(scope="module")

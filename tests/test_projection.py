@@ -3,8 +3,6 @@ gantrain-project writes its files, skips unreadable images and refuses impossibl
 small networks built here, a few steps of project() equal their computation by hand (draws, distance, noise
 regulariser, schedule, jitter, Adam), as do psnr and the regulariser."""
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from gantrain.eval.projection import noise_regularization, project, psnr
 from gantrain.nets.control import synthesize
 from gantrain.nets.dcgan import DCGANGenerator
 from gantrain.nets.stylegan2 import StyleGAN2Generator
+from conftest import run_command
 
 @pytest.fixture(scope="module")
 def G():
@@ -83,9 +82,8 @@ def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, t
     G = gantrain.load_generator(run)
     folder = _folder(tmp_path / "in", G)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "gantrain.commands.project", str(run), f"input={folder}", f"out={out}",
-               "steps=40", "labels=1", "perceptual=none"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    command = ["gantrain-project", str(run), f"input={folder}", f"out={out}", "steps=40", "labels=1", "perceptual=none"]
+    proc = run_command(*command)
     assert proc.returncode == 1, proc.stderr  # one file could not be read: reported, the rest done
     assert "could not read 1 of 3" in proc.stderr and "broken.png" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == ["0.npz", "0.png", "0_strip.png", "1.npz", "1.png", "1_strip.png"]
@@ -103,7 +101,7 @@ def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, t
         err = capsys.readouterr().err
         assert stopped.value.code == 2 and err.count("\n") == 1 and words in err, (args, err)
         assert not (tmp_path / "other").exists()
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    again = run_command(*command)
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # nothing replaced without overwrite
 
 

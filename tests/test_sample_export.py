@@ -26,6 +26,7 @@ from gantrain.commands import sample as gsample
 from gantrain.data.base import to_uint8_image
 from gantrain.errors import GantrainError
 from gantrain.nets.base import Generator
+from conftest import run_command
 
 TINY = ["dataset=digits", "trainer.device=cpu", "trainer.steps=2", "trainer.batch_size=16", "generator.base_channels=4",
         "discriminator.base_channels=4", "trainer.log_every=1", "trainer.sample_every=100", "trainer.ckpt_every=100",
@@ -53,9 +54,7 @@ def g(runs: dict[str, Path]) -> Generator:
 def command(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run a real console script (next to sys.executable, else `python -m gantrain.<module>`)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    exe = Path(sys.executable).with_name(name)
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", f"gantrain.commands.{name.split('-')[1]}"]
-    return subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    return run_command(name, *args, cwd=cwd, timeout=300, env=env)
 
 
 def call(main, args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:

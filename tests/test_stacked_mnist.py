@@ -3,15 +3,11 @@ own errors), the mode metrics (pure functions on hand-made histograms; the MNIST
 and on a collapsed batch), the choice of metrics, and a tiny `gantrain` run scored by `gantrain-eval`."""
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import FAST, REPO, replay_generator, run_gantrain
+from conftest import FAST, REPO, replay_generator, run_command, run_gantrain
 from gantrain.errors import GantrainError
 from gantrain.eval.metrics import kl_to_uniform, mode_histogram, modes_covered, stacked_mnist_metrics
 from gantrain.data.stacked_mnist import StackedMNIST, classify_stacked, label_digits, stacked_labels
@@ -229,11 +225,7 @@ def test_gantrain_run_then_gantrain_eval_prints_modes_and_kl(data_root, tmp_path
                           f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     # 2,000 samples here to keep the test short; the metrics are defined for any count (26,000 by default)
-    exe = str(Path(sys.executable).with_name("gantrain-eval"))
-    options = [str(run), "num_samples=2000", "device=cpu"]
-    command = [exe, *options] if Path(exe).exists() else \
-        [sys.executable, "-c", "from gantrain.commands.evaluate import eval_main; eval_main()", *options]
-    evaluated = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
+    evaluated = run_command("gantrain-eval", str(run), "num_samples=2000", "device=cpu")
     assert evaluated.returncode == 0, evaluated.stderr
     rows = {line.split()[0]: line.split()[1:] for line in evaluated.stdout.splitlines() if line.startswith("stacked_")}
     assert set(rows) == {"stacked_modes", "stacked_kl"} and all(len(v) == 2 for v in rows.values())  # value, floor

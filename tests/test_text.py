@@ -3,7 +3,6 @@ the matching-aware term and penalty against hand computations, exact resume, and
 import json
 import random
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 import gantrain
-from conftest import run_gantrain
+from conftest import run_command, run_gantrain
 from gantrain.data.captions import DIGIT_SCHEME, CaptionedMNIST, ink_box_area, levels, slant, stroke_thickness
 from gantrain.data.text import folder_captions
 from gantrain.tokens import Vocabulary, caption_tokens, tokenize
@@ -425,8 +424,7 @@ def test_the_text_floor_classifies_the_test_digits_at_the_runs_size(data_root):
 
 
 def _sample(*args, cwd):
-    exe = Path(sys.executable).with_name("gantrain-sample")
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return run_command("gantrain-sample", *args, cwd=cwd, timeout=300)
 
 
 def test_gantrain_sample_draws_by_text_through_the_real_command(text_run, tmp_path, capsys, caplog):

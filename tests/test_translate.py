@@ -3,8 +3,6 @@ real MNIST (edges2mnist with pix2pix, mnist2mnistm with CycleGAN) and translator
 import json
 import logging
 import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from gantrain.errors import GantrainError
 from gantrain.nets.translation import Translator, to_channels
 from gantrain.data.translation import MNIST2MNISTM, Edges2MNIST, UnpairedFolder
 from gantrain.eval.translation import HIGHER_IS_BETTER, TranslationEvaluator, make_translation_evaluator
+from conftest import run_command
 
 TINY = ["trainer.device=cpu", "trainer.steps=4", "trainer.batch_size=4", "trainer.log_every=2", "trainer.sample_every=4",
         "trainer.ckpt_every=4", "trainer.progress=false", "generator.width=8", "discriminator.width=8"]
@@ -220,8 +219,7 @@ def images(tmp_path):
 def test_translate_a_folder_through_the_command(pix2pix_run, images, tmp_path):
     before = {p.name: p.read_bytes() for p in images.iterdir()}
     out = tmp_path / "out" / "new"
-    result = subprocess.run([exe("gantrain-translate"), str(pix2pix_run), f"input={images}", f"out={out}"],
-                            capture_output=True, text=True, timeout=300)
+    result = run_command("gantrain-translate", str(pix2pix_run), f"input={images}", f"out={out}", timeout=300)
     assert result.returncode == 1, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "broken.png" in result.stderr, result.stderr
     assert result.stdout.strip() == f"translated 3 images AtoB into {out}"
@@ -283,8 +281,7 @@ def test_cyclegan_translates_back_from_mnistm(cyclegan_run, images, tmp_path, ca
 def test_gantrain_eval_on_a_translation_run(pix2pix_run, edges, capsys):
     from gantrain.commands.evaluate import eval_main
 
-    result = subprocess.run([exe("gantrain-eval"), str(pix2pix_run), "num_samples=200", "device=cpu"],
-                            capture_output=True, text=True, timeout=300, env={**os.environ})
+    result = run_command("gantrain-eval", str(pix2pix_run), "num_samples=200", "device=cpu", timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("metric"))
