@@ -108,9 +108,6 @@ class WarmRunner:
         os.close(self.write_end)
         self.buffer = b""
 
-    def startup(self) -> dict:
-        return {k: v for k, v in self.env.items() if k.startswith(STARTUP_VARIABLES)}
-
     def reply(self, deadline: float | None) -> dict | None:
         """The runner's next reply line, or None at the deadline."""
         import select
@@ -170,18 +167,20 @@ def run_commands(cases: list[tuple], cwd: Path, env: dict | None = None, umask: 
     """Invocations of the installed console scripts, one after the other, each in a process of its own: cases are
     (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process per case. They run through the
     warm runner (command_runner.py), which forks each from a process that has imported gantrain and torch already;
-    a case whose environment changes a variable read at start-up (STARTUP_VARIABLES) runs as a program of its own."""
+    a case whose `env` changes a variable read at start-up (STARTUP_VARIABLES) runs as a program of its own."""
     full_env = command_env(env)
     if umask is None:  # the test's own, as a program it started would inherit
         umask = os.umask(0o022)
         os.umask(umask)
     runner = warm_runner()
-    startup = {k: v for k, v in full_env.items() if k.startswith(STARTUP_VARIABLES)}
+    # variables the test sets for these commands that their imports would read (those libraries the tests import
+    # set in this process, KMP_* and the like, the runner's children set too, after their imports, as here)
+    startup = {k: v for k, v in (env or {}).items() if k.startswith(STARTUP_VARIABLES) and runner.env.get(k) != v}
     streams = Path(tempfile.mkdtemp(prefix="gantrain-commands-"))
     results = []
     try:
         for i, (command, *args) in enumerate(cases):
-            if startup != runner.startup():
+            if startup:
                 exe = Path(sys.executable).with_name(command)
                 if not exe.exists():
                     raise AssertionError(f"{exe} is missing: pip install -e . puts the console scripts there")

@@ -58,3 +58,14 @@ def test_a_command_past_its_timeout_is_killed_as_subprocess_run_does(tmp_path):
     assert stopped.value.timeout == 8 and stopped.value.cmd[0] == "gantrain"
     assert warm_runner().proc.poll() is None  # the runner goes on: the next command runs
     assert run_command("gantrain", "trainer.steps=0", cwd=tmp_path).returncode == 2
+
+
+def test_a_variable_read_at_start_up_gets_a_program_of_its_own(tmp_path):
+    from conftest import run_command
+
+    (tmp_path / "sitecustomize.py").write_text("import sys\nprint('a fresh interpreter', file=sys.stderr)\n")
+    fresh = run_command("gantrain", "trainer.steps=0", cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert fresh.returncode == 2 and fresh.stderr.startswith("a fresh interpreter\n")  # Python read PYTHONPATH
+    warm = run_command("gantrain", "trainer.steps=0", cwd=tmp_path, env={"GANTRAIN_CACHE": str(tmp_path)})
+    assert warm.returncode == 2 and "a fresh interpreter" not in warm.stderr  # read when used: the warm runner
+    assert fresh.stderr.split("\n", 1)[1] == warm.stderr
