@@ -324,3 +324,50 @@ def test_streamed_batch_spec(tmp_path):
     streamed = StreamedBatches(folder, batch_size=2, seed=0, device=CPU, num_workers=0)
     assert streamed.batch_spec() == ((2, 3, 4, 4), torch.uint8)
     assert streamed.next(1).shape == (1, 2, 3, 4, 4)
+
+
+@pytest.mark.parametrize("label_shape", [(), (2, 3)])
+def test_labelled_batches_pair_each_sample_with_its_own_label_with_and_without_a_buffer(tmp_path, label_shape):
+    # a class per sample (conditional runs) or (K, L) token ids of K captions (text runs), on the device and
+    # streamed, in two processes, k batches at once, returned or written into the buffers `empty` made
+    from PIL import Image
+
+    from gantrain.data.streaming import StreamedBatches
+
+    for i in range(12):
+        (tmp_path / f"class{i % 3}").mkdir(exist_ok=True)
+        Image.new("L", (4, 4), 20 * i).save(tmp_path / f"class{i % 3}" / f"{i:02d}.png")
+    folder = ImageFolder(str(tmp_path), image_size=4, channels=1)
+    images = folder.tensor()
+    sample_of = {int(images[j, 0, 0, 0]): j for j in range(len(images))}  # each image is one grey level
+    if label_shape:  # labels in place of the classes: token ids that name their sample
+        labels = 1000 * torch.arange(len(images)).view(-1, 1, 1) + torch.arange(6).view(1, 2, 3)
+        given = {"labels": labels}
+    else:  # the folder's classes, read by the stream itself when streamed
+        labels = folder.labels()
+        assert sorted(set(labels.tolist())) == [0, 1, 2]
+        given = {"labelled": True}
+    for world in (1, 2):
+        for rank in range(world):
+            def streams():
+                return [DeviceBatches(images, batch_size=2, seed=5, device=CPU, rank=rank, world=world, labels=labels),
+                        StreamedBatches(folder, batch_size=2, seed=5, device=CPU, num_workers=0, rank=rank, world=world,
+                                        **given)]
+
+            plain, into = streams(), streams()
+            for stream in plain + into:
+                assert stream.labelled is True and stream.label_shape == label_shape
+            for a, b in zip(plain, into):
+                for k in (3, 1, 4):  # across an epoch's end (3 global batches an epoch in two processes)
+                    samples, got = a.next(k)
+                    assert samples.shape == (k, 2, 1, 4, 4) and got.shape == (k, 2, *label_shape) and got.dtype == torch.int64
+                    index = torch.tensor([sample_of[int(v)] for v in samples[:, :, 0, 0, 0].flatten()])
+                    assert torch.equal(got.flatten(0, 1), labels[index])  # every sample with its own label
+                    buffers = b.empty(k, CPU)
+                    assert buffers[1].shape == (k, 2, *label_shape) and buffers[1].dtype == torch.int64
+                    written = b.next(k, out=buffers)
+                    assert written is buffers or all(w is o for w, o in zip(written, buffers))
+                    assert torch.equal(buffers[0], samples) and torch.equal(buffers[1], got)
+    unlabelled = StreamedBatches(folder, batch_size=2, seed=5, device=CPU, num_workers=0)
+    assert unlabelled.labelled is False and unlabelled.labels is None and unlabelled.label_shape == ()
+    assert unlabelled.next(2).shape == (2, 2, 1, 4, 4)
