@@ -347,3 +347,32 @@ def test_a_text_run_draws_rows_of_prompts_or_n_samples_of_one():
                                   "labels, per_class, interpolate, style mixing and edits are for other runs")
     with pytest.raises(GantrainError, match="must be a number > 0"):
         generate(g, Request(text=["red"], truncation=0.0))
+
+
+class _Where(torch.nn.Module):
+    """A generator that records the device of what it is given (its weight lives on `device`; it answers on the
+    CPU), so that where generate sends the noise shows without a GPU."""
+
+    latent_dim = 3
+
+    def __init__(self, device: str, text: bool = False):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.empty(1, device=device))
+        self.seen: list[tuple] = []
+        if text:
+            self.prompts = ["a", "b"]
+            self.tokenize = lambda texts: torch.zeros(len(texts), 2, dtype=torch.int64)
+
+    def forward(self, z, tokens=None):
+        self.seen.append((z.device.type, None if tokens is None else tokens.device.type))
+        return torch.zeros(len(z), 1, 2, 2)
+
+
+@pytest.mark.parametrize("text", [False, True])
+def test_the_noise_goes_to_the_generators_device_unless_a_device_is_given(text):
+    on_meta = _Where("meta", text)
+    assert generate(on_meta, Request(n=2, n_given=True, seed=0)).samples.shape[0] == (4 if text else 2)
+    assert set(on_meta.seen) == {("meta", "meta" if text else None)}  # no device given: the generator's own
+    on_cpu = _Where("cpu", text)
+    generate(on_cpu, Request(n=2, n_given=True, seed=0), device=torch.device("meta"))
+    assert set(on_cpu.seen) == {("meta", "meta" if text else None)}  # the device asked for
