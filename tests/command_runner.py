@@ -2,9 +2,9 @@
 entry point (the one `pip install` registered) and the modules every run imports on first use (torch's compiler
 front end, which a meta-device or optimizer call pulls in, and TensorBoard's writer) once, then forks a fresh
 child for every command line. The child sets its argv, working folder, environment and umask, sends stdout and
-stderr to files, runs the command as the installed script does (`sys.exit(main())`), then ends as Python ends a
-script: threads joined, exit handlers run, output flushed, the exit code (an uncaught exception: its traceback on
-stderr and code 1). What a child runs is the command's own code, in a process of its own; it skips the imports
+stderr to files, runs the command as the installed script does (`sys.exit(main())`), then leaves through the
+interpreter's own shutdown, as a script does: threads joined, exit handlers run, files flushed, the exit code (an
+uncaught exception: its traceback on stderr and code 1). What a child runs is the command's own code, in a process of its own; it skips the imports
 (about 3 s a command on the test machines).
 
 Protocol (conftest.run_commands and run_gantrain): one JSON case a line on stdin; for each, two JSON lines on the
@@ -12,13 +12,13 @@ file descriptor given as the only argument: {"pid": N} once the child runs, then
 An environment variable that takes effect at import (OMP_NUM_THREADS for torch, say) is the runner's own:
 conftest starts a real process for a case that changes one.
 """
-import atexit
 import json
 import os
 import sys
-import threading
+import tempfile
 import traceback
 from importlib.metadata import entry_points
+from pathlib import Path
 
 
 def exit_code(code: object) -> int:
@@ -31,45 +31,30 @@ def exit_code(code: object) -> int:
     return 1
 
 
-def child(main, case: dict) -> int:
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)  # the requests are the runner's, not the command's
+def child(mains: dict, case: dict) -> int:
+    for fd, path, flags in ((0, os.devnull, os.O_RDONLY),  # the requests are the runner's, not the command's
+                            (1, case["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                            (2, case["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+        opened = os.open(path, flags, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
     sys.stdin = open(os.devnull)
-    out = os.open(case["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    err = os.open(case["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(out, 1)
-    os.dup2(err, 2)
     os.chdir(case["cwd"])
     if case.get("umask") is not None:
         os.umask(case["umask"])
     os.environ.clear()
     os.environ.update(case["env"])
-    sys.argv = [case["command"], *case["args"]]
+    tempfile.tempdir = None  # read $TMPDIR again, as a fresh program does
+    script = Path(sys.executable).with_name(case["command"])
+    sys.argv = [str(script), *case["args"]]
+    sys.path[0] = str(script.parent)  # a console script's own folder, not this one's
     try:
-        return exit_code(main())
+        return exit_code(mains[case["command"]]())
     except SystemExit as stop:
         return exit_code(stop.code)
     except BaseException:  # as an uncaught exception ends a script: the traceback on stderr, exit code 1
         traceback.print_exc()
         return 1
-
-
-def finish(code: int) -> None:
-    """End the child as the interpreter ends a script: join the threads, run the exit handlers, flush."""
-    try:
-        shutdown = getattr(threading, "_shutdown", None)
-        if shutdown is not None:
-            shutdown()
-        atexit._run_exitfuncs()
-    except BaseException:
-        traceback.print_exc()
-        code = code or 1
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
 
 
 def warm_up() -> dict:
@@ -89,13 +74,14 @@ def serve(reply_fd: int) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-        if pid == 0:
-            replies.close()
+        if pid == 0:  # the command's process: it runs, then ends as a script ends (the interpreter's own shutdown:
+            replies.close()  # threads joined, exit handlers run, files flushed) with the command's exit code
             code = 1
             try:
-                code = child(mains[case["command"]], case)
-            finally:
-                finish(code)
+                code = child(mains, case)
+            except BaseException:
+                traceback.print_exc()
+            raise SystemExit(code)
         replies.write(json.dumps({"pid": pid}) + "\n")
         status = os.waitpid(pid, 0)[1]
         replies.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n")

@@ -89,9 +89,17 @@ def run_command(name: str, *args: str, cwd: Path | None = None, timeout: float =
     return run_commands([(name, *args)], cwd=cwd or Path.cwd(), env=env, timeout=timeout, umask=umask)[0]
 
 
-#: environment variables read when a program starts or imports torch: a case that sets one differently from
-#: the warm runner's own gets a process started from scratch
-STARTUP_VARIABLES = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "CUDA_", "PYTORCH_", "TORCH", "LD_")
+#: environment variables read when a program starts or imports torch: a case whose environment sets one otherwise
+#: than the warm runner's own gets a process started from scratch
+STARTUP_VARIABLES = ("PYTHON", "OMP_", "MKL_", "KMP_", "GOMP_", "OPENBLAS_", "NUMEXPR_", "CUDA_", "PYTORCH_", "TORCH",
+                     "LD_")
+#: what libraries set in a process's own environment when imported (torch's compiler front end, tokenizers): the
+#: runner's children get them from the same imports, so a test process that has them differs in nothing that matters
+SET_BY_IMPORTS = {"KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK", "TORCHINDUCTOR_CACHE_DIR", "TOKENIZERS_PARALLELISM"}
+
+
+def startup_settings(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.startswith(STARTUP_VARIABLES) and k not in SET_BY_IMPORTS}
 
 
 class WarmRunner:
@@ -99,14 +107,15 @@ class WarmRunner:
 
     def __init__(self) -> None:
         self.env = command_env()
-        read, self.write_end = os.pipe()
+        read, write_end = os.pipe()
         self.replies = read
         self.log = tempfile.NamedTemporaryFile(prefix="gantrain-runner-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("command_runner.py")), str(self.write_end)],
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("command_runner.py")), str(write_end)],
                                      stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, env=self.env,
-                                     pass_fds=(self.write_end,), text=True)
-        os.close(self.write_end)
+                                     pass_fds=(write_end,), text=True)
+        os.close(write_end)
         self.buffer = b""
+        self.alive = True
 
     def reply(self, deadline: float | None) -> dict | None:
         """The runner's next reply line, or None at the deadline."""
@@ -119,7 +128,9 @@ class WarmRunner:
                 return None
             chunk = os.read(self.replies, 65536)
             if not chunk:
-                raise AssertionError(f"the command runner ended: {Path(self.log.name).read_text()[-3000:]}")
+                log = Path(self.log.name).read_text()[-3000:]
+                self.close()
+                raise AssertionError(f"the command runner ended: {log}")
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
@@ -128,20 +139,41 @@ class WarmRunner:
         import signal
         import time
 
-        self.proc.stdin.write(json.dumps(job) + "\n")
-        self.proc.stdin.flush()
-        pid = self.reply(None)["pid"]
-        done = self.reply(time.monotonic() + timeout)
-        if done is None:  # as subprocess.run(timeout=...) does: kill the command, then say so
-            os.kill(pid, signal.SIGKILL)
-            self.reply(None)
-            raise subprocess.TimeoutExpired([job["command"], *job["args"]], timeout,
-                                            Path(job["stdout"]).read_text(), Path(job["stderr"]).read_text())
-        return done["code"]
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            started = self.reply(time.monotonic() + 60)  # the runner forks at once
+            if started is None:
+                raise AssertionError("the command runner did not start the command within 60 s")
+            done = self.reply(time.monotonic() + timeout)
+            if done is None:  # as subprocess.run(timeout=...) does: kill the command, then say so
+                try:
+                    os.kill(started["pid"], signal.SIGKILL)
+                except ProcessLookupError:  # it ended at that moment: its code is on its way
+                    pass
+                self.reply(None)
+                raise subprocess.TimeoutExpired([job["command"], *job["args"]], timeout,
+                                                Path(job["stdout"]).read_text(), Path(job["stderr"]).read_text())
+            return done["code"]
+        except subprocess.TimeoutExpired:
+            raise
+        except BaseException:  # anything else leaves the conversation in an unknown state: a new runner next time
+            self.close()
+            raise
 
     def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        if not self.alive:
+            return
+        self.alive = False
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         os.close(self.replies)
         self.log.close()
         os.unlink(self.log.name)
@@ -152,13 +184,15 @@ _RUNNER: WarmRunner | None = None
 
 def warm_runner() -> WarmRunner:
     global _RUNNER
-    if _RUNNER is None or _RUNNER.proc.poll() is not None:
+    if _RUNNER is None or not _RUNNER.alive or _RUNNER.proc.poll() is not None:
+        if _RUNNER is not None:
+            _RUNNER.close()
         _RUNNER = WarmRunner()
     return _RUNNER
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _RUNNER is not None and _RUNNER.proc.poll() is None:
+    if _RUNNER is not None:
         _RUNNER.close()
 
 
@@ -167,25 +201,26 @@ def run_commands(cases: list[tuple], cwd: Path, env: dict | None = None, umask: 
     """Invocations of the installed console scripts, one after the other, each in a process of its own: cases are
     (command, *args) tuples, e.g. ("gantrain", "loss=foo"); one completed process per case. They run through the
     warm runner (command_runner.py), which forks each from a process that has imported gantrain and torch already;
-    a case whose `env` changes a variable read at start-up (STARTUP_VARIABLES) runs as a program of its own."""
+    a case whose environment sets a variable read at start-up (STARTUP_VARIABLES) otherwise than the runner's runs
+    as a program of its own."""
     full_env = command_env(env)
     if umask is None:  # the test's own, as a program it started would inherit
         umask = os.umask(0o022)
         os.umask(umask)
+    if not Path(cwd).is_dir():  # as subprocess.run refuses it
+        raise FileNotFoundError(f"no such folder to run in: {cwd}")
+    for command, *_ in cases:
+        if not Path(sys.executable).with_name(command).exists():
+            raise AssertionError(f"{command} is not installed beside {sys.executable}: pip install -e . puts it there")
     runner = warm_runner()
-    # variables the test sets for these commands that their imports would read (those libraries the tests import
-    # set in this process, KMP_* and the like, the runner's children set too, after their imports, as here)
-    startup = {k: v for k, v in (env or {}).items() if k.startswith(STARTUP_VARIABLES) and runner.env.get(k) != v}
+    fresh = startup_settings(full_env) != startup_settings(runner.env)
     streams = Path(tempfile.mkdtemp(prefix="gantrain-commands-"))
     results = []
     try:
         for i, (command, *args) in enumerate(cases):
-            if startup:
-                exe = Path(sys.executable).with_name(command)
-                if not exe.exists():
-                    raise AssertionError(f"{exe} is missing: pip install -e . puts the console scripts there")
-                results.append(subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
-                                              timeout=timeout, env=full_env))
+            if fresh:
+                results.append(subprocess.run([str(Path(sys.executable).with_name(command)), *args], cwd=cwd,
+                                              capture_output=True, text=True, timeout=timeout, env=full_env))
                 continue
             job = {"command": command, "args": list(args), "cwd": str(cwd), "env": full_env,
                    "stdout": str(streams / f"{i}.out"), "stderr": str(streams / f"{i}.err"), "umask": umask}
