@@ -225,3 +225,16 @@ def test_game_state_round_trip_modes_and_schedules(tmp_path):
     from gantrain.training.stats import Stats
 
     assert Game(Stats(torch.device("cpu"))).batches_per_step() == 1
+
+
+@pytest.mark.parametrize("loss", ["hinge", "lsgan"])
+def test_ds_accuracies_count_a_logit_at_the_threshold_as_fake(loss, tmp_path):
+    game = build(gantrain.compose([f"loss={loss}", "dataset=digits", "trainer.device=cpu"]), tmp_path / loss).game
+    t = game.loss.threshold  # 0 for hinge, 0.5 for LSGAN
+    real = torch.tensor([-1.0, 0.0, 0.5, 2.0, 3.0]) + t  # 3 of 5 above the threshold: called real
+    fake = torch.tensor([-2.0, 0.0, 0.5, 1.0, 3.0]) + t  # 2 of 5 at or below it: called fake
+    game.stats.read()  # empty the accumulators
+    game.discriminator_statistics(torch.tensor(0.25), real, fake, None)
+    got = game.stats.read()
+    assert got["d/acc_real"] == pytest.approx(3 / 5) and got["d/acc_fake"] == pytest.approx(2 / 5)
+    assert got["d/real"] == pytest.approx(float(real.mean())) and "loss/penalty" not in got
