@@ -5,8 +5,6 @@ between two computations on this machine."""
 import itertools
 import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -156,9 +154,6 @@ def classifier_cache(cache, data_root):
     save_classifier(model, mnist, accuracy)
     return cache
 
-
-def exe(name):
-    return str(Path(sys.executable).with_name(name))
 
 
 def test_gantrain_eval_reports_every_outline_style(classifier_cache, data_root, tmp_path):

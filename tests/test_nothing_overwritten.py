@@ -2,7 +2,6 @@
 writer; files follow the umask; gantrain-report refuses what is not a sweep; metric names are checked."""
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +21,6 @@ TINY = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=4", "di
         "trainer.batch_size=16", "trainer.log_every=2", "trainer.sample_every=100", "trainer.ckpt_every=4",
         "trainer.steps=4", "trainer.progress=false"]
 
-
-def exe(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def command(name: str, *args: str, umask: int = 0o022) -> subprocess.CompletedProcess:

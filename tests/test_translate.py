@@ -3,7 +3,6 @@ real MNIST (edges2mnist with pix2pix, mnist2mnistm with CycleGAN) and translator
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,6 @@ from conftest import run_command
 TINY = ["trainer.device=cpu", "trainer.steps=4", "trainer.batch_size=4", "trainer.log_every=2", "trainer.sample_every=4",
         "trainer.ckpt_every=4", "trainer.progress=false", "generator.width=8", "discriminator.width=8"]
 
-
-def exe(name):
-    return str(Path(sys.executable).with_name(name))
 
 
 @pytest.fixture(scope="module")
