@@ -185,6 +185,10 @@ def test_sample_grid_is_the_sampler_on_fixed_noise_in_eval_mode(tmp_path):
         assert not torch.allclose(grid, game.G.eval()(expected_z))
     assert torch.equal(game.sample_grid(), game.sample_grid())  # the same noise every time
     assert not game.sample_grid().requires_grad  # drawn without autograd
+    no_ema = build(gantrain.compose(["dataset=digits", "trainer.device=cpu", "generator.base_channels=8",
+                                     "trainer.ema_decay=0"]), tmp_path / "no_ema").game
+    assert no_ema.sampler() is no_ema.G and all(p.requires_grad for p in no_ema.G.parameters())
+    assert not no_ema.sample_grid().requires_grad  # G itself draws it, still without autograd
 
 
 def test_game_state_round_trip_modes_and_schedules(tmp_path):
@@ -225,6 +229,67 @@ def test_game_state_round_trip_modes_and_schedules(tmp_path):
     from gantrain.training.stats import Stats
 
     assert Game(Stats(torch.device("cpu"))).batches_per_step() == 1
+    with pytest.raises(NotImplementedError):  # a game of one's own must say how it is built (a class method)
+        Game.build(object())
+    bare = Game(Stats(torch.device("cpu")))
+    net, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2).requires_grad_(False)  # as games keep EMA copies
+    bare.set_networks({"generator": net}, ema)  # an EMA copy without a decay: it follows the network exactly
+    bare.update_ema()
+    assert bare.ema_decay == 0.0 and torch.equal(ema.weight, net.weight) and torch.equal(ema.bias, net.bias)
+
+
+def test_augment_state_is_shared_saved_and_restored_with_the_game(tmp_path):
+    """ADA's p is the game's one tensor kept in step across processes, and its own state in a checkpoint."""
+    from gantrain.errors import GantrainError
+
+    common = ["dataset=digits", "trainer.device=cpu", "generator.base_channels=8", "discriminator.base_channels=8",
+              "trainer.batch_size=32"]
+    ada = common + ["augment.policy=[translation]", "augment.ada=true", "augment.ada_interval=1"]
+    loop = build(gantrain.compose(ada), tmp_path / "a")
+    game = loop.game
+    for _ in range(2):
+        game.step(loop.batches.next(1))
+    shared = game.shared_tensors()
+    assert len(shared) == 1 and shared[0] is game.augment.p  # the tensor itself, which a sync check reads
+    state = game.own_state()
+    assert set(state) == {"augment"} and torch.equal(state["augment"]["p"], game.augment.p)
+    assert game.augment.p.item() != 0.0  # two adjustments moved it off its start
+    other = build(gantrain.compose(ada), tmp_path / "b").game
+    assert other.augment.p.item() == 0.0
+    other.load_own_state(state)
+    for name in ("p", "accumulator", "count"):
+        assert torch.equal(getattr(other.augment, name), getattr(game.augment, name)), name
+    with pytest.raises(GantrainError, match="trained without augmentation; resume with augment.policy=null"):
+        other.load_own_state({})
+    plain = build(gantrain.compose(common), tmp_path / "c").game
+    assert plain.augment is None and plain.shared_tensors() == [] and plain.own_state() == {}
+    plain.load_own_state({})  # nothing to restore, nothing refused
+    saved = game.state_dict()  # the checkpoint keeps the game's own state under game_state, only when it has one
+    assert torch.equal(saved["game_state"]["augment"]["p"], game.augment.p)
+    assert "game_state" not in plain.state_dict()
+
+
+def test_update_logs_the_two_norm_of_the_gradient_under_its_name(tmp_path):
+    from gantrain.training.stats import Stats
+
+    cfg = gantrain.compose(["dataset=digits", "trainer.device=cpu", "generator.base_channels=8",
+                            "discriminator.base_channels=8", "trainer.batch_size=8"])
+    game = build(cfg, tmp_path).game
+    game.stats = Stats(torch.device("cpu"))
+    assert float(game.gradient_norm("discriminator")) == 0.0  # no gradient yet: zero, not an error
+    z = torch.randn(4, game.G.latent_dim)
+    loss = game.D(game.G(z).detach()).square().mean()
+    game.update("discriminator", loss)
+    grads = [p.grad for p in game.D.parameters()]
+    assert all(g is not None for g in grads)
+    expected = torch.sqrt(sum(g.double().square().sum() for g in grads)).item()
+    assert expected > 0
+    assert game.stats.read()["grad/d"] == pytest.approx(expected, rel=1e-5)
+    game.update("discriminator", game.D(game.G(z).detach()).mean(), stat="grad/d_extra")  # a named phase
+    means = game.stats.read()
+    assert set(means) == {"grad/d", "grad/d_extra"}
+    norm = torch.sqrt(sum(p.grad.double().square().sum() for p in game.D.parameters())).item()
+    assert means["grad/d_extra"] == pytest.approx(norm, rel=1e-5)
 
 
 @pytest.mark.parametrize("loss", ["hinge", "lsgan"])
