@@ -204,15 +204,19 @@ def test_streamed_batches_reshuffle_every_epoch_and_resume_in_a_later_epoch(tmp_
         assert sorted(epochs[-1]) == [30 * i for i in range(8)], f"epoch {e} is not a permutation of the images"
     assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2], "epochs not reshuffled"
     walked = StreamedBatches(folder, batch_size=2, seed=4, device=CPU, num_workers=0)
+    rng = torch.get_rng_state()
     walked.next(5)
     saved = walked.state_dict()
+    assert torch.equal(torch.get_rng_state(), rng)  # new epochs leave the training noise's generator alone
     assert saved == {"epoch": 1, "pos": 2}
     ahead = walked.next(5)
     assert ahead[:, :, 0, 0, 0].flatten().tolist() == epochs[1][2:] + epochs[2][:4]
     again = StreamedBatches(folder, batch_size=2, seed=4, device=CPU, num_workers=0)
     again.next(1)  # already iterating epoch 0
     again.load_state_dict(saved)
+    rng = torch.get_rng_state()
     assert torch.equal(again.next(5), ahead)
+    assert torch.equal(torch.get_rng_state(), rng)  # and so does a resume mid-epoch
 
 
 def test_batch_size_limits_and_messages():

@@ -147,6 +147,10 @@ class StreamedBatches(BatchStream):
                 pin_memory=self.device.type == "cuda",
                 drop_last=True,
                 persistent_workers=False,
+                # its workers' seeds from a generator of its own: each new iterator (an epoch, a resume) would
+                # otherwise draw one from torch's global generator, and a resumed run's noise would not be a
+                # straight run's
+                generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch),
             )
             yield from loader  # then the next epoch, from its start
 
