@@ -234,7 +234,8 @@ class ImageFolder(Dataset):
     """Every image below root (recursively), resized on the shorter side and center-cropped to image_size.
 
     The files are checked once when the folder is built; unreadable ones are skipped with one warning
-    (skip_bad_images=true) or refused (false), so that training never stops on a bad file mid-run.
+    (skip_bad_images=true) or refused (false), so that training never stops on a bad file mid-run (a file
+    that breaks after the check stops it with a GantrainError naming the file).
     """
 
     name = "image_folder"
@@ -330,15 +331,21 @@ class ImageFolder(Dataset):
     def item(self, index: int) -> Tensor:
         from PIL import Image
 
-        with Image.open(self.files[index]) as img:
-            img = img.convert("RGB" if self.channels == 3 else "L")
-            w, h = img.size
-            scale = self.image_size / min(w, h)
-            img = img.resize((max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))), Image.BILINEAR)
-            w, h = img.size
-            left, top = (w - self.image_size) // 2, (h - self.image_size) // 2
-            img = img.crop((left, top, left + self.image_size, top + self.image_size))
-            array = np.asarray(img, dtype=np.uint8).reshape(self.image_size, self.image_size, self.channels)
+        path = self.files[index]
+        try:
+            with Image.open(path) as img:
+                img = _converted(img, self.channels)  # decodes the file
+        except Exception as exc:  # PIL raises many types; the folder check passed, so the file changed since
+            raise UnreadableImage(f"cannot read image {path} ({_why(exc, path)}); remove it, or set "
+                                  f"dataset.skip_bad_images=true so that unreadable images are skipped at "
+                                  f"start-up") from None
+        w, h = img.size
+        scale = self.image_size / min(w, h)
+        img = img.resize((max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale))), Image.BILINEAR)
+        w, h = img.size
+        left, top = (w - self.image_size) // 2, (h - self.image_size) // 2
+        img = img.crop((left, top, left + self.image_size, top + self.image_size))
+        array = np.asarray(img, dtype=np.uint8).reshape(self.image_size, self.image_size, self.channels)
         return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
     def tensor(self) -> Tensor:
@@ -410,23 +417,62 @@ def _jpeg_ends_whole(path: Path) -> bool:
         return f.read(2) == b"\xff\xd9"
 
 
+class UnreadableImage(GantrainError):
+    """An image file that could not be decoded when a sample was read.
+
+    One line even when a DataLoader worker raised it: torch re-raises a worker's exception as its type
+    called with "Caught ... Original Traceback ...", whose last line is "<module>.UnreadableImage: <message>".
+    """
+
+    def __init__(self, message: str):
+        if "\nOriginal Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(message)
+
+
+def _converted(img: Any, channels: int) -> Any:
+    """A PIL image decoded as 'RGB' (channels=3) or 'L' (1), as PIL converts it, except: 16-bit grey
+    ('I;16', 'I;16B', 'I;16L', 'I;16N', and 'I', which is what 16-bit PNGs open as in older Pillow) is
+    scaled to 8 bits (value * 255 / 65535, rounded) where PIL would clip it at 255; palette images with
+    transparency go through 'RGBA' (same colours; PIL warns on every direct conversion of them)."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or img.mode == "I":
+        wide = np.clip(np.asarray(img).astype(np.int64), 0, 65535)  # I;16B is big-endian, I int32
+        img = Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8))  # 2-D uint8: mode L
+    elif img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB" if channels == 3 else "L")
+
+
+def _why(exc: Exception, path: Path) -> str:
+    """An exception PIL raised on path as one short line, without the path."""
+    message = " ".join(str(exc).split()).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
+    return f"{type(exc).__name__}: {message[:100]}" if message else type(exc).__name__
+
+
 def _unreadable(path: Path) -> Optional[str]:
     """Why PIL cannot decode the image file (one short line), or None when it can.
 
-    Cheap where it can be: a PNG's chunks are checked without inflating the pixels, a JPEG whose header
-    parses and that ends with its end-of-image marker is taken as whole. Anything else is decoded (a
-    JPEG at 1/8 scale), which reads the whole stream, so truncated files fail here and not mid-run.
+    A PNG's chunks are checked (CRCs) and its pixels inflated: verify() alone passes a pixel stream cut
+    short under valid checksums. A JPEG whose header parses and that ends with its end-of-image marker is
+    taken as whole. Anything else is decoded (a JPEG at 1/8 scale), which reads the whole stream, so
+    truncated files fail here and not mid-run.
     """
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            if img.format == "PNG":
+            png = img.format == "PNG"
+            if png:
                 img.verify()  # reads every chunk and checks its CRC up to IEND
             elif img.format != "JPEG" or not _jpeg_ends_whole(path):
                 img.draft(None, (1, 1))  # only JPEG has a draft mode; other formats decode in full
                 img.load()
+        if png:  # verify() leaves the image unusable: open it again to decode the pixels
+            with Image.open(path) as img:
+                img.load()
     except Exception as exc:  # PIL raises many types: UnidentifiedImageError, OSError, SyntaxError, EOFError, ...
-        message = " ".join(str(exc).split()).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
-        return f"{type(exc).__name__}: {message[:100]}" if message else type(exc).__name__
+        return _why(exc, path)
     return None
