@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,10 +429,17 @@ def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:
     if o.kernel == "fused" and o.name not in ("adam", "adamw"):
         raise GantrainError(f"optimizer.kernel=fused: gantrain fuses adam and adamw only, not {o.name}; "
                             f"set optimizer.kernel=auto")
+    for key, value, low, high, what in (("weight_decay", o.weight_decay, 0.0, math.inf, ">= 0 (0: off)"),
+                                        ("momentum", o.momentum, 0.0, 1.0, "in [0, 1) (0: off)"),
+                                        ("alpha", o.alpha, 0.0, 1.0, "in [0, 1) (RMSprop's smoothing, e.g. 0.99)")):
+        if not low <= value < high:
+            raise GantrainError(f"optimizer.{key}={value} must be a number {what}")
+    if not 0.0 < o.eps < math.inf:
+        raise GantrainError(f"optimizer.eps={o.eps} must be a positive number (e.g. 1e-8)")
     for who in ("", "generator.", "discriminator."):
         node = o if not who else getattr(o, who[:-1])
-        if node.lr is not None and node.lr <= 0:
-            raise GantrainError(f"optimizer.{who}lr={node.lr} must be positive")
+        if node.lr is not None and not 0.0 < node.lr < math.inf:
+            raise GantrainError(f"optimizer.{who}lr={node.lr} must be a positive number (e.g. 2e-4)")
         if node.betas is not None and (len(node.betas) != 2 or not all(0.0 <= b < 1.0 for b in node.betas)):
             raise GantrainError(f"optimizer.{who}betas={list(node.betas)} must be two numbers in [0, 1)")
     return o

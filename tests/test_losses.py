@@ -233,6 +233,15 @@ def test_bad_loss_settings_are_refused():
         losses.Wasserstein(gradient_penalty=-1.0)
     with pytest.raises(GantrainError, match="r1_gamma"):
         losses.NonSaturating(r1_gamma=-0.1)
+    nan, inf = float("nan"), float("inf")  # not numbers a weight can be: refused, never read as "off"
+    for value in (nan, inf):
+        with pytest.raises(GantrainError, match=f"loss.clip={value} must be positive"):
+            losses.Wasserstein(clip=value)
+        for key in ("gradient_penalty", "r1_gamma", "matching_penalty"):
+            with pytest.raises(GantrainError, match="must be 0 \\(off\\) or positive"):
+                losses.Hinge(**{key: value})
+        with pytest.raises(GantrainError, match=f"loss.matching_power={value} must be 1 or more"):
+            losses.Hinge(matching_power=value)
     ok = losses.Wasserstein(clip=0.01, gradient_penalty=0.0, r1_gamma=0.0)
     assert (ok.clip, ok.gp_weight, ok.r1_gamma) == (0.01, 0.0, 0.0)
     assert losses.Wasserstein().clip is None

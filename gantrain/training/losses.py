@@ -6,6 +6,7 @@ Every loss takes raw, unbounded discriminator outputs ("logits", shape (N,) or (
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -62,11 +63,11 @@ class GANLoss:
 
     def __init__(self, clip: Optional[float] = None, gradient_penalty: float = 0.0, r1_gamma: float = 0.0,
                  matching_penalty: float = 0.0, matching_power: float = 6.0):
-        if clip is not None and clip <= 0:
+        if clip is not None and not 0 < clip < math.inf:
             raise GantrainError(f"loss.clip={clip} must be positive, or null to disable weight clipping")
-        if gradient_penalty < 0 or r1_gamma < 0 or matching_penalty < 0:
+        if not all(0 <= weight < math.inf for weight in (gradient_penalty, r1_gamma, matching_penalty)):
             raise GantrainError("loss.gradient_penalty, loss.r1_gamma and loss.matching_penalty must be 0 (off) or positive")
-        if not matching_power >= 1:  # below 1 the penalty's gradient is infinite where the norm is 0
+        if not 1 <= matching_power < math.inf:  # below 1 the penalty's gradient is infinite where the norm is 0
             raise GantrainError(f"loss.matching_power={matching_power} must be 1 or more (DF-GAN: 6)")
         self.clip = clip
         self.gp_weight = float(gradient_penalty)
