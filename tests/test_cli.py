@@ -101,7 +101,7 @@ def test_ring_experiment_end_to_end(tmp_path):
         assert png.size == (480, 480) and (220, 30, 30) in pixels and (170, 170, 170) in pixels
 
 
-def test_resume_from_an_older_checkpoint_purges_the_later_points(tmp_path):
+def test_an_older_checkpoint_continues_in_a_new_folder_not_over_the_run(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
@@ -110,17 +110,32 @@ def test_resume_from_an_older_checkpoint_purges_the_later_points(tmp_path):
                          f"hydra.run.dir={run}", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     before = read_metrics(run)
-    again = run_gantrain(f"resume={run / 'checkpoints' / 'step_00000010.pt'}", cwd=tmp_path)
+    kept = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "gantrain.log"}
+    older = run / "checkpoints" / "step_00000010.pt"
+    refused = run_gantrain(f"resume={older}", cwd=tmp_path)  # in place it would replace steps 11-20
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"gantrain: error: resume={older} is at step 10, but this run went on to step 20: continuing it in {run} "
+        f"would replace what it wrote after step 10; branch from it into a new folder with hydra.run.dir=NEW_FOLDER "
+        f"(the run stays as it is)")
+    for path, content in kept.items():
+        assert path.read_bytes() == content, path
+    branch = tmp_path / "branch"
+    again = run_gantrain(f"resume={older}", f"hydra.run.dir={branch}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert [r["step"] for r in read_metrics(run)] == [5, 10, 15, 20]  # 15 and 20 logged once, anew
+    assert [r["step"] for r in read_metrics(branch)] == [15, 20]  # the branch logs from step 11 on
+
     def losses(rows):
         return [{k: v for k, v in r.items() if k != "steps_per_s"} for r in rows]
 
-    assert losses(read_metrics(run)) == losses(before)  # and exactly as before (resume is exact)
-    acc = EventAccumulator(str(run / "tb"))
+    assert losses(read_metrics(branch)) == losses(before[2:])  # and exactly as the run did (resume is exact)
+    acc = EventAccumulator(str(branch / "tb"))
     acc.Reload()
-    assert [e.step for e in acc.Scalars("loss/d")] == [5, 10, 15, 20]
-    assert [e.value for e in acc.Scalars("loss/d")] == pytest.approx([r["loss/d"] for r in before], rel=1e-6)
+    assert [e.step for e in acc.Scalars("loss/d")] == [15, 20]
+    assert [e.value for e in acc.Scalars("loss/d")] == pytest.approx([r["loss/d"] for r in before[2:]], rel=1e-6)
+    latest = run_gantrain(f"resume={run / 'checkpoints' / 'step_00000020.pt'}", "trainer.steps=25", cwd=tmp_path)
+    assert latest.returncode == 0, latest.stderr  # the newest one continues in place
+    assert [r["step"] for r in read_metrics(run)] == [5, 10, 15, 20, 25]
 
 
 def test_mnist_wasserstein_end_to_end(tmp_path, data_root):
@@ -174,6 +189,15 @@ BAD = [
     (["loss=wgan_gp", "discriminator.norm=batch"], "set discriminator.norm=layer"),
     (["trainer.device=cuda:7"], "trainer.device=cuda:7"),
     (["optimizer.name=lion"], "optimizer.name='lion' is not one of"),
+    (["optimizer.lr=nan"], "optimizer.lr=nan must be a positive number (e.g. 2e-4)"),
+    (["optimizer.generator.lr=inf"], "optimizer.generator.lr=inf must be a positive number (e.g. 2e-4)"),
+    (["optimizer.eps=0"], "optimizer.eps=0.0 must be a positive number (e.g. 1e-8)"),
+    (["optimizer.weight_decay=-1"], "optimizer.weight_decay=-1.0 must be a number >= 0 (0: off)"),
+    (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1.0 must be a number in [0, 1) (0: off)"),
+    (["optimizer=rmsprop", "optimizer.alpha=2"], "optimizer.alpha=2.0 must be a number in [0, 1) (RMSprop's smoothing"),
+    (["dataset=image_folder"], "dataset.root must be given on the command line, e.g. dataset.root=/path/to/your/images"),
+    (["loss=wgan_gp", "loss.gradient_penalty=nan"], "loss.gradient_penalty, loss.r1_gamma and loss.matching_penalty "
+                                                    "must be 0 (off) or positive"),
     (["discriminator.base_channels=0"], "discriminator.base_channels=0 must be a whole number of 1 or more"),
     (["generator=mlp", "discriminator=mlp", "dataset=ring", "generator.hidden=[8,0]"],
      "generator.hidden=[8, 0] must be whole numbers of 1 or more"),
@@ -211,3 +235,31 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
     assert again.returncode == 2 and "already holds a run" in again.stderr and "resume=auto" in again.stderr
     for path, content in before.items():
         assert path.read_bytes() == content, path
+
+
+def test_a_folder_left_by_a_run_without_checkpoints_is_not_mixed_into(tmp_path):
+    """A run stopped before its first checkpoint (killed, diverged) left metrics, samples and curves: a new run
+    there is refused, and resume=auto starts that run again, its old entries replaced rather than appended to."""
+    run = tmp_path / "run"
+    assert run_gantrain("trainer.steps=10", "trainer.log_every=2", *FAST, f"hydra.run.dir={run}",
+                        cwd=tmp_path).returncode == 0
+    import shutil
+
+    shutil.rmtree(run / "checkpoints")  # as if it had stopped before writing one
+    (run / "eval.json").unlink(missing_ok=True)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    again = run_gantrain("trainer.steps=4", "loss=hinge", "trainer.log_every=2", *FAST, f"hydra.run.dir={run}",
+                         cwd=tmp_path)
+    assert again.returncode == 2, again.stderr
+    assert again.stderr.strip().splitlines()[-1] == (
+        f"gantrain: error: {run} already holds the outputs of a run that wrote no checkpoint (metrics.jsonl, "
+        f"samples, tb); choose a new hydra.run.dir, or start that run again there with resume=auto (which replaces "
+        f"them)")
+    for path, content in before.items():
+        assert path.read_bytes() == content, path
+    restart = run_gantrain("trainer.steps=4", *FAST, "trainer.log_every=2", f"hydra.run.dir={run}", "resume=auto",
+                           cwd=tmp_path)
+    assert restart.returncode == 0, restart.stderr
+    assert [r["step"] for r in read_metrics(run) if "loss/d" in r] == [2, 4]  # the new run's rows only
+    _, _, steps = tb_tags(run)
+    assert steps["loss/d"] == [2, 4]

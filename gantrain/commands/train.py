@@ -68,7 +68,7 @@ def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool) -> None:
             log_file.unlink(missing_ok=True)
         elif log_size is not None and log_file.is_file() and log_file.stat().st_size > log_size:
             os.truncate(log_file, log_size)
-        if not (run_dir / "checkpoints").exists():  # not a run: the lock file came with this launch
+        if not (run_dir / "checkpoints").exists() and not _LAUNCH.get("had_lock"):  # the lock came with this launch
             (run_dir / ".gantrain.lock").unlink(missing_ok=True)
 
 
@@ -338,7 +338,7 @@ def _check_command_line(args: list[str]) -> None:
     # without hydra.run.dir or resume, Hydra makes a new dated folder below outputs/
     record = target / ".hydra"
     _LAUNCH.update(run_dir=target, existed=target.exists(), fresh=run_dir is None,
-                   had_record=(record / "config.yaml").exists(),
+                   had_record=(record / "config.yaml").exists(), had_lock=(target / ".gantrain.lock").exists(),
                    records={p.name for p in record.iterdir() if p.is_dir()} if record.is_dir() else set())
     probe = target
     while not probe.exists():  # the nearest existing folder must let us make the run folder in it

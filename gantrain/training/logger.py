@@ -45,9 +45,12 @@ class RunLogger:
         self.run_dir = Path(run_dir)
         (self.run_dir / "samples").mkdir(parents=True, exist_ok=True)
         self.jsonl_path = self.run_dir / "metrics.jsonl"
-        if start_step > 0:
+        # entries after the start are purged: those of a checkpoint's later steps, or of a run that resume=auto
+        # starts again from step 0 because it stopped before its first checkpoint
+        earlier = self.jsonl_path.exists() or (self.run_dir / "tb").is_dir()
+        if self.jsonl_path.exists():
             _truncate_jsonl(self.jsonl_path, start_step)
-        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1 if start_step > 0 else None)
+        self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1 if earlier else None)
         self.jsonl = open(self.jsonl_path, "a", buffering=1)
         self.bar = None
         if progress:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gantrain.training.build import build
 from gantrain.training.components import plain_config
-from gantrain.checkpoint import load_checkpoint, newest_good, step_checkpoints
+from gantrain.checkpoint import load_checkpoint, newest_good, run_folder_of, step_checkpoints
 from gantrain.config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
 from gantrain.training.distributed import Dist
 from gantrain.errors import GantrainError
@@ -62,6 +62,17 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+#: what a run writes in its folder besides checkpoints/ (and Hydra's .hydra/ and gantrain.log)
+RUN_OUTPUTS = ("metrics.jsonl", "samples", "tb", "eval.json")
+
+
+def _holds_something(path: Path) -> bool:
+    """A non-empty file, or a folder with anything in it."""
+    if path.is_dir():
+        return any(path.iterdir())
+    return path.is_file() and path.stat().st_size > 0
+
+
 def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
     """The checkpoint state to continue from, or None for a fresh start; GantrainError when impossible."""
     has_checkpoints = (run_dir / "checkpoints" / "last.pt").exists() or bool(step_checkpoints(run_dir / "checkpoints"))
@@ -70,6 +81,12 @@ def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
             raise GantrainError(
                 f"{run_dir} already holds a run (checkpoints/); continue it with resume=auto, "
                 f"or choose a new hydra.run.dir"
+            )
+        stale = [name for name in RUN_OUTPUTS if _holds_something(run_dir / name)]
+        if stale:  # a run stopped before its first checkpoint (killed, diverged, interrupted at start-up)
+            raise GantrainError(
+                f"{run_dir} already holds the outputs of a run that wrote no checkpoint ({', '.join(stale)}); "
+                f"choose a new hydra.run.dir, or start that run again there with resume=auto (which replaces them)"
             )
         return None
     if resume == "auto":
@@ -89,8 +106,30 @@ def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
         return found[1]
     if path.is_file():
         log.info("resuming from %s", path)
-        return load_checkpoint(path)
+        state = load_checkpoint(path)
+        if run_folder_of(path).resolve() == Path(run_dir).resolve():
+            refuse_rewind(resume, run_dir, int(state.get("step", 0)))
+        return state
     raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
+
+
+def refuse_rewind(resume: str, run_dir: Path, step: int) -> None:
+    """Refuse to continue a run in its own folder from a checkpoint behind what the run already wrote (its
+    later checkpoints or logged steps), which would replace them."""
+    import json
+
+    latest = max([s for s, _ in step_checkpoints(Path(run_dir) / "checkpoints")] + [step])
+    metrics = Path(run_dir) / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            try:
+                latest = max(latest, int(json.loads(line).get("step", 0)))
+            except (ValueError, TypeError, AttributeError):  # a line cut by a crash, or not ours
+                continue
+    if latest > step:
+        raise GantrainError(f"resume={resume} is at step {step}, but this run went on to step {latest}: continuing "
+                            f"it in {run_dir} would replace what it wrote after step {step}; branch from it into a "
+                            f"new folder with hydra.run.dir=NEW_FOLDER (the run stays as it is)")
 
 
 def _override_key(override: str) -> str:
@@ -136,6 +175,11 @@ def prepare_run(
     with the saved one as it is. Either way, only SAFE_RESUME_KEYS may differ.
     """
     state = find_resume_state(cfg.get("resume"), run_dir)
+    if state is None:
+        missing = sorted(OmegaConf.missing_keys(cfg))  # a preset's `???`: a value only the user can give
+        if missing:
+            example = {"dataset.root": "dataset.root=/path/to/your/images"}.get(missing[0], f"{missing[0]}=VALUE")
+            raise GantrainError(f"{', '.join(missing)} must be given on the command line, e.g. {example}")
     if overrides is not None:
         overrides = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
     if state is not None:
