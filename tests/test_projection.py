@@ -105,6 +105,35 @@ def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, t
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # nothing replaced without overwrite
 
 
+def test_outputs_of_two_inputs_that_would_collide_are_refused_before_anything_is_written(tmp_path, capsys):
+    from gantrain.commands.project import main
+
+    run = gantrain.train(gantrain.compose(["dataset=digits", "trainer.steps=1", "trainer.batch_size=8",
+                                           "generator.base_channels=4", "discriminator.base_channels=4",
+                                           "generator.latent_dim=4", "trainer.device=cpu", "trainer.eval_every=0"]),
+                         tmp_path / "run")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, grey in (("x.png", 200), ("x_strip.png", 10)):
+        Image.new("L", (8, 8), grey).save(folder / name)
+    for extra in ([], ["overwrite=true"]):  # x's strip would be x_strip's projection: refused either way
+        with pytest.raises(SystemExit) as stopped:
+            main([str(run), f"input={folder}", f"out={tmp_path / 'out'}", "steps=2", "device=cpu", *extra])
+        assert stopped.value.code == 2
+        assert capsys.readouterr().err == ("gantrain-project: error: x.png and x_strip.png would both be written as "
+                                           "x_strip.png; rename one of them or project them into different folders\n")
+        assert not (tmp_path / "out").exists()
+    (folder / "x_strip.png").unlink()
+    with pytest.raises(SystemExit) as stopped:  # a run without w: projected in z without being told
+        main([str(run), f"input={folder}", f"out={tmp_path / 'out'}", "steps=2", "device=cpu", "perceptual=none"])
+    assert stopped.value.code == 0, capsys.readouterr().err
+    assert str(np.load(tmp_path / "out" / "x.npz")["space"]) == "z" and "space=z" in capsys.readouterr().out
+    (tmp_path / "out" / "x_strip.png").unlink()
+    with pytest.raises(SystemExit) as stopped:  # an output of the same name left there is not replaced
+        main([str(run), f"input={folder}", f"out={tmp_path / 'out'}", "steps=2", "device=cpu", "perceptual=none"])
+    assert stopped.value.code == 2 and "already holds 2 of the output file(s) (x.png, x.npz)" in capsys.readouterr().err
+
+
 # --- Exact checks (mutation-testing follow-up): small networks built here, whose projection is recomputed by hand.
 
 def _fresh(text):
@@ -374,5 +403,9 @@ def test_the_defaults_are_the_stylegan2_projectors():
     import inspect
 
     defaults = {k: p.default for k, p in inspect.signature(project).parameters.items()}
-    assert defaults["space"] == "w" and defaults["steps"] == 1000 and defaults["lr"] == 0.1
+    assert defaults["space"] is None and defaults["steps"] == 1000 and defaults["lr"] == 0.1
+    labels = torch.tensor([0, 1])  # space by default: w for a style-based generator, z for any other
+    assert project(_Style(classes=3), _targets(), steps=1, labels=labels).space == "w"
+    found = project(_Plain(), _targets(), steps=1, labels=labels)
+    assert found.space == "z" and found.latents.shape == (2, _Plain.latent_dim)
     assert defaults["perceptual_weight"] == 1.0 and defaults["noise_weight"] == 1e5 and defaults["seed"] == 0

@@ -38,6 +38,8 @@ def test_defaults_and_every_option_read_into_the_request(tmp_path):
     assert parsed("per_class=0").per_class is False
     assert (parsed("interpolate=2").interpolate, parsed("truncation=0.7").truncation) == (2, 0.7)
     assert parsed("truncation=0").truncation == 0.0 and parsed("truncation=0.0").truncation == 0.0
+    assert parsed("truncation=0.00").truncation == 0.0 and parsed("truncation=.0").truncation == 0.0  # any zero
+    assert parsed("truncation=10").truncation == 10.0  # the largest psi
     assert parsed("truncation=0:1:6").strip == (0.0, 1.0, 6) and parsed("truncation=0:1:6").truncation is None
     r = parsed("style_mix=yes", "rows=1", "cols=3", "layers=all")
     assert (r.style_mix, r.rows, r.cols, r.layers) == (True, 1, 3, "all")
@@ -81,12 +83,26 @@ def test_defaults_and_every_option_read_into_the_request(tmp_path):
                         "e.g. direction=pca.npz:0"),
     (("direction=d.npz:-1",), "direction=d.npz:-1 must be FILE:K, a gantrain-directions file and the index of a "
                               "direction in it, e.g. direction=pca.npz:0"),
-    (("direction=d.npz:0", "strength=1:2"), "strength=1:2 must be FROM:TO:COUNT, e.g. strength=-3:3:7"),
-    (("direction=d.npz:0", "strength=1:2:0"), "strength=1:2:0 must be FROM:TO:COUNT, e.g. strength=-3:3:7"),
-    (("direction=d.npz:0", "strength=1:inf:3"), "strength=1:inf:3 must be FROM:TO:COUNT, e.g. strength=-3:3:7"),
-    (("direction=d.npz:0", "strength=nan:1:3"), "strength=nan:1:3 must be FROM:TO:COUNT, e.g. strength=-3:3:7"),
-    (("direction=d.npz:0", "strength=1:2:3:4"), "strength=1:2:3:4 must be FROM:TO:COUNT, e.g. strength=-3:3:7"),
+    (("direction=d.npz:0", "strength=1:2"), "strength=1:2 must be FROM:TO:COUNT, each strength from -1000 to 1000, e.g. strength=-3:3:7"),
+    (("direction=d.npz:0", "strength=1:2:0"), "strength=1:2:0 must be FROM:TO:COUNT, each strength from -1000 to 1000, e.g. strength=-3:3:7"),
+    (("direction=d.npz:0", "strength=1:inf:3"), "strength=1:inf:3 must be FROM:TO:COUNT, each strength from -1000 to 1000, e.g. strength=-3:3:7"),
+    (("direction=d.npz:0", "strength=nan:1:3"), "strength=nan:1:3 must be FROM:TO:COUNT, each strength from -1000 to 1000, e.g. strength=-3:3:7"),
+    (("direction=d.npz:0", "strength=1:2:3:4"), "strength=1:2:3:4 must be FROM:TO:COUNT, each strength from -1000 to 1000, e.g. strength=-3:3:7"),
     (("strength=1:2:3",), "strength= sets an edit's strengths; add direction=FILE:K"),
+    (("direction=d.npz:0", "strength=-1e39:0:3"), "strength=-1e39:0:3 must be FROM:TO:COUNT, each strength from -1000 "
+                                                 "to 1000, e.g. strength=-3:3:7"),
+    (("truncation=10.5",), "truncation=10.5 must be a number > 0 and at most 10 (e.g. truncation=0.7; 0 only for a "
+                           "style-based run, whose truncation is in W); smaller values trade variety for quality"),
+    (("truncation=1e308",), "truncation=1e308 must be a number > 0 and at most 10 (e.g. truncation=0.7; 0 only for a "
+                            "style-based run, whose truncation is in W); smaller values trade variety for quality"),
+    (("truncation=0:11:3",), "truncation=0:11:3 is not a strip A:B:K (K >= 2 values of psi from A to B, both from 0 to "
+                             "10), e.g. truncation=0:1:6"),
+    (("style_mix=true", "n=50"), "style_mix=true draws rows x cols sources and cells; set its size with rows= and "
+                                 "cols=, and leave n out"),
+    (("latent=p.npz", "n=50"), "latent= draws the one image of a gantrain-project latent (a row along direction=); "
+                               "leave n out, and give at most one label (labels=K)"),
+    (("latent=p.npz", "labels=[3,5]"), "latent= draws the one image of a gantrain-project latent (a row along "
+                                       "direction=); leave n out, and give at most one label (labels=K)"),
     (("direction=d.npz:0", "style_mix=true"), "direction= and latent= draw their own rows; leave out style_mix, "
                                               "truncation strips, interpolate and per_class"),
     (("latent=p.npz", "truncation=0:1:3"), "direction= and latent= draw their own rows; leave out style_mix, "

@@ -208,10 +208,28 @@ def test_an_edit_of_a_projected_latent_keeps_its_label_and_space(tmp_path):
                                 strength=(0.0, 1.0, 2)))
     assert batch.labels.tolist() == [2, 2] and batch.nrow == 2
     torch.testing.assert_close(batch.samples[1:], g((z + torch.tensor([2.0, 0, 0, 0]))[None], torch.tensor([2])))
-    alone = generate(g, Request(latent=_latent(tmp_path / "q.npz", z, "z")))  # no label saved: 0, or the given one
-    assert alone.labels.tolist() == [0] and alone.nrow == 1
-    torch.testing.assert_close(alone.samples, g(z[None], torch.tensor([0])))
-    assert generate(g, Request(latent=tmp_path / "q.npz", labels=1)).labels.tolist() == [1]
+    with pytest.raises(GantrainError) as err:  # no label saved: the class must be given
+        generate(g, Request(latent=_latent(tmp_path / "q.npz", z, "z")))
+    assert str(err.value) == (f"latent={tmp_path / 'q.npz'} was projected without a class and this run is "
+                              f"class-conditional; give labels=K")
+    alone = generate(g, Request(latent=tmp_path / "q.npz", labels=1))
+    assert alone.labels.tolist() == [1] and alone.nrow == 1
+    torch.testing.assert_close(alone.samples, g(z[None], torch.tensor([1])))
+    with pytest.raises(GantrainError) as err:
+        generate(g, Request(latent=tmp_path / "q.npz", labels=3))
+    assert str(err.value) == "label 3 is outside this run's classes 0..2; give labels between 0 and 2"
+    with pytest.raises(GantrainError) as err:
+        generate(g, Request(latent=_latent(tmp_path / "far.npz", z, "z", label=5)))
+    assert str(err.value) == (f"latent={tmp_path / 'far.npz'} was projected with class 5, outside this run's classes "
+                              f"0..2; give labels=K")
+    with pytest.raises(GantrainError) as err:  # a latent of another run's size
+        generate(g, Request(latent=_latent(tmp_path / "long.npz", torch.zeros(100), "z", label=1)))
+    assert str(err.value) == (f"latent={tmp_path / 'long.npz'} holds a latent of shape (100,) in z; this run's are "
+                              f"(4,): project the image again with this run")
+    with pytest.raises(GantrainError) as err:
+        generate(_dcgan(), Request(latent=tmp_path / "p.npz", labels=1))
+    assert str(err.value) == ("labels= given, but this run's generator is unconditional (it was trained without "
+                              "classes); leave labels out")
     unlabelled = generate(_dcgan(), Request(latent=tmp_path / "p.npz"))
     assert unlabelled.labels is None
     with pytest.raises(GantrainError) as err:
@@ -227,8 +245,18 @@ def test_an_edit_of_a_projected_latent_keeps_its_label_and_space(tmp_path):
     with pytest.raises(GantrainError) as err:
         generate(g, Request(latent=tmp_path / "bad.npz"))
     assert str(err.value).startswith(f"latent={tmp_path / 'bad.npz'} is not a gantrain-project .npz (")
-    first = generate(g, Request(latent=_latent(tmp_path / "zero.npz", z, "z", label=0), labels=2))
-    assert first.labels.tolist() == [0]  # the label saved with the latent, class 0 included, before labels=
+    first = generate(g, Request(latent=_latent(tmp_path / "zero.npz", z, "z", label=0)))
+    assert first.labels.tolist() == [0]  # the label saved with the latent, class 0 included
+    other = generate(g, Request(latent=tmp_path / "zero.npz", labels=2))  # in z, labels= draws it as another class
+    assert other.labels.tolist() == [2]
+    torch.testing.assert_close(other.samples, g(z[None], torch.tensor([2])))
+    conditional_style = _style(classes=3)
+    w_file = _latent(tmp_path / "wc.npz", torch.randn(6, generator=_rng(12)), "w", label=1)
+    assert generate(conditional_style, Request(latent=w_file)).labels.tolist() == [1]
+    with pytest.raises(GantrainError) as err:  # in w the class is part of the latent
+        generate(conditional_style, Request(latent=w_file, labels=2))
+    assert str(err.value) == (f"latent={w_file} is in w, which already holds the class it was projected with; leave "
+                              f"labels out, or project again with labels=K (or in space=z)")
     s = _style()
     ws = torch.randn(s.num_ws, 6, generator=_rng(11))
     assert s.num_ws != 6  # so that a mix-up of the layer and feature axes shows

@@ -272,6 +272,26 @@ def test_truncation_keeps_every_component_inside():
     assert z.std() > 0.2  # still spread over the interval
     assert torch.equal(gsample.truncated_normal((5, 3), None, torch.Generator().manual_seed(1)), seeded_z(1, 5, 3))
     assert gsample.truncated_normal((100, 8), 1e-2, rng).abs().max() <= 1e-2
+    # a tiny psi: after REDRAWS rounds of redrawing, what is left is drawn by inverse CDF, so it cannot stall
+    tiny = gsample.truncated_normal((64, 16), 1e-7, torch.Generator().manual_seed(2))
+    assert tiny.abs().max() <= 1e-7 and bool((tiny != 0).any()) and bool(tiny.isfinite().all())
+    moderate = gsample.truncated_normal((4000,), 0.05, torch.Generator().manual_seed(3))
+    assert moderate.abs().max() <= 0.05 and moderate.mean().abs() < 0.005  # centred on 0 over the interval
+    assert 0.026 < moderate.std() < 0.032  # near uniform there: 0.05 / sqrt(3) = 0.0289
+
+
+def test_truncation_redraws_exactly_as_a_plain_rejection_sampler_when_it_suffices():
+    """For a usual psi every value lands inside within the redraws: the draws are those of plain rejection."""
+    def rejection(shape, psi, rng):
+        z = torch.randn(*shape, generator=rng)
+        while bool((z.abs() > psi).any()):
+            outside = z.abs() > psi
+            z[outside] = torch.randn(int(outside.sum()), generator=rng)
+        return z
+
+    for psi in (0.3, 0.7, 2.0):
+        assert torch.equal(gsample.truncated_normal((50, 8), psi, torch.Generator().manual_seed(5)),
+                           rejection((50, 8), psi, torch.Generator().manual_seed(5)))
 
 
 def test_truncation_applies_to_the_command(runs, tmp_path, capsys):
@@ -599,3 +619,19 @@ def test_slerp_between_a_point_and_itself_or_its_opposite_is_never_nan():
     assert not torch.isnan(same).any() and not torch.isnan(opposite).any()
     torch.testing.assert_close(same, a[:, None, :].expand(-1, 5, -1), rtol=0, atol=1e-6)
     torch.testing.assert_close(opposite, (1 - 2 * t) * a[:, None, :], rtol=0, atol=1e-6)
+
+
+def test_samples_that_are_not_finite_are_refused_and_nothing_is_written(runs, tmp_path, capsys):
+    state = torch.load(runs["image"] / "checkpoints" / "last.pt", weights_only=True)
+    for networks in (state["networks"], state.get("ema") or {}):
+        weights = networks["generator"]
+        name = next(k for k, v in weights.items() if v.is_floating_point() and v.dim() > 1)
+        weights[name] = torch.full_like(weights[name], float("nan"))
+    damaged = tmp_path / "nan.pt"
+    torch.save(state, damaged)
+    out = tmp_path / "grid.png"
+    code, _, err = call(gsample.main, [damaged, "n=4", f"out={out}"], capsys)
+    assert code == 2 and not out.exists()
+    assert err == (f"gantrain-sample: error: the generator of {damaged} gave samples that are not finite (NaN or Inf), "
+                   f"so none were written; a large truncation or strength can cause it (try values nearer 1), else "
+                   f"the checkpoint itself is damaged: sample an earlier one\n")

@@ -136,7 +136,8 @@ def test_the_text_game_build_maps_captions_to_precomputed_rows(tmp_path):
         _game(tmp_path / "missing", "condition.text_encoder=precomputed", f"condition.text_embeddings={table}",
               captions=[["a dark square", "a grey square"], ["a dark square"], ["a light square"]], batch=3)
     # the first caption without a row is named (here also not the last)
-    assert str(err.value) == (f"caption 'a grey square' (and 1 more) has no row in condition.text_embeddings={table}")
+    assert str(err.value) == (f"caption 'a grey square' and 1 more distinct caption have no row in "
+                              f"condition.text_embeddings={table}; add a row for each caption of the data")
 
 
 def test_the_text_game_adds_the_losss_own_penalty_and_the_matching_penalty_to_ds_update():

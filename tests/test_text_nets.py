@@ -133,6 +133,12 @@ def test_tokenize_by_the_runs_vocabulary_and_refusals(caplog):
     with caplog.at_level("WARNING", logger="gantrain"):
         assert g.tokenize(["red sky"]).tolist() == [[2, 1, 0]]
     assert [r.getMessage() for r in caplog.records] == ["words this run never saw (read as unknown): sky"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gantrain"):  # words past the run's length are named, not dropped silently
+        assert g.tokenize(["red big small blue", "blue", "Red big, small blue!"]).tolist() == [[2, 4, 5], [3, 0, 0],
+                                                                                             [2, 4, 5]]
+    assert [r.getMessage() for r in caplog.records] == [
+        "this run reads the first 3 words of a prompt (condition.text_length); left out: blue"]
     with pytest.raises(GantrainError) as err:
         g.tokenize(["red", " ... "])
     assert str(err.value) == "text=' ... ' is empty: give a prompt with at least one word, e.g. text='red big'"

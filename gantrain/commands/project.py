@@ -9,8 +9,8 @@ Options (key=value):
   out=FOLDER        receives, per image NAME: NAME.png (the projection), NAME.npz (`latent`, `space`, `label`,
                     `distance`, `psnr`; style-based runs also `noise_K` per layer), NAME_strip.png
                     (target | start | projection)
-  space=w           w (one w for every layer), w_plus (one per layer) or z; w and w_plus need a style-based run
-                    (generator=stylegan2), other runs project in z
+  space=w|w_plus|z  w (one w for every layer), w_plus (one per layer) or z; w and w_plus need a style-based run
+                    (generator=stylegan2); default: w for a style-based run, z for the others
   steps=1000        optimisation steps
   labels=K          a conditional run's class for every image (default: the run's domain classifier reads it)
   perceptual=auto   the distance besides the pixel error: lpips (needs the lpips package and its weights),
@@ -52,7 +52,7 @@ log = logging.getLogger("gantrain")
 class Request:
     input: Path
     out: Path
-    space: str = "w"
+    space: Optional[str] = None  # None: w for a style-based run, z for the others
     steps: int = 1000
     labels: Optional[int] = None
     perceptual: str = "auto"
@@ -190,13 +190,16 @@ def project_files(path: Path, request: Request) -> Result:
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
     files = input_files(request.input)
-    targets = plan_outputs(files, request.input, request.out, request.overwrite, what="projections")
+    targets = plan_outputs(files, request.input, request.out, request.overwrite, what="projections",
+                           companions=("_strip.png", ".npz"))
     check_writable(request.out, "folder")
     device = resolve_device(request.device)
     generator = load_generator(path, device=device, ema=request.ema)
     if hasattr(generator, "tokenize"):  # G(z, caption): no latent space of its own to search
         raise GantrainError(f"{path} is a text-conditioned run: projection work on runs without captions; draw "
                             f"from it with gantrain-sample RUN text=...")
+    if request.space is None:
+        request.space = "w" if is_style_based(generator) else "z"
     if request.space != "z" and not is_style_based(generator):
         raise GantrainError(f"space={request.space} needs a style-based run (generator=stylegan2); this run's "
                             f"generator has only z: use space=z")
@@ -277,9 +280,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     from gantrain.commands.translate import warn_unreadable
 
     warn_unreadable(PROG, result.failed, len(result.written), "projected")
-    mean = sum(result.psnr) / len(result.psnr) if result.psnr else float("nan")
-    print(f"projected {len(result.written)} image{'s' if len(result.written) != 1 else ''} into {result.out} "
-          f"(mean PSNR {mean:.2f} dB)")
+    if result.written:
+        mean = sum(result.psnr) / len(result.psnr)
+        print(f"projected {len(result.written)} image{'s' if len(result.written) != 1 else ''} into {result.out} "
+              f"(mean PSNR {mean:.2f} dB)")
+    else:
+        print(f"projected no image: none of the inputs could be read; {result.out} was not made")
     sys.exit(1 if result.failed else 0)
 
 

@@ -114,15 +114,30 @@ def _labels(text: str) -> Union[int, list[int]]:
     return values if listed else values[0]
 
 
+#: the largest truncation psi: beyond 1 it extrapolates away from the average (in W), and far beyond it the
+#: latents leave any range the generator has seen (and float32's, around 1e38)
+MAX_PSI = 10.0
+#: the largest edit strength, in units of the latents' spread along the direction
+MAX_STRENGTH = 1000.0
+
+
 def _truncation(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (0 < value < math.inf):
-        raise GantrainError(f"truncation={text} must be a number > 0 (e.g. truncation=0.7; 0 only for a style-based "
-                            f"run, whose truncation is in W); smaller values trade variety for quality")
+    if not (0 < value <= MAX_PSI):
+        raise GantrainError(f"truncation={text} must be a number > 0 and at most {MAX_PSI:g} (e.g. truncation=0.7; 0 "
+                            f"only for a style-based run, whose truncation is in W); smaller values trade variety for "
+                            f"quality")
     return value
+
+
+def _is_zero(text: str) -> bool:
+    try:
+        return float(text) == 0.0
+    except ValueError:
+        return False
 
 
 def _strip(text: str) -> tuple[float, float, int]:
@@ -130,12 +145,12 @@ def _strip(text: str) -> tuple[float, float, int]:
     parts = text.split(":")
     try:
         a, b, k = float(parts[0]), float(parts[1]), int(parts[2])
-        ok = len(parts) == 3 and 0 <= a < math.inf and 0 <= b < math.inf and k >= 2
+        ok = len(parts) == 3 and 0 <= a <= MAX_PSI and 0 <= b <= MAX_PSI and k >= 2
     except (ValueError, IndexError):
         ok = False
     if not ok:
-        raise GantrainError(f"truncation={text} is not a strip A:B:K (K >= 2 values of psi from A to B, both >= 0), "
-                            f"e.g. truncation=0:1:6")
+        raise GantrainError(f"truncation={text} is not a strip A:B:K (K >= 2 values of psi from A to B, both from 0 "
+                            f"to {MAX_PSI:g}), e.g. truncation=0:1:6")
     return a, b, k
 
 
@@ -280,7 +295,7 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         text = options["truncation"]
         if ":" in text:
             request.strip = _strip(text)
-        elif text.strip() in ("0", "0.0"):  # psi 0: the average image, in W only (checked once the run is loaded)
+        elif _is_zero(text):  # psi 0: the average image, in W only (checked once the run is loaded)
             request.truncation = 0.0
         else:
             request.truncation = _truncation(text)
@@ -303,11 +318,12 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         parts = options["strength"].split(":")
         try:
             a, b, k = float(parts[0]), float(parts[1]), int(parts[2])
-            ok = len(parts) == 3 and k >= 1 and math.isfinite(a) and math.isfinite(b)
+            ok = len(parts) == 3 and k >= 1 and abs(a) <= MAX_STRENGTH and abs(b) <= MAX_STRENGTH
         except (ValueError, IndexError):
             ok = False
         if not ok:
-            raise GantrainError(f"strength={options['strength']} must be FROM:TO:COUNT, e.g. strength=-3:3:7")
+            raise GantrainError(f"strength={options['strength']} must be FROM:TO:COUNT, each strength from "
+                                f"-{MAX_STRENGTH:g} to {MAX_STRENGTH:g}, e.g. strength=-3:3:7")
         request.strength = (a, b, k)
         if request.direction is None:
             raise GantrainError("strength= sets an edit's strengths; add direction=FILE:K")
@@ -323,6 +339,12 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
                             "interpolate and per_class")
     if request.style_mix and (request.interpolate or request.per_class or request.strip):
         raise GantrainError("style_mix=true draws its own figure; leave out interpolate, per_class and truncation strips")
+    if request.style_mix and request.n_given:
+        raise GantrainError("style_mix=true draws rows x cols sources and cells; set its size with rows= and cols=, "
+                            "and leave n out")
+    if request.latent and (request.n_given or isinstance(request.labels, list)):
+        raise GantrainError("latent= draws the one image of a gantrain-project latent (a row along direction=); "
+                            "leave n out, and give at most one label (labels=K)")
     if request.strip and (request.interpolate or request.per_class):
         raise GantrainError("a truncation strip draws its own rows; leave out interpolate and per_class")
     if "ema" in options:
@@ -346,15 +368,27 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
 # ---- drawing ---------------------------------------------------------------------------------------
 
 
+#: rounds of redrawing the values of a truncated normal beyond +-psi before the rest are drawn by inverse CDF
+REDRAWS = 100
+
+
 def truncated_normal(shape: Sequence[int], psi: Optional[float], generator: torch.Generator) -> Tensor:
-    """Standard normal values of `shape` (float32, CPU), each one beyond +-psi redrawn until inside."""
+    """Standard normal values of `shape` (float32, CPU) kept within +-psi: each value beyond is redrawn, up to
+    REDRAWS times (plenty for any usual psi), and any still beyond is then drawn from the same truncated
+    distribution by the inverse normal CDF (in float64), so that a tiny psi cannot stall."""
     z = torch.randn(*shape, generator=generator)
     if psi is None:
         return z
     outside = z.abs() > psi
-    while bool(outside.any()):
+    for _ in range(REDRAWS):
+        if not bool(outside.any()):
+            return z
         z[outside] = torch.randn(int(outside.sum()), generator=generator)
         outside = z.abs() > psi
+    if bool(outside.any()):
+        low = float(torch.special.ndtr(torch.tensor(-float(psi), dtype=torch.float64)))
+        u = low + (1.0 - 2.0 * low) * torch.rand(int(outside.sum()), generator=generator, dtype=torch.float64)
+        z[outside] = torch.special.ndtri(u).float().clamp_(-psi, psi)
     return z
 
 
@@ -529,9 +563,27 @@ def _start_latents(generator: torch.nn.Module, request: Request, classes: Option
                                 f"give one of the .npz files gantrain-project wrote") from None
         if space != "z" and not style:
             raise GantrainError(f"latent={request.latent} is in {space}, which this run's generator does not have")
-        y = torch.tensor([label]) if classes and label >= 0 else None
-        if classes and y is None:
-            y = torch.tensor([request.labels if isinstance(request.labels, int) else 0])
+        expected = {"z": (int(generator.latent_dim),), "w": (int(getattr(generator, "w_dim", 0)),),
+                    "w_plus": (int(getattr(generator, "num_ws", 0)), int(getattr(generator, "w_dim", 0)))}.get(space)
+        if expected is None or tuple(latent.shape) != expected:
+            raise GantrainError(f"latent={request.latent} holds a latent of shape {tuple(latent.shape)} in {space}; "
+                                f"this run's are {expected}: project the image again with this run")
+        if request.labels is not None and not classes:
+            raise GantrainError("labels= given, but this run's generator is unconditional (it was trained without "
+                                "classes); leave labels out")
+        if request.labels is not None and space != "z":
+            raise GantrainError(f"latent={request.latent} is in {space}, which already holds the class it was projected "
+                                f"with; leave labels out, or project again with labels=K (or in space=z)")
+        if request.labels is not None:
+            plan_labels(request, classes)  # the range check
+            label = int(request.labels)  # type: ignore[arg-type]
+        elif classes and label < 0:
+            raise GantrainError(f"latent={request.latent} was projected without a class and this run is "
+                                f"class-conditional; give labels=K")
+        if classes and label >= classes:
+            raise GantrainError(f"latent={request.latent} was projected with class {label}, outside this run's classes "
+                                f"0..{classes - 1}; give labels=K")
+        y = torch.tensor([label]) if classes else None
         return latent.unsqueeze(0), y, "w" if space == "w_plus" else space
     z, y = _row_latents(request, classes, int(generator.latent_dim), rng)
     if not style:
@@ -720,6 +772,10 @@ def sample(path: Union[str, Path], request: Request) -> Path:
     device = resolve_device(request.device)
     generator = load_generator(path, device=device, ema=request.ema)
     batch = generate(generator, request, device)
+    if not bool(torch.isfinite(batch.samples).all()):
+        raise GantrainError(f"the generator of {path} gave samples that are not finite (NaN or Inf), so none were "
+                            f"written; a large truncation or strength can cause it (try values nearer 1), else the "
+                            f"checkpoint itself is damaged: sample an earlier one")
     reference = None
     if batch.samples.dim() == 2 and kind == "png":  # 2D runs: small checkpoints, a cheap second read
         reference = reference_points(open_run_or_checkpoint(path)[1])

@@ -100,27 +100,31 @@ def input_files(source: Path) -> list[Path]:
     return [source]
 
 
-def plan_outputs(files: list[Path], source: Path, out: Path, overwrite: bool, what: str = "translations") -> list[Path]:
+def plan_outputs(files: list[Path], source: Path, out: Path, overwrite: bool, what: str = "translations",
+                 companions: Sequence[str] = ()) -> list[Path]:
     """The output file of every input (out/<stem>.png); refuses what would overwrite an input, two inputs
-    that would write the same file, and (unless overwrite) files already in out."""
+    that would write the same file, and (unless overwrite) files already in out. companions: the other files
+    written per input, as suffixes of its stem (e.g. "_strip.png", ".npz"), checked the same way."""
     if out.exists() and not out.is_dir():
         raise GantrainError(f"out={out} is a file; give a folder for the {what}")
     folder = source if source.is_dir() else source.parent
     if out.resolve() == folder.resolve():
         raise GantrainError(f"out={out} is the input folder; give another folder so that no input is overwritten")
     targets = [out / f"{f.stem}.png" for f in files]
+    written = [(f, out / f"{f.stem}{suffix}") for f in files for suffix in (".png", *companions)]
     inputs = {f.resolve() for f in files}
-    clash = next((t for t in targets if t.resolve() in inputs), None)
+    clash = next((t for _, t in written if t.resolve() in inputs), None)
     if clash is not None:
         raise GantrainError(f"out={out} would overwrite the input {clash}; give another folder")
+    verb = {"translations": "translate", "projections": "project"}.get(what, "write")
     seen: dict[Path, Path] = {}
-    for f, t in zip(files, targets):
-        if t in seen:
+    for f, t in written:
+        if t in seen and seen[t] != f:
             raise GantrainError(f"{seen[t].name} and {f.name} would both be written as {t.name}; rename one of them "
-                                f"or translate them into different folders")
+                                f"or {verb} them into different folders")
         seen[t] = f
     if not overwrite:
-        existing = [t for t in targets if t.exists()]
+        existing = [t for _, t in written if t.exists()]
         if existing:
             shown = ", ".join(t.name for t in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
             raise GantrainError(f"out={out} already holds {len(existing)} of the output file(s) ({shown}); choose "

@@ -14,7 +14,7 @@ from gantrain.errors import GantrainError
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (as some editors save) is not text
     except UnicodeDecodeError:
         raise GantrainError(f"{path} is not UTF-8 text; save its captions as UTF-8") from None
 
@@ -39,6 +39,9 @@ def folder_captions(root: Path, files: Sequence[Path]) -> tuple[list[list[str]],
                 raise GantrainError(f"{meta} line {number} is not a JSON object with file_name and text: "
                                     f"{line.strip()[:60]}") from None
             texts = text if isinstance(text, list) else [text]
+            if not all(t is None or isinstance(t, (str, int, float)) and not isinstance(t, bool) for t in texts):
+                raise GantrainError(f"{meta} line {number}: text must be a caption or a list of captions (strings), "
+                                    f"not {json.dumps(text, ensure_ascii=False)[:60]}")
             found.setdefault(Path(str(name)).as_posix(), []).extend(
                 str(t) for t in texts if t is not None and str(t).strip())
     out, missing = [], 0

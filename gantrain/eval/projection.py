@@ -66,20 +66,22 @@ def _schedule(t: float, lr: float, rampdown: float = 0.25, rampup: float = 0.05)
     return lr * ramp * min(1.0, t / rampup)
 
 
-def project(generator: nn.Module, targets: Tensor, space: str = "w", steps: int = 1000, lr: float = 0.1,
+def project(generator: nn.Module, targets: Tensor, space: Optional[str] = None, steps: int = 1000, lr: float = 0.1,
             labels: Optional[Tensor] = None, features: Optional[Callable[[Tensor], Tensor]] = None,
             perceptual_weight: float = 1.0, noise_weight: float = 1e5, seed: int = 0,
             on_step: Optional[Callable[[int, Tensor], None]] = None) -> Projection:
     """Project `targets` ((N, C, H, W) in [-1, 1], the generator's shape, on its device) into its latent space.
 
-    space: w | w_plus (style-based generators) | z (any). labels: (N,) classes of a conditional generator.
+    space: w | w_plus (style-based generators) | z (any); None: w for a style-based generator, else z. labels: (N,) classes of a conditional generator.
     features: a perceptual feature map x -> (N, F) (None: pixels only). on_step(step, distance per image).
     """
     from gantrain.nets.control import is_style_based
 
+    style = is_style_based(generator)
+    if space is None:
+        space = "w" if style else "z"
     if space not in SPACES:
         raise GantrainError(f"space={space} is not one of {', '.join(SPACES)}")
-    style = is_style_based(generator)
     if space != "z" and not style:
         raise GantrainError(f"space={space} needs a style-based run (generator=stylegan2); this run's generator has "
                             f"only z: use space=z")

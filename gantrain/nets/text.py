@@ -224,6 +224,10 @@ class TextGenerator(Generator):
         unknown = vocabulary.unknown(texts)
         if unknown:
             log.warning("words this run never saw (read as unknown): %s", ", ".join(unknown))
+        cut = [words[self.length:] for words in map(tokenize, texts) if len(words) > self.length]
+        if cut:
+            log.warning("this run reads the first %d words of a prompt (condition.text_length); left out: %s",
+                        self.length, "; ".join(" ".join(words) for words in dict.fromkeys(map(tuple, cut))))
         return vocabulary.encode(list(texts), self.length)
 
     @torch.no_grad()

@@ -170,10 +170,18 @@ class TextGAN(GAN):
                 table = _clip_table(known, clip, setup.device)
 
             rows = {key(t): i + 1 for i, t in enumerate(known)}
-            missing = [c for captions in texts for c in captions if key(c) not in rows]
+            unmatched: dict[str, str] = {}  # each caption without a row once, as first written
+            for c in (c for captions in texts for c in captions):
+                if key(c) not in rows:
+                    unmatched.setdefault(key(c), c)
+            missing = list(unmatched.values())
             if missing:
-                raise GantrainError(f"caption {missing[0]!r} (and {len(missing) - 1} more) has no row in "
-                                    f"condition.text_embeddings={condition.text_embeddings}")
+                first = ("'' (the empty caption of the images that have none)" if not key(missing[0])
+                         else repr(missing[0]))
+                more = (f" and {len(missing) - 1} more distinct caption{'s' if len(missing) > 2 else ''} have"
+                        if len(missing) > 1 else " has")
+                raise GantrainError(f"caption {first}{more} no row in condition.text_embeddings="
+                                    f"{condition.text_embeddings}; add a row for each caption of the data")
             k = max(len(t) for t in texts)
             paired = torch.tensor([[[rows[key(c[j % len(c)])]] for j in range(k)] for c in texts], dtype=torch.int64)
             words, length = known, 1
