@@ -179,6 +179,12 @@ def test_directions_and_edits_through_the_console_scripts(tmp_path, tiny_stylega
     wrong = run_command("gantrain-directions", str(run), "method=labels", "classes=3,3", f"out={tmp_path / 'y.npz'}",
                         timeout=300)
     assert wrong.returncode == 2 and "two different classes" in wrong.stderr
+    unused = run_command("gantrain-directions", str(run), "method=labels", "k=3", f"out={tmp_path / 'z.npz'}",
+                         timeout=300)
+    assert unused.returncode == 2 and unused.stderr == (
+        "gantrain-directions: error: k= is the number of components of method=pca; method=labels finds one direction "
+        "per class (or one from A toward B with classes=A,B): leave k out\n")
+    assert not (tmp_path / "z.npz").exists()
 
 
 def _hand_boundary(latents, positive, steps=300, lr=0.1):

@@ -51,6 +51,14 @@ def test_divergence_stops_by_default_and_names_the_rollback_option(tmp_path):
     with pytest.raises(GantrainError, match=r"training diverged: loss/d.* became nan by step 30.*on_divergence=rollback"):
         loop.fit()
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 20  # the last good one stays
+    early = loop_with(tmp_path / "early", 60, extra=["trainer.ckpt_every=50"], inject=InjectNaN(5))
+    with pytest.raises(GantrainError) as err:  # nothing to go back to yet: the message says what to do instead
+        early.fit()
+    assert not (tmp_path / "early" / "checkpoints" / "last.pt").exists()
+    assert str(err.value).endswith(
+        "became nan by step 10, before the run's first checkpoint; start it again (a new hydra.run.dir, or "
+        "resume=auto in this one) with a lower optimizer.lr, a penalty (loss=wgan_gp), or "
+        "trainer.on_divergence=rollback (which keeps a checkpoint of step 0 to go back to)")
 
 
 def test_rollback_continues_with_halved_rates_and_a_second_resume_is_exact(tmp_path):

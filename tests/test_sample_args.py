@@ -89,6 +89,8 @@ def test_defaults_and_every_option_read_into_the_request(tmp_path):
     (("direction=d.npz:0", "strength=nan:1:3"), "strength=nan:1:3 must be FROM:TO:COUNT, each strength from -1000 to 1000, e.g. strength=-3:3:7"),
     (("direction=d.npz:0", "strength=1:2:3:4"), "strength=1:2:3:4 must be FROM:TO:COUNT, each strength from -1000 to 1000, e.g. strength=-3:3:7"),
     (("strength=1:2:3",), "strength= sets an edit's strengths; add direction=FILE:K"),
+    (("labels=[[3]]",), "labels=[[3]] is not a flat list of class numbers; give labels=3 or labels=[3,3,5]"),
+    (("labels=[3,[4]]",), "labels=[3,[4]] is not a flat list of class numbers; give labels=3 or labels=[3,3,5]"),
     (("direction=d.npz:0", "strength=-1e39:0:3"), "strength=-1e39:0:3 must be FROM:TO:COUNT, each strength from -1000 "
                                                  "to 1000, e.g. strength=-3:3:7"),
     (("truncation=10.5",), "truncation=10.5 must be a number > 0 and at most 10 (e.g. truncation=0.7; 0 only for a "

@@ -47,6 +47,9 @@ def directions(path: Path, options: dict) -> tuple[Path, list[str], str]:
         raise GantrainError(f"out={out} must end in .npz (a direction file)")
     overwrite = _flag("overwrite", options.get("overwrite", "false"))
     check_new(out, "npz", overwrite)
+    if method != "pca" and "k" in options:
+        raise GantrainError(f"k= is the number of components of method=pca; method={method} finds one direction "
+                            f"per class (or one from A toward B with classes=A,B): leave k out")
     n = _whole("n", options.get("n", "10000" if method == "pca" else "5000"), 100, "latents to sample, e.g. n=10000")
     k = _whole("k", options.get("k", "10"), 1, "components to keep, e.g. k=10")
     seed = _whole("seed", options.get("seed", "0"), 0, "e.g. seed=0")

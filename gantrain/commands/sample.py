@@ -101,7 +101,10 @@ def _labels(text: str) -> Union[int, list[int]]:
     """labels=3 -> 3; labels=[3,3,5] -> [3, 3, 5] (syntax only; the classes are checked against the model)."""
     raw = text.strip()
     listed = raw.startswith("[") or raw.endswith("]") or "," in raw
-    items = [item.strip() for item in raw.strip("[]").split(",")] if listed else [raw]
+    inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    if "[" in inner or "]" in inner:
+        raise GantrainError(f"labels={text} is not a flat list of class numbers; give labels=3 or labels=[3,3,5]")
+    items = [item.strip() for item in inner.split(",")] if listed else [raw]
     if listed and items == [""]:
         raise GantrainError("labels=[] names no class; give labels=3 or labels=[3,3,5]")
     values = []

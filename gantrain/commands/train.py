@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -39,15 +40,17 @@ def _remove_rank_folder(folder: Path) -> None:
 _LAUNCH: dict[str, Any] = {}
 
 
-def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool) -> None:
+def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool, started: bool = False) -> None:
     """Remove what a launch that never trained left in run_dir: the folder itself when this launch made
-    it, else its own .hydra record (and, when it held the lock, the log lines it added)."""
+    it, else its own .hydra record (and, when it held the lock, the log lines it added). started: the launch
+    may have begun writing the run's outputs (interrupted while setting up): a folder it made without a
+    checkpoint in it goes whole."""
     import shutil
 
     made_here = _LAUNCH.get("fresh") or (_LAUNCH.get("run_dir") == run_dir.resolve() and not _LAUNCH.get("existed", True))
     if made_here and not busy:
         leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-        if leftovers <= {".hydra", "gantrain.log", ".gantrain.lock"}:
+        if leftovers <= {".hydra", "gantrain.log", ".gantrain.lock"} or (started and "checkpoints" not in leftovers):
             shutil.rmtree(run_dir, ignore_errors=True)
             return
     if _LAUNCH.get("run_dir") == run_dir.resolve():
@@ -125,7 +128,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
         sweep.write_status(run_dir, status="interrupted", step=stop.step, reason=f"stopped by signal {stop.signum}",
                            ended_at=time.time())
         print(f"gantrain: sweep stopped in {name} at step {stop.step}. Finish it with the same command and "
-              f"hydra.sweep.dir={sweep_dir} (finished jobs are skipped, this one continues)", file=sys.stderr)
+              f"{shlex.quote(f'hydra.sweep.dir={sweep_dir}')} (finished jobs are skipped, this one continues)", file=sys.stderr)
         sys.exit(128 + stop.signum)
     except RunBusy as exc:
         print(f"gantrain: error: {exc}", file=sys.stderr)
@@ -200,8 +203,13 @@ def _task(cfg: DictConfig) -> Optional[float]:
         if dist.main:
             launcher = "torchrun ... -m gantrain.commands.train" if dist.enabled else "gantrain"
             print(f"gantrain: stopped at step {stop.step}; checkpoint {run_dir / 'checkpoints' / 'last.pt'}. "
-                  f"Resume with: {launcher} resume={run_dir}", file=sys.stderr)
+                  f"Resume with: {launcher} {shlex.quote(f'resume={run_dir}')}", file=sys.stderr)
         sys.exit(128 + stop.signum)
+    except KeyboardInterrupt:  # Ctrl-C before the loop took over SIGINT (while importing, loading data, building)
+        if dist.main:
+            _undo_launch(run_dir, log_size, busy=False, started=True)
+            print("gantrain: interrupted before training started; nothing of this launch was kept", file=sys.stderr)
+        sys.exit(130)
     except GantrainError as exc:
         if dist.main and isinstance(exc, (BeforeStart, RunBusy)):
             _undo_launch(run_dir, log_size, busy=isinstance(exc, RunBusy))
