@@ -450,6 +450,11 @@ def test_conditional_generator_obeys_labels_and_exports(tmp_path, data_root):
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-4, atol=1e-4)
     scripted = torch.jit.load(str(tmp_path / "g.pt"))
     torch.testing.assert_close(scripted(z, labels), expected, rtol=1e-5, atol=1e-5)
+    from gantrain.commands.export import load_exported
+
+    loaded = load_exported(tmp_path / "g.safetensors")  # the same fixed noise: the three exports draw alike
+    torch.testing.assert_close(loaded(z, labels), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loaded(z, labels), loaded(z, labels), rtol=0, atol=0)
 
 
 # ---- what the mutation run of the game found untested ------------------------------------------------------

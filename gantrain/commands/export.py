@@ -228,7 +228,8 @@ def _export_onnx(generator: nn.Module, out: Path, inputs: tuple, overwrite: bool
 
 
 def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> nn.Module:
-    """The generator of an exported .safetensors file (and the .json beside it), in eval mode on `device`."""
+    """The generator of an exported .safetensors file (and the .json beside it), in eval mode on `device`; a
+    style-based one uses its fixed noise inputs, so that it draws what the TorchScript and ONNX exports draw."""
     from gantrain.training.components import build_generator
 
     path = Path(path)
@@ -275,6 +276,8 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise GantrainError(f"{path} does not fit the generator described in {sidecar.name} ({first[:200]})") from None
+    if getattr(generator, "noise_mode", None) == "random":  # a style-based generator: its fixed noise inputs, as
+        generator.noise_mode = "const"                       # the TorchScript and ONNX exports draw with
     return generator.to(device).eval()
 
 

@@ -101,7 +101,8 @@ def _labels(text: str) -> Union[int, list[int]]:
     """labels=3 -> 3; labels=[3,3,5] -> [3, 3, 5] (syntax only; the classes are checked against the model)."""
     raw = text.strip()
     listed = raw.startswith("[") or raw.endswith("]") or "," in raw
-    inner = raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw
+    inner = raw[1:] if raw.startswith("[") else raw  # one bracket is enough to mean a list: "[4", "7]"
+    inner = inner[:-1] if inner.endswith("]") else inner
     if "[" in inner or "]" in inner:
         raise GantrainError(f"labels={text} is not a flat list of class numbers; give labels=3 or labels=[3,3,5]")
     items = [item.strip() for item in inner.split(",")] if listed else [raw]
