@@ -124,7 +124,7 @@ def test_resume_is_bit_identical_wgan_gp_mid_epoch(tmp_path):
     gantrain.train(gantrain.compose(common + ["trainer.steps=8"]), straight)
     gantrain.train(gantrain.compose(common + ["trainer.steps=4"]), split)
     state4 = load_checkpoint(split / "checkpoints" / "last.pt")
-    assert state4["step"] == 4 and state4["data_state"] == {"epoch": 0, "pos": 4 * 5 * 64}
+    assert state4["step"] == 4 and state4["data_state"] == {"epoch": 0, "pos": 4 * 5 * 64, "size": 1797}
     assert {"python", "numpy", "torch"} <= set(state4["rng"]) and state4["versions"]["torch"] == torch.__version__
     assert "generator" in state4["ema"] and state4["optimizers"]["discriminator"]["state"]
     gantrain.train(gantrain.compose(common + ["trainer.steps=8", f"resume={split}"]), split)
@@ -274,3 +274,35 @@ def test_resume_drops_rows_logged_after_the_checkpoint(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert rows[4]["loss/d"] != 123.0
+
+
+def test_a_relative_dataset_root_is_saved_absolute_so_a_resume_elsewhere_reads_the_same_data(tmp_path):
+    from PIL import Image
+
+    from conftest import run_gantrain
+
+    for project, count in (("a", 24), ("b", 8)):  # two folders with a `pics` of different images
+        (tmp_path / project / "pics").mkdir(parents=True)
+        for i in range(count):
+            Image.new("L", (8, 8), 10 * i).save(tmp_path / project / "pics" / f"{i}.png")
+    run = tmp_path / "run"
+    first = run_gantrain("dataset=image_folder", "dataset.root=pics", "dataset.image_size=8", "dataset.channels=1",
+                         "trainer.batch_size=4", "generator.base_channels=4", "discriminator.base_channels=4",
+                         "trainer.device=cpu", "trainer.num_workers=0", "trainer.eval_every=0", "trainer.ckpt_every=2",
+                         "trainer.steps=2", f"hydra.run.dir={run}", cwd=tmp_path / "a")
+    assert first.returncode == 0, first.stderr
+    saved = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert saved["config"]["dataset"]["root"] == str(tmp_path / "a" / "pics")
+    again = run_gantrain(f"resume={run}", "trainer.steps=4", cwd=tmp_path / "b")  # another folder, its own `pics`
+    assert again.returncode == 0, again.stderr
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["data_state"]["size"] == 24  # the run's own images
+    raw = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    raw["config"]["dataset"]["root"] = "pics"  # as a run of an earlier version saved it
+    old = tmp_path / "old.pt"
+    torch.save(raw, old)
+    refused = run_gantrain(f"resume={old}", "trainer.steps=4", f"hydra.run.dir={tmp_path / 'branch'}",
+                           cwd=tmp_path / "b")  # read from here, it is other data: refused, not trained on
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "gantrain: error: the run trained on 24 samples, but its dataset now has 8: resume with the data it trained "
+        "on (check dataset.root; a relative path is read from the current folder)")

@@ -88,7 +88,7 @@ def test_batches_cover_each_epoch_once_and_resume_mid_epoch():
     stream2 = DeviceBatches(data, batch_size=3, seed=5, device=CPU)
     stream2.next(2)
     saved = stream2.state_dict()
-    assert saved == {"epoch": 0, "pos": 6}
+    assert saved == {"epoch": 0, "pos": 6, "size": 10}
     ahead = stream2.next(4)
     resumed = DeviceBatches(data, batch_size=3, seed=5, device=CPU)
     resumed.load_state_dict(saved)
@@ -105,13 +105,13 @@ def test_epochs_are_distinct_permutations_and_resume_in_a_later_epoch():
         assert sorted(order) == list(range(12)), f"epoch {e} is not a permutation of the data"
         assert order == epoch_permutation(12, 7, e).tolist()
     assert epochs[0] != epochs[1] and epochs[1] != epochs[2] and epochs[0] != epochs[2], "epochs not reshuffled"
-    assert stream.state_dict() == {"epoch": 2, "pos": 12}
+    assert stream.state_dict() == {"epoch": 2, "pos": 12, "size": 12}
 
     # stop in the middle of epoch 1 and resume: the rest of epoch 1 in its order, then epoch 2
     walked = DeviceBatches(data, batch_size=3, seed=7, device=CPU)
     walked.next(6)
     saved = walked.state_dict()
-    assert saved == {"epoch": 1, "pos": 6}
+    assert saved == {"epoch": 1, "pos": 6, "size": 12}
     ahead = walked.next(4)
     assert ahead.flatten().tolist() == epochs[1][6:] + epochs[2][:6]
     fresh = DeviceBatches(data, batch_size=3, seed=7, device=CPU)
@@ -139,7 +139,7 @@ def test_processes_split_every_epoch_between_them(world):
         # global batch g is rank 0's slice, then rank 1's, ...: together the epoch's order, each sample once
         order = [i for g in range(per_epoch) for p in parts for i in p[g].tolist()]
         assert order == epoch_permutation(12, 11, e).tolist()
-    assert [s.state_dict() for s in streams] == [{"epoch": 2, "pos": 12}] * world
+    assert [s.state_dict() for s in streams] == [{"epoch": 2, "pos": 12, "size": 12}] * world
     with pytest.raises(GantrainError, match="x 3 processes is larger than the dataset"):
         DeviceBatches(data, batch_size=5, seed=0, device=CPU, rank=0, world=3)
 
@@ -208,7 +208,7 @@ def test_streamed_batches_reshuffle_every_epoch_and_resume_in_a_later_epoch(tmp_
     walked.next(5)
     saved = walked.state_dict()
     assert torch.equal(torch.get_rng_state(), rng)  # new epochs leave the training noise's generator alone
-    assert saved == {"epoch": 1, "pos": 2}
+    assert saved == {"epoch": 1, "pos": 2, "size": 8}
     ahead = walked.next(5)
     assert ahead[:, :, 0, 0, 0].flatten().tolist() == epochs[1][2:] + epochs[2][:4]
     again = StreamedBatches(folder, batch_size=2, seed=4, device=CPU, num_workers=0)
@@ -247,7 +247,7 @@ def test_streamed_batches_into_a_buffer_and_across_processes(tmp_path):
         out = torch.zeros(5, 2, 1, 4, 4, dtype=torch.uint8)
         assert s.next(5, out=out) is out
         assert torch.equal(out, d.next(5))
-        assert s.state_dict() == d.state_dict() == {"epoch": 2, "pos": 6}
+        assert s.state_dict() == d.state_dict() == {"epoch": 2, "pos": 6, "size": 12}
 
 
 def test_mixture_metrics_ignore_non_finite_samples_but_count_them():
@@ -287,8 +287,8 @@ def test_streamed_batches_drop_the_remainder_like_the_device_stream(tmp_path):
     folder = ImageFolder(str(tmp_path), image_size=4, channels=1)
     streamed = StreamedBatches(folder, batch_size=3, seed=2, device=CPU, num_workers=0)  # 2 batches, 1 dropped
     device = DeviceBatches(folder.tensor(), batch_size=3, seed=2, device=CPU)
-    for expected_state in ({"epoch": 0, "pos": 3}, {"epoch": 0, "pos": 6}, {"epoch": 1, "pos": 3},
-                           {"epoch": 1, "pos": 6}, {"epoch": 2, "pos": 3}):
+    for expected_state in ({"epoch": 0, "pos": 3, "size": 7}, {"epoch": 0, "pos": 6, "size": 7}, {"epoch": 1, "pos": 3, "size": 7},
+                           {"epoch": 1, "pos": 6, "size": 7}, {"epoch": 2, "pos": 3, "size": 7}):
         assert torch.equal(streamed.next(1), device.next(1))
         assert streamed.state_dict() == device.state_dict() == expected_state
 
@@ -306,7 +306,13 @@ def test_resume_into_a_used_stream_in_epoch_0_and_batch_spec():
     assert walked.batch_spec() == ((3, 3, 2, 2), torch.uint8)
     walked.next(2)
     saved = walked.state_dict()
-    assert saved == {"epoch": 0, "pos": 6}
+    assert saved == {"epoch": 0, "pos": 6, "size": 12}
+    other = DeviceBatches(data[:9], batch_size=3, seed=6, device=CPU)  # the data changed size since the save
+    with pytest.raises(GantrainError) as err:
+        other.load_state_dict(saved)
+    assert str(err.value) == ("the run trained on 12 samples, but its dataset now has 9: resume with the data it "
+                              "trained on (check dataset.root; a relative path is read from the current folder)")
+    other.load_state_dict({"epoch": 0, "pos": 6})  # a checkpoint before the size was saved: not checked
     ahead = walked.next(3)
     reused = DeviceBatches(data, batch_size=3, seed=6, device=CPU)
     reused.next(9)  # now in epoch 2, its order cached

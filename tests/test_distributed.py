@@ -28,7 +28,7 @@ def test_two_processes_train_shard_the_data_and_resume_exactly(tmp_path):
     assert state["world_size"] == 2 and len(state["rng_ranks"]) == 2
     assert not torch.equal(state["rng_ranks"][0]["torch"], state["rng_ranks"][1]["torch"])  # different noise
     # 6 steps x 5 critic updates x 32 samples x 2 processes, in global batches of 64 (28 per epoch of 1797).
-    assert state["data_state"] == {"epoch": 1, "pos": (6 * 5 - 28) * 64}
+    assert state["data_state"] == {"epoch": 1, "pos": (6 * 5 - 28) * 64, "size": 1797}
     assert [json.loads(line)["step"] for line in (straight / "metrics.jsonl").read_text().splitlines()] == [2, 4, 6]
     import tempfile
 
@@ -128,6 +128,6 @@ def test_two_processes_train_a_text_conditioned_gan(tmp_path, data_root):
     assert result.returncode == 0, result.stderr[-3000:]
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["world_size"] == 2 and state["game"] == "text" and len(state["rng_ranks"]) == 2
-    assert state["data_state"] == {"epoch": 0, "pos": 4 * 16}
+    assert state["data_state"] == {"epoch": 0, "pos": 4 * 16, "size": 128}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all("loss/kl" in r and "d/mismatch" in r for r in rows)

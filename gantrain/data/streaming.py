@@ -54,7 +54,7 @@ class BatchStream:
         return epoch_permutation(self.size, self.seed, epoch)
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "pos": self.pos}
+        return {"epoch": self.epoch, "pos": self.pos, "size": self.size}
 
     def batch_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
         """(shape, dtype) of one raw batch of samples this stream gives."""
@@ -73,6 +73,12 @@ class BatchStream:
         return samples, torch.empty((k, shape[0], *self.label_shape), dtype=torch.int64, device=device)
 
     def load_state_dict(self, state: dict) -> None:
+        """The position in the data order; refused when the data is not the size it was (checkpoints before
+        gantrain 0.13.0 did not save the size)."""
+        if "size" in state and int(state["size"]) != self.size:
+            raise GantrainError(f"the run trained on {int(state['size'])} samples, but its dataset now has {self.size}: "
+                                f"resume with the data it trained on (check dataset.root; a relative path is read "
+                                f"from the current folder)")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._perm_epoch = -1
 

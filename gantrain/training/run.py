@@ -180,6 +180,10 @@ def prepare_run(
         if missing:
             example = {"dataset.root": "dataset.root=/path/to/your/images"}.get(missing[0], f"{missing[0]}=VALUE")
             raise GantrainError(f"{', '.join(missing)} must be given on the command line, e.g. {example}")
+        root = OmegaConf.select(cfg, "dataset.root", default=None)
+        if isinstance(root, str) and root and not os.path.isabs(os.path.expanduser(root)):
+            # saved as an absolute path, so that a resume from another folder reads the same data
+            cfg.dataset.root = os.path.abspath(os.path.expanduser(root))
     if overrides is not None:
         overrides = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
     if state is not None:
