@@ -219,7 +219,7 @@ def _typed(schema: type, node: DictConfig, group: str) -> Any:
         raise GantrainError(
             f"bad value in {group}: {str(exc).splitlines()[0]}"
             + (f" (key {group}.{key})" if key and not key.startswith(group) else "")
-            + f"; see configs/{group}/ for the valid keys"
+            + f"; `gantrain --cfg job` shows the {group} keys and their values"
         ) from None
 
 

@@ -106,6 +106,8 @@ def check_roots(words: Sequence[str]) -> None:
         if word.startswith(("+", "~")) or word.startswith("hydra"):
             continue
         root = word.split("=", 1)[0].split(".")[0].split("/")[0]
+        if "=" in word and not word.split("=", 1)[0].strip():
+            raise GantrainError(f"{word} has no key before '='; write key=value, e.g. trainer.steps=1000")
         if root not in roots:
             near = difflib.get_close_matches(root, roots, n=2)
             hint = f"did you mean {' or '.join(near)}? " if near else ""

@@ -196,6 +196,10 @@ BAD = [
     (["optimizer=sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1.0 must be a number in [0, 1) (0: off)"),
     (["optimizer=rmsprop", "optimizer.alpha=2"], "optimizer.alpha=2.0 must be a number in [0, 1) (RMSprop's smoothing"),
     (["dataset=image_folder"], "dataset.root must be given on the command line, e.g. dataset.root=/path/to/your/images"),
+    (["generator=unet"], "generator=unet translates images (pix2pix, CycleGAN): add model=pix2pix or model=cyclegan"),
+    (["=3"], "=3 has no key before '='; write key=value, e.g. trainer.steps=1000"),
+    (["trainer.stpes=5"], "(`gantrain --help` lists the groups, `gantrain --cfg job` every key)"),  # no "+": a fixed schema
+    (["+trainer.stpes=5"], "`gantrain --cfg job` shows the trainer keys and their values"),
     (["loss=wgan_gp", "loss.gradient_penalty=nan"], "loss.gradient_penalty, loss.r1_gamma and loss.matching_penalty "
                                                     "must be 0 (off) or positive"),
     (["discriminator.base_channels=0"], "discriminator.base_channels=0 must be a whole number of 1 or more"),

@@ -311,8 +311,10 @@ def _check_command_line(args: list[str]) -> None:
                 if leaf not in valid:
                     near = difflib.get_close_matches(leaf, valid, n=2)
                     hint = f"did you mean {' or '.join((parent + '.' if parent else '') + n for n in near)}? " if near else ""
+                    typed = key.split(".", 1)[0] in ("trainer", "optimizer")  # their keys are a fixed schema
+                    adds = "" if typed else f"; +{key}=... adds a new one"
                     raise GantrainError(f"unknown key {key}; {hint}(`gantrain --help` lists the groups, "
-                                        f"`gantrain --cfg job` every key; +{key}=... adds a new one)")
+                                        f"`gantrain --cfg job` every key{adds})")
     missing = missing_plugin(args)
     if missing:
         raise GantrainError(missing)

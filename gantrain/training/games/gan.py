@@ -120,6 +120,11 @@ class GAN(Game):
         from gantrain.training.components import build_discriminator, build_generator, check_fits, check_labelled
 
         cfg, dataset, condition = setup.cfg, setup.dataset, setup.condition
+        target = str(cfg.generator.get("_target_", ""))
+        if target.startswith("gantrain.nets.translation."):  # G(image), not G(z)
+            raise GantrainError(f"generator={target.rsplit('.', 1)[-1].replace('Generator', '').lower()} translates "
+                                f"images (pix2pix, CycleGAN): add model=pix2pix or model=cyclegan with a paired or "
+                                f"unpaired dataset, or pick a generator of noise (dcgan, sngan, mlp, stylegan2)")
         num_classes = check_labelled(dataset, condition)
         check_fits(cfg, dataset, setup.settings, setup.device, condition)
         generator = build_generator(cfg.generator, dataset.shape, dataset.kind, num_classes)
