@@ -154,10 +154,10 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
                 f"checkpoint {path} was refused: it holds objects outside a checkpoint's allow-list "
                 f"(loading it could run code); only load checkpoints written by gantrain"
             ) from None
-        raise GantrainError(f"checkpoint {path} is corrupt ({first[:160]}); use another checkpoint") from None
+        raise GantrainError(f"checkpoint {path} is corrupt ({_sentence(first)}); use another checkpoint") from None
     except Exception as exc:  # a damaged archive or pickle fails in many ways (KeyError, struct.error, ...)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise GantrainError(f"checkpoint {path} is truncated or corrupt ({first[:160]}); use another checkpoint") from None
+        raise GantrainError(f"checkpoint {path} is truncated or corrupt ({_sentence(first)}); use another checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise GantrainError(f"{path} is not a gantrain checkpoint (no '{FORMAT}' marker)")
     return Checkpoint(migrate(state, path))
@@ -270,6 +270,14 @@ def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of a library's message, cut at a word with "..." when still longer than `limit`."""
+    first = text.split(". ", 1)[0].rstrip(".")
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0] + "..."
+
+
 def newest_good(run_dir: Path) -> Optional[tuple[Path, dict]]:
     """The newest checkpoint of a run that loads: last.pt, else step files newest first (with a warning)."""
     folder = Path(run_dir) / "checkpoints"
@@ -285,7 +293,7 @@ def newest_good(run_dir: Path) -> Optional[tuple[Path, dict]]:
             log.warning("skipping unreadable checkpoint: %s", exc)
             continue
         if first_error:
-            log.warning("resuming from %s instead", candidate)
+            log.warning("using %s instead", candidate)
         return candidate, state
     if first_error:
         raise GantrainError(f"no readable checkpoint in {folder}: {first_error}")

@@ -121,7 +121,7 @@ def test_newest_good_prefers_last_then_newest_readable_step(tmp_path, caplog):
         (folder / "step_00000003.pt").write_bytes(b"garbage")
         path, loaded = newest_good(tmp_path)
     assert path == folder / "step_00000002.pt" and loaded["step"] == 2
-    assert caplog.text.count("skipping unreadable checkpoint") == 2 and "resuming from" in caplog.text
+    assert caplog.text.count("skipping unreadable checkpoint") == 2 and "using" in caplog.text and "instead" in caplog.text
     caplog.clear()
     (folder / "last.pt").unlink()  # no last.pt, the newest step file is good: no warning
     atomic_save(state(3), folder / "step_00000003.pt")
@@ -193,10 +193,13 @@ def test_error_messages_stay_one_short_line(tmp_path, monkeypatch):
     path = tmp_path / "x.pt"
     atomic_save(state(1), path)
     for raised, expected in [
-        (RuntimeError("y" * 500 + "\nsecond line"), "is truncated or corrupt (" + "y" * 160 + "); use another"),
+        (RuntimeError("y" * 500 + "\nsecond line"), "is truncated or corrupt (" + "y" * 160 + "...); use another"),
+        (RuntimeError("failed finding central directory. If you are seeing this error, there is a high chance"),
+         "is truncated or corrupt (failed finding central directory); use another"),  # its first sentence
+        (RuntimeError("word " * 40), "is truncated or corrupt (" + " ".join(["word"] * 32) + "...); use another"),
         (RuntimeError(""), "is truncated or corrupt (RuntimeError); use another"),
         (EOFError("  \n"), "is truncated or corrupt (EOFError); use another"),
-        (pickle.UnpicklingError("z" * 300 + "\nmore detail"), "is corrupt (" + "z" * 160 + "); use another"),
+        (pickle.UnpicklingError("z" * 300 + "\nmore detail"), "is corrupt (" + "z" * 160 + "...); use another"),
         (pickle.UnpicklingError(""), "is corrupt (unpickling failed); use another"),
     ]:
         def load(*args, exc=raised, **kwargs):

@@ -23,7 +23,8 @@ Options (key=value):
                     latent point to another
   truncation=PSI    the truncation trick, smaller trading variety for quality: a style-based run (generator=
                     stylegan2) moves w toward the average w_avg (w_avg + PSI (w - w_avg); PSI=0 gives the
-                    average image, 1 none); other runs redraw every component of z beyond +-PSI (PSI > 0)
+                    average image, 1 none); other runs redraw every component of z beyond +-PSI (PSI > 0);
+                    at most 10
   truncation=A:B:K  a truncation strip (style-based runs): n rows (default 8), one column per PSI of K from A to B
   style_mix=true    the style-mixing figure (style-based runs): `rows` row sources down the left, `cols` column
                     sources along the top, each cell the row's styles with the column's on `layers`
@@ -31,7 +32,7 @@ Options (key=value):
                     all); coarse layers carry pose and shape, fine ones texture and colour
   direction=FILE:K  an edit: n rows (default 8), each a sample moved along direction K of a gantrain-directions
                     file, one column per strength (in units of the latents' spread along it)
-  strength=-3:3:7   the edit's strengths: from, to, how many
+  strength=-3:3:7   the edit's strengths: from, to, how many (each from -1000 to 1000)
   latent=FILE.npz   the edit (or plain sampling) starts from the latent of a gantrain-project file instead
   ema=true          use the EMA generator when the run kept one (ema=false: the raw generator)
   device=auto       auto (CUDA when present) | cpu | cuda | cuda:N
