@@ -229,6 +229,15 @@ def test_offline_download_is_a_clear_error(tmp_path):
                           env={"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
     assert result.returncode == 2
     assert "could not download MNIST" in result.stderr and "offline" in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "(RuntimeError: " in line and not line.startswith(("Error downloading", "(RuntimeError: Error downloading"))
+    assert "Error downloading train-images-idx3-ubyte.gz:)" not in line  # the network's own error, not the file name
+    assert not (tmp_path / "data").exists()  # the folders the failed download made are gone again
+    (tmp_path / "mine").mkdir()  # a folder the user had is kept, only what the download added goes
+    again = run_gantrain("dataset=mnist", f"dataset.root={tmp_path / 'mine'}", "trainer.steps=1",
+                         f"hydra.run.dir={tmp_path / 'run2'}", cwd=tmp_path,
+                         env={"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"})
+    assert again.returncode == 2 and (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):

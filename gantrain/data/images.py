@@ -136,13 +136,21 @@ class _MNISTLike(Dataset):
                 f"{self.folder} not found in {where}; set dataset.root to a folder holding {self.folder}/raw "
                 f"or set dataset.download=true"
             )
+        import shutil
+
         import torchvision
 
+        # the outermost of the folders the download makes: removed again when it fails, with what it left there
+        made = next((p for p in (self.root, self.root / self.folder, where) if not p.exists()), None)
         try:
             getattr(torchvision.datasets, self.torchvision_class)(str(self.root), train=self.train, download=True)
         except Exception as exc:  # network errors come in many types
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
+            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+            cause = lines[-1][:160] if lines else ""  # torchvision names the network's error last
             raise GantrainError(
-                f"could not download {self.folder} into {where} ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}); "
+                f"could not download {self.folder} into {where} ({type(exc).__name__}{': ' + cause if cause else ''}); "
                 f"when offline, put the four {self.folder} .gz files in {where} or point dataset.root at a copy"
             ) from None
         images, labels = (self._file(s) for s in self._stems())
