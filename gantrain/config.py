@@ -429,12 +429,14 @@ def optimizer_settings(cfg: DictConfig) -> OptimizerConfig:
     if o.kernel == "fused" and o.name not in ("adam", "adamw"):
         raise GantrainError(f"optimizer.kernel=fused: gantrain fuses adam and adamw only, not {o.name}; "
                             f"set optimizer.kernel=auto")
-    for key, value, low, high, what in (("weight_decay", o.weight_decay, 0.0, math.inf, ">= 0 (0: off)"),
-                                        ("momentum", o.momentum, 0.0, 1.0, "in [0, 1) (0: off)"),
-                                        ("alpha", o.alpha, 0.0, 1.0, "in [0, 1) (RMSprop's smoothing, e.g. 0.99)")):
-        if not low <= value < high:
+    # each optimizer's own settings (the others are not read: an earlier run's unused value stays allowed)
+    for key, value, low, high, what, users in (
+            ("weight_decay", o.weight_decay, 0.0, math.inf, ">= 0 (0: off)", OPTIMIZERS),
+            ("momentum", o.momentum, 0.0, 1.0, "in [0, 1) (0: off)", ("sgd", "rmsprop")),
+            ("alpha", o.alpha, 0.0, 1.0, "in [0, 1) (RMSprop's smoothing, e.g. 0.99)", ("rmsprop",))):
+        if o.name in users and not low <= value < high:
             raise GantrainError(f"optimizer.{key}={value} must be a number {what}")
-    if not 0.0 < o.eps < math.inf:
+    if o.name != "sgd" and not 0.0 < o.eps < math.inf:
         raise GantrainError(f"optimizer.eps={o.eps} must be a positive number (e.g. 1e-8)")
     for who in ("", "generator.", "discriminator."):
         node = o if not who else getattr(o, who[:-1])

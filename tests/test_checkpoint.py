@@ -305,4 +305,4 @@ def test_a_relative_dataset_root_is_saved_absolute_so_a_resume_elsewhere_reads_t
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1] == (
         "gantrain: error: the run trained on 24 samples, but its dataset now has 8: resume with the data it trained "
-        "on (check dataset.root; a relative path is read from the current folder)")
+        "on (check dataset.root: runs before gantrain 0.13.0 saved a relative one, read from the current folder)")

@@ -115,9 +115,10 @@ def test_an_older_checkpoint_continues_in_a_new_folder_not_over_the_run(tmp_path
     refused = run_gantrain(f"resume={older}", cwd=tmp_path)  # in place it would replace steps 11-20
     assert refused.returncode == 2, refused.stderr
     assert refused.stderr.strip().splitlines()[-1] == (
-        f"gantrain: error: resume={older} is at step 10, but this run went on to step 20: continuing it in {run} "
-        f"would replace what it wrote after step 10; branch from it into a new folder with hydra.run.dir=NEW_FOLDER "
-        f"(the run stays as it is)")
+        f"gantrain: error: resume={older} is at step 10, but this run has a checkpoint of step 20: continuing it in "
+        f"{run} would replace what it wrote after step 10; branch from it into a new folder with "
+        f"hydra.run.dir=NEW_FOLDER (the run stays as it is), or continue the run from its newest checkpoint with "
+        f"resume={run}")
     for path, content in kept.items():
         assert path.read_bytes() == content, path
     branch = tmp_path / "branch"
@@ -135,6 +136,15 @@ def test_an_older_checkpoint_continues_in_a_new_folder_not_over_the_run(tmp_path
     assert [e.value for e in acc.Scalars("loss/d")] == pytest.approx([r["loss/d"] for r in before[2:]], rel=1e-6)
     latest = run_gantrain(f"resume={run / 'checkpoints' / 'step_00000020.pt'}", "trainer.steps=25", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr  # the newest one continues in place
+    assert [r["step"] for r in read_metrics(run)] == [5, 10, 15, 20, 25]
+    # a crash after step 25's log but before its checkpoint: last.pt and the newest step file are step 20's, the
+    # log went on; the newest checkpoint, named as a file, continues in place and the later rows go
+    import shutil
+
+    (run / "checkpoints" / "step_00000025.pt").unlink()
+    shutil.copyfile(run / "checkpoints" / "step_00000020.pt", run / "checkpoints" / "last.pt")
+    crashed = run_gantrain(f"resume={run / 'checkpoints' / 'last.pt'}", "trainer.steps=25", cwd=tmp_path)
+    assert crashed.returncode == 0, crashed.stderr
     assert [r["step"] for r in read_metrics(run)] == [5, 10, 15, 20, 25]
 
 
@@ -254,7 +264,7 @@ def test_a_folder_left_by_a_run_without_checkpoints_is_not_mixed_into(tmp_path):
     """A run stopped before its first checkpoint (killed, diverged) left metrics, samples and curves: a new run
     there is refused, and resume=auto starts that run again, its old entries replaced rather than appended to."""
     run = tmp_path / "run"
-    assert run_gantrain("trainer.steps=10", "trainer.log_every=2", *FAST, f"hydra.run.dir={run}",
+    assert run_gantrain("trainer.steps=10", "loss=hinge", *FAST, f"hydra.run.dir={run}",
                         cwd=tmp_path).returncode == 0
     import shutil
 
@@ -276,3 +286,7 @@ def test_a_folder_left_by_a_run_without_checkpoints_is_not_mixed_into(tmp_path):
     assert [r["step"] for r in read_metrics(run) if "loss/d" in r] == [2, 4]  # the new run's rows only
     _, _, steps = tb_tags(run)
     assert steps["loss/d"] == [2, 4]
+    # the run there is now the restarted one (default loss, not the attempt's hinge): it resumes as itself
+    later = run_gantrain(f"resume={run}", "trainer.steps=6", cwd=tmp_path)
+    assert later.returncode == 0, later.stderr
+    assert [r["step"] for r in read_metrics(run) if "loss/d" in r] == [2, 4, 6]

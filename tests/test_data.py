@@ -311,7 +311,7 @@ def test_resume_into_a_used_stream_in_epoch_0_and_batch_spec():
     with pytest.raises(GantrainError) as err:
         other.load_state_dict(saved)
     assert str(err.value) == ("the run trained on 12 samples, but its dataset now has 9: resume with the data it "
-                              "trained on (check dataset.root; a relative path is read from the current folder)")
+                              "trained on (check dataset.root: runs before gantrain 0.13.0 saved a relative one, read from the current folder)")
     other.load_state_dict({"epoch": 0, "pos": 6})  # a checkpoint before the size was saved: not checked
     ahead = walked.next(3)
     reused = DeviceBatches(data, batch_size=3, seed=6, device=CPU)

@@ -56,9 +56,9 @@ def test_divergence_stops_by_default_and_names_the_rollback_option(tmp_path):
         early.fit()
     assert not (tmp_path / "early" / "checkpoints" / "last.pt").exists()
     assert str(err.value).endswith(
-        "became nan by step 10, before the run's first checkpoint; start it again (a new hydra.run.dir, or "
-        "resume=auto in this one) with a lower optimizer.lr, a penalty (loss=wgan_gp), or "
-        "trainer.on_divergence=rollback (which keeps a checkpoint of step 0 to go back to)")
+        f"became nan by step 10, before the run's first checkpoint; start it again (in a new hydra.run.dir, or with "
+        f"hydra.run.dir={tmp_path / 'early'} resume=auto) with a lower optimizer.lr, a penalty (loss=wgan_gp), or "
+        f"trainer.on_divergence=rollback (which keeps a checkpoint to go back to)")
 
 
 def test_rollback_continues_with_halved_rates_and_a_second_resume_is_exact(tmp_path):

@@ -253,6 +253,8 @@ def test_an_edit_of_a_projected_latent_keeps_its_label_and_space(tmp_path):
     conditional_style = _style(classes=3)
     w_file = _latent(tmp_path / "wc.npz", torch.randn(6, generator=_rng(12)), "w", label=1)
     assert generate(conditional_style, Request(latent=w_file)).labels.tolist() == [1]
+    unlabelled_w = _latent(tmp_path / "wu.npz", torch.randn(6, generator=_rng(13)), "w")  # the class is in w
+    assert generate(conditional_style, Request(latent=unlabelled_w)).labels is None
     with pytest.raises(GantrainError) as err:  # in w the class is part of the latent
         generate(conditional_style, Request(latent=w_file, labels=2))
     assert str(err.value) == (f"latent={w_file} is in w, which already holds the class it was projected with; leave "

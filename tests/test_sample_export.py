@@ -280,6 +280,20 @@ def test_truncation_keeps_every_component_inside():
     assert 0.026 < moderate.std() < 0.032  # near uniform there: 0.05 / sqrt(3) = 0.0289
 
 
+def test_the_inverse_cdf_fallback_draws_the_truncated_normal(monkeypatch):
+    """With no redraws at all, every value beyond psi comes from the fallback: the whole sample must still be a
+    standard normal truncated to [-1, 1] (mean 0, std 0.5396, mean |z| 0.4599)."""
+    monkeypatch.setattr(gsample, "REDRAWS", 0)
+    z = gsample.truncated_normal((40000,), 1.0, torch.Generator().manual_seed(8)).double()
+    mass = 2 * 0.8413447460685429 - 1  # P(|z| <= 1)
+    density = 0.24197072451914337  # the standard normal density at 1
+    assert z.abs().max() <= 1.0 and abs(float(z.mean())) < 0.01
+    assert float(z.std()) == pytest.approx(math.sqrt(1 - 2 * density / mass), abs=0.006)
+    assert float(z.abs().mean()) == pytest.approx(2 * (0.3989422804014327 - density) / mass, abs=0.006)
+    outside = torch.randn(40000, generator=torch.Generator().manual_seed(8)).abs() > 1.0
+    assert 0.3 < float(outside.double().mean()) < 0.34  # about a third of the values came from the fallback
+
+
 def test_truncation_redraws_exactly_as_a_plain_rejection_sampler_when_it_suffices():
     """For a usual psi every value lands inside within the redraws: the draws are those of plain rejection."""
     def rejection(shape, psi, rng):

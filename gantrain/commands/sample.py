@@ -582,13 +582,13 @@ def _start_latents(generator: torch.nn.Module, request: Request, classes: Option
         if request.labels is not None:
             plan_labels(request, classes)  # the range check
             label = int(request.labels)  # type: ignore[arg-type]
-        elif classes and label < 0:
+        elif classes and label < 0 and space == "z":  # in w the class is part of the latent already
             raise GantrainError(f"latent={request.latent} was projected without a class and this run is "
                                 f"class-conditional; give labels=K")
-        if classes and label >= classes:
+        if classes and space == "z" and label >= classes:
             raise GantrainError(f"latent={request.latent} was projected with class {label}, outside this run's classes "
                                 f"0..{classes - 1}; give labels=K")
-        y = torch.tensor([label]) if classes else None
+        y = torch.tensor([label]) if classes and label >= 0 else None
         return latent.unsqueeze(0), y, "w" if space == "w_plus" else space
     z, y = _row_latents(request, classes, int(generator.latent_dim), rng)
     if not style:

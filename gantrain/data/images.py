@@ -306,7 +306,11 @@ class ImageFolder(Dataset):
 
     def _readable(self, files: list[Path]) -> list[Path]:
         """The files PIL can decode; the others are skipped with one warning or refused, per skip_bad_images."""
-        checked = ((f, _unreadable(f)) for f in files)
+        from concurrent.futures import ThreadPoolExecutor
+
+        # decoding releases the GIL: the files are checked on every core (a PNG's pixels are inflated)
+        with ThreadPoolExecutor(max_workers=max(1, min(32, os.cpu_count() or 1))) as pool:
+            checked = list(zip(files, pool.map(_unreadable, files, chunksize=64)))
         bad = [(f, why) for f, why in checked if why is not None]
         if not bad:
             return files

@@ -77,8 +77,8 @@ class BatchStream:
         gantrain 0.13.0 did not save the size)."""
         if "size" in state and int(state["size"]) != self.size:
             raise GantrainError(f"the run trained on {int(state['size'])} samples, but its dataset now has {self.size}: "
-                                f"resume with the data it trained on (check dataset.root; a relative path is read "
-                                f"from the current folder)")
+                                f"resume with the data it trained on (check dataset.root: runs before gantrain 0.13.0 "
+                                f"saved a relative one, read from the current folder)")
         self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
         self._perm_epoch = -1
 

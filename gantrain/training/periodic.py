@@ -97,9 +97,9 @@ class DivergenceCheck(Periodic):
         if self.action == "stop":
             if loop.last_checkpoint() is None:
                 raise GantrainError(f"training diverged: {problem}, before the run's first checkpoint; start it again "
-                                    f"(a new hydra.run.dir, or resume=auto in this one) with a lower optimizer.lr, a "
-                                    f"penalty (loss=wgan_gp), or trainer.on_divergence=rollback (which keeps a "
-                                    f"checkpoint of step 0 to go back to)")
+                                    f"(in a new hydra.run.dir, or with hydra.run.dir={loop.run_dir} resume=auto) with "
+                                    f"a lower optimizer.lr, a penalty (loss=wgan_gp), or "
+                                    f"trainer.on_divergence=rollback (which keeps a checkpoint to go back to)")
             raise GantrainError(f"training diverged: {problem}; the last good checkpoint is in {where}; lower "
                                 f"optimizer.lr, add a penalty (loss=wgan_gp), or set trainer.on_divergence=rollback")
         if len(self.rollbacks) >= self.max_rollbacks:

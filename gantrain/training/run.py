@@ -73,8 +73,11 @@ def _holds_something(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 0
 
 
-def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
-    """The checkpoint state to continue from, or None for a fresh start; GantrainError when impossible."""
+def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -> Optional[dict]:
+    """The checkpoint state to continue from, or None for a fresh start; GantrainError when impossible.
+
+    main: whether this is the process that writes the run's outputs (the only one that checks for those of an
+    earlier run: the others may already see what it has begun to write)."""
     has_checkpoints = (run_dir / "checkpoints" / "last.pt").exists() or bool(step_checkpoints(run_dir / "checkpoints"))
     if resume in (None, ""):
         if has_checkpoints:
@@ -82,7 +85,7 @@ def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
                 f"{run_dir} already holds a run (checkpoints/); continue it with resume=auto, "
                 f"or choose a new hydra.run.dir"
             )
-        stale = [name for name in RUN_OUTPUTS if _holds_something(run_dir / name)]
+        stale = [name for name in RUN_OUTPUTS if _holds_something(run_dir / name)] if main else []
         if stale:  # a run stopped before its first checkpoint (killed, diverged, interrupted at start-up)
             raise GantrainError(
                 f"{run_dir} already holds the outputs of a run that wrote no checkpoint ({', '.join(stale)}); "
@@ -114,22 +117,50 @@ def find_resume_state(resume: Optional[str], run_dir: Path) -> Optional[dict]:
 
 
 def refuse_rewind(resume: str, run_dir: Path, step: int) -> None:
-    """Refuse to continue a run in its own folder from a checkpoint behind what the run already wrote (its
-    later checkpoints or logged steps), which would replace them."""
-    import json
-
-    latest = max([s for s, _ in step_checkpoints(Path(run_dir) / "checkpoints")] + [step])
-    metrics = Path(run_dir) / "metrics.jsonl"
-    if metrics.is_file():
-        for line in metrics.read_text().splitlines():
-            try:
-                latest = max(latest, int(json.loads(line).get("step", 0)))
-            except (ValueError, TypeError, AttributeError):  # a line cut by a crash, or not ours
-                continue
+    """Refuse to continue a run in its own folder from a checkpoint behind its later checkpoints, which it would
+    replace. (Rows logged after the newest checkpoint, as a crash leaves them, are purged as on any resume.)"""
+    folder = Path(run_dir) / "checkpoints"
+    latest = max([s for s, _ in step_checkpoints(folder)] + [step])
+    last = folder / "last.pt"
+    if latest <= step and last.is_file() and str(resume) and not Path(str(resume)).expanduser().samefile(last):
+        try:
+            latest = max(latest, int(load_checkpoint(last).get("step", 0)))
+        except GantrainError:  # a damaged last.pt holds nothing to keep
+            pass
     if latest > step:
-        raise GantrainError(f"resume={resume} is at step {step}, but this run went on to step {latest}: continuing "
-                            f"it in {run_dir} would replace what it wrote after step {step}; branch from it into a "
-                            f"new folder with hydra.run.dir=NEW_FOLDER (the run stays as it is)")
+        raise GantrainError(f"resume={resume} is at step {step}, but this run has a checkpoint of step {latest}: "
+                            f"continuing it in {run_dir} would replace what it wrote after step {step}; branch from "
+                            f"it into a new folder with hydra.run.dir=NEW_FOLDER (the run stays as it is), or "
+                            f"continue the run from its newest checkpoint with resume={run_dir}")
+
+
+def _absolute_root(cfg: DictConfig) -> None:
+    """dataset.root as an absolute path (what checkpoints save), so that a resume from another folder reads the
+    same data; in place."""
+    try:
+        root = OmegaConf.select(cfg, "dataset.root", default=None)
+    except Exception as exc:  # an interpolation that does not resolve
+        raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
+    if isinstance(root, (str, Path)) and str(root) and not os.path.isabs(os.path.expanduser(str(root))):
+        cfg.dataset.root = os.path.abspath(os.path.expanduser(str(root)))
+
+
+def _adopt_launch_record(run_dir: Path) -> None:
+    """resume=auto starting a run again from step 0 in a folder an earlier attempt left (no checkpoint): this
+    launch's Hydra record (written below .hydra/<time>, as a folder with a record gets) becomes the folder's own,
+    so that a later resume reads this run's group choices, not the attempt's."""
+    import shutil
+
+    record = Path(run_dir) / ".hydra"
+    launches = sorted(p for p in record.iterdir() if p.is_dir() and (p / "overrides.yaml").is_file()) \
+        if record.is_dir() else []
+    if not launches or not (record / "config.yaml").is_file():
+        return
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        if (launches[-1] / name).is_file():
+            tmp = record / f".{name}.tmp"
+            shutil.copyfile(launches[-1] / name, tmp)
+            os.replace(tmp, record / name)
 
 
 def _override_key(override: str) -> str:
@@ -174,16 +205,18 @@ def prepare_run(
     continues what RUN trained, whatever its preset says today); a config composed in Python is compared
     with the saved one as it is. Either way, only SAFE_RESUME_KEYS may differ.
     """
-    state = find_resume_state(cfg.get("resume"), run_dir)
+    main = dist is None or dist.main
+    state = find_resume_state(cfg.get("resume"), run_dir, main=main)
     if state is None:
-        missing = sorted(OmegaConf.missing_keys(cfg))  # a preset's `???`: a value only the user can give
+        try:
+            missing = sorted(OmegaConf.missing_keys(cfg))  # a preset's `???`: a value only the user can give
+        except Exception as exc:  # an interpolation that does not resolve
+            raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
         if missing:
             example = {"dataset.root": "dataset.root=/path/to/your/images"}.get(missing[0], f"{missing[0]}=VALUE")
             raise GantrainError(f"{', '.join(missing)} must be given on the command line, e.g. {example}")
-        root = OmegaConf.select(cfg, "dataset.root", default=None)
-        if isinstance(root, str) and root and not os.path.isabs(os.path.expanduser(root)):
-            # saved as an absolute path, so that a resume from another folder reads the same data
-            cfg.dataset.root = os.path.abspath(os.path.expanduser(root))
+        if cfg.get("resume") == "auto" and main:
+            _adopt_launch_record(run_dir)
     if overrides is not None:
         overrides = [o for o in overrides if not o.lstrip("+~").startswith("resume=")]
     if state is not None:
@@ -205,6 +238,7 @@ def prepare_run(
                 f"cannot resume: the config differs from the checkpoint's in {', '.join(differing)} ({shown}); "
                 f"only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')} may change on resume"
             )
+    _absolute_root(cfg)
     loop = build(cfg, run_dir, dist=dist, overrides=None if overrides is None else list(overrides))
     if state is not None:
         loop.load_state_dict(state)
