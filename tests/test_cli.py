@@ -208,6 +208,8 @@ BAD = [
     (["dataset=image_folder"], "dataset.root must be given on the command line, e.g. dataset.root=/path/to/your/images"),
     (["generator=unet"], "generator=unet translates images (pix2pix, CycleGAN): add model=pix2pix or model=cyclegan"),
     (["=3"], "=3 has no key before '='; write key=value, e.g. trainer.steps=1000"),
+    (["dataset=mnist", "dataset.root=${oc.env:GANTRAIN_NO_SUCH_VARIABLE}"],
+     "the config does not resolve: KeyError raised while resolving interpolation"),
     (["trainer.stpes=5"], "(`gantrain --help` lists the groups, `gantrain --cfg job` every key)"),  # no "+": a fixed schema
     (["+trainer.stpes=5"], "`gantrain --cfg job` shows the trainer keys and their values"),
     (["loss=wgan_gp", "loss.gradient_penalty=nan"], "loss.gradient_penalty, loss.r1_gamma and loss.matching_penalty "

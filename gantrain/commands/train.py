@@ -187,7 +187,7 @@ def _task(cfg: DictConfig) -> Optional[float]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     log_file = run_dir / "gantrain.log"
     log_size = log_file.stat().st_size if log_file.is_file() else None
-    overrides = list(hydra_cfg.overrides.task)
+    overrides = list(OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False))  # as typed: ${...} kept
     dist = distributed.from_env()
     if hydra_cfg.mode == RunMode.MULTIRUN and not dist.enabled:
         return _sweep_job(cfg, run_dir, overrides)
