@@ -161,3 +161,33 @@ def test_palette_png_with_transparency_bytes_reads_without_a_warning(tmp_path, c
         assert values == [[[255, 0, 0, 10]] * 4, [[0, 255, 0, 20]] * 4, [[0, 0, 255, 30]] * 4]
     else:  # their luminance
         assert values == [[[76, 150, 29, 18]] * 4]
+
+
+def test_files_found_readable_are_not_decoded_again_until_they_change(tmp_path, monkeypatch):
+    import os
+
+    import gantrain.data.images as images
+
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _good_pngs(folder, 3)
+    _truncated_png(folder / "cut.png")
+    seen = []
+    original = images._unreadable
+    monkeypatch.setattr(images, "_unreadable", lambda path: seen.append(path.name) or original(path))
+    assert [f.name for f in ImageFolder(str(folder), image_size=4).files] == ["good0.png", "good1.png", "good2.png"]
+    assert sorted(seen) == ["cut.png", "good0.png", "good1.png", "good2.png"]
+    seen.clear()
+    assert len(ImageFolder(str(folder), image_size=4).files) == 3  # again: only the unreadable one is decoded
+    assert seen == ["cut.png"]
+    seen.clear()
+    _truncated_png(folder / "good1.png")  # changed since: checked again, and skipped
+    stat = (folder / "good1.png").stat()
+    os.utime(folder / "good1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert [f.name for f in ImageFolder(str(folder), image_size=4).files] == ["good0.png", "good2.png"]
+    assert sorted(seen) == ["cut.png", "good1.png"]
+    images._checks_file(folder).write_text("{not json")  # a damaged record: everything is checked again
+    seen.clear()
+    ImageFolder(str(folder), image_size=4)
+    assert len(seen) == 4

@@ -308,10 +308,22 @@ class ImageFolder(Dataset):
         """The files PIL can decode; the others are skipped with one warning or refused, per skip_bad_images."""
         from concurrent.futures import ThreadPoolExecutor
 
+        # files found readable before, unchanged since (size and modification time): not decoded again
+        known, stamps = _checked_before(self.root), {}
+        for f in files:
+            try:
+                st = f.stat()
+                stamps[f] = [st.st_size, st.st_mtime_ns]
+            except OSError:
+                stamps[f] = None
+        todo = [f for f in files if stamps[f] is None or known.get(str(f)) != stamps[f]]
         # decoding releases the GIL: the files are checked on every core (a PNG's pixels are inflated)
         with ThreadPoolExecutor(max_workers=max(1, min(32, os.cpu_count() or 1))) as pool:
-            checked = list(zip(files, pool.map(_unreadable, files, chunksize=64)))
+            checked = list(zip(todo, pool.map(_unreadable, todo, chunksize=64)))
         bad = [(f, why) for f, why in checked if why is not None]
+        fresh = {str(f): stamps[f] for f, why in checked if why is None and stamps[f] is not None}
+        if fresh:
+            _remember_checked(self.root, {**known, **fresh})
         if not bad:
             return files
         shown = ", ".join(str(f.relative_to(self.root)) for f, _ in bad[:5])
@@ -462,6 +474,46 @@ def _why(exc: Exception, path: Path) -> str:
     """An exception PIL raised on path as one short line, without the path."""
     message = " ".join(str(exc).split()).replace(f"'{path}'", "").replace(str(path), "").strip(" :")
     return f"{type(exc).__name__}: {message[:100]}" if message else type(exc).__name__
+
+
+def _checks_file(root: Path) -> Path:
+    """Where the readable files of an image folder are remembered: $GANTRAIN_CACHE/datasets/image_checks/."""
+    import hashlib
+
+    from gantrain.data.cache import datasets_cache_dir
+
+    key = hashlib.sha1(str(Path(root).resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return datasets_cache_dir() / "image_checks" / f"{key}.json"
+
+
+def _checked_before(root: Path) -> dict:
+    """path -> [size, mtime_ns] of the files of root found readable before (empty when none, or unreadable)."""
+    import json
+
+    try:
+        content = json.loads(_checks_file(root).read_text())
+        if isinstance(content, dict) and content.get("format") == 1 and isinstance(content.get("files"), dict):
+            return content["files"]
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
+def _remember_checked(root: Path, files: dict) -> None:
+    """Save the readable files of root atomically; a cache that cannot be written is skipped (checked again)."""
+    import json
+
+    path = _checks_file(root)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"format": 1, "root": str(Path(root).resolve()), "files": files}))
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _unreadable(path: Path) -> Optional[str]:
