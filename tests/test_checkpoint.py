@@ -306,3 +306,21 @@ def test_a_relative_dataset_root_is_saved_absolute_so_a_resume_elsewhere_reads_t
     assert refused.stderr.strip().splitlines()[-1] == (
         "gantrain: error: the run trained on 24 samples, but its dataset now has 8: resume with the data it trained "
         "on (check dataset.root: runs before gantrain 0.13.0 saved a relative one, read from the current folder)")
+
+
+def test_the_paths_to_data_are_made_absolute_and_nothing_else(tmp_path, monkeypatch):
+    from gantrain.training.run import _absolute_root
+
+    monkeypatch.chdir(tmp_path)
+    cfg = gantrain.compose(["dataset=image_folder", "dataset.root=pics", "condition.text_embeddings=emb/t.npz",
+                            "trainer.steps=3"])
+    _absolute_root(cfg)
+    assert cfg.dataset.root == str(tmp_path / "pics")
+    assert cfg.condition.text_embeddings == str(tmp_path / "emb" / "t.npz")
+    assert cfg.trainer.steps == 3
+    absolute = gantrain.compose(["dataset=image_folder", f"dataset.root={tmp_path / 'x'}"])
+    _absolute_root(absolute)  # already absolute, and no embeddings file: unchanged
+    assert absolute.dataset.root == str(tmp_path / "x") and absolute.condition.text_embeddings is None
+    points = gantrain.compose(["dataset=ring"])  # a dataset without a root
+    _absolute_root(points)
+    assert "root" not in points.dataset

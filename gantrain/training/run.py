@@ -134,15 +134,20 @@ def refuse_rewind(resume: str, run_dir: Path, step: int) -> None:
                             f"continue the run from its newest checkpoint with resume={run_dir}")
 
 
+#: the config's paths to data, saved absolute
+DATA_PATHS = ("dataset.root", "condition.text_embeddings")
+
+
 def _absolute_root(cfg: DictConfig) -> None:
-    """dataset.root as an absolute path (what checkpoints save), so that a resume from another folder reads the
-    same data; in place."""
-    try:
-        root = OmegaConf.select(cfg, "dataset.root", default=None)
-    except Exception as exc:  # an interpolation that does not resolve
-        raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
-    if isinstance(root, (str, Path)) and str(root) and not os.path.isabs(os.path.expanduser(str(root))):
-        cfg.dataset.root = os.path.abspath(os.path.expanduser(str(root)))
+    """dataset.root (and a precomputed-embedding file) as absolute paths, what checkpoints save, so that a resume
+    from another folder reads the same data; in place."""
+    for key in DATA_PATHS:
+        try:
+            value = OmegaConf.select(cfg, key, default=None)
+        except Exception as exc:  # an interpolation that does not resolve
+            raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
+        if isinstance(value, (str, Path)) and str(value) and not os.path.isabs(os.path.expanduser(str(value))):
+            OmegaConf.update(cfg, key, os.path.abspath(os.path.expanduser(str(value))))
 
 
 def _adopt_launch_record(run_dir: Path) -> None:
