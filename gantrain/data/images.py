@@ -483,37 +483,22 @@ def _checks_file(root: Path) -> Path:
     from gantrain.data.cache import datasets_cache_dir
 
     key = hashlib.sha1(str(Path(root).resolve()).encode("utf-8", "surrogatepass")).hexdigest()[:20]
-    return datasets_cache_dir() / "image_checks" / f"{key}.json"
+    return datasets_cache_dir() / "image_checks" / f"{key}.pt"
 
 
 def _checked_before(root: Path) -> dict:
     """path -> [size, mtime_ns] of the files of root found readable before (empty when none, or unreadable)."""
-    import json
+    from gantrain.data.cache import _read_cache
 
-    try:
-        content = json.loads(_checks_file(root).read_text())
-        if isinstance(content, dict) and content.get("format") == 1 and isinstance(content.get("files"), dict):
-            return content["files"]
-    except (OSError, ValueError):
-        pass
-    return {}
+    cached = _read_cache(_checks_file(root), lambda c: isinstance(c.get("files"), dict))
+    return cached["files"] if cached else {}
 
 
 def _remember_checked(root: Path, files: dict) -> None:
-    """Save the readable files of root atomically; a cache that cannot be written is skipped (checked again)."""
-    import json
+    """Save the readable files of root (atomically; a cache that cannot be written is skipped: checked again)."""
+    from gantrain.data.cache import _write_cache
 
-    path = _checks_file(root)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"format": 1, "root": str(Path(root).resolve()), "files": files}))
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+    _write_cache(_checks_file(root), {"root": str(Path(root).resolve()), "files": files})
 
 
 def _unreadable(path: Path) -> Optional[str]:

@@ -147,12 +147,17 @@ def check_combination(loss: GANLoss, cfg: DictConfig) -> None:
         raise GantrainError("loss.clip and loss.gradient_penalty are both set; WGAN-GP replaces clipping: set loss.clip=null")
 
 
+def unresolved(exc: Exception) -> GantrainError:
+    """The one-line error of a config whose interpolations do not resolve (`exc`: what OmegaConf raised)."""
+    return GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}")
+
+
 def plain_config(cfg: DictConfig) -> dict:
     """The resolved config as plain Python containers (what checkpoints store)."""
     try:
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     except Exception as exc:
-        raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
+        raise unresolved(exc) from None
 
 
 def build_dataset(node: Any, seed: Optional[int] = None) -> Dataset:

@@ -47,9 +47,10 @@ class RunLogger:
         self.jsonl_path = self.run_dir / "metrics.jsonl"
         # entries after the start are purged: those of a checkpoint's later steps, or of a run that resume=auto
         # starts again from step 0 because it stopped before its first checkpoint
-        earlier = self.jsonl_path.exists() or (self.run_dir / "tb").is_dir()
-        if self.jsonl_path.exists():
+        logged = self.jsonl_path.exists()
+        if logged:
             _truncate_jsonl(self.jsonl_path, start_step)
+        earlier = logged or (self.run_dir / "tb").is_dir()
         self.tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_step + 1 if earlier else None)
         self.jsonl = open(self.jsonl_path, "a", buffering=1)
         self.bar = None

@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from gantrain.training.build import build
-from gantrain.training.components import plain_config
+from gantrain.training.components import plain_config, unresolved
 from gantrain.checkpoint import load_checkpoint, newest_good, run_folder_of, step_checkpoints
 from gantrain.config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
 from gantrain.training.distributed import Dist
@@ -111,18 +111,19 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
         log.info("resuming from %s", path)
         state = load_checkpoint(path)
         if run_folder_of(path).resolve() == Path(run_dir).resolve():
-            refuse_rewind(resume, run_dir, int(state.get("step", 0)))
+            refuse_rewind(resume, path, run_dir, int(state.get("step", 0)))
         return state
     raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
 
 
-def refuse_rewind(resume: str, run_dir: Path, step: int) -> None:
-    """Refuse to continue a run in its own folder from a checkpoint behind its later checkpoints, which it would
-    replace. (Rows logged after the newest checkpoint, as a crash leaves them, are purged as on any resume.)"""
+def refuse_rewind(resume: str, path: Path, run_dir: Path, step: int) -> None:
+    """Refuse to continue a run in its own folder from a checkpoint (`path`, given as resume=...) behind its later
+    checkpoints, which it would replace. (Rows logged after the newest checkpoint, as a crash leaves them, are
+    purged as on any resume.)"""
     folder = Path(run_dir) / "checkpoints"
     latest = max([s for s, _ in step_checkpoints(folder)] + [step])
     last = folder / "last.pt"
-    if latest <= step and last.is_file() and str(resume) and not Path(str(resume)).expanduser().samefile(last):
+    if latest <= step and last.is_file() and not path.samefile(last):
         try:
             latest = max(latest, int(load_checkpoint(last).get("step", 0)))
         except GantrainError:  # a damaged last.pt holds nothing to keep
@@ -145,7 +146,7 @@ def _absolute_root(cfg: DictConfig) -> None:
         try:
             value = OmegaConf.select(cfg, key, default=None)
         except Exception as exc:  # an interpolation that does not resolve
-            raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
+            raise unresolved(exc) from None
         if isinstance(value, (str, Path)) and str(value) and not os.path.isabs(os.path.expanduser(str(value))):
             OmegaConf.update(cfg, key, os.path.abspath(os.path.expanduser(str(value))))
 
@@ -216,7 +217,7 @@ def prepare_run(
         try:
             missing = sorted(OmegaConf.missing_keys(cfg))  # a preset's `???`: a value only the user can give
         except Exception as exc:  # an interpolation that does not resolve
-            raise GantrainError(f"the config does not resolve: {str(exc).splitlines()[0]}") from None
+            raise unresolved(exc) from None
         if missing:
             example = {"dataset.root": "dataset.root=/path/to/your/images"}.get(missing[0], f"{missing[0]}=VALUE")
             raise GantrainError(f"{', '.join(missing)} must be given on the command line, e.g. {example}")
