@@ -14,8 +14,12 @@ network's per-block affine modulation; D embeds the caption with its own encoder
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Optional, Sequence
+import os
+import socket
+from typing import Any, Iterator, Optional, Sequence
+from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +74,35 @@ class PrecomputedEncoder(nn.Module):
         return self.table[tokens[:, 0]]
 
 
+@contextlib.contextmanager
+def _hub_mode(pretrained: Optional[str]) -> Iterator[Any]:
+    """Load from the Hugging Face cache only, without asking the hub, when its host cannot be reached: offline, the
+    hub's client retries for most of a minute before it looks in the cache. Yields the unreachable host, or False.
+    Behind a proxy (HTTPS_PROXY and the like) the host is not probed: the client goes through the proxy."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield False
+        return
+    proxied = any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+    if pretrained is None or constants.is_offline_mode() or proxied:
+        yield False
+        return
+    url = urlparse(constants.ENDPOINT)
+    host = url.hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, url.port or (80 if url.scheme == "http" else 443)), timeout=5).close()
+    except OSError:
+        before = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = True
+        try:
+            yield host
+        finally:
+            constants.HF_HUB_OFFLINE = before
+        return
+    yield False
+
+
 def clip_text_tower(model: str, weights: Optional[str]) -> tuple[nn.Module, Any]:
     """(open_clip's model, its tokenizer) for condition.clip_model / clip_weights ("none": untrained weights, which
     tests the path offline but conditions on nothing meaningful); one clear line when either cannot be had."""
@@ -85,13 +118,16 @@ def clip_text_tower(model: str, weights: Optional[str]) -> tuple[nn.Module, Any]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.CRITICAL)  # open_clip logs its own lines on the root logger; ours says it in one
+    offline = False
     try:
-        with torch.random.fork_rng(devices=[]):  # the run's own random streams are left as they were
+        with torch.random.fork_rng(devices=[]), _hub_mode(pretrained) as offline:
             torch.manual_seed(0)  # untrained weights (clip_weights=none) are the same in every process
             net = open_clip.create_model(model, pretrained=pretrained)
     except Exception as exc:  # a download that fails offline, an unknown tag, a damaged file
         first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise GantrainError(f"CLIP {model} with weights {weights!r} could not be loaded ({first}); the weights "
+        where = (f"they are not in the cache and {offline} cannot be reached" if isinstance(offline, str)
+                 else first)
+        raise GantrainError(f"CLIP {model} with weights {weights!r} could not be loaded ({where}); the weights "
                             f"download on first use: run once with network access, or use text_encoder=bag, gru "
                             f"or precomputed") from None
     finally:
