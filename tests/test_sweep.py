@@ -235,9 +235,51 @@ def test_a_missing_plugin_names_the_install(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_sweep_command_line_errors(tmp_path: Path) -> None:
-    proc = run_gantrain("-m", "seed=0,1", "resume=auto", cwd=tmp_path)
-    assert proc.returncode == 2 and "resume= does not apply to a sweep" in proc.stderr
-    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+    cases = [
+        (["seed=0,1", "resume=auto"], "resume= does not apply to a sweep"),
+        # a sweep over a group choice keeps the unknown-key check (composed with the first choice)
+        (["loss=hinge,nonsaturating", "trainer.stpes=10"], "unknown key trainer.stpes; did you mean trainer.steps?"),
+        (["loss=choice(hinge,nonsaturating)", "optimizer.lrr=1"], "unknown key optimizer.lrr; did you mean optimizer.lr?"),
+        # an evaluation metric that no job evaluates at its last step: refused before any job trains
+        (["hparams_search=grid_optuna", "hydra.sweeper.n_trials=2", "trainer.steps=40", "trainer.eval_every=30"],
+         "optimized_metric=modes is an evaluation metric, but no job would evaluate at its last step "
+         "(trainer.eval_every=30, trainer.steps=40)"),
+    ]
+    for args, message in cases:
+        proc = run_gantrain("-m", *args, cwd=tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"gantrain: error: {message}"), \
+            (args, proc.returncode, proc.stderr[-2000:])
+        assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_failed_optuna_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path: Path) -> None:
+    """A failed job hands Optuna's sweeper a value that is no number: the trial is recorded as failed and the other
+    trials run and rank (a NaN stops the whole search with Optuna 2.x). When no trial finishes, the summary and one
+    line end the sweep, not Optuna's traceback."""
+    ring = [a for a in SMALL if not a.startswith("trainer.steps")] + ["trainer.steps=10", "optimized_metric=loss/d",
+                                                                      "hydra/sweeper=optuna"]
+    proc = run_gantrain("-m", *ring, "hydra.sweeper.sampler.seed=0", "trainer.n_critic=choice(0,1)", "hydra.sweeper.n_trials=4",
+                        f"hydra.sweep.dir={tmp_path / 'search'}", cwd=tmp_path)
+    rows = {r["job"]: r for r in csv.DictReader((tmp_path / "search" / "summary.csv").open())}
+    assert len(rows) == 4 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    failed = {j for j, r in rows.items() if r["status"] == "failed"}
+    assert failed == {j for j, r in rows.items() if r["trainer.n_critic"] == "0"} and 0 < len(failed) < 4  # seed 0: both
+    assert proc.returncode == 1 and all(f"job {j} failed: trainer.n_critic=0 must be a positive integer" in proc.stdout
+                                        for j in failed)
+    from omegaconf import OmegaConf
+
+    best = OmegaConf.load(tmp_path / "search" / "optimization_results.yaml")
+    assert dict(best.best_params) == {"trainer.n_critic": 1}
+    assert best.best_value == min(_last(tmp_path / "search" / j)["loss/d"] for j in rows if j not in failed)
+    for sampler, last in (("tpe", "no trial of the search finished, so it has no best"),
+                          ("grid", "the grid's last trial failed and Optuna's sweeper stopped there")):
+        folder = tmp_path / f"failed_{sampler}"
+        proc = run_gantrain("-m", *ring, f"hydra/sweeper/sampler={sampler}", "trainer.n_critic=choice(0,-1)",
+                            "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={folder}", cwd=tmp_path)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith(f"gantrain: error: {last}")
+        assert f"each failed job's status.json in {folder} says why it failed" in proc.stderr and "2 jobs, 2 failed" in proc.stdout
 
 
 def test_the_slurm_launcher_config_names_the_keys_to_set() -> None:

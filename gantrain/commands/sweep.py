@@ -347,8 +347,25 @@ except ImportError:  # pragma: no cover
     _Callback = object  # type: ignore[assignment,misc]
 
 
-#: the outcome of the last sweep this process ran: {"failed": n, "jobs": n}
-LAST_SWEEP: dict[str, int] = {}
+class FailedJob:
+    """What a failed job returns to Hydra's sweeper instead of a number: Optuna's sweeper records a trial whose
+    value does not convert to a float as failed and goes on (a NaN stops the whole search with Optuna 2.x);
+    the other sweepers ignore the value."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __float__(self) -> float:
+        raise ValueError(self.reason)
+
+    def __repr__(self) -> str:
+        return self.reason
+
+    __str__ = __repr__
+
+
+#: the last sweep this process ran: its folder, metric and direction (set by its jobs), and at its end {"failed": n, "jobs": n}
+LAST_SWEEP: dict[str, Any] = {}
 
 
 class SweepSummary(_Callback):  # type: ignore[misc,valid-type]

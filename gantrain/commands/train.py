@@ -1,6 +1,7 @@
 """`gantrain`: train one run, or one job of a sweep (Hydra multirun). Parsing and exit codes only."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -8,7 +9,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -75,10 +76,10 @@ def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool, started: bo
             (run_dir / ".gantrain.lock").unlink(missing_ok=True)
 
 
-def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional[float]:
+def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
     """One job of a sweep (`gantrain -m`): skipped when its folder holds it finished, continued from its
     checkpoint when interrupted, recorded in status.json; a failing job fails alone (the sweep goes on).
-    Returns the value of `optimized_metric` for Hydra's sweepers (NaN when the job failed)."""
+    Returns the value of `optimized_metric` for Hydra's sweepers (a sweep.FailedJob when the job failed)."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
@@ -90,6 +91,8 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
     sweep_dir = Path(str(hydra_cfg.sweep.dir))
     name = f"job {hydra_cfg.job.num} ({' '.join(overrides) or 'no overrides'})"
     metric = cfg.get("optimized_metric")
+    sweep.LAST_SWEEP.update(dir=str(sweep_dir), metric=metric,
+                            direction=OmegaConf.select(hydra_cfg, "sweeper.direction", default=None))
     steps = _whole_number(OmegaConf.select(cfg, "trainer.steps", default=0)) or 0  # a bad value fails in train()
     prior = sweep.read_status(run_dir) or {}
     other_job = bool(prior) and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)
@@ -140,7 +143,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Optional
         log.error("%s failed: %s", name, reason)
         sweep.write_status(run_dir, status="failed", reason=reason, step=sweep.last_values(run_dir)[0], ended_at=time.time())
         sweep.write_hparams(run_dir, overrides, "failed")
-        return math.nan
+        return sweep.FailedJob(f"job {hydra_cfg.job.num} failed: {reason}")
     sweep.write_status(run_dir, status="finished", step=loop.step, steps=loop.steps, reason="", ended_at=time.time())
     sweep.write_hparams(run_dir, overrides, "finished")
     return _job_value(run_dir, metric)
@@ -160,18 +163,22 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def _job_value(run_dir: Path, metric: Optional[str]) -> Optional[float]:
-    """The value a finished job returns to the sweeper: its last `optimized_metric` (None when unset)."""
+def _job_value(run_dir: Path, metric: Optional[str]) -> Any:
+    """The value a finished job returns to the sweeper: its last `optimized_metric` (None when unset; a
+    FailedJob when the job logged no such value or a NaN, which no search can rank)."""
     if not metric:
         return None
     from gantrain.commands import sweep
 
     try:
-        return sweep.metric_value(run_dir, str(metric))
+        value = sweep.metric_value(run_dir, str(metric))
     except GantrainError as exc:
         log.error("%s", exc)
         sweep.write_status(run_dir, status="failed", reason=str(exc))
-        return math.nan
+        return sweep.FailedJob(str(exc))
+    if math.isnan(value):
+        return sweep.FailedJob(f"the job's last {metric} is NaN")
+    return value
 
 
 def _task(cfg: DictConfig) -> Optional[float]:
@@ -282,6 +289,44 @@ def _saved_choices(args: list[str]) -> list[str]:
             and "." not in o.split("=", 1)[0]] if isinstance(saved, list) else []
 
 
+def _first_choice(arg: str) -> Optional[str]:
+    """A command line's `key=a,b` / `key=choice(a,b)` / `key=range(...)` as `key=a` (its first job's value), any
+    other override as it is; None for a sweep with no first value to take (an interval, a glob)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        override = OverridesParser.create().parse_override(arg)
+        if not override.is_sweep_override():
+            return arg
+        return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+    except Exception:  # not Hydra's syntax (Hydra reports it), or a sweep without listed values
+        return None
+
+
+def _check_sweep_metric(plain: list[str]) -> None:
+    """A sweep whose optimized_metric is an evaluation metric that no job would evaluate at its last step is
+    refused before any job trains (each would train in full, then fail)."""
+    from gantrain.api import compose
+
+    swept = {a.split("=", 1)[0] for a in plain if _first_choice(a) != a}
+    if swept & {"trainer.steps", "trainer.eval_every", "optimized_metric"} or any(a.startswith("hydra.sweeper.params")
+                                                                                  for a in plain):
+        return
+    try:
+        cfg = compose([a for a in (_first_choice(a) for a in plain) if a is not None])
+    except Exception:  # the jobs report what does not compose
+        return
+    metric = cfg.get("optimized_metric")
+    steps, every = OmegaConf.select(cfg, "trainer.steps"), OmegaConf.select(cfg, "trainer.eval_every")
+    if (not metric or str(metric).startswith(("loss/", "lr/")) or not isinstance(steps, int)
+            or not isinstance(every, int) or isinstance(steps, bool) or isinstance(every, bool) or steps < 1):
+        return
+    if every <= 0 or steps % every:
+        raise GantrainError(f"optimized_metric={metric} is an evaluation metric, but no job would evaluate at its "
+                            f"last step (trainer.eval_every={every}, trainer.steps={steps}): set trainer.eval_every "
+                            f"to a divisor of trainer.steps")
+
+
 def _check_command_line(args: list[str]) -> None:
     """What Hydra would report with a traceback or wrong advice, as one line: unknown keys (with the
     nearest valid ones), and a run folder that cannot be created or written."""
@@ -297,7 +342,7 @@ def _check_command_line(args: list[str]) -> None:
     plain = [a for a in words if "=" in a and not a.startswith(("+", "~")) and not a.startswith("hydra")]
     if plain:
         check_roots(plain)
-        choices = [a for a in plain if "." not in a.split("=", 1)[0]]
+        choices = [c for c in (_first_choice(a) for a in plain if "." not in a.split("=", 1)[0]) if c is not None]
         try:
             cfg = compose(choices)
         except Exception:  # an unknown option of a group: Hydra's own message lists the valid ones
@@ -324,6 +369,7 @@ def _check_command_line(args: list[str]) -> None:
         if _argv_value(args, "resume") not in (None, "", "null"):
             raise GantrainError("resume= does not apply to a sweep: re-run the sweep's command with "
                                 "hydra.sweep.dir=<its folder> to finish it (finished jobs are skipped, interrupted ones continue)")
+        _check_sweep_metric(plain)
         return
     if plain and cfg is not None:
         try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
@@ -366,6 +412,56 @@ def _check_command_line(args: list[str]) -> None:
                                 f"choose another with hydra.run.dir=...") from None
 
 
+@contextlib.contextmanager
+def _no_trial_finished_is_one_line() -> Iterator[None]:
+    """Optuna's sweeper asks for the best trial after the last one, which raises (and Hydra prints a traceback)
+    when every trial failed, and raises when the last trial of a grid search failed: those cases end with the
+    sweep's summary and one line instead. Hydra reports what
+    a sweep raises through hydra._internal.utils.run_and_report, which is wrapped for this; left as it is
+    when a Hydra version has no such function."""
+    import hydra._internal.utils as hydra_utils
+
+    original = getattr(hydra_utils, "run_and_report", None)
+    if original is None:  # pragma: no cover
+        yield
+        return
+
+    def guarded(func: Any) -> Any:
+        def call() -> Any:
+            try:
+                return func()
+            except (ValueError, RuntimeError) as exc:
+                from gantrain.commands import sweep
+
+                if not sweep.LAST_SWEEP.get("dir"):
+                    raise
+                if str(exc) == "No trials are completed yet.":
+                    why = "no trial of the search finished, so it has no best"
+                elif str(exc).startswith("`Study.stop` is supposed to be invoked"):  # a grid whose last trial failed
+                    why = ("the grid's last trial failed and Optuna's sweeper stopped there, without writing "
+                           "optimization_results.yaml (the summary above ranks the trials)")
+                else:
+                    raise
+                folder = Path(sweep.LAST_SWEEP["dir"])
+                metric = sweep.LAST_SWEEP.get("metric")
+                try:
+                    text, _ = sweep.report(folder, metric, sweep.natural_direction(metric, sweep.LAST_SWEEP.get("direction")))
+                    print(text, flush=True)
+                except GantrainError:
+                    pass
+                print(f"gantrain: error: {why}; each failed job's status.json in {folder} says why it failed",
+                      file=sys.stderr)
+                sys.exit(1)
+
+        return original(call)
+
+    hydra_utils.run_and_report = guarded
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = original
+
+
 def main() -> None:
     """Entry point of the `gantrain` command."""
     import hydra
@@ -381,7 +477,8 @@ def main() -> None:
         print(f"gantrain: error: {exc}", file=sys.stderr)
         sys.exit(2)
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
-    entry()
+    with _no_trial_finished_is_one_line():
+        entry()
     from gantrain.commands.sweep import LAST_SWEEP
 
     if LAST_SWEEP.get("failed"):  # the summary above names them and why
