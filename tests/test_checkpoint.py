@@ -171,6 +171,29 @@ def test_interrupted_run_with_lr_schedule_resumes_exactly(tmp_path):
     assert loss_rows(straight) == loss_rows(split)
 
 
+def test_a_linear_schedule_resumed_with_more_steps_follows_the_longer_run_and_says_so(tmp_path, caplog):
+    """trainer.steps raised on resume: from that step on the rates are those a run of the new length has there
+    (what pix2pix's and torch's schedulers do), and one line says what that does to the rate."""
+    common = ["loss=hinge", "dataset=digits", "trainer.device=cpu", "trainer.log_every=2", "trainer.ckpt_every=100",
+              "trainer.sample_every=100", "optimizer.lr_schedule=linear", "trainer.steps=8"]
+    run = tmp_path / "run"
+    gantrain.train(gantrain.compose(common), run)
+    with caplog.at_level("WARNING", logger="gantrain"):
+        gantrain.train(gantrain.compose(common + [f"resume={run}", "trainer.steps=16"]), run)
+    said = [r.getMessage() for r in caplog.records if "lr_schedule" in r.getMessage()]
+    assert said == ["optimizer.lr_schedule=linear now ends at step 16 instead of 8: from step 8 on the rates are those "
+                    "of a 16-step run, x0.5 of the base rate at this step where the 8-step run was at x0"]
+    rates = {row["step"]: row["lr/g"] for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+             if "lr/g" in row}
+    assert rates == pytest.approx({**{s: 2e-4 * (1 - s / 8) for s in (2, 4, 6, 8)},
+                                   **{s: 2e-4 * (1 - s / 16) for s in (10, 12, 14, 16)}})
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gantrain"):  # raised again: measured from the length it now has
+        gantrain.train(gantrain.compose(common + [f"resume={run}", "trainer.steps=18"]), run)
+    assert [r.getMessage()[:62] for r in caplog.records if "lr_schedule" in r.getMessage()] == [
+        "optimizer.lr_schedule=linear now ends at step 18 instead of 16"]
+
+
 def test_resume_cli_continues_curves_and_refuses_other_config(tmp_path):
     run = tmp_path / "run"
     first = run_gantrain("loss=hinge", "trainer.steps=10", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)

@@ -49,9 +49,14 @@ class LinearDecay:
         self.base_lrs = [float(group["lr"]) for group in optimizer.param_groups]
 
     def factor(self) -> float:
-        if self.hold > 0:
-            return min(1.0, max(0.0, 1.0 - (self.done - self.hold) / (self.total - self.hold)))
-        return max(0.0, 1.0 - self.done / self.total)
+        return self.factor_at(self.done, self.total, self.hold)
+
+    @staticmethod
+    def factor_at(done: int, total: int, hold: int = 0) -> float:
+        """The rate's multiple of the base rate after `done` of `total` steps (held for the first `hold`)."""
+        if hold > 0:
+            return min(1.0, max(0.0, 1.0 - (done - hold) / (total - hold)))
+        return max(0.0, 1.0 - done / total)
 
     def step(self) -> None:
         self.done += 1

@@ -11,6 +11,7 @@ every run shares (device, seed, loss, dataset, optimizers, periodic work, checkp
 from __future__ import annotations
 
 import copy
+import logging
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional
@@ -21,6 +22,8 @@ from torch import Tensor, nn
 from gantrain.errors import GantrainError
 from gantrain.training.optim import lr_to_float
 from gantrain.training.stats import Stats
+
+log = logging.getLogger("gantrain")
 
 #: game name -> "module:Class" (imported on use); `game=NAME` picks one, else model= and conditional= do
 GAMES = {"gan": "gantrain.training.games.gan:GAN", "cgan": "gantrain.training.games.gan:ConditionalGAN",
@@ -284,6 +287,24 @@ class Game:
                 raise GantrainError(f"the checkpoint has no learning-rate schedule for {name}; resume with "
                                     f"optimizer.lr_schedule=constant")
             schedule.load_state_dict(state["schedules"][name])
+        if self.schedules:
+            _say_stretched_schedule(next(iter(self.schedules.values())), state)
+
+
+def _say_stretched_schedule(schedule: Any, state: dict) -> None:
+    """A run resumed with another trainer.steps under a linear schedule follows the schedule of its new length
+    from here on (the rate a run of that length has at this step, as the schedules of other trainers do): one line
+    says what that does to the rate."""
+    config = state.get("config") or {}
+    trained = (config.get("trainer") or {}).get("steps")
+    if not isinstance(trained, int) or trained == schedule.total or trained < 1:
+        return
+    kind = (config.get("optimizer") or {}).get("lr_schedule")
+    before = schedule.factor_at(schedule.done, trained, trained // 2 if kind == "constant_linear" else 0)
+    after = schedule.factor()
+    log.warning("optimizer.lr_schedule=%s now ends at step %d instead of %d: from step %d on the rates are those of a "
+                "%d-step run, x%.3g of the base rate at this step where the %d-step run was at x%.3g",
+                kind, schedule.total, trained, schedule.done, schedule.total, after, trained, before)
 
 
 def make_ema(network: nn.Module) -> nn.Module:
