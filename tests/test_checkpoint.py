@@ -194,6 +194,22 @@ def test_a_linear_schedule_resumed_with_more_steps_follows_the_longer_run_and_sa
         "optimizer.lr_schedule=linear now ends at step 18 instead of 16"]
 
 
+def test_a_resume_may_restate_the_groups_the_run_trains_with(tmp_path):
+    """`generator=dcgan` on a run of the default generator (with its own generator keys) is no change: the run
+    resumes with its own generator; another choice is still refused, naming the group's keys."""
+    run = tmp_path / "run"
+    first = run_gantrain("dataset=digits", "generator.base_channels=8", "trainer.steps=4", *FAST,
+                         f"hydra.run.dir={run}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = run_gantrain(f"resume={run}", "trainer.steps=6", "generator=dcgan", "dataset=digits", "loss=nonsaturating",
+                         cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 6 and state["config"]["generator"]["base_channels"] == 8
+    other = run_gantrain(f"resume={run}", "trainer.steps=8", "generator=sngan", cwd=tmp_path)
+    assert other.returncode == 2 and "cannot resume: the config differs from the checkpoint's in generator._target_" in other.stderr
+
+
 def test_resume_cli_continues_curves_and_refuses_other_config(tmp_path):
     run = tmp_path / "run"
     first = run_gantrain("loss=hinge", "trainer.steps=10", *FAST, f"hydra.run.dir={run}", cwd=tmp_path)

@@ -173,6 +173,34 @@ def _override_key(override: str) -> str:
     return override.lstrip("+~").split("=", 1)[0]
 
 
+def _restated_groups_left_out(changes: list[str], saved_overrides: Optional[Sequence[str]]) -> list[str]:
+    """The command line's changes without group choices that pick what the run already trains with
+    (`generator=dcgan` on a run of the default generator): composed on the run's own command line, such a choice
+    gives the group the run has, so it is no change (taking today's preset node for it would drop the run's own
+    keys of that group and refuse the resume over them)."""
+    groups = [o for o in changes if _override_key(o) in GROUPS]
+    if not groups or saved_overrides is None:
+        return changes
+    from gantrain.api import compose
+
+    own = [o for o in saved_overrides if not o.lstrip("+~").startswith(("hydra", "resume="))]
+    try:
+        before = compose(own)
+    except Exception:  # the run's command line no longer composes (presets changed): compare as given
+        return changes
+    kept = []
+    for change in changes:
+        key = _override_key(change)
+        if key in GROUPS:
+            try:
+                if compose([*own, change])[key] == before[key]:
+                    continue
+            except Exception:
+                pass
+        kept.append(change)
+    return kept
+
+
 def saved_config_with(saved: dict, overrides: Sequence[str], composed: DictConfig) -> DictConfig:
     """A run's saved config with a command line's own changes applied to it: what a resumed run trains.
 
@@ -232,7 +260,7 @@ def prepare_run(
             # command line's own changes apply, and are checked below
             saved_overrides = state.get("overrides")
             given = list(overrides or [])
-            changes = [o for o in given if o not in (saved_overrides or [])]
+            changes = _restated_groups_left_out([o for o in given if o not in (saved_overrides or [])], saved_overrides)
             cfg = saved_config_with(state["config"], changes, cfg)
             overrides = merge_overrides(list(saved_overrides), given) if saved_overrides is not None else None
         current = with_added_keys(plain_config(cfg))  # a config made before those keys existed trains with them off
