@@ -150,6 +150,18 @@ def test_classifier_reaches_98_percent_on_mnist(data_root, classifier_cache, tmp
     assert short["test_accuracy"] == pytest.approx(accuracy / 100, abs=1e-4)
     assert torch.load(classifier_cache / "classifiers" / "MNIST-28px.pt", weights_only=True)["test_accuracy"] == \
         meta["test_accuracy"]  # the session's cache untouched
+    # run again: the cached classifier is shown and kept (a retrained one would change every classifier score)
+    cached = (tmp_path / "classifiers" / "MNIST-28px.pt").read_bytes()
+    shown = run_command("gantrain-classifier", "dataset=mnist", f"dataset.root={data_root}", "device=cpu", "steps=5",
+                        timeout=900, env={"GANTRAIN_CACHE": str(tmp_path)})
+    assert shown.returncode == 0 and (tmp_path / "classifiers" / "MNIST-28px.pt").read_bytes() == cached
+    assert f"MNIST-28px classifier: test accuracy {accuracy:.2f}%, cached in {tmp_path / 'classifiers' / 'MNIST-28px.pt'} (kept;" in shown.stdout
+    redone = run_command("gantrain-classifier", "dataset=mnist", f"dataset.root={data_root}", "device=cpu", "steps=5",
+                         "overwrite=true", timeout=900, env={"GANTRAIN_CACHE": str(tmp_path)})
+    assert redone.returncode == 0 and (tmp_path / "classifiers" / "MNIST-28px.pt").read_bytes() != cached
+    assert "MNIST-28px classifier: test accuracy " in redone.stdout and "saved" in redone.stdout
+    bad = run_command("gantrain-classifier", "dataset=mnist", "overwrite=maybe", env={"GANTRAIN_CACHE": str(tmp_path)})
+    assert bad.returncode == 2 and bad.stderr.strip() == "gantrain-classifier: error: overwrite=maybe must be true or false"
 
 
 def test_processes_evaluating_at_once_train_the_classifier_once(tmp_path, monkeypatch):

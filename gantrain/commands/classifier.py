@@ -13,23 +13,30 @@ from gantrain.errors import GantrainError
 
 
 def classifier_main(argv: Optional[list[str]] = None) -> None:
-    """`gantrain-classifier dataset=mnist [dataset.root=...] [steps=1000] [device=cpu]`: train and cache the
-    domain classifier of a labelled dataset (the feature space of the classifier-space metrics)."""
+    """`gantrain-classifier dataset=mnist [dataset.root=...] [steps=1000] [device=cpu] [overwrite=true]`: train
+    and cache the domain classifier of a labelled dataset (the feature space of the classifier-space metrics);
+    when one is cached already, show it (its accuracy and file) and keep it: overwrite=true trains a new one in
+    its place, after which scores computed with the old one are no longer comparable with new ones."""
     from gantrain.api import compose
-    from gantrain.eval.classifier import TRAINING_STEPS, cache_key, save_classifier, train_classifier
+    from gantrain.eval.classifier import (TRAINING_STEPS, _training_lock, cache_dir, cache_key, load_classifier,
+                                          save_classifier, train_classifier)
     from gantrain.training.components import build_dataset, resolve_device
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
         print(classifier_main.__doc__)
         return
-    own = {k: v for k, v in (a.split("=", 1) for a in args if a.split("=", 1)[0] in ("steps", "device"))}
-    overrides = [a for a in args if a.split("=", 1)[0] not in ("steps", "device")]
+    own = {k: v for k, v in (a.split("=", 1) for a in args if a.split("=", 1)[0] in ("steps", "device", "overwrite"))}
+    overrides = [a for a in args if a.split("=", 1)[0] not in ("steps", "device", "overwrite")]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         bad = [a for a in overrides if not a.startswith("dataset")]
         if bad:
-            raise GantrainError(f"unknown argument(s) {', '.join(bad)}; use dataset=..., dataset.KEY=..., steps=N, device=...")
+            raise GantrainError(f"unknown argument(s) {', '.join(bad)}; use dataset=..., dataset.KEY=..., steps=N, device=..., "
+                                f"overwrite=true")
+        overwrite = _yaml_value(own.get("overwrite", "false"))
+        if not isinstance(overwrite, bool):
+            raise GantrainError(f"overwrite={own.get('overwrite')} must be true or false")
         steps = _yaml_value(own.get("steps", str(TRAINING_STEPS)))
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise GantrainError(f"steps={own.get('steps')} must be a positive whole number")
@@ -42,10 +49,21 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
             raise GantrainError("stacked_mnist is scored with the MNIST classifier, channel by channel, not one of its "
                                 "own 1000 classes: train that with gantrain-classifier dataset=mnist")
         device = resolve_device(own.get("device", "auto"))
-        start = time.time()
-        model, acc = train_classifier(dataset, steps=steps, device=str(device))
-        path = save_classifier(model, dataset, acc)
+        path = cache_dir() / f"{cache_key(dataset)}.pt"
+        with _training_lock(path):  # not while an evaluation trains or reads it
+            if path.is_file() and not overwrite:
+                _, meta = load_classifier(dataset, train_if_missing=False)
+                print(f"{cache_key(dataset)} classifier: test accuracy {100 * meta['test_accuracy']:.2f}%, cached in "
+                      f"{path} (kept; overwrite=true trains a new one in its place, and scores made with this one are "
+                      f"then not comparable with new ones)")
+                return
+            start = time.time()
+            model, acc = train_classifier(dataset, steps=steps, device=str(device))
+            path = save_classifier(model, dataset, acc)
     except GantrainError as exc:
         print(f"gantrain-classifier: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("gantrain-classifier: interrupted; the cache is as it was", file=sys.stderr)
+        sys.exit(130)
     print(f"{cache_key(dataset)} classifier: test accuracy {100 * acc:.2f}% in {time.time() - start:.0f} s; saved {path}")
