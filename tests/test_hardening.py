@@ -99,6 +99,13 @@ EVAL_REFUSED = [
     (["seed=x"], "seed=x must be a whole number"),
     (["text_prompts=0"], "text_prompts=0 must be at least 1"),
     (["text_prompts=5"], "this run has none: leave it out"),  # not a text run
+    (["num_samples=1"], "num_samples=1 is too few: the scores compare two sets of samples"),
+    (["num_samples=3", "metrics=[precision]"], "num_samples=3 is too few for precision and recall"),
+    (["seed=-1"], "seed=-1 must be a whole number from 0 to 2**63 - 1"),
+    (["seed=99999999999999999999"], "seed=99999999999999999999 must be a whole number from 0 to 2**63 - 1"),
+    (["ema=maybe"], "ema=maybe must be true (the EMA generator, when the run keeps one) or false"),
+    (["num_samples=10", "dataset.image_size=16"], "the run's generator makes samples of shape (1, 8, 8), the data given "
+                                                  "is (1, 16, 16)"),
 ]
 
 
@@ -201,6 +208,14 @@ def test_partial_evaluation_merges_into_eval_json(trained):
     assert set(other["metrics"]) == {"classes"}
     kept = json.loads((trained / "eval.20.0.json").read_text())
     assert set(kept["metrics"]) == {"fid_classifier", "precision", "recall", "classes"}
+    # the run given as its checkpoints/ folder, or from inside it: the same eval.json beside the run, merged
+    result = run_command("gantrain-eval", str(trained / "checkpoints"), "num_samples=300", "seed=1", "metrics=[recall]")
+    assert result.returncode == 0 and not (trained / "checkpoints" / "eval.json").exists(), result.stderr
+    result = run_command("gantrain-eval", ".", "num_samples=300", "seed=1", "metrics=[precision]", cwd=trained)
+    assert result.returncode == 0, result.stderr
+    merged = json.loads((trained / "eval.json").read_text())
+    assert set(merged["metrics"]) == {"classes", "recall", "precision"} and not (trained / "eval.20.1.json").exists()
+    assert merged["checkpoint"] == str((trained / "checkpoints" / "last.pt").resolve())
 
 
 BAD_VALUES = ["-1", "0", "abc", "[1,2]", "null", "2.5", "true", "''", "{a: 1}"]

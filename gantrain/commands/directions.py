@@ -109,6 +109,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except GantrainError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)
     print(f"wrote {len(names)} direction(s) in {space} ({', '.join(names)}) to {out}")
 
 

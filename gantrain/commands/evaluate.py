@@ -61,8 +61,13 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
                 numbers[key] = value
         if numbers.get("text_prompts", 1) < 1:
             raise GantrainError(f"text_prompts={numbers['text_prompts']} must be at least 1 (prompts per class)")
+        if not 0 <= numbers.get("seed", 0) < 2 ** 63:
+            raise GantrainError(f"seed={numbers['seed']} must be a whole number from 0 to 2**63 - 1")
+        ema_value = _yaml_value(own.get("ema", "true"))
+        if not isinstance(ema_value, bool):
+            raise GantrainError(f"ema={own['ema']} must be true (the EMA generator, when the run keeps one) or false")
         checkpoint, state = open_run_or_checkpoint(path)
-        out_dir = path if path.is_dir() else run_folder_of(path)
+        out_dir = run_folder_of(Path(checkpoint))  # a checkpoints/ folder or file given: eval.json beside the run's
         dataset_cfg = OmegaConf.create(with_added_keys(state["config"])["dataset"])  # as the run trained it
         for key, value in options.items():
             OmegaConf.update(dataset_cfg, key[len("dataset."):], _yaml_value(value))
@@ -72,7 +77,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         if metrics != "auto":
             metrics = [m.strip() for m in metrics.strip("[]").split(",") if m.strip()]
         translation = game_meta(state).get("translation")
-        use_ema = own.get("ema", "true").lower() != "false"
+        use_ema = ema_value
         if translation:
             from gantrain.eval.translation import TranslationEvaluator
 
@@ -88,6 +93,10 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         if "text_prompts" in numbers and not scored_text:
             raise GantrainError("text_prompts= sets the text scores of a text run on mnist_captions or fashion_captions; "
                                 "this run has none: leave it out")
+        made = tuple(network.out_shape) if hasattr(network, "out_shape") else None
+        if made is not None and tuple(getattr(dataset, "shape", made)) != made:
+            raise GantrainError(f"the run's generator makes samples of shape {made}, the data given is {tuple(dataset.shape)}: "
+                                f"leave dataset.image_size and dataset.channels as the run trained them")
         results = evaluator(network)
         if scored_text:
             # a text run on an offline captioned set: agreement with held-out prompts, next to the test images' own
@@ -103,8 +112,11 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     except GantrainError as exc:
         print(f"gantrain-eval: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("gantrain-eval: interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
     report = {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(Path(checkpoint).resolve()),
         "step": state["step"],
         "generator": "ema" if use_ema and "generator" in state.get("ema", {}) else "generator",
         "metrics": results,

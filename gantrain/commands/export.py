@@ -359,6 +359,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except GantrainError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)
     for file in written:
         print(f"wrote {file}")
 

@@ -277,6 +277,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except GantrainError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)
     from gantrain.commands.translate import warn_unreadable
 
     warn_unreadable(PROG, result.failed, len(result.written), "projected")

@@ -803,6 +803,9 @@ def main(argv: Optional[list[str]] = None) -> None:
         message = " ".join(str(exc).split())
         print(f"{PROG}: error: {message}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)
     print(f"wrote {written}")
 
 

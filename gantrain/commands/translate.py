@@ -259,6 +259,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except GantrainError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        sys.exit(130)
     warn_unreadable(PROG, result.failed, len(result.written), "translated")
     print(f"translated {len(result.written)} image{'s' if len(result.written) != 1 else ''} {result.direction} "
           f"into {result.out}")

@@ -158,6 +158,13 @@ class Evaluator:
             raise MetricChoiceError(f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(ALL_METRICS)}")
         if num_samples is not None and num_samples < 1:
             raise MetricChoiceError(f"num_samples={num_samples} must be a positive number of generated samples")
+        if num_samples is not None and num_samples < 2:
+            raise MetricChoiceError(f"num_samples={num_samples} is too few: the scores compare two sets of samples "
+                                    f"(a covariance needs two or more); give num_samples=2 or more (thousands for "
+                                    f"scores worth comparing)")
+        if num_samples is not None and num_samples < 4 and {"precision", "recall"} & set(names):
+            raise MetricChoiceError(f"num_samples={num_samples} is too few for precision and recall, which look at each "
+                                    f"sample's 3 nearest neighbours: give num_samples=4 or more")
         wanted = [m for m in names if m in CONDITIONAL_METRICS]
         if wanted and not conditional:
             raise MetricChoiceError(f"{', '.join(wanted)} score class-conditional generators; they need a conditional "
