@@ -253,6 +253,29 @@ def test_sweep_command_line_errors(tmp_path: Path) -> None:
         assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
 
 
+def test_sweep_and_run_folders_are_not_mixed(tmp_path: Path) -> None:
+    """A sweep is refused a file, an impossible folder and a run's folder as hydra.sweep.dir; a run is refused a
+    sweep's folder; a sweep refused because its folder holds another sweep leaves that sweep's multirun.yaml."""
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_run" / "checkpoints").mkdir(parents=True)
+    for where, message in ((tmp_path / "a_file", f"hydra.sweep.dir={tmp_path / 'a_file'} is a file"),
+                           ("/proc/x/y", "cannot create the sweep folder /proc/x/y"),
+                           (tmp_path / "a_run", f"hydra.sweep.dir={tmp_path / 'a_run'} is a run's folder, not a sweep's")):
+        proc = run_gantrain("-m", "seed=0,1", *SMALL, f"hydra.sweep.dir={where}", cwd=tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"gantrain: error: {message}"), proc.stderr
+    assert sorted(p.name for p in (tmp_path / "a_run").iterdir()) == ["checkpoints"]
+    folder = tmp_path / "sweep"
+    assert run_gantrain("-m", "seed=0,1", *SMALL, f"hydra.sweep.dir={folder}", cwd=tmp_path).returncode == 0
+    record = (folder / "multirun.yaml").read_bytes()
+    proc = run_gantrain(*SMALL, f"hydra.run.dir={folder}", cwd=tmp_path)
+    assert proc.returncode == 2 and f"gantrain: error: {folder} is a sweep's folder" in proc.stderr
+    proc = run_gantrain("-m", "seed=2,3", *SMALL, f"hydra.sweep.dir={folder}", cwd=tmp_path)
+    assert proc.returncode == 2 and "holds another job" in proc.stderr
+    assert (folder / "multirun.yaml").read_bytes() == record
+    assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["0", "1"]
+
+
 def test_a_failed_optuna_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_path: Path) -> None:
     """A failed job hands Optuna's sweeper a value that is no number: the trial is recorded as failed and the other
     trials run and rank (a NaN stops the whole search with Optuna 2.x). When no trial finishes, the summary and one

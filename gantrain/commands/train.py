@@ -104,6 +104,9 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
 
             shutil.rmtree(run_dir / record, ignore_errors=True)
     if other_job:
+        kept = _LAUNCH.get("multirun_yaml")  # the sweep that is there keeps its record (Hydra wrote this one's)
+        if kept and kept[0] == (sweep_dir / "multirun.yaml").resolve():
+            kept[0].write_bytes(kept[1])
         print(f"gantrain: error: {run_dir} holds another job ({' '.join(prior.get('overrides') or [])}) than this sweep's "
               f"{name}; re-run the sweep's original command, or give a new hydra.sweep.dir", file=sys.stderr)
         sys.exit(2)
@@ -327,6 +330,50 @@ def _check_sweep_metric(plain: list[str]) -> None:
                             f"to a divisor of trainer.steps")
 
 
+def _is_sweep_folder(folder: Path) -> bool:
+    """A folder `gantrain -m` wrote: its multirun.yaml, or job folders with status.json."""
+    if not folder.is_dir():
+        return False
+    if (folder / "multirun.yaml").is_file():
+        return True
+    try:
+        return any((child / "status.json").is_file() for child in folder.iterdir() if child.is_dir())
+    except OSError:
+        return False
+
+
+def _check_sweep_folder(given: Optional[str]) -> None:
+    """hydra.sweep.dir: a folder that can be made (Hydra's traceback otherwise), and no run's folder (a sweep's jobs
+    would be written into the run). The multirun.yaml of a sweep folder is kept to be put back if a job of this
+    launch finds the folder holds another sweep (Hydra writes the new one before any job starts)."""
+    if given in (None, ""):
+        return
+    target = Path(given).expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise GantrainError(f"hydra.sweep.dir={given} is a file; give a folder for the sweep's jobs")
+    if target.is_dir() and not _is_sweep_folder(target) and (
+            (target / "checkpoints").is_dir() or (target / "metrics.jsonl").is_file()):
+        raise GantrainError(f"hydra.sweep.dir={given} is a run's folder, not a sweep's: the jobs would be written into "
+                            f"that run; choose a new hydra.sweep.dir")
+    probe = target
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise GantrainError(f"cannot create or write the sweep folder {target} ({probe} is not a writable folder); "
+                            f"choose another with hydra.sweep.dir=...")
+    if not target.exists():
+        import tempfile
+
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".gantrain-probe-", dir=probe))
+        except OSError as exc:
+            raise GantrainError(f"cannot create the sweep folder {target} ({exc.strerror or exc}); "
+                                f"choose another with hydra.sweep.dir=...") from None
+    record = target / "multirun.yaml"
+    if record.is_file():
+        _LAUNCH["multirun_yaml"] = (record, record.read_bytes())
+
+
 def _check_command_line(args: list[str]) -> None:
     """What Hydra would report with a traceback or wrong advice, as one line: unknown keys (with the
     nearest valid ones), and a run folder that cannot be created or written."""
@@ -370,6 +417,7 @@ def _check_command_line(args: list[str]) -> None:
             raise GantrainError("resume= does not apply to a sweep: re-run the sweep's command with "
                                 "hydra.sweep.dir=<its folder> to finish it (finished jobs are skipped, interrupted ones continue)")
         _check_sweep_metric(plain)
+        _check_sweep_folder(_argv_value(args, "hydra.sweep.dir"))
         return
     if plain and cfg is not None:
         try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
@@ -391,6 +439,10 @@ def _check_command_line(args: list[str]) -> None:
         path = Path(resume).expanduser()
         run_dir = str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
     target = Path(run_dir or "outputs").expanduser().resolve()
+    if run_dir is not None and _is_sweep_folder(target):
+        raise GantrainError(f"{target} is a sweep's folder (multirun.yaml, one folder per job): a run needs a folder of "
+                            f"its own; choose another hydra.run.dir (a job of the sweep continues with the sweep's "
+                            f"command and hydra.sweep.dir={target})")
     # without hydra.run.dir or resume, Hydra makes a new dated folder below outputs/
     record = target / ".hydra"
     _LAUNCH.update(run_dir=target, existed=target.exists(), fresh=run_dir is None,
