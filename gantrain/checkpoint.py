@@ -306,11 +306,17 @@ def run_folder_of(checkpoint: Path) -> Path:
     return folder.parent if folder.name == "checkpoints" else folder
 
 
-def open_run_or_checkpoint(path: Path) -> tuple[Path, dict]:
-    """(checkpoint file, state): a run folder's newest good checkpoint, or the given checkpoint file."""
+def as_run_folder(path: Path) -> Path:
+    """A folder given for a run: RUN/checkpoints (the run's own checkpoint folder) is RUN; anything else as given."""
     path = Path(path)
     if path.is_dir() and path.name == "checkpoints" and not (path / "checkpoints").is_dir():
-        path = path.parent  # RUN/checkpoints: the run's own checkpoint folder
+        return path.parent
+    return path
+
+
+def open_run_or_checkpoint(path: Path) -> tuple[Path, dict]:
+    """(checkpoint file, state): a run folder's newest good checkpoint, or the given checkpoint file."""
+    path = as_run_folder(Path(path))
     if path.is_dir():
         found = newest_good(path)
         if found is None:

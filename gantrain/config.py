@@ -508,9 +508,9 @@ def run_dir_for(resume: Optional[str], default: str) -> str:
         return tempfile.mkdtemp(prefix=f"gantrain-rank{rank}-")
     if resume in (None, "", "auto", "null"):
         return default
-    from gantrain.checkpoint import run_folder_of
+    from gantrain.checkpoint import as_run_folder, run_folder_of
 
-    path = Path(str(resume)).expanduser()
+    path = as_run_folder(Path(str(resume)).expanduser())
     return str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
 
 

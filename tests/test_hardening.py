@@ -72,6 +72,26 @@ def test_refused_resume_leaves_the_run_as_it_was(trained, tmp_path):
     assert snapshot(trained) == before
 
 
+def test_a_refused_launch_into_a_run_without_a_lock_file_leaves_none(tmp_path):
+    """A run folder with no .gantrain.lock (written by an older version, or copied): a refused launch there leaves
+    the folder exactly as it was, lock file included."""
+    run = tmp_path / "run"
+    assert run_gantrain(*TINY, "trainer.steps=2", f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    (run / ".gantrain.lock").unlink()
+    before = snapshot(run)
+    line = one_line_error(run_gantrain(*TINY, "trainer.steps=2", f"hydra.run.dir={run}", cwd=tmp_path))
+    assert "already holds a run" in line and snapshot(run) == before and not (run / ".gantrain.lock").exists()
+
+
+def test_resume_given_the_runs_checkpoints_folder_continues_the_run(tmp_path):
+    run = tmp_path / "run"
+    assert run_gantrain(*TINY, "trainer.steps=2", f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    more = run_gantrain(f"resume={run / 'checkpoints'}", "trainer.steps=4", cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert gantrain.checkpoint.load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt", "step_00000002.pt", "step_00000004.pt"]
+
+
 def test_resume_of_a_folder_with_non_ascii_letters_and_spaces(tmp_path):
     run = tmp_path / "läufe ü" / "run é"
     first = run_gantrain(*TINY, "trainer.steps=3", f"hydra.run.dir='{run}'", cwd=tmp_path)

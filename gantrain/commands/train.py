@@ -72,7 +72,8 @@ def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool, started: bo
             log_file.unlink(missing_ok=True)
         elif log_size is not None and log_file.is_file() and log_file.stat().st_size > log_size:
             os.truncate(log_file, log_size)
-        if not (run_dir / "checkpoints").exists() and not _LAUNCH.get("had_lock"):  # the lock came with this launch
+        mine = _LAUNCH.get("run_dir") == run_dir.resolve() or not (run_dir / "checkpoints").exists()
+        if mine and not _LAUNCH.get("had_lock"):  # the lock came with this launch
             (run_dir / ".gantrain.lock").unlink(missing_ok=True)
 
 
@@ -277,12 +278,12 @@ def _saved_choices(args: list[str]) -> list[str]:
     resume = _argv_value(args, "resume")
     if resume in (None, "", "null"):
         return []
-    from gantrain.checkpoint import run_folder_of
+    from gantrain.checkpoint import as_run_folder, run_folder_of
 
     where = _argv_value(args, "hydra.run.dir") if resume == "auto" else resume
     if where is None:
         return []
-    path = Path(where).expanduser()
+    path = as_run_folder(Path(where).expanduser())
     folder = run_folder_of(path) if path.suffix == ".pt" or path.is_file() else path
     try:
         saved = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "overrides.yaml"))
@@ -380,7 +381,7 @@ def _check_command_line(args: list[str]) -> None:
     import difflib
 
     from gantrain.api import compose
-    from gantrain.checkpoint import run_folder_of
+    from gantrain.checkpoint import as_run_folder, run_folder_of
 
     if any(a in ("-h", "--help", "--hydra-help") for a in args):
         return
@@ -436,7 +437,7 @@ def _check_command_line(args: list[str]) -> None:
         raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
     run_dir = _argv_value(args, "hydra.run.dir")
     if run_dir is None and resume not in (None, "", "auto", "null"):
-        path = Path(resume).expanduser()
+        path = as_run_folder(Path(resume).expanduser())
         run_dir = str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
     target = Path(run_dir or "outputs").expanduser().resolve()
     if run_dir is not None and _is_sweep_folder(target):

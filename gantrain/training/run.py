@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gantrain.training.build import build
 from gantrain.training.components import plain_config, unresolved
-from gantrain.checkpoint import load_checkpoint, newest_good, run_folder_of, step_checkpoints
+from gantrain.checkpoint import as_run_folder, load_checkpoint, newest_good, run_folder_of, step_checkpoints
 from gantrain.config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
 from gantrain.training.distributed import Dist
 from gantrain.errors import GantrainError
@@ -100,7 +100,7 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
             return None
         log.info("resume=auto: continuing from %s", found[0])
         return found[1]
-    path = Path(str(resume)).expanduser()
+    path = as_run_folder(Path(str(resume)).expanduser())
     if path.is_dir():
         found = newest_good(path)
         if found is None:
