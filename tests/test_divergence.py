@@ -100,7 +100,16 @@ def test_rollback_gives_up_after_max_rollbacks_and_writes_a_step_0_checkpoint(tm
         loop.fit()
     # it diverged before the first periodic checkpoint: the rollback went to the step-0 checkpoint written at the start
     assert loop.periodic[1].rollbacks[0]["to"] == 0
-    assert load_checkpoint(tmp_path / "checkpoints" / "step_00000000.pt")["step"] == 0
+    first = load_checkpoint(tmp_path / "checkpoints" / "step_00000000.pt")
+    assert first["step"] == 0 and first["periodic"]["divergence"]["rollbacks"] == []  # as written at the start
+    # last.pt is that checkpoint with the rollback: a resume goes on at the halved rates, the rollback counted
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert last["step"] == 0 and last["periodic"]["divergence"]["lr_scale"] == 0.5
+    assert [r["to"] for r in last["periodic"]["divergence"]["rollbacks"]] == [0]
+    for who in ("generator", "discriminator"):
+        assert last["optimizers"][who]["param_groups"][0]["lr"] == pytest.approx(
+            0.5 * first["optimizers"][who]["param_groups"][0]["lr"])
+        assert torch.equal(next(iter(last["networks"][who].values())), next(iter(first["networks"][who].values())))
 
 
 def test_exploding_gradient_norm_counts_as_divergence():

@@ -120,6 +120,11 @@ class DivergenceCheck(Periodic):
                    f"step {loop.step} and halved both learning rates (now {self.lr_scale:g} of the configured)")
         log.warning("%s", message)
         loop.logger.text("rollbacks", message, loop.step)
+        # last.pt becomes the checkpoint gone back to with the halved rates and this rollback's record, so that a run
+        # stopped before its next checkpoint resumes with them, not at the rates that diverged (step_N.pt stays as written)
+        state = loop.state_dict()
+        if loop.dist.main:
+            loop.writer.save_named(state, "last")
 
     def before_training(self, loop: Loop) -> None:
         """With rollback on, a fresh run writes a checkpoint of step 0, so there is always one to go back to."""
