@@ -294,6 +294,9 @@ def test_a_failed_optuna_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_
 
     best = OmegaConf.load(tmp_path / "search" / "optimization_results.yaml")
     assert dict(best.best_params) == {"trainer.n_critic": 1}
+    # Optuna's sweeper writes no multirun.yaml: gantrain-report reads the metric and direction from the jobs' records
+    again = subprocess.run([*_report_exe(), str(tmp_path / "search")], capture_output=True, text=True, timeout=120)
+    assert f"best loss/d (minimize): {best.best_value:.4g}" in again.stdout, again.stdout + again.stderr
     assert best.best_value == min(_last(tmp_path / "search" / j)["loss/d"] for j in rows if j not in failed)
     for sampler, last in (("tpe", "no trial of the search finished, so it has no best"),
                           ("grid", "the grid's last trial failed and Optuna's sweeper stopped there")):

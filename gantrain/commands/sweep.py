@@ -403,13 +403,26 @@ def natural_direction(metric: Optional[str], given: Any = None) -> str:
 
 
 def _saved(sweep_dir: Path, key: str) -> Any:
-    """A value of the sweep's config as Hydra saved it (multirun.yaml), or None."""
+    """A value of the sweep's config as Hydra saved it: multirun.yaml (the basic sweeper's), else the first job's
+    own record (.hydra/config.yaml, .hydra/hydra.yaml: Optuna's sweeper writes no multirun.yaml); None if absent."""
     from omegaconf import OmegaConf
 
+    records = [sweep_dir / "multirun.yaml"]
     try:
-        return OmegaConf.select(OmegaConf.load(sweep_dir / "multirun.yaml"), key, default=None)
-    except Exception:  # no or a damaged multirun.yaml: the report goes without it
-        return None
+        jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
+                      key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    except OSError:
+        jobs = []
+    if jobs:
+        records.append(jobs[0] / ".hydra" / ("hydra.yaml" if key.startswith("hydra.") else "config.yaml"))
+    for record in records:
+        if not record.is_file():
+            continue
+        try:
+            return OmegaConf.select(OmegaConf.load(record), key, default=None)
+        except Exception:  # a damaged record: the report goes without it
+            continue
+    return None
 
 
 def device_for_job(device: str, job_num: int, gpus: int) -> str:
