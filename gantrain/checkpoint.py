@@ -129,6 +129,18 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         _atomic_write(dst, lambda f: shutil.copyfileobj(source, f))
 
 
+def _is_torchscript(path: Path) -> bool:
+    """Whether a zip file is a TorchScript archive (torch.jit.save writes code/ and constants.pkl into it)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
 def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
     """Load a gantrain checkpoint without running code from it; GantrainError names a bad file."""
     path = Path(path)
@@ -142,6 +154,9 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
     if head != b"PK\x03\x04":  # torch.save writes a zip archive; anything else is some other file
         raise GantrainError(f"{path} is not a gantrain checkpoint (not a PyTorch checkpoint file); "
                             f"give a run folder or one of its checkpoints/*.pt")
+    if _is_torchscript(path):
+        raise GantrainError(f"{path} is a TorchScript export (gantrain-export), not a checkpoint: load it with "
+                            f"torch.jit.load or gantrain.load_exported; give a run folder or one of its checkpoints/*.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -320,6 +335,9 @@ def open_run_or_checkpoint(path: Path) -> tuple[Path, dict]:
     if path.is_dir():
         found = newest_good(path)
         if found is None:
+            if any((path / name).exists() for name in ("metrics.jsonl", "samples", "tb")):
+                raise GantrainError(f"the run in {path} stopped before its first checkpoint: there is nothing to load; "
+                                    f"train it again there with gantrain resume=auto hydra.run.dir={path}")
             raise GantrainError(f"{path} holds no checkpoint in checkpoints/; pass a run folder or a .pt file")
         return found
     return path, load_checkpoint(path)

@@ -65,6 +65,31 @@ def test_not_a_checkpoint_is_named_and_resume_writes_nothing(tmp_path):
     assert not missing.exists()
 
 
+def test_an_export_or_a_run_without_checkpoints_given_as_a_checkpoint_is_named(trained, tmp_path):
+    """A TorchScript export passed where a checkpoint goes, and a run stopped before its first checkpoint: each
+    command says which it is, in one line, and writes nothing."""
+    export = tmp_path / "exports" / "g.pt"
+    made = run_command("gantrain-export", str(trained), "format=torchscript", f"out={export}", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    stopped = tmp_path / "stopped"
+    (stopped / "samples").mkdir(parents=True)
+    (stopped / "metrics.jsonl").write_text('{"step": 1, "loss/d": 1.0}\n')
+    exports, runs = snapshot(export.parent), snapshot(stopped)
+    results = run_commands([("gantrain-eval", str(export)), ("gantrain-sample", str(export), f"out={tmp_path / 'x.png'}"),
+                            ("gantrain", f"resume={export}"), ("gantrain-eval", str(stopped)),
+                            ("gantrain-sample", str(stopped), f"out={tmp_path / 'y.png'}")], cwd=tmp_path)
+    for result, command in zip(results[:3], ("gantrain-eval", "gantrain-sample", "gantrain")):
+        assert one_line_error(result, command).endswith(
+            f"{export} is a TorchScript export (gantrain-export), not a checkpoint: load it with torch.jit.load or "
+            f"gantrain.load_exported; give a run folder or one of its checkpoints/*.pt"), command
+    for result, command in zip(results[3:], ("gantrain-eval", "gantrain-sample")):
+        assert one_line_error(result, command).endswith(
+            f"the run in {stopped} stopped before its first checkpoint: there is nothing to load; train it again "
+            f"there with gantrain resume=auto hydra.run.dir={stopped}")
+    assert snapshot(export.parent) == exports and snapshot(stopped) == runs
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "stopped"]
+
+
 def test_refused_resume_leaves_the_run_as_it_was(trained, tmp_path):
     before = snapshot(trained)
     line = one_line_error(run_gantrain(f"resume={trained}", "trainer.batch_size=8", cwd=tmp_path))

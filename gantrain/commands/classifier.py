@@ -20,7 +20,8 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
     from gantrain.api import compose
     from gantrain.eval.classifier import (TRAINING_STEPS, _training_lock, cache_dir, cache_key, load_classifier,
                                           save_classifier, train_classifier)
-    from gantrain.training.components import build_dataset, resolve_device
+    from gantrain.commands.sample import resolve_device
+    from gantrain.training.components import build_dataset
 
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):

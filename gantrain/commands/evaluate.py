@@ -33,7 +33,8 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     from gantrain.checkpoint import game_meta, open_run_or_checkpoint, run_folder_of
     from gantrain.config import with_added_keys
     from gantrain.eval.evaluator import Evaluator
-    from gantrain.training.components import build_dataset, resolve_device
+    from gantrain.commands.sample import resolve_device
+    from gantrain.training.components import build_dataset
 
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or any(a in ("-h", "--help") for a in args):
