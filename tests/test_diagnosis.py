@@ -69,6 +69,8 @@ def test_samples_collapsing_to_one_point_are_named(tmp_path):
     collapse = [w for w in diagnosis.warnings if w.startswith("mode collapse: the generated samples are nearly identical")]
     assert len(collapse) == 1, diagnosis.warnings
     assert "mean pairwise distance 0, 0.0% of the data" in collapse[0]
+    assert collapse[0].endswith("or add a penalty (loss.r1_gamma=10), or pack the discriminator's inputs "
+                                "(discriminator.pack=2)")  # the MLP discriminator packs; others are not told to
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[3]["diag/diversity"] > 0.2 and rows[-1]["diag/diversity"] == 0.0  # logged beside the losses
 

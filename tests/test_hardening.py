@@ -156,10 +156,15 @@ EVAL_REFUSED = [
 
 def test_gantrain_eval_and_classifier_bad_options_are_one_line(trained, tmp_path):
     results = run_commands([("gantrain-eval", str(trained), *args) for args, _ in EVAL_REFUSED]
-                           + [("gantrain-classifier", "dataset=bogus")], cwd=tmp_path)
+                           + [("gantrain-eval", ""), ("gantrain-classifier", "dataset=bogus"),
+                              ("gantrain-classifier", "dataset=digits", "dataset.image_sz=16")], cwd=tmp_path)
     for (args, message), result in zip(EVAL_REFUSED, results):
         assert message in one_line_error(result, "gantrain-eval"), args
-    assert "dataset=bogus" in one_line_error(results[-1], "gantrain-classifier")
+    assert one_line_error(results[-3], "gantrain-eval").endswith("give exactly one run folder or checkpoint file")
+    assert "dataset=bogus" in one_line_error(results[-2], "gantrain-classifier")
+    assert one_line_error(results[-1], "gantrain-classifier") == (
+        "gantrain-classifier: error: unknown key dataset.image_sz; did you mean dataset.image_size? this dataset's keys: "
+        "image_size, on_device, subset")
 
 
 def test_misspelled_keys_get_the_nearest_valid_key(tmp_path):
@@ -299,3 +304,21 @@ def test_random_bad_values_end_in_one_line_or_a_valid_run(tmp_path):
         else:
             one_line_error(result)
             assert case in cases or not run.exists(), case  # nothing written for a refused command line
+
+
+def test_a_launch_refused_by_a_run_in_the_same_dated_folder_takes_its_record_back(tmp_path, monkeypatch):
+    """Two launches in one second share Hydra's dated folder: the second, refused because the first holds the run,
+    removes the .hydra/<time> record it wrote beside the first's and touches nothing else."""
+    from gantrain.commands import train as command
+
+    run = tmp_path / "outputs" / "2026-12-07" / "04-00-00"
+    (run / ".hydra" / "04-00-00").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (run / ".hydra" / "04-00-00" / "overrides.yaml").write_text("- seed=2\n")
+    (run / "gantrain.log").write_text("the first run's lines\n")
+    (run / ".gantrain.lock").write_text("")
+    before = {k: v for k, v in snapshot(run).items() if "04-00-00" not in k}
+    monkeypatch.setattr(command, "_LAUNCH", {"run_dir": (tmp_path / "outputs").resolve(), "fresh": True,
+                                             "existed": True, "own_record": ".hydra/04-00-00"})
+    command._undo_launch(run, log_size=None, busy=True)
+    assert snapshot(run) == before and not (run / ".hydra" / "04-00-00").exists()

@@ -232,6 +232,15 @@ def test_a_missing_plugin_names_the_install(monkeypatch: pytest.MonkeyPatch) -> 
     assert message is not None and "pip install 'gantrain[sweeps]'" in message and "submitit" in message
     assert "Optuna" in (missing_plugin(["hparams_search=mnist_optuna"]) or "")
     assert missing_plugin(["seed=1", "hparams_search=null"]) is None
+    monkeypatch.setattr(importlib.util, "find_spec", real)
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)  # off a Slurm cluster: no sbatch
+    assert missing_plugin(["-m", "hydra/launcher=slurm"]) == (
+        "hydra/launcher=slurm submits the sweep's jobs with sbatch, which is not on this machine's PATH: start the "
+        "sweep on the cluster's login node, or run it here with hydra/launcher=joblib")
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}")  # on one: Hydra's launcher runs
+    assert missing_plugin(["-m", "hydra/launcher=slurm"]) is None
 
 
 def test_sweep_command_line_errors(tmp_path: Path) -> None:

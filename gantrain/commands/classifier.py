@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Optional
 
+from omegaconf import OmegaConf
+
 from gantrain.commands.evaluate import _yaml_value
 from gantrain.errors import GantrainError
 
@@ -41,6 +43,19 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
         steps = _yaml_value(own.get("steps", str(TRAINING_STEPS)))
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
             raise GantrainError(f"steps={own.get('steps')} must be a positive whole number")
+        try:  # keys the dataset does not have: the nearest ones (Hydra would advise a +key that is then refused)
+            chosen = compose([a for a in overrides if "." not in a.split("=", 1)[0]])
+        except Exception:
+            chosen = None
+        for arg in overrides:
+            key = arg.split("=", 1)[0]
+            if chosen is not None and "." in key and OmegaConf.select(chosen, key, default="<none>") == "<none>":
+                import difflib
+
+                leaf, keys = key.split(".", 1)[1], [str(k) for k in chosen.dataset.keys()]
+                near = difflib.get_close_matches(leaf, keys, n=2)
+                hint = f"did you mean {' or '.join('dataset.' + n for n in near)}? " if near else ""
+                raise GantrainError(f"unknown key {key}; {hint}this dataset's keys: {', '.join(k for k in keys if k != '_target_')}")
         try:
             cfg = compose(overrides)
         except Exception as exc:  # Hydra's own errors: an unknown option, a bad override

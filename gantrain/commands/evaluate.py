@@ -43,7 +43,7 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         paths = [a for a in args if "=" not in a]
-        if len(paths) != 1:
+        if len(paths) != 1 or not paths[0].strip():
             raise GantrainError("give exactly one run folder or checkpoint file")
         path = Path(paths[0])
         options = dict(a.split("=", 1) for a in args if "=" in a)

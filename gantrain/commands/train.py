@@ -49,6 +49,12 @@ def _undo_launch(run_dir: Path, log_size: Optional[int], busy: bool, started: bo
     import shutil
 
     made_here = _LAUNCH.get("fresh") or (_LAUNCH.get("run_dir") == run_dir.resolve() and not _LAUNCH.get("existed", True))
+    own = str(_LAUNCH.get("own_record") or "")
+    if busy and own.startswith(".hydra/") and run_dir.resolve() != _LAUNCH.get("run_dir"):
+        # refused by a run in the same dated folder (two launches in one second): the record this launch wrote
+        # beside that run's own goes; nothing else of that run is touched
+        shutil.rmtree(run_dir / own, ignore_errors=True)
+        return
     if made_here and not busy:
         leftovers = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
         if leftovers <= {".hydra", "gantrain.log", ".gantrain.lock"} or (started and "checkpoints" not in leftovers):
@@ -196,6 +202,7 @@ def _task(cfg: DictConfig) -> Optional[float]:
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    _LAUNCH["own_record"] = str(hydra_cfg.output_subdir or "")  # .hydra, or .hydra/<time> beside an earlier record
     log_file = run_dir / "gantrain.log"
     log_size = log_file.stat().st_size if log_file.is_file() else None
     overrides = list(OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False))  # as typed: ${...} kept
@@ -269,6 +276,12 @@ def missing_plugin(args: list[str]) -> Optional[str]:
                 if not found:
                     return (f"{arg} needs {what}, which is not installed: pip install 'gantrain[sweeps]' "
                             f"(or pip install {module.split('.')[1].replace('_', '-')})")
+        if arg.lstrip("+~") == "hydra/launcher=slurm" and ("-m" in args or "--multirun" in args):
+            import shutil
+
+            if shutil.which("sbatch") is None:  # submitit submits each job with sbatch
+                return ("hydra/launcher=slurm submits the sweep's jobs with sbatch, which is not on this machine's PATH: "
+                        "start the sweep on the cluster's login node, or run it here with hydra/launcher=joblib")
     return None
 
 

@@ -157,9 +157,11 @@ class Diagnosis(Periodic):
         recent = history[-self.PATIENCE:]
         if len(history) <= self.WARMUP_LOGS or max(recent) >= self.DIVERSITY or max(history) < 2 * self.DIVERSITY:
             return None
+        packs = "pack" in ((loop.meta.get("config") or {}).get("discriminator") or {})  # the MLP discriminator's PacGAN
+        advice = " (loss.r1_gamma=10)" + (", or pack the discriminator's inputs (discriminator.pack=2)" if packs else "")
         return (f"mode collapse: the generated samples are nearly identical (mean pairwise distance {spread:.3g}, "
                 f"{spread / self.reference_spread:.1%} of the data's {self.reference_spread:.3g}); lower the learning "
-                f"rates, add a penalty (loss.r1_gamma=10), or pack the discriminator's inputs (discriminator.pack=2, MLP)")
+                f"rates or add a penalty{advice}")
 
     def coverage(self, loop: Loop, results: dict[str, Any]) -> None:
         """After an evaluation: warn when the modes or classes covered stay at COVERAGE_DROP of their best or

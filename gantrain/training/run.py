@@ -214,7 +214,7 @@ def saved_config_with(saved: dict, overrides: Sequence[str], composed: DictConfi
         if key in GROUPS:
             cfg[key] = composed[key]
         elif key in ("experiment", "model", "hparams_search"):
-            raise GantrainError(f"cannot resume with {override}: it picks another preset than the run was trained with; "
+            raise GantrainError(f"cannot resume with {override}: {key}= picks a preset, and a resumed run keeps the one it was trained with; "
                                 f"change only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')}")
         elif override.startswith("~"):
             OmegaConf.update(cfg, key, None, force_add=True)
