@@ -67,20 +67,16 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 
     Example: compose(["loss=wgan_gp", "dataset=digits", "trainer.steps=100"]).
     """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
+    from gantrain.config import hydra_compose
 
     register_resolvers()
     check_overrides(list(overrides))
     check_roots(list(overrides))
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="gantrain.configs", version_base="1.3"):
-        try:
-            return hydra_compose(config_name="config", overrides=list(overrides))
-        except Exception as exc:  # what the checks above do not foresee: Hydra's first line, and its cause kept
-            lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            raise GantrainError(f"cannot compose {' '.join(overrides)}: {'; '.join(lines[:2]) or type(exc).__name__}") from exc
+    try:
+        return hydra_compose(overrides)
+    except Exception as exc:  # what the checks above do not foresee: Hydra's first line, and its cause kept
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise GantrainError(f"cannot compose {' '.join(overrides)}: {'; '.join(lines[:2]) or type(exc).__name__}") from exc
 
 
 def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:

@@ -531,3 +531,16 @@ def register_resolvers() -> None:
     for name, fn in (("gantrain_run_dir", run_dir_for), ("gantrain_hydra_subdir", hydra_subdir_for)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
+
+
+def hydra_compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config Hydra composes from gantrain's configs and these overrides, unchecked (gantrain.api.compose is
+    the checked one that users call; this one serves modules below the API)."""
+    from hydra import compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="gantrain.configs", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))

@@ -85,12 +85,16 @@ def test_a_rollback_to_a_checkpoint_written_after_an_earlier_rollback_halves_fro
     def roll_back():
         return next(restored)
 
+    written = []
     loop = SimpleNamespace(stats=SimpleNamespace(steps=1), read_stats=lambda: {"loss/d": math.nan}, step=30,
                            game=SimpleNamespace(gradient_stats=lambda: (), watched=("loss/d",)),
                            roll_back=roll_back, scale_learning_rates=factors.append, run_dir=Path("run"),
-                           logger=SimpleNamespace(text=lambda tag, message, step: texts.append(message)))
+                           logger=SimpleNamespace(text=lambda tag, message, step: texts.append(message)),
+                           state_dict=lambda: {"lr_scale": guard.lr_scale}, dist=SimpleNamespace(main=True),
+                           writer=SimpleNamespace(save_named=lambda state, name: written.append((name, state))))
     for _ in range(3):
         guard(loop)
+    assert written == [("last", {"lr_scale": 0.5}), ("last", {"lr_scale": 0.25}), ("last", {"lr_scale": 0.125})]
     assert guard.lr_scale == 0.125
     assert factors == [0.5, 0.25, 0.25]  # 0.5 / 1, 0.25 / 1, then 0.125 / 0.5
     assert [r["lr_scale"] for r in guard.rollbacks] == [0.5, 0.25, 0.125]

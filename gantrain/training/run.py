@@ -181,7 +181,7 @@ def _restated_groups_left_out(changes: list[str], saved_overrides: Optional[Sequ
     groups = [o for o in changes if _override_key(o) in GROUPS]
     if not groups or saved_overrides is None:
         return changes
-    from gantrain.api import compose
+    from gantrain.config import hydra_compose as compose
 
     own = [o for o in saved_overrides if not o.lstrip("+~").startswith(("hydra", "resume="))]
     try:
