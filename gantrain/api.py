@@ -1,18 +1,21 @@
 """The Python API: compose a config, train it, load a trained generator."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Sequence, Union
 
 import torch
 from omegaconf import DictConfig
 
-from gantrain.training.components import build_generator, build_translator
+from gantrain.training.components import build_generator, build_translator, resolve_device
 from gantrain.checkpoint import game_meta, open_run_or_checkpoint
 from gantrain.config import register_resolvers
 from gantrain.errors import GantrainError
 from gantrain.overrides import check_overrides, check_roots
 from gantrain.nets.base import Generator
+
+from gantrain.training.run import BeforeStart
 from gantrain.training.run import train as _train
 from gantrain.eval.projection import project  # noqa: F401 (gantrain.project: GAN inversion of images)
 
@@ -26,6 +29,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     prompts). Loading runs no code from the file, and runs
     written by earlier gantrain versions load too.
     """
+    device = resolve_device(str(device), "device")
     _, state = open_run_or_checkpoint(Path(path))
     if game_meta(state).get("translation"):
         raise GantrainError(f"{path} is a {state['game_meta']['translation']['kind']} (image translation) run: translate images with "
@@ -50,6 +54,7 @@ def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "
     (`.image_size`) to the other domain; `.directions` says which directions were trained (CycleGAN:
     AtoB and BtoA), `.channels(direction)` their (input, output) channels.
     """
+    device = resolve_device(str(device), "device")
     _, state = open_run_or_checkpoint(Path(path))
     meta = game_meta(state).get("translation")
     if not meta:
@@ -69,6 +74,9 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     """
     from gantrain.config import hydra_compose
 
+    if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
+        raise GantrainError(f"compose takes a list of overrides such as [\"loss=hinge\", \"trainer.steps=100\"], not "
+                            f"{overrides!r}")
     register_resolvers()
     check_overrides(list(overrides))
     check_roots(list(overrides))
@@ -85,7 +93,20 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
     A signal (SIGINT/SIGTERM) stops training after the current step with a checkpoint and raises
     gantrain.training.loop.Interrupted.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _train(cfg, run_dir)
+    if not isinstance(run_dir, (str, Path)) or not str(run_dir):
+        raise GantrainError(f"run_dir={run_dir!r} must be the path of the run's folder")
+    run_dir = Path(run_dir).expanduser()
+    existed, had_lock = run_dir.exists(), (run_dir / ".gantrain.lock").exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GantrainError(f"cannot create the run folder {run_dir} ({exc.strerror or exc}); choose another run_dir") from None
+    try:
+        _train(cfg, run_dir)
+    except BeforeStart:  # refused before training began: the folder is left as it was
+        if not existed:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        elif not had_lock:
+            (run_dir / ".gantrain.lock").unlink(missing_ok=True)
+        raise
     return run_dir

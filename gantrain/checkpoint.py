@@ -156,7 +156,7 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> dict:
                             f"give a run folder or one of its checkpoints/*.pt")
     if _is_torchscript(path):
         raise GantrainError(f"{path} is a TorchScript export (gantrain-export), not a checkpoint: load it with "
-                            f"torch.jit.load or gantrain.load_exported; give a run folder or one of its checkpoints/*.pt")
+                            f"torch.jit.load; here, give a run folder or one of its checkpoints/*.pt")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

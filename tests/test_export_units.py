@@ -201,19 +201,20 @@ def test_export_of_a_text_generator_writes_its_vocabulary_and_takes_token_ids(tm
     g = TextGenerator(DCGANGenerator((1, 8, 8), latent_dim=4, base_channels=4, condition_dim=6), BagEncoder(4, 8),
                       words, 3, True, ["red blue"])
     written = gexport.export_generator(g, "onnx", tmp_path / "t.onnx")
-    assert written == [tmp_path / "t.onnx", tmp_path / "t.json"]
-    info = json.loads((tmp_path / "t.json").read_text())
+    assert written == [tmp_path / "t.onnx", tmp_path / "t.onnx.vocab.json"]
+    info = json.loads((tmp_path / "t.onnx.vocab.json").read_text())
     assert info == {"format": "gantrain-vocabulary", "words": words, "length": 3, "precomputed": False,
                     "tokenizer": "lower-case the caption, split it into runs of letters and digits (regex \\w+), map "
                                  "each word to its position in words (1 when absent: unknown), cut at length, pad with 0"}
-    assert (tmp_path / "t.json").read_text() == json.dumps(info, indent=1) + "\n"
+    assert (tmp_path / "t.onnx.vocab.json").read_text() == json.dumps(info, indent=1) + "\n"
     session = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["z", "tokens"]
     z, tokens = seeded_z(4, 3, g.latent_dim), g.tokenize(["red", "blue red", "red red blue"])
     with torch.no_grad():
         (out,) = session.run(None, {"z": z.numpy(), "tokens": tokens.numpy()})
         np.testing.assert_allclose(out, g(z, tokens).numpy(), atol=1e-4)
-    with pytest.raises(GantrainError, match="t.json was written by another process meanwhile"):
+    (tmp_path / "t.pt.vocab.json").write_text("{}")
+    with pytest.raises(GantrainError, match="t.pt.vocab.json was written by another process meanwhile"):
         gexport.export_generator(g, "torchscript", tmp_path / "t.pt", overwrite=False)  # the vocabulary's file exists
 
 

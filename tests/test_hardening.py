@@ -80,8 +80,8 @@ def test_an_export_or_a_run_without_checkpoints_given_as_a_checkpoint_is_named(t
                             ("gantrain-sample", str(stopped), f"out={tmp_path / 'y.png'}")], cwd=tmp_path)
     for result, command in zip(results[:3], ("gantrain-eval", "gantrain-sample", "gantrain")):
         assert one_line_error(result, command).endswith(
-            f"{export} is a TorchScript export (gantrain-export), not a checkpoint: load it with torch.jit.load or "
-            f"gantrain.load_exported; give a run folder or one of its checkpoints/*.pt"), command
+            f"{export} is a TorchScript export (gantrain-export), not a checkpoint: load it with torch.jit.load; "
+            f"here, give a run folder or one of its checkpoints/*.pt"), command
     for result, command in zip(results[3:], ("gantrain-eval", "gantrain-sample")):
         assert one_line_error(result, command).endswith(
             f"the run in {stopped} stopped before its first checkpoint: there is nothing to load; train it again "
@@ -322,3 +322,27 @@ def test_a_launch_refused_by_a_run_in_the_same_dated_folder_takes_its_record_bac
                                              "existed": True, "own_record": ".hydra/04-00-00"})
     command._undo_launch(run, log_size=None, busy=True)
     assert snapshot(run) == before and not (run / ".hydra" / "04-00-00").exists()
+
+
+def test_python_api_mistakes_are_one_gantrain_error_and_leave_nothing(trained, tmp_path):
+    """What a notebook user meets: a device this machine lacks, compose given a string, a run folder that cannot be
+    made or is no path, a config refused before training (its folder, made by the call, goes again)."""
+    with pytest.raises(GantrainError, match=r"^device='tpu' is not one of auto, cpu, cuda, cuda:N$"):
+        gantrain.load_generator(trained, device="tpu")
+    with pytest.raises(GantrainError, match=r"^device=cuda:99 but (no CUDA device is available here|only \d+ CUDA)"):
+        gantrain.load_generator(trained, device="cuda:99")  # this machine's GPUs, if any, are fewer
+    with pytest.raises(GantrainError, match=r"^compose takes a list of overrides such as \["):
+        gantrain.compose("loss=hinge")
+    cfg = gantrain.compose(TINY + ["trainer.batch_size=5000"])
+    with pytest.raises(GantrainError, match="trainer.batch_size=5000 is larger than the dataset"):
+        gantrain.train(cfg, tmp_path / "new" / "run")
+    assert not (tmp_path / "new" / "run").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine\n")
+    with pytest.raises(GantrainError, match="is larger than the dataset"):
+        gantrain.train(cfg, tmp_path / "kept")
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
+    with pytest.raises(GantrainError, match=r"^cannot create the run folder /proc/nope/x "):
+        gantrain.train(cfg, "/proc/nope/x")
+    with pytest.raises(GantrainError, match=r"^run_dir=None must be the path of the run's folder$"):
+        gantrain.train(cfg, None)

@@ -503,20 +503,24 @@ def test_a_text_generator_exports_with_its_encoder_and_onnx_matches_torch(text_r
     assert loaded.words == g.words and loaded.length == g.length
     with torch.no_grad():
         assert torch.equal(loaded(z, tokens), expected)
-    assert export(text_run, "torchscript", tmp_path / "t.pt") == [tmp_path / "t.pt", tmp_path / "t.json"]
-    words = json.loads((tmp_path / "t.json").read_text())["words"]
+    assert export(text_run, "torchscript", tmp_path / "t.pt") == [tmp_path / "t.pt", tmp_path / "t.pt.vocab.json"]
+    words = json.loads((tmp_path / "t.pt.vocab.json").read_text())["words"]
     assert words == g.words and tokens[0].tolist()[:3] == [words.index(w) for w in ("a", "thick", "3")]
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.load(str(tmp_path / "t.pt"))(z, tokens), expected)
-    assert export(text_run, "onnx", tmp_path / "o.onnx") == [tmp_path / "o.onnx", tmp_path / "o.json"]
-    with pytest.raises(GantrainError) as refused:  # the vocabulary beside it is never replaced silently
+    assert export(text_run, "onnx", tmp_path / "o.onnx") == [tmp_path / "o.onnx", tmp_path / "o.onnx.vocab.json"]
+    # the three formats side by side under one name: each keeps its own file (the safetensors recipe g.json stays)
+    recipe = (tmp_path / "g.json").read_bytes()
+    assert export(text_run, "torchscript", tmp_path / "g.pt") == [tmp_path / "g.pt", tmp_path / "g.pt.vocab.json"]
+    assert export(text_run, "onnx", tmp_path / "g.onnx") == [tmp_path / "g.onnx", tmp_path / "g.onnx.vocab.json"]
+    assert (tmp_path / "g.json").read_bytes() == recipe
+    with torch.no_grad():
+        assert torch.equal(load_exported(tmp_path / "g.safetensors")(z, tokens), expected)
+    (tmp_path / "t.onnx.vocab.json").write_text("{}")
+    with pytest.raises(GantrainError) as refused:  # a file where the vocabulary goes is never replaced silently
         export(text_run, "onnx", tmp_path / "t.onnx")
-    assert str(refused.value) == (f"{tmp_path / 't.json'} exists (a text run's vocabulary goes there); choose another "
-                                  "out=..., or overwrite=true to replace it")
-    with pytest.raises(GantrainError) as refused:
-        export(text_run, "torchscript", tmp_path / "o.pt")
-    assert str(refused.value) == (f"{tmp_path / 'o.json'} exists (a text run's vocabulary goes there); choose another "
-                                  "out=..., or overwrite=true to replace it")
+    assert str(refused.value) == (f"{tmp_path / 't.onnx.vocab.json'} exists (a text run's vocabulary goes there); "
+                                  "choose another out=..., or overwrite=true to replace it")
     assert not (tmp_path / "t.onnx").exists()
     session = onnxruntime.InferenceSession(str(tmp_path / "o.onnx"))
     assert [i.name for i in session.get_inputs()] == ["z", "tokens"]

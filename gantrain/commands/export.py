@@ -12,6 +12,8 @@ Options (key=value):
                     onnx:        ONNX graph (OUT.onnx), inputs `z` (B, latent_dim) float32 and, for conditional
                                  generators, `labels` (B,) int64 (text runs: `tokens` (B, length) int64, the
                                  caption's token ids, with the encoder inside); output `samples`; B is free
+                    (a text run's TorchScript and ONNX programs take token ids: OUT.vocab.json beside them holds
+                    the words, token id = position, and how captions are split)
   out=PATH          the file to write (default generator.safetensors / generator.pt / generator.onnx); its
                     suffix must fit the format
   ema=true          export the EMA generator when the run kept one (ema=false: the raw generator)
@@ -76,6 +78,14 @@ def _writable_parent(out: Path) -> None:
     check_writable(out, "file")
     if out.is_dir():
         raise GantrainError(f"out={out} is a folder; give a file name, e.g. out={out / 'generator'}{out.suffix}")
+
+
+def vocabulary_of(path: Union[str, Path]) -> Path:
+    """The vocabulary file written beside a TorchScript or ONNX export of a text run: OUT plus .vocab.json (its own
+    name per export, so that exports of one run in several formats side by side keep theirs and the safetensors
+    export its OUT.json)."""
+    path = Path(path)
+    return path.with_name(path.name + ".vocab.json")
 
 
 def sidecar_of(path: Union[str, Path]) -> Path:
@@ -152,7 +162,7 @@ def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta
     inputs = example_inputs(generator, device=device)
     vocabulary: list[Path] = []
     if hasattr(generator, "tokenize"):  # a text generator: its modules without the vocabulary (not a tensor),
-        from gantrain.nets.text import TextProgram  # which goes into OUT.json: what maps words to token ids
+        from gantrain.nets.text import TextProgram  # which goes into OUT.vocab.json: what maps words to token ids
 
         vocabulary = [_write_vocabulary(generator, out, overwrite)]
         generator = TextProgram(generator).eval()
@@ -166,13 +176,13 @@ def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta
 
 
 def _write_vocabulary(generator: nn.Module, out: Path, overwrite: bool) -> Path:
-    """OUT.json beside a traced text generator: its words (token id = position), caption length and tokeniser."""
+    """OUT.vocab.json beside a traced text generator: its words (token id = position), caption length and tokeniser."""
     info = {"format": "gantrain-vocabulary", "words": list(generator.words), "length": int(generator.length),
             "precomputed": bool(generator.precomputed),
             "tokenizer": "lower-case the caption, split it into runs of letters and digits (regex \\w+), map each "
                          "word to its position in words (1 when absent: unknown), cut at length, pad with 0"
                          if not generator.precomputed else "a caption's token is its position in words + 1"}
-    path = sidecar_of(out)
+    path = vocabulary_of(out)
     _atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=1) + "\n"), overwrite)
     return path
 
@@ -333,8 +343,8 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
     device = resolve_device(str(device))
     checkpoint, state = open_run_or_checkpoint(path)
     generator = load_generator(checkpoint, device=device, ema=ema)
-    if hasattr(generator, "tokenize") and fmt != "safetensors" and sidecar_of(out).exists() and not overwrite:
-        raise GantrainError(f"{sidecar_of(out)} exists (a text run's vocabulary goes there); choose another out=..., or "
+    if hasattr(generator, "tokenize") and fmt != "safetensors" and vocabulary_of(out).exists() and not overwrite:
+        raise GantrainError(f"{vocabulary_of(out)} exists (a text run's vocabulary goes there); choose another out=..., or "
                             f"overwrite=true to replace it")
     meta = {"generator": state["config"]["generator"], "data_shape": list(state["data_shape"]),
             "data_kind": state["data_kind"], "checkpoint": str(Path(checkpoint).resolve()), "step": state.get("step"),

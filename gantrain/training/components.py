@@ -32,24 +32,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:N' to a torch.device that exists here."""
+def resolve_device(name: str, key: str = "trainer.device") -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' to a torch.device that exists here; errors name the option `key`."""
     name = str(name).lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise GantrainError(f"trainer.device={name!r} is not one of auto, cpu, cuda, cuda:N") from None
+        raise GantrainError(f"{key}={name!r} is not one of auto, cpu, cuda, cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise GantrainError(f"trainer.device={name} but no CUDA device is available here; use trainer.device=cpu or auto")
+            raise GantrainError(f"{key}={name} but no CUDA device is available here; use {key}=cpu or auto")
         index = device.index or 0
         if index >= torch.cuda.device_count():
-            raise GantrainError(f"trainer.device={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise GantrainError(f"{key}={name} but only {torch.cuda.device_count()} CUDA device(s) exist")
         return torch.device("cuda", index)
     if device.type != "cpu":
-        raise GantrainError(f"trainer.device={name!r} is not one of auto, cpu, cuda, cuda:N")
+        raise GantrainError(f"{key}={name!r} is not one of auto, cpu, cuda, cuda:N")
     return device
 
 
