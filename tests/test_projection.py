@@ -397,6 +397,20 @@ def test_projection_refuses_impossible_requests_in_one_line():
     import numpy as np
 
     project(G, _targets(), steps=1, labels=labels, lr=np.float32(0.1), noise_weight=0, perceptual_weight=0)
+    for bad, message in ((torch.tensor([0, 3]), "labels must be classes 0..2 of this generator; got [0, 3]"),
+                         (torch.tensor([-1, 0]), "labels must be classes 0..2 of this generator; got [-1, 0]"),
+                         (torch.tensor([0.0, 1.0]), "labels must be 2 whole numbers, one per image, not shape (2,) of "
+                                                    "torch.float32"),
+                         (torch.tensor([0]), "labels must be 2 whole numbers, one per image, not shape (1,) of torch.int64")):
+        with pytest.raises(GantrainError) as refused:
+            project(G, _targets(), steps=1, labels=bad)
+        assert str(refused.value) == message
+    with pytest.raises(GantrainError, match=r"^targets must be a torch tensor of images .*\(torch.from_numpy"):
+        project(G, _targets().numpy(), steps=1, labels=labels)
+    with pytest.raises(GantrainError, match=r"^targets of shape \(0, 1, 4, 4\): give one image or more"):
+        project(G, torch.zeros(0, 1, 4, 4), steps=1, labels=labels[:0])
+    with pytest.raises(GantrainError, match=r"^project takes a generator \(gantrain.load_generator\(RUN\)\), not str"):
+        project("runs/gp", _targets(), steps=1)
 
 
 def test_the_defaults_are_the_stylegan2_projectors():

@@ -612,6 +612,12 @@ def test_load_exported_without_its_json(runs, tmp_path, capsys):
     (tmp_path / "g.json").unlink()
     with pytest.raises(GantrainError, match="g.json is missing"):
         gexport.load_exported(out)
+    with pytest.raises(GantrainError) as err:  # a run folder in its place
+        gexport.load_exported(runs["image"])
+    assert str(err.value) == (f"{runs['image']} is a folder; give the .safetensors file written by gantrain-export "
+                              f"(a run folder loads with gantrain.load_generator)")
+    with pytest.raises(GantrainError, match=r"nope.safetensors does not exist; give the .safetensors file"):
+        gexport.load_exported(tmp_path / "nope.safetensors")
 
 
 def test_export_beside_an_unrelated_json_file(runs, tmp_path, capsys):

@@ -196,6 +196,17 @@ def test_sampling_draws_the_pool_or_the_prompts_and_checks_its_arguments():
     with pytest.raises(GantrainError) as err:
         g.sample(2, labels=[1, 2])
     assert str(err.value) == "labels given, but this generator is conditioned on text: give text='a thick 3'"
+    for bad in (5, ["red", 3], [None, "blue"]):
+        with pytest.raises(GantrainError) as err:
+            g.sample(2, text=bad)
+        assert str(err.value) == f"text={bad!r} must be a prompt or a list of prompts, one per sample"
+    assert g.sample(2, text=("red", "blue")).shape == (2, 1, 8, 8)  # any sequence of prompts
+    from gantrain.nets.dcgan import DCGANGenerator
+
+    with pytest.raises(GantrainError) as err:
+        DCGANGenerator((1, 8, 8), latent_dim=4, base_channels=4).sample(2, text="a 3")
+    assert str(err.value) == ("text given, but this generator is not conditioned on text (a text run trains with "
+                              "condition.text_encoder=..., e.g. experiment=text_mnist)")
 
 
 def test_the_discriminator_adds_the_captions_projection_onto_its_features():

@@ -247,7 +247,9 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
         path = path.with_suffix(".safetensors")
     sidecar = sidecar_of(path)
     if not path.is_file():
-        raise GantrainError(f"{path} does not exist; give the .safetensors file written by gantrain-export")
+        what = ("is a folder" if path.is_dir() else "does not exist")
+        hint = " (a run folder loads with gantrain.load_generator)" if (path / "checkpoints").is_dir() else ""
+        raise GantrainError(f"{path} {what}; give the .safetensors file written by gantrain-export{hint}")
     if not sidecar.is_file():
         raise GantrainError(f"{sidecar} is missing: gantrain-export writes it beside {path.name} and the generator "
                             f"cannot be rebuilt without it; export again")

@@ -77,6 +77,14 @@ def project(generator: nn.Module, targets: Tensor, space: Optional[str] = None, 
     """
     from gantrain.nets.control import is_style_based
 
+    if not isinstance(generator, nn.Module):
+        raise GantrainError(f"project takes a generator (gantrain.load_generator(RUN)), not {type(generator).__name__} "
+                            f"{generator!r:.80}")
+    if not isinstance(targets, Tensor):
+        raise GantrainError(f"targets must be a torch tensor of images (N, C, H, W) in [-1, 1], not "
+                            f"{type(targets).__name__} (torch.from_numpy(array).float() converts a NumPy array)")
+    if targets.ndim != 4 or len(targets) == 0:
+        raise GantrainError(f"targets of shape {tuple(targets.shape)}: give one image or more as (N, C, H, W)")
     style = is_style_based(generator)
     if space is None:
         space = "w" if style else "z"
@@ -96,6 +104,14 @@ def project(generator: nn.Module, targets: Tensor, space: Optional[str] = None, 
     classes = getattr(generator, "num_classes", None)
     if classes and labels is None:
         raise GantrainError("this generator is conditional: give the images' labels")
+    if classes:
+        labels = torch.as_tensor(labels)
+        if labels.shape != (len(targets),) or labels.dtype.is_floating_point or labels.dtype == torch.bool:
+            raise GantrainError(f"labels must be {len(targets)} whole numbers, one per image, not shape "
+                                f"{tuple(labels.shape)} of {labels.dtype}")
+        if bool(((labels < 0) | (labels >= classes)).any()):
+            raise GantrainError(f"labels must be classes 0..{classes - 1} of this generator; got "
+                                f"{sorted(set(labels.tolist()))[:10]}")
     generator.eval()
     generator.requires_grad_(False)
     device, n = targets.device, len(targets)

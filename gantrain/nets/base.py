@@ -26,13 +26,17 @@ class Generator(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: Optional[torch.Generator] = None, labels: Any = None,
-               truncation: Optional[float] = None) -> Tensor:
+               truncation: Optional[float] = None, text: Any = None) -> Tensor:
         """n samples in data space, on the model's device; images (n, C, H, W) in [-1, 1], points (n, 2).
 
         n: a whole number >= 0 (an int, a numpy integer or a one-element integer tensor); 0 gives an empty batch.
         labels (conditional generators): n class indices (a sequence or tensor) or one index for all; None
         draws them uniformly. truncation: resample the components of z beyond +-truncation (the truncation trick).
+        text: only for generators of text runs (refused here).
         """
+        if text is not None:
+            raise GantrainError("text given, but this generator is not conditioned on text (a text run trains with "
+                                "condition.text_encoder=..., e.g. experiment=text_mnist)")
         try:  # __index__ takes every integer type and refuses 2.5, where int() would truncate it silently
             count = -1 if isinstance(n, bool) else n.__index__()
         except (AttributeError, TypeError, RuntimeError):

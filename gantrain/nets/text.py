@@ -288,7 +288,12 @@ class TextGenerator(Generator):
             pick = torch.randint(len(drawn), (count,), generator=generator).tolist()
             texts = [drawn[i] for i in pick]
         else:
-            texts = [text] * count if isinstance(text, str) else [str(t) for t in text]
+            try:
+                texts = [text] * count if isinstance(text, str) else list(text)
+            except TypeError:  # not iterable (a number, say)
+                texts = [None]
+            if not all(isinstance(t, str) for t in texts):
+                raise GantrainError(f"text={text!r:.60} must be a prompt or a list of prompts, one per sample")
             if len(texts) != count:
                 raise GantrainError(f"{len(texts)} prompts for {count} samples; give one prompt per sample, or one for all")
         device = next(self.parameters()).device
