@@ -319,6 +319,9 @@ def test_a_direction_file_whose_arrays_need_unpickling_is_refused_without_runnin
              names=np.array(["pc0"], dtype=object))
     with pytest.raises(GantrainError, match="is not a direction file of gantrain-directions"):
         load_directions(tmp_path / "objects.npz")
+    with pytest.raises(GantrainError) as missing:
+        load_directions(tmp_path / "3to8.npz")
+    assert str(missing.value) == f"{tmp_path / '3to8.npz'} does not exist; make it with gantrain-directions RUN out=3to8.npz"
 
 
 def test_a_direction_file_of_more_than_256_directions_loads(tmp_path):

@@ -346,3 +346,18 @@ def test_python_api_mistakes_are_one_gantrain_error_and_leave_nothing(trained, t
         gantrain.train(cfg, "/proc/nope/x")
     with pytest.raises(GantrainError, match=r"^run_dir=None must be the path of the run's folder$"):
         gantrain.train(cfg, None)
+
+
+def test_eval_json_is_strict_json_with_non_finite_scores_as_text():
+    """A score can be NaN (an untrained text run's correlations): eval.json writes it as "nan", as metrics.jsonl
+    does, so that strict JSON readers (JavaScript, jq) read the file."""
+    import math
+
+    from gantrain.commands.evaluate import _strict
+
+    report = {"metrics": {"a": math.nan, "b": 1.5, "c": -math.inf}, "per_class": {"x": [0.5, math.nan, None]},
+              "step": 3, "settings": {"seed": 0}}
+    text = json.dumps(_strict(report), allow_nan=False)
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
+        "metrics": {"a": "nan", "b": 1.5, "c": "-inf"}, "per_class": {"x": [0.5, "nan", None]}, "step": 3,
+        "settings": {"seed": 0}}

@@ -59,7 +59,8 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
         try:
             cfg = compose(overrides)
         except Exception as exc:  # Hydra's own errors: an unknown option, a bad override
-            raise GantrainError(f"{' '.join(overrides)}: {str(exc).splitlines()[0]}") from None
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise GantrainError(first if " ".join(overrides) in first else f"{' '.join(overrides)}: {first}") from None
         dataset = build_dataset(cfg.dataset)
         if dataset.name == "stacked_mnist":
             raise GantrainError("stacked_mnist is scored with the MNIST classifier, channel by channel, not one of its "

@@ -124,10 +124,11 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         "real_vs_real_floor": {k: v for k, v in evaluator.floor.items() if k in results},
         "provenance": evaluator.provenance,
     }
-    print(f"{'metric':18s} {'value':>12s} {'floor' if translation else 'real-vs-real':>14s}")
+    width = max([18, *(len(name) for name in results)])
+    print(f"{'metric':{width}s} {'value':>12s} {'floor' if translation else 'real-vs-real':>14s}")
     for name, value in results.items():
         floor = evaluator.floor.get(name)
-        print(f"{name:18s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
+        print(f"{name:{width}s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
     if translation:
         report["translation"] = {"kind": translation["kind"], "direction": evaluator.direction, **evaluator.details}
         for name, value in evaluator.details.items():
@@ -145,9 +146,21 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         report["settings"]["text_prompts"] = numbers.get("text_prompts", 20)
     report = _merge_eval(target, report)
     tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=lambda v: v if math.isfinite(v) else str(v)) + "\n")
+    tmp.write_text(json.dumps(_strict(report), indent=2, allow_nan=False, default=str) + "\n")
     tmp.replace(target)
     print(f"wrote {target}")
+
+
+def _strict(value: Any) -> Any:
+    """value with every non-finite float written as the string "nan", "inf" or "-inf" (as metrics.jsonl has them):
+    eval.json stays strict JSON, which has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _merge_eval(target: Path, report: dict) -> dict:

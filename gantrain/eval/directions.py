@@ -129,6 +129,8 @@ def save_directions(path: Union[str, Path], directions: Tensor, std: Tensor, mea
 
 def load_directions(path: Union[str, Path]) -> dict:
     """A direction file as tensors: directions, std, mean; and space, method, names."""
+    if not Path(path).is_file():
+        raise GantrainError(f"{path} does not exist; make it with gantrain-directions RUN out={Path(path).name}")
     try:
         with np.load(Path(path), allow_pickle=False) as data:
             found = {k: data[k] for k in data.files}
