@@ -20,6 +20,24 @@ from gantrain.training.run import train as _train
 from gantrain.eval.projection import project  # noqa: F401 (gantrain.project: GAN inversion of images)
 
 
+def _device(device: Union[str, torch.device]) -> torch.device:
+    """A device to load onto: a CUDA one is checked against the GPUs present; others (cpu, mps, ...) as torch
+    names them; a name torch does not know is one line."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GantrainError(f"device={device!r} is not a device torch knows (cpu, cuda, cuda:N, mps, ...)") from None
+    return resolve_device(str(parsed), "device") if parsed.type == "cuda" else parsed
+
+
+def _moved(network: Any, device: torch.device) -> Any:
+    try:
+        return network.to(device)
+    except RuntimeError as exc:  # a device torch names but this build or machine lacks (mps here, say)
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GantrainError(f"cannot load onto device={device} ({first}); use device=cpu") from None
+
+
 def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "cpu", ema: bool = True) -> Generator:
     """The generator of a run folder (its newest good checkpoint) or of a checkpoint file, in eval mode.
 
@@ -29,7 +47,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     prompts). Loading runs no code from the file, and runs
     written by earlier gantrain versions load too.
     """
-    device = resolve_device(str(device), "device")
+    device = _device(device)
     _, state = open_run_or_checkpoint(Path(path))
     if game_meta(state).get("translation"):
         raise GantrainError(f"{path} is a {state['game_meta']['translation']['kind']} (image translation) run: translate images with "
@@ -44,7 +62,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
                                     state.get("num_classes"))
     weights = state["ema"]["generator"] if ema and "generator" in state["ema"] else state["networks"]["generator"]
     generator.load_state_dict(weights)
-    return generator.to(device).eval()
+    return _moved(generator, device).eval()
 
 
 def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "cpu", ema: bool = True) -> Any:
@@ -54,7 +72,7 @@ def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "
     (`.image_size`) to the other domain; `.directions` says which directions were trained (CycleGAN:
     AtoB and BtoA), `.channels(direction)` their (input, output) channels.
     """
-    device = resolve_device(str(device), "device")
+    device = _device(device)
     _, state = open_run_or_checkpoint(Path(path))
     meta = game_meta(state).get("translation")
     if not meta:
@@ -64,7 +82,7 @@ def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "
                                   meta["image_size"])
     weights = state["ema"]["generator"] if ema and "generator" in state.get("ema", {}) else state["networks"]["generator"]
     translator.load_state_dict(weights)
-    return translator.to(device).eval()
+    return _moved(translator, device).eval()
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
@@ -97,6 +115,9 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
         raise GantrainError(f"run_dir={run_dir!r} must be the path of the run's folder")
     run_dir = Path(run_dir).expanduser()
     existed, had_lock = run_dir.exists(), (run_dir / ".gantrain.lock").exists()
+    made = run_dir  # the outermost folder this call makes (parents included), removed again if refused
+    while not made.parent.exists() and made.parent != made:
+        made = made.parent
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -105,7 +126,7 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
         _train(cfg, run_dir)
     except BeforeStart:  # refused before training began: the folder is left as it was
         if not existed:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(made, ignore_errors=True)
         elif not had_lock:
             (run_dir / ".gantrain.lock").unlink(missing_ok=True)
         raise

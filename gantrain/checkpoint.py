@@ -337,7 +337,8 @@ def open_run_or_checkpoint(path: Path) -> tuple[Path, dict]:
         if found is None:
             if any((path / name).exists() for name in ("metrics.jsonl", "samples", "tb")):
                 raise GantrainError(f"the run in {path} stopped before its first checkpoint: there is nothing to load; "
-                                    f"train it again there with gantrain resume=auto hydra.run.dir={path}")
+                                    f"train it again there with its own command plus resume=auto "
+                                    f"hydra.run.dir={path}")
             raise GantrainError(f"{path} holds no checkpoint in checkpoints/; pass a run folder or a .pt file")
         return found
     return path, load_checkpoint(path)

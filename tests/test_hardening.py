@@ -85,7 +85,7 @@ def test_an_export_or_a_run_without_checkpoints_given_as_a_checkpoint_is_named(t
     for result, command in zip(results[3:], ("gantrain-eval", "gantrain-sample")):
         assert one_line_error(result, command).endswith(
             f"the run in {stopped} stopped before its first checkpoint: there is nothing to load; train it again "
-            f"there with gantrain resume=auto hydra.run.dir={stopped}")
+            f"there with its own command plus resume=auto hydra.run.dir={stopped}")
     assert snapshot(export.parent) == exports and snapshot(stopped) == runs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exports", "stopped"]
 
@@ -157,12 +157,16 @@ EVAL_REFUSED = [
 def test_gantrain_eval_and_classifier_bad_options_are_one_line(trained, tmp_path):
     results = run_commands([("gantrain-eval", str(trained), *args) for args, _ in EVAL_REFUSED]
                            + [("gantrain-eval", ""), ("gantrain-classifier", "dataset=bogus"),
-                              ("gantrain-classifier", "dataset=digits", "dataset.image_sz=16")], cwd=tmp_path)
+                              ("gantrain-classifier", "dataset=digits", "dataset.image_sz=16"),
+                              ("gantrain-classifier", "dataset=image_folder", f"dataset.root={tmp_path / 'none'}")],
+                           cwd=tmp_path)
     for (args, message), result in zip(EVAL_REFUSED, results):
         assert message in one_line_error(result, "gantrain-eval"), args
-    assert one_line_error(results[-3], "gantrain-eval").endswith("give exactly one run folder or checkpoint file")
-    assert "dataset=bogus" in one_line_error(results[-2], "gantrain-classifier")
-    assert one_line_error(results[-1], "gantrain-classifier") == (
+    assert one_line_error(results[-4], "gantrain-eval").endswith("give exactly one run folder or checkpoint file")
+    assert "dataset=bogus" in one_line_error(results[-3], "gantrain-classifier")
+    assert one_line_error(results[-1], "gantrain-classifier") == (  # a required key is no unknown key
+        f"gantrain-classifier: error: dataset.root={tmp_path / 'none'} is not a folder; point it at a folder of images")
+    assert one_line_error(results[-2], "gantrain-classifier") == (
         "gantrain-classifier: error: unknown key dataset.image_sz; did you mean dataset.image_size? this dataset's keys: "
         "image_size, on_device, subset")
 
@@ -327,8 +331,8 @@ def test_a_launch_refused_by_a_run_in_the_same_dated_folder_takes_its_record_bac
 def test_python_api_mistakes_are_one_gantrain_error_and_leave_nothing(trained, tmp_path):
     """What a notebook user meets: a device this machine lacks, compose given a string, a run folder that cannot be
     made or is no path, a config refused before training (its folder, made by the call, goes again)."""
-    with pytest.raises(GantrainError, match=r"^device='tpu' is not one of auto, cpu, cuda, cuda:N$"):
-        gantrain.load_generator(trained, device="tpu")
+    with pytest.raises(GantrainError, match=r"^device='bogus' is not a device torch knows \(cpu, cuda, cuda:N, mps, ...\)$"):
+        gantrain.load_generator(trained, device="bogus")
     with pytest.raises(GantrainError, match=r"^device=cuda:99 but (no CUDA device is available here|only \d+ CUDA)"):
         gantrain.load_generator(trained, device="cuda:99")  # this machine's GPUs, if any, are fewer
     with pytest.raises(GantrainError, match=r"^compose takes a list of overrides such as \["):
@@ -336,7 +340,7 @@ def test_python_api_mistakes_are_one_gantrain_error_and_leave_nothing(trained, t
     cfg = gantrain.compose(TINY + ["trainer.batch_size=5000"])
     with pytest.raises(GantrainError, match="trainer.batch_size=5000 is larger than the dataset"):
         gantrain.train(cfg, tmp_path / "new" / "run")
-    assert not (tmp_path / "new" / "run").exists()
+    assert not (tmp_path / "new").exists()  # the folders the call made, parents included
     (tmp_path / "kept").mkdir()
     (tmp_path / "kept" / "notes.txt").write_text("mine\n")
     with pytest.raises(GantrainError, match="is larger than the dataset"):
@@ -361,3 +365,16 @@ def test_eval_json_is_strict_json_with_non_finite_scores_as_text():
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {
         "metrics": {"a": "nan", "b": 1.5, "c": "-inf"}, "per_class": {"x": [0.5, "nan", None]}, "step": 3,
         "settings": {"seed": 0}}
+
+
+def test_an_evaluation_merges_into_the_eval_json_of_earlier_versions():
+    """eval.json of versions before 0.13.1 recorded the checkpoint as typed (often relative): the same checkpoint
+    given now (recorded absolute) is recognised, so the scores merge instead of the file being set aside."""
+    from gantrain.commands.evaluate import _same_checkpoint
+
+    new = "/home/me/runs/gp/checkpoints/last.pt"
+    for old in ("runs/gp/checkpoints/last.pt", "./runs/gp/checkpoints/last.pt", "gp/checkpoints/last.pt", new):
+        assert _same_checkpoint(old, new), old
+    for old in ("runs/other/checkpoints/last.pt", "../gp/checkpoints/last.pt", "/elsewhere/gp/checkpoints/last.pt",
+                "runs/gp/checkpoints/step_00000010.pt", "", None):
+        assert not _same_checkpoint(old, new), old

@@ -262,13 +262,27 @@ def test_sweep_command_line_errors(tmp_path: Path) -> None:
         assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
 
 
+def test_the_sweep_metric_check_leaves_logged_scalars_and_searched_intervals_alone() -> None:
+    """Only an evaluation metric (modes, eval/...) needs evaluation at the last step; a logged scalar (grad/g,
+    d/acc_fake) does not; a search over trainer.eval_every (hydra.sweeper.params) is each trial's own business."""
+    from gantrain.commands.train import _check_command_line
+
+    ring = ["dataset=ring", "trainer.steps=1500", "trainer.eval_every=1000"]
+    for args in (["optimized_metric=grad/g", "loss=minimax,hinge"], ["optimized_metric=diag/diversity", "seed=0,1"],
+                 ["hydra/sweeper=optuna", "optimized_metric=modes", "hydra.sweeper.params.trainer.eval_every=choice(500,1500)"]):
+        assert _check_command_line(["-m", *ring, *args]) is None, args
+    for metric in ("modes", "eval/modes"):
+        with pytest.raises(GantrainError, match=f"optimized_metric={metric} is an evaluation metric, but no job"):
+            _check_command_line(["-m", *ring, f"optimized_metric={metric}", "seed=0,1"])
+
+
 def test_sweep_and_run_folders_are_not_mixed(tmp_path: Path) -> None:
     """A sweep is refused a file, an impossible folder and a run's folder as hydra.sweep.dir; a run is refused a
     sweep's folder; a sweep refused because its folder holds another sweep leaves that sweep's multirun.yaml."""
     (tmp_path / "a_file").write_text("x")
     (tmp_path / "a_run" / "checkpoints").mkdir(parents=True)
     for where, message in ((tmp_path / "a_file", f"hydra.sweep.dir={tmp_path / 'a_file'} is a file"),
-                           ("/proc/x/y", "cannot create the sweep folder /proc/x/y"),
+                           (tmp_path / "a_file" / "x", f"cannot create or write the sweep folder {tmp_path / 'a_file' / 'x'}"),
                            (tmp_path / "a_run", f"hydra.sweep.dir={tmp_path / 'a_run'} is a run's folder, not a sweep's")):
         proc = run_gantrain("-m", "seed=0,1", *SMALL, f"hydra.sweep.dir={where}", cwd=tmp_path)
         lines = proc.stderr.strip().splitlines()
@@ -291,22 +305,24 @@ def test_a_failed_optuna_trial_is_recorded_as_failed_and_the_search_goes_on(tmp_
     line end the sweep, not Optuna's traceback."""
     ring = [a for a in SMALL if not a.startswith("trainer.steps")] + ["trainer.steps=10", "optimized_metric=loss/d",
                                                                       "hydra/sweeper=optuna"]
-    proc = run_gantrain("-m", *ring, "hydra.sweeper.sampler.seed=0", "trainer.n_critic=choice(0,1)", "hydra.sweeper.n_trials=4",
-                        f"hydra.sweep.dir={tmp_path / 'search'}", cwd=tmp_path)
-    rows = {r["job"]: r for r in csv.DictReader((tmp_path / "search" / "summary.csv").open())}
-    assert len(rows) == 4 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    failed = {j for j, r in rows.items() if r["status"] == "failed"}
-    assert failed == {j for j, r in rows.items() if r["trainer.n_critic"] == "0"} and 0 < len(failed) < 4  # seed 0: both
-    assert proc.returncode == 1 and all(f"job {j} failed: trainer.n_critic=0 must be a positive integer" in proc.stdout
-                                        for j in failed)
+    proc = run_gantrain("-m", *ring, "hydra/sweeper/sampler=grid", "trainer.n_critic=choice(0,1)",
+                        "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'search'}", cwd=tmp_path)
+    rows = {r["trainer.n_critic"]: r for r in csv.DictReader((tmp_path / "search" / "summary.csv").open())}
+    assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr[-3000:]
+    assert rows["0"]["status"] == "failed" and rows["1"]["status"] == "finished"  # the grid: each value once
+    assert f"job {rows['0']['job']} failed: trainer.n_critic=0 must be a positive integer" in proc.stdout
     from omegaconf import OmegaConf
 
-    best = OmegaConf.load(tmp_path / "search" / "optimization_results.yaml")
-    assert dict(best.best_params) == {"trainer.n_critic": 1}
+    value = _last(tmp_path / "search" / rows["1"]["job"])["loss/d"]
+    if (tmp_path / "search" / "optimization_results.yaml").exists():
+        best = OmegaConf.load(tmp_path / "search" / "optimization_results.yaml")
+        assert dict(best.best_params) == {"trainer.n_critic": 1} and best.best_value == value
+    else:  # the grid ran the failing value last (its order is random)
+        assert proc.stderr.strip().splitlines()[-1].startswith(
+            "gantrain: error: the grid's last trial failed and Optuna's sweeper stopped there")
     # Optuna's sweeper writes no multirun.yaml: gantrain-report reads the metric and direction from the jobs' records
     again = subprocess.run([*_report_exe(), str(tmp_path / "search")], capture_output=True, text=True, timeout=120)
-    assert f"best loss/d (minimize): {best.best_value:.4g}" in again.stdout, again.stdout + again.stderr
-    assert best.best_value == min(_last(tmp_path / "search" / j)["loss/d"] for j in rows if j not in failed)
+    assert f"best loss/d (minimize): {value:.4g}" in again.stdout, again.stdout + again.stderr
     for sampler, last in (("tpe", "no trial of the search finished, so it has no best"),
                           ("grid", "the grid's last trial failed and Optuna's sweeper stopped there")):
         folder = tmp_path / f"failed_{sampler}"

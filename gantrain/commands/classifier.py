@@ -6,8 +6,6 @@ import sys
 import time
 from typing import Optional
 
-from omegaconf import OmegaConf
-
 from gantrain.commands.evaluate import _yaml_value
 from gantrain.errors import GantrainError
 
@@ -49,10 +47,11 @@ def classifier_main(argv: Optional[list[str]] = None) -> None:
             chosen = None
         for arg in overrides:
             key = arg.split("=", 1)[0]
-            if chosen is not None and "." in key and OmegaConf.select(chosen, key, default="<none>") == "<none>":
+            leaf = key.split(".", 1)[1] if "." in key else ""
+            if chosen is not None and leaf and leaf.split(".")[0] not in [str(k) for k in chosen.dataset.keys()]:
                 import difflib
 
-                leaf, keys = key.split(".", 1)[1], [str(k) for k in chosen.dataset.keys()]
+                keys = [str(k) for k in chosen.dataset.keys()]
                 near = difflib.get_close_matches(leaf, keys, n=2)
                 hint = f"did you mean {' or '.join('dataset.' + n for n in near)}? " if near else ""
                 raise GantrainError(f"unknown key {key}; {hint}this dataset's keys: {', '.join(k for k in keys if k != '_target_')}")

@@ -151,6 +151,19 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     print(f"wrote {target}")
 
 
+def _same_checkpoint(old: Any, new: str) -> bool:
+    """Whether eval.json's recorded checkpoint is `new` (absolute): versions before 0.13.1 recorded the path as
+    typed, often relative to a folder not known now; such a path is the same when it is new's trailing part."""
+    if not isinstance(old, str) or not old:
+        return False
+    if old == new:
+        return True
+    import os
+
+    normal = os.path.normpath(old)
+    return not os.path.isabs(normal) and not normal.startswith("..") and Path(new).match(normal)
+
+
 def _strict(value: Any) -> Any:
     """value with every non-finite float written as the string "nan", "inf" or "-inf" (as metrics.jsonl has them):
     eval.json stays strict JSON, which has no NaN."""
@@ -172,7 +185,8 @@ def _merge_eval(target: Path, report: dict) -> dict:
         old = json.loads(target.read_text())
     except (OSError, ValueError):
         old = None
-    same = isinstance(old, dict) and all(old.get(k) == report[k] for k in ("checkpoint", "step", "generator", "settings"))
+    same = isinstance(old, dict) and all(old.get(k) == report[k] for k in ("step", "generator", "settings")) and \
+        _same_checkpoint(old.get("checkpoint"), report["checkpoint"])
     if same:
         assert isinstance(old, dict)
         for key in ("metrics", "real_vs_real_floor", "provenance"):

@@ -371,6 +371,14 @@ LAST_SWEEP: dict[str, Any] = {}
 class SweepSummary(_Callback):  # type: ignore[misc,valid-type]
     """Hydra callback (configs/config.yaml): prints and writes the sweep's summary when a multirun ends."""
 
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        """The sweep's folder, metric and direction, known in the launching process (a parallel launcher's jobs
+        run in other processes)."""
+        from omegaconf import OmegaConf
+
+        LAST_SWEEP.update(dir=str(config.hydra.sweep.dir), metric=OmegaConf.select(config, "optimized_metric", default=None),
+                          direction=OmegaConf.select(config, "hydra.sweeper.direction", default=None))
+
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         from omegaconf import OmegaConf
 

@@ -111,9 +111,9 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
 
             shutil.rmtree(run_dir / record, ignore_errors=True)
     if other_job:
-        kept = _LAUNCH.get("multirun_yaml")  # the sweep that is there keeps its record (Hydra wrote this one's)
-        if kept and kept[0] == (sweep_dir / "multirun.yaml").resolve():
-            kept[0].write_bytes(kept[1])
+        record, _, copy = os.environ.get("GANTRAIN_KEPT_MULTIRUN", "").partition(os.pathsep)
+        if copy and Path(record) == (sweep_dir / "multirun.yaml").resolve() and Path(copy).is_file():
+            Path(record).write_bytes(Path(copy).read_bytes())  # the sweep that is there keeps its record
         print(f"gantrain: error: {run_dir} holds another job ({' '.join(prior.get('overrides') or [])}) than this sweep's "
               f"{name}; re-run the sweep's original command, or give a new hydra.sweep.dir", file=sys.stderr)
         sys.exit(2)
@@ -125,7 +125,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
         return _job_value(run_dir, metric)
     try:
         every = _whole_number(OmegaConf.select(cfg, "trainer.eval_every", default=0)) or 0
-        if metric and not str(metric).startswith(("loss/", "lr/")) and (every <= 0 or steps % every):
+        if metric and _is_evaluation_metric(metric) and (every <= 0 or steps % every):
             raise GantrainError(f"optimized_metric={metric} is an evaluation metric, but evaluation does not run at the "
                                 f"last step (trainer.eval_every={every}, trainer.steps={steps}): set trainer.eval_every "
                                 f"to a divisor of trainer.steps")
@@ -187,7 +187,10 @@ def _job_value(run_dir: Path, metric: Optional[str]) -> Any:
         sweep.write_status(run_dir, status="failed", reason=str(exc))
         return sweep.FailedJob(str(exc))
     if math.isnan(value):
-        return sweep.FailedJob(f"the job's last {metric} is NaN")
+        reason = f"its last {metric} is NaN"
+        log.error("%s: %s", run_dir, reason)
+        sweep.write_status(run_dir, status="failed", reason=reason)
+        return sweep.FailedJob(f"{run_dir.name} failed: {reason}")
     return value
 
 
@@ -320,14 +323,24 @@ def _first_choice(arg: str) -> Optional[str]:
         return None
 
 
-def _check_sweep_metric(plain: list[str]) -> None:
+def _is_evaluation_metric(metric: Any) -> bool:
+    """optimized_metric names an evaluation metric (modes, eval/fid_classifier), not another logged scalar (loss/g,
+    grad/d, diag/diversity)."""
+    name = str(metric)
+    return "/" not in name or name.startswith("eval/")
+
+
+def _check_sweep_metric(words: list[str]) -> None:
     """A sweep whose optimized_metric is an evaluation metric that no job would evaluate at its last step is
-    refused before any job trains (each would train in full, then fail)."""
+    refused before any job is launched (each job would fail alone, the search with none to rank)."""
     from gantrain.api import compose
 
-    swept = {a.split("=", 1)[0] for a in plain if _first_choice(a) != a}
-    if swept & {"trainer.steps", "trainer.eval_every", "optimized_metric"} or any(a.startswith("hydra.sweeper.params")
-                                                                                  for a in plain):
+    searched = {a.lstrip("+~").split("=", 1)[0][len("hydra.sweeper.params."):] for a in words
+                if a.lstrip("+~").startswith("hydra.sweeper.params.")}
+    plain = [a for a in words if "=" in a and not a.startswith(("+", "~", "hydra"))]
+    swept = {a.split("=", 1)[0] for a in plain if _first_choice(a) != a} | searched
+    if swept & {"trainer.steps", "trainer.eval_every", "optimized_metric"} or "hydra.sweeper.params" in {
+            a.split("=", 1)[0].lstrip("+~") for a in words}:
         return
     try:
         cfg = compose([a for a in (_first_choice(a) for a in plain) if a is not None])
@@ -335,7 +348,7 @@ def _check_sweep_metric(plain: list[str]) -> None:
         return
     metric = cfg.get("optimized_metric")
     steps, every = OmegaConf.select(cfg, "trainer.steps"), OmegaConf.select(cfg, "trainer.eval_every")
-    if (not metric or str(metric).startswith(("loss/", "lr/")) or not isinstance(steps, int)
+    if (not metric or not _is_evaluation_metric(metric) or not isinstance(steps, int)
             or not isinstance(every, int) or isinstance(steps, bool) or isinstance(every, bool) or steps < 1):
         return
     if every <= 0 or steps % every:
@@ -384,8 +397,15 @@ def _check_sweep_folder(given: Optional[str]) -> None:
             raise GantrainError(f"cannot create the sweep folder {target} ({exc.strerror or exc}); "
                                 f"choose another with hydra.sweep.dir=...") from None
     record = target / "multirun.yaml"
-    if record.is_file():
-        _LAUNCH["multirun_yaml"] = (record, record.read_bytes())
+    if record.is_file():  # a copy outside the folder, named in the environment that a parallel launcher's jobs inherit
+        import atexit
+        import tempfile
+
+        fd, copy = tempfile.mkstemp(prefix="gantrain-multirun-", suffix=".yaml")
+        with os.fdopen(fd, "wb") as f:
+            f.write(record.read_bytes())
+        os.environ["GANTRAIN_KEPT_MULTIRUN"] = f"{record}{os.pathsep}{copy}"
+        atexit.register(lambda: Path(copy).unlink(missing_ok=True))
 
 
 def _check_command_line(args: list[str]) -> None:
@@ -430,7 +450,7 @@ def _check_command_line(args: list[str]) -> None:
         if _argv_value(args, "resume") not in (None, "", "null"):
             raise GantrainError("resume= does not apply to a sweep: re-run the sweep's command with "
                                 "hydra.sweep.dir=<its folder> to finish it (finished jobs are skipped, interrupted ones continue)")
-        _check_sweep_metric(plain)
+        _check_sweep_metric(words)
         _check_sweep_folder(_argv_value(args, "hydra.sweep.dir"))
         return
     if plain and cfg is not None:

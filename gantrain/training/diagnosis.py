@@ -157,7 +157,8 @@ class Diagnosis(Periodic):
         recent = history[-self.PATIENCE:]
         if len(history) <= self.WARMUP_LOGS or max(recent) >= self.DIVERSITY or max(history) < 2 * self.DIVERSITY:
             return None
-        packs = "pack" in ((loop.meta.get("config") or {}).get("discriminator") or {})  # the MLP discriminator's PacGAN
+        config = loop.meta.get("config") or {}
+        packs = (config.get("discriminator") or {}).get("pack") == 1 and not config.get("conditional")  # MLP's PacGAN
         advice = " (loss.r1_gamma=10)" + (", or pack the discriminator's inputs (discriminator.pack=2)" if packs else "")
         return (f"mode collapse: the generated samples are nearly identical (mean pairwise distance {spread:.3g}, "
                 f"{spread / self.reference_spread:.1%} of the data's {self.reference_spread:.3g}); lower the learning "

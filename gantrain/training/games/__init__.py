@@ -297,7 +297,10 @@ def _say_stretched_schedule(schedule: Any, state: dict) -> None:
     says what that does to the rate."""
     config = state.get("config") or {}
     trained = (config.get("trainer") or {}).get("steps")
-    if not isinstance(trained, int) or trained == schedule.total or trained < 1:
+    if not isinstance(trained, int) or trained == schedule.total or trained < 1 or getattr(schedule, "said", False):
+        return
+    schedule.said = True  # once per process: a rollback reloads a checkpoint of the earlier length again
+    if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return
     kind = (config.get("optimizer") or {}).get("lr_schedule")
     before = schedule.factor_at(schedule.done, trained, trained // 2 if kind == "constant_linear" else 0)
