@@ -276,6 +276,23 @@ def test_the_sweep_metric_check_leaves_logged_scalars_and_searched_intervals_alo
             _check_command_line(["-m", *ring, f"optimized_metric={metric}", "seed=0,1"])
 
 
+def test_a_finished_job_whose_value_is_nan_fails_for_the_search(tmp_path: Path) -> None:
+    """The value a finished job hands the sweeper: its last optimized_metric; a NaN (which no search can rank, and
+    which stopped Optuna 2.x) is a FailedJob, and status.json says the job failed and why; a number passes as it is."""
+    from gantrain.commands.train import _job_value
+
+    job = tmp_path / "3"
+    job.mkdir()
+    sweep.write_status(job, status="finished", step=10)
+    (job / "metrics.jsonl").write_text('{"step": 10, "loss/d": "nan", "loss/g": 0.5}\n')
+    value = _job_value(job, "loss/d")
+    assert isinstance(value, sweep.FailedJob) and str(value) == "3 failed: its last loss/d is NaN"
+    with pytest.raises(ValueError):
+        float(value)
+    assert sweep.read_status(job)["status"] == "failed" and sweep.read_status(job)["reason"] == "its last loss/d is NaN"
+    assert _job_value(job, "loss/g") == 0.5 and _job_value(job, None) is None
+
+
 def test_sweep_and_run_folders_are_not_mixed(tmp_path: Path) -> None:
     """A sweep is refused a file, an impossible folder and a run's folder as hydra.sweep.dir; a run is refused a
     sweep's folder; a sweep refused because its folder holds another sweep leaves that sweep's multirun.yaml."""
