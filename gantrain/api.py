@@ -14,7 +14,6 @@ from gantrain.config import register_resolvers
 from gantrain.errors import GantrainError
 from gantrain.overrides import check_overrides, check_roots
 from gantrain.nets.base import Generator
-
 from gantrain.training.run import BeforeStart
 from gantrain.training.run import train as _train
 from gantrain.eval.projection import project  # noqa: F401 (gantrain.project: GAN inversion of images)

@@ -329,6 +329,13 @@ def as_run_folder(path: Path) -> Path:
     return path
 
 
+def run_folder_for(path: Path) -> Path:
+    """The run folder a resume= path names: a run folder as given (RUN/checkpoints is RUN), or the run a checkpoint
+    file (a .pt, existing or not) belongs to."""
+    path = as_run_folder(Path(path))
+    return run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path
+
+
 def open_run_or_checkpoint(path: Path) -> tuple[Path, dict]:
     """(checkpoint file, state): a run folder's newest good checkpoint, or the given checkpoint file."""
     path = as_run_folder(Path(path))

@@ -508,10 +508,9 @@ def run_dir_for(resume: Optional[str], default: str) -> str:
         return tempfile.mkdtemp(prefix=f"gantrain-rank{rank}-")
     if resume in (None, "", "auto", "null"):
         return default
-    from gantrain.checkpoint import as_run_folder, run_folder_of
+    from gantrain.checkpoint import run_folder_for
 
-    path = as_run_folder(Path(str(resume)).expanduser())
-    return str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
+    return str(run_folder_for(Path(str(resume)).expanduser()))
 
 
 def hydra_subdir_for(resume: Optional[str], run_dir: str) -> Optional[str]:

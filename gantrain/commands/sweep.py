@@ -364,7 +364,8 @@ class FailedJob:
     __str__ = __repr__
 
 
-#: the last sweep this process ran: its folder, metric and direction (set by its jobs), and at its end {"failed": n, "jobs": n}
+#: the last sweep this process launched: its folder, metric and direction (set when it starts), and at its end
+#: {"failed": n, "jobs": n}
 LAST_SWEEP: dict[str, Any] = {}
 
 

@@ -98,8 +98,6 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
     sweep_dir = Path(str(hydra_cfg.sweep.dir))
     name = f"job {hydra_cfg.job.num} ({' '.join(overrides) or 'no overrides'})"
     metric = cfg.get("optimized_metric")
-    sweep.LAST_SWEEP.update(dir=str(sweep_dir), metric=metric,
-                            direction=OmegaConf.select(hydra_cfg, "sweeper.direction", default=None))
     steps = _whole_number(OmegaConf.select(cfg, "trainer.steps", default=0)) or 0  # a bad value fails in train()
     prior = sweep.read_status(run_dir) or {}
     other_job = bool(prior) and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)
@@ -294,13 +292,12 @@ def _saved_choices(args: list[str]) -> list[str]:
     resume = _argv_value(args, "resume")
     if resume in (None, "", "null"):
         return []
-    from gantrain.checkpoint import as_run_folder, run_folder_of
+    from gantrain.checkpoint import run_folder_for
 
     where = _argv_value(args, "hydra.run.dir") if resume == "auto" else resume
     if where is None:
         return []
-    path = as_run_folder(Path(where).expanduser())
-    folder = run_folder_of(path) if path.suffix == ".pt" or path.is_file() else path
+    folder = run_folder_for(Path(where).expanduser())
     try:
         saved = OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "overrides.yaml"))
     except Exception:  # no record (a run started from Python) or an unreadable one: the defaults
@@ -357,6 +354,25 @@ def _check_sweep_metric(words: list[str]) -> None:
                             f"to a divisor of trainer.steps")
 
 
+def _check_can_make(target: Path, what: str, key: str) -> None:
+    """The run or sweep folder `target` exists or can be made: the nearest existing folder is writable, and (what
+    os.access cannot tell: read-only mounts, /proc) a folder can be made in it, under a name no other process uses."""
+    probe = target
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise GantrainError(f"cannot create or write the {what} folder {target} ({probe} is not a writable folder); "
+                            f"choose another with {key}=...")
+    if not target.exists():
+        import tempfile
+
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".gantrain-probe-", dir=probe))
+        except OSError as exc:
+            raise GantrainError(f"cannot create the {what} folder {target} ({exc.strerror or exc}); "
+                                f"choose another with {key}=...") from None
+
+
 def _is_sweep_folder(folder: Path) -> bool:
     """A folder `gantrain -m` wrote: its multirun.yaml, or job folders with status.json."""
     if not folder.is_dir():
@@ -382,20 +398,7 @@ def _check_sweep_folder(given: Optional[str]) -> None:
             (target / "checkpoints").is_dir() or (target / "metrics.jsonl").is_file()):
         raise GantrainError(f"hydra.sweep.dir={given} is a run's folder, not a sweep's: the jobs would be written into "
                             f"that run; choose a new hydra.sweep.dir")
-    probe = target
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise GantrainError(f"cannot create or write the sweep folder {target} ({probe} is not a writable folder); "
-                            f"choose another with hydra.sweep.dir=...")
-    if not target.exists():
-        import tempfile
-
-        try:
-            os.rmdir(tempfile.mkdtemp(prefix=".gantrain-probe-", dir=probe))
-        except OSError as exc:
-            raise GantrainError(f"cannot create the sweep folder {target} ({exc.strerror or exc}); "
-                                f"choose another with hydra.sweep.dir=...") from None
+    _check_can_make(target, "sweep", "hydra.sweep.dir")
     record = target / "multirun.yaml"
     if record.is_file():  # a copy outside the folder, named in the environment that a parallel launcher's jobs inherit
         import atexit
@@ -414,7 +417,7 @@ def _check_command_line(args: list[str]) -> None:
     import difflib
 
     from gantrain.api import compose
-    from gantrain.checkpoint import as_run_folder, run_folder_of
+    from gantrain.checkpoint import run_folder_for
 
     if any(a in ("-h", "--help", "--hydra-help") for a in args):
         return
@@ -470,8 +473,7 @@ def _check_command_line(args: list[str]) -> None:
         raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
     run_dir = _argv_value(args, "hydra.run.dir")
     if run_dir is None and resume not in (None, "", "auto", "null"):
-        path = as_run_folder(Path(resume).expanduser())
-        run_dir = str(run_folder_of(path) if path.is_file() or path.suffix == ".pt" else path)
+        run_dir = str(run_folder_for(Path(resume).expanduser()))
     target = Path(run_dir or "outputs").expanduser().resolve()
     if run_dir is not None and _is_sweep_folder(target):
         raise GantrainError(f"{target} is a sweep's folder (multirun.yaml, one folder per job): a run needs a folder of "
@@ -482,20 +484,7 @@ def _check_command_line(args: list[str]) -> None:
     _LAUNCH.update(run_dir=target, existed=target.exists(), fresh=run_dir is None,
                    had_record=(record / "config.yaml").exists(), had_lock=(target / ".gantrain.lock").exists(),
                    records={p.name for p in record.iterdir() if p.is_dir()} if record.is_dir() else set())
-    probe = target
-    while not probe.exists():  # the nearest existing folder must let us make the run folder in it
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise GantrainError(f"cannot create or write the run folder {target} ({probe} is not a writable folder); "
-                            f"choose another with hydra.run.dir=...")
-    if not target.exists():
-        import tempfile
-
-        try:  # what os.access cannot tell (read-only mounts, /proc): try it, under a name no other process uses
-            os.rmdir(tempfile.mkdtemp(prefix=".gantrain-probe-", dir=probe))
-        except OSError as exc:
-            raise GantrainError(f"cannot create the run folder {target} ({exc.strerror or exc}); "
-                                f"choose another with hydra.run.dir=...") from None
+    _check_can_make(target, "run", "hydra.run.dir")
 
 
 @contextlib.contextmanager
