@@ -23,6 +23,29 @@ def test_digits_is_uint8_8x8_and_resizes():
     assert y.dtype == torch.float32 and y.min() >= -1 and y.max() <= 1
 
 
+def test_digits_are_scikit_learns_read_without_importing_it(monkeypatch):
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from gantrain.data import images
+
+    bunch = load_digits()
+    monkeypatch.setattr(images, "_DIGITS", None)
+    digits = Digits()
+    assert torch.equal(digits.labels(), torch.from_numpy(bunch.target.astype(np.int64)))
+    assert torch.equal(digits.tensor()[:, 0], torch.from_numpy(np.round(bunch.images * 255 / 16).astype(np.uint8)))
+    # a fresh process that loads the digits never imports scikit-learn (nor SciPy with it)
+    code = ("import sys; from gantrain.data.images import Digits; d = Digits(); d.tensor(); d.labels(); "
+            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    # where scikit-learn keeps the file elsewhere, its load_digits gives the same table
+    monkeypatch.setattr(images, "_DIGITS", None)
+    monkeypatch.setattr(images.Path, "is_file", lambda self: False)
+    assert torch.equal(Digits().labels(), digits.labels()) and torch.equal(Digits().tensor(), digits.tensor())
+
+
 def test_read_idx_gz_and_truncation(tmp_path):
     body = np.arange(2 * 3 * 4, dtype=np.uint8)
     header = bytes([0, 0, 8, 3]) + b"".join(int(n).to_bytes(4, "big") for n in (2, 3, 4))

@@ -424,8 +424,19 @@ def _check_command_line(args: list[str]) -> None:
     check_overrides(args)
     words = override_words(args)
     plain = [a for a in words if "=" in a and not a.startswith(("+", "~")) and not a.startswith("hydra")]
+    shows = any(a in ("-c", "--cfg", "--info", "-i", "--resolve") for a in args)  # shows the config; trains nothing
+    multirun = "-m" in args or "--multirun" in args
+    composed = False  # the whole command line composes: every key is known and every value of its key's type
+    if plain and not shows and not multirun:
+        try:
+            compose(plain)
+            composed = True
+        except Exception:  # found again below, and said in one line
+            pass
+    cfg = None
     if plain:
         check_roots(plain)
+    if plain and not composed:
         choices = [c for c in (_first_choice(a) for a in plain if "." not in a.split("=", 1)[0]) if c is not None]
         try:
             cfg = compose(choices)
@@ -447,16 +458,16 @@ def _check_command_line(args: list[str]) -> None:
     missing = missing_plugin(args)
     if missing:
         raise GantrainError(missing)
-    if any(a in ("-c", "--cfg", "--info", "-i", "--resolve") for a in args):  # shows the config; trains nothing
+    if shows:
         return
-    if "-m" in args or "--multirun" in args:
+    if multirun:
         if _argv_value(args, "resume") not in (None, "", "null"):
             raise GantrainError("resume= does not apply to a sweep: re-run the sweep's command with "
                                 "hydra.sweep.dir=<its folder> to finish it (finished jobs are skipped, interrupted ones continue)")
         _check_sweep_metric(words)
         _check_sweep_folder(_argv_value(args, "hydra.sweep.dir"))
         return
-    if plain and cfg is not None:
+    if plain and cfg is not None and not composed:
         try:  # a value of the wrong shape (a mapping for a list, say): Hydra reports it over several lines
             compose(plain)
         except Exception as exc:

@@ -33,17 +33,13 @@ class Digits(Dataset):
 
     def tensor(self) -> Tensor:
         if self._data is None:
-            from sklearn.datasets import load_digits
-
-            images = load_digits().images  # (1797, 8, 8), values 0..16
+            images = _digits_table()[:, :-1].reshape(-1, 8, 8)  # (1797, 8, 8), values 0..16
             data = torch.from_numpy(np.round(images * (255.0 / 16.0)).astype(np.uint8)).unsqueeze(1)
             self._data = _resize_uint8(data, self.image_size)
         return self._data
 
     def labels(self) -> Tensor:
-        from sklearn.datasets import load_digits
-
-        return torch.from_numpy(load_digits().target.astype(np.int64))
+        return torch.from_numpy(_digits_table()[:, -1].astype(np.int64))
 
     def __len__(self) -> int:
         return 1797
@@ -52,6 +48,31 @@ class Digits(Dataset):
         """The first 1,500 digits (train) or the last 297 (test), with labels."""
         part = slice(0, 1500) if train else slice(1500, None)
         return LabelledImages(f"digits-{'train' if train else 'test'}", self.tensor()[part], self.labels()[part])
+
+
+_DIGITS: Optional[np.ndarray] = None
+
+
+def _digits_table() -> np.ndarray:
+    """scikit-learn's digits table, (1797, 65): 64 pixel values, then the label. Read from the file scikit-learn
+    installs, without importing scikit-learn (which, with SciPy, takes seconds at every start-up); through
+    `load_digits` where that file is not found."""
+    global _DIGITS
+    if _DIGITS is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("sklearn")
+        folders = list(spec.submodule_search_locations or []) if spec is not None else []
+        files = [Path(f) / "datasets" / "data" / "digits.csv.gz" for f in folders]
+        if files and files[0].is_file():
+            with gzip.open(files[0], "rt") as f:
+                _DIGITS = np.loadtxt(f, delimiter=",")
+        else:
+            from sklearn.datasets import load_digits
+
+            bunch = load_digits()
+            _DIGITS = np.concatenate([bunch.data, bunch.target[:, None]], axis=1)
+    return _DIGITS
 
 
 class LabelledImages(Dataset):
