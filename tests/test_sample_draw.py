@@ -4,7 +4,6 @@ never for a style-based run), random and given labels, interpolation rows, trunc
 each drawing mode's one-line refusals. Tiny untrained networks; the command line itself is tested elsewhere."""
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -40,7 +39,7 @@ def test_unconditional_samples_are_the_seeds_noise_truncated_in_z():
     assert num_classes_of(g) is None
     batch = generate(g, Request(n=5, n_given=True, seed=7, truncation=0.5))
     z = truncated_normal((5, 4), 0.5, _rng(7))
-    assert torch.equal(batch.z, z) and batch.labels is None and batch.nrow == 2
+    assert torch.equal(batch.z, z) and batch.labels is None and batch.nrow == 5  # one row of 5
     torch.testing.assert_close(batch.samples, g(z))
     assert not batch.samples.requires_grad  # drawn without autograd
     default = generate(g, Request(seed=3))  # n not given: 64, in rows of 8
@@ -358,11 +357,11 @@ def test_a_text_run_draws_rows_of_prompts_or_n_samples_of_one():
     assert given.nrow == 3 and torch.equal(given.z, z.repeat(2, 1))
     one = generate(g, Request(seed=13, n=5, n_given=True, text=["big blue"]))
     z = torch.randn(5, g.latent_dim, generator=_rng(13))
-    assert one.nrow == int(math.sqrt(5)) and torch.equal(one.z, z)
+    assert one.nrow == 5 and torch.equal(one.z, z)  # one row of 5
     with torch.no_grad():
         torch.testing.assert_close(one.samples, g(z, g.tokenize(["big blue"] * 5)))
     assert generate(g, Request(seed=13, text=["red"])).samples.shape == (64, 1, 8, 8)  # n not given: 64 of one
-    assert generate(g, Request(seed=13, n=3, n_given=True, text=["red"])).nrow == 1  # floor(sqrt(3)) to a row
+    assert generate(g, Request(seed=13, n=3, n_given=True, text=["red"])).nrow == 3  # one row of 3
     many = generate(g, Request(seed=13, n=CHUNK + 3, n_given=True, text=["red big", "blue"], text_rows=True))
     z = torch.randn(CHUNK + 3, g.latent_dim, generator=_rng(13))
     assert many.samples.shape == (2 * (CHUNK + 3), 1, 8, 8)

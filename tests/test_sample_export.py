@@ -144,7 +144,7 @@ def test_png_grid_size(runs, tmp_path, capsys):
     code, stdout, err = call(gsample.main, [runs["image"], "n=10", f"out={out}"], capsys)
     assert code == 0, err
     assert str(out) in stdout
-    assert png_size(out) == (3 * 10 + 2, 4 * 10 + 2)  # int(sqrt(10)) = 3 a row, 4 rows
+    assert png_size(out) == (5 * 10 + 2, 2 * 10 + 2)  # 5 a row, 2 full rows
 
 
 def test_npz_holds_samples_of_the_seeded_noise(runs, g, tmp_path, capsys):
@@ -255,7 +255,7 @@ def test_plan_labels_sizes_the_grid_and_names_the_first_bad_label():
     Request = gsample.Request
     assert gsample.plan_labels(Request(), None) == (64, None, 8)  # 64 samples, rows of 8
     assert gsample.plan_labels(Request(n=1, n_given=True), None) == (1, None, 1)
-    assert gsample.plan_labels(Request(n=10, n_given=True), None) == (10, None, 3)
+    assert gsample.plan_labels(Request(n=10, n_given=True), None) == (10, None, 5)  # two full rows
     assert gsample.plan_labels(Request(interpolate=10), None) == (8, None, 10)  # 8 rows of 10 steps
     n, y, nrow = gsample.plan_labels(Request(n=4, n_given=True, labels=9), 10)
     assert (n, y.tolist(), nrow) == (4, [9, 9, 9, 9], 2)

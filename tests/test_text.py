@@ -1,6 +1,7 @@
 """Text conditioning: captions from both folder layouts and the offline builder, tokenisation, measured attributes,
 the matching-aware term and penalty against hand computations, exact resume, and the commands on a tiny run."""
 import json
+import math
 import random
 import re
 import sys
@@ -858,3 +859,22 @@ def test_text_scores_read_spearman_of_average_ranks_with_a_deviation_of_one_and_
         warnings.simplefilter("error")  # the constant side is found before numpy would divide by zero
         for x, y in ((np.ones(4), b), (b, np.ones(4)), (np.ones(4), np.ones(4))):
             assert np.isnan(spearman(x, y))
+
+
+def test_a_generator_that_ignores_the_attribute_words_scores_nan_without_a_warning():
+    import warnings
+    from types import SimpleNamespace
+
+    from gantrain.data.captions import CaptionScheme
+    from gantrain.eval.text import text_scores
+
+    class Deaf(_Oracle):  # the same picture whatever the words: the measure never varies within a class
+        def forward(self, z, tokens):
+            return super().forward(z, tokens)[:1].expand(len(z), -1, -1, -1)
+
+    one = CaptionScheme([DIGIT_SCHEME.classes[0]], [DIGIT_SCHEME.attributes[0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would reach the user's terminal
+        scores, details = text_scores(Deaf(), SimpleNamespace(scheme=one), _ColumnReader(), prompts_per_class=4,
+                                      samples=1)
+    assert math.isnan(scores["text_thickness_spearman"]) and all(map(math.isnan, details["text_thickness_spearman_per_class"]))

@@ -65,6 +65,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gantrain.data.base import grid_columns
 from gantrain.errors import GantrainError
 
 PROG = "gantrain-sample"
@@ -454,7 +455,7 @@ def plan_labels(request: Request, classes: Optional[int]) -> tuple[int, Optional
             raise GantrainError(f"label {bad[0]} is outside this run's classes 0..{classes - 1}; "  # type: ignore[operator]
                                 f"give labels between 0 and {classes - 1}")  # type: ignore[operator]
         y = torch.tensor(values, dtype=torch.int64)
-    return n, y, request.interpolate or max(1, int(math.sqrt(n)))
+    return n, y, request.interpolate or grid_columns(n)
 
 
 @torch.no_grad()
@@ -541,7 +542,7 @@ def _text_batch(generator: torch.nn.Module, request: Request, device: Optional[t
     tokens = generator.tokenize(texts)
     outputs = [generator(z[i:i + CHUNK].to(device), tokens[i:i + CHUNK].to(device)).float().cpu()
                for i in range(0, len(z), CHUNK)]
-    return Batch(torch.cat(outputs), z, None, columns if rows else max(1, int(math.sqrt(columns))))
+    return Batch(torch.cat(outputs), z, None, columns if rows else grid_columns(columns))
 
 
 def _row_latents(request: Request, classes: Optional[int], latent_dim: int, rng: torch.Generator) -> tuple[Tensor, Optional[Tensor]]:

@@ -62,6 +62,15 @@ def to_uint8_image(x: Tensor) -> Tensor:
     return ((x.float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 
+def grid_columns(n: int) -> int:
+    """Columns of an about-square grid of n pictures: a divisor of n (full rows) from ceil(sqrt(n)) up to twice
+    that where there is one (8: 4 x 2, 10: 5 x 2, 64: 8 x 8), else ceil(sqrt(n)) (7: 3 columns)."""
+    if n <= 1:
+        return 1
+    square = math.isqrt(n - 1) + 1  # ceil(sqrt(n))
+    return next((d for d in range(square, 2 * square + 1) if n % d == 0), square)
+
+
 def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
     """Resize a uint8 (N, C, H, W) batch to size x size, bilinear with antialiasing."""
     if images.shape[-1] == size and images.shape[-2] == size:

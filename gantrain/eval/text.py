@@ -106,7 +106,8 @@ def text_scores(generator: Any, dataset: Any, classifier: Any, prompts_per_class
             measured = measure(_native(images))
             requested = np.tile([-1, 0, 1], prompts_per_class)
             per_class.append(spearman(requested, measured))
-        scores[f"text_{name}_spearman"] = float(np.nanmean(per_class))
+        defined = [r for r in per_class if np.isfinite(r)]  # NaN: the measure did not vary within a class
+        scores[f"text_{name}_spearman"] = float(np.mean(defined)) if defined else float("nan")
         details[f"text_{name}_spearman_per_class"] = per_class
     return scores, details
 

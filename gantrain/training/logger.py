@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from gantrain.data.base import to_uint8_image
+from gantrain.data.base import grid_columns, to_uint8_image
 
 log = logging.getLogger("gantrain")
 
@@ -92,7 +92,7 @@ class RunLogger:
         else:
             import torchvision
 
-            picture = torchvision.utils.make_grid(to_uint8_image(samples.cpu()), nrow=columns or int(math.sqrt(len(samples))) or 1,
+            picture = torchvision.utils.make_grid(to_uint8_image(samples.cpu()), nrow=columns or grid_columns(len(samples)),
                                                   padding=2)
         path = self.run_dir / "samples" / f"step_{step:08d}.png"
         save_png(picture, path)
