@@ -94,6 +94,10 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     if isinstance(overrides, (str, bytes)) or not all(isinstance(o, str) for o in overrides):
         raise GantrainError(f"compose takes a list of overrides such as [\"loss=hinge\", \"trainer.steps=100\"], not "
                             f"{overrides!r}")
+    hydra_keys = [o for o in overrides if o.lstrip("+~").startswith("hydra.") or o.lstrip("+~").startswith("hydra/")]
+    if hydra_keys:  # Hydra's own settings (run folder, sweeper, launcher) belong to the command line
+        raise GantrainError(f"{hydra_keys[0]} is a setting of the gantrain command, not of the config; from Python, "
+                            f"give the run folder to gantrain.train(cfg, run_dir) (sweeps: the gantrain command's -m)")
     register_resolvers()
     check_overrides(list(overrides))
     check_roots(list(overrides))

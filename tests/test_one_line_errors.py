@@ -46,6 +46,9 @@ def test_command_line_mistakes_are_one_line(tmp_path):
     (["loss=foo"], "loss=foo is not an option of loss: choose one of hinge"),
     (["trainer.stepz=3"], "Could not override 'trainer.stepz'"),
     (["foo"], "'foo' is not an override"),
+    (["hydra.run.dir=x"], "hydra.run.dir=x is a setting of the gantrain command, not of the config; from Python, give "
+                          "the run folder to gantrain.train(cfg, run_dir)"),  # it had no effect
+    (["loss=hinge", "hydra/launcher=joblib"], "hydra/launcher=joblib is a setting of the gantrain command"),
 ])
 def test_compose_raises_gantrain_errors_in_one_line(overrides, message):
     with pytest.raises(GantrainError) as info:
