@@ -315,3 +315,24 @@ def test_the_best_job_is_a_finished_one(tmp_path):
     assert "best fid (minimize): 4, job 3 (seed=3)" in text.splitlines()
     text, _ = sweep.report(tmp_path, "fid", "maximize")
     assert "best fid (maximize): 5, job 0 (seed=0)" in text.splitlines()
+
+
+def test_jobs_the_sweep_never_reached_are_counted_from_its_command(tmp_path: Path) -> None:
+    # a sweep of 2 losses x 3 seeds (one of them through hydra.sweeper.params) stopped in its second job
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "    params:\n      seed: 0,1,2\n  overrides:\n    task: ['loss=hinge,wgan', trainer.steps=20]\n")
+    _job(tmp_path, "0", [{"step": 20}], status={"status": "finished", "overrides": ["loss=hinge", "seed=0"]})
+    _job(tmp_path, "1", [], status={"status": "running", "overrides": ["loss=hinge", "seed=1"]})
+    assert sweep.planned_jobs(tmp_path) == 6
+    text, rows = sweep.report(tmp_path)
+    assert len(rows) == 2 and text.splitlines()[0] == f"sweep {tmp_path}: 6 jobs, 1 finished, 1 interrupted, 4 not started"
+    assert text.splitlines()[-1].startswith("5 job(s) unfinished: re-run the same `gantrain -m` command")
+    # Optuna's sweeper decides how many trials run (a grid ends early); a record that does not say: the folders
+    # alone, as before
+    (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    _target_: hydra_plugins.hydra_optuna_sweeper."
+                                            "optuna_sweeper.OptunaSweeper\n    n_trials: 5\n")
+    assert sweep.planned_jobs(tmp_path) is None
+    (tmp_path / "multirun.yaml").write_text("{}\n")
+    assert sweep.planned_jobs(tmp_path) is None
+    assert sweep.report(tmp_path)[0].splitlines()[0] == f"sweep {tmp_path}: 2 jobs, 1 finished, 1 interrupted"

@@ -281,6 +281,28 @@ def _write_csv(path: Path, columns: list[str], table: list[list[Any]]) -> None:
     os.replace(tmp, path)
 
 
+def planned_jobs(sweep_dir: Path) -> Optional[int]:
+    """How many jobs the sweep's command asked for: the product of its swept values (Hydra's basic sweeper); None
+    when its record does not say (no multirun.yaml) or the count is the sweeper's to decide (Optuna stops a grid
+    search when the grid is done, or at a failed last trial, whatever n_trials says)."""
+    target = str(_saved(sweep_dir, "hydra.sweeper._target_") or "")
+    if not target.endswith("BasicSweeper"):
+        return None
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = _saved(sweep_dir, "hydra.sweeper.params") or {}
+        task = list(_saved(sweep_dir, "hydra.overrides.task") or [])
+        parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in dict(params).items()] + task)
+        values: dict[str, int] = {}
+        for override in parsed:  # a key given twice: its last value counts, as Hydra's basic sweeper does
+            values[override.get_key_element()] = (len(list(override.sweep_string_iterator()))
+                                                  if override.is_discrete_sweep() else 1)
+        return math.prod(values.values())
+    except Exception:  # a record this Hydra cannot read: the report goes without the count
+        return None
+
+
 def report(sweep_dir: Path, optimized_metric: Optional[str] = None, direction: str = "maximize") -> tuple[str, list[dict[str, Any]]]:
     """Write summary.csv, summary.md (and summary_seeds.csv when seeds vary) into the sweep folder; returns
     the text printed to the console and the rows."""
@@ -293,10 +315,11 @@ def report(sweep_dir: Path, optimized_metric: Optional[str] = None, direction: s
         raise GantrainError(f"{sweep_dir} is not a sweep folder (no multirun.yaml, no job with status.json): it holds "
                             f"{len(rows)} ordinary run(s); give the folder a `gantrain -m` sweep printed")
     columns, table, seed_columns, seed_table, common = summary_tables(rows)
-    parts = [f"sweep {sweep_dir}: {len(rows)} jobs, "
-             + ", ".join(f"{sum(r['status'] == s for r in rows)} {s}"
-                         for s in ("finished", "failed", "interrupted", "running", "not started")
-                         if any(r["status"] == s for r in rows))]
+    planned = planned_jobs(sweep_dir)
+    never = planned - len(rows) if planned is not None and planned > len(rows) else 0  # no folder yet
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "failed", "interrupted", "running", "not started")}
+    counts["not started"] += never
+    parts = [f"sweep {sweep_dir}: {len(rows) + never} jobs, " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
     if common:
         parts.append("common: " + " ".join(f"{k}={v}" for k, v in common.items()))
     parts.append(markdown(columns, table))
@@ -319,8 +342,8 @@ def report(sweep_dir: Path, optimized_metric: Optional[str] = None, direction: s
     for row in failed:
         parts.append(f"job {row['job']} failed: {row['reason']}")
     unfinished = [r for r in rows if r["status"] in ("interrupted", "not started")]
-    if unfinished:
-        parts.append(f"{len(unfinished)} job(s) unfinished: re-run the same `gantrain -m` command with "
+    if unfinished or never:
+        parts.append(f"{len(unfinished) + never} job(s) unfinished: re-run the same `gantrain -m` command with "
                      f"hydra.sweep.dir={sweep_dir} to finish them (finished jobs are skipped)")
     text = "\n".join(parts)
     tmp = sweep_dir / f".{SUMMARY_MD}.tmp"
