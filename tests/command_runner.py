@@ -13,6 +13,7 @@ An environment variable that takes effect at import (OMP_NUM_THREADS for torch, 
 conftest starts a real process for a case that changes one.
 """
 import gc
+import importlib
 import json
 import os
 import sys
@@ -61,6 +62,10 @@ def child(mains: dict, case: dict) -> int:
 def warm_up() -> dict:
     scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.value.startswith("gantrain.")}
     mains = {name: ep.load() for name, ep in scripts.items()}
+    from gantrain.commands.start import COMMANDS
+
+    for module, _ in COMMANDS.values():  # what each entry point imports when it starts
+        importlib.import_module(module)
     import torch._dynamo  # noqa: F401  (what the first meta-device linear layer or optimizer step imports)
     import torch.utils.tensorboard  # noqa: F401
     import torchvision  # noqa: F401  (what the first sample grid imports)

@@ -26,3 +26,50 @@ def test_wheel_holds_every_config(tmp_path):
     assert "gantrain/configs/hydra/help/gantrain.yaml" in names
     modules = {p.relative_to(REPO).as_posix() for p in (REPO / "gantrain").rglob("*.py")}
     assert len(modules) > 15 and modules <= names, sorted(modules - names)  # every module, subpackages too
+
+
+def test_every_console_script_starts_through_the_light_entry_module():
+    from importlib.metadata import entry_points
+
+    from gantrain.commands.start import COMMANDS
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.value.startswith("gantrain.")}
+    assert set(scripts) == set(COMMANDS) and all(v.startswith("gantrain.commands.start:") for v in scripts.values())
+    # importing it (and the package) loads neither torch nor Hydra: the seconds they take are the script's to guard
+    code = ("import sys, gantrain.commands.start; "
+            "print(sorted(m for m in ('torch', 'hydra', 'omegaconf', 'numpy') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line(tmp_path, monkeypatch, capsys):
+    from gantrain.commands import start
+
+    # an interrupt while the command's module imports (torch, Hydra: seconds) ...
+    (tmp_path / "slow_command.py").write_text("raise KeyboardInterrupt\n")
+    # ... or one the command does not answer itself
+    (tmp_path / "quick_command.py").write_text("def main():\n    raise KeyboardInterrupt\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(start.COMMANDS, "gantrain-slow", ("slow_command", "main"))
+    monkeypatch.setitem(start.COMMANDS, "gantrain-quick", ("quick_command", "main"))
+    for script, line in (("gantrain-slow", "gantrain-slow: interrupted while starting; nothing was done"),
+                         ("gantrain-quick", "gantrain-quick: interrupted")):
+        with pytest.raises(SystemExit) as stop:
+            start.start(script)
+        assert stop.value.code == 130 and capsys.readouterr().err == line + "\n"
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_first_second_of_the_installed_gantrain_is_one_line(tmp_path):
+    import shutil
+    import signal
+    import time
+
+    script = shutil.which("gantrain") or str(Path(sys.executable).with_name("gantrain"))
+    process = subprocess.Popen([script, "trainer.steps=5", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # Python has started; torch and Hydra (a second or more anywhere) are still importing
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert err.startswith("gantrain: interrupted") and len(err.strip().splitlines()) == 1, err[-3000:]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()

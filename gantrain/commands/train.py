@@ -550,18 +550,21 @@ def _no_trial_finished_is_one_line() -> Iterator[None]:
 
 def main() -> None:
     """Entry point of the `gantrain` command."""
-    import hydra
+    try:  # imports and checks: nothing is written before Hydra starts the run
+        import hydra
 
-    register_resolvers()
-    given = {a.split("=", 1)[0] for a in sys.argv[1:]}
-    # a resumed run's group choices first, so that keys of its groups (dataset.root of its dataset) are
-    # checked and composed against them, not against the defaults
-    sys.argv[1:1] = [c for c in _saved_choices(sys.argv[1:]) if c.split("=", 1)[0] not in given]
-    try:
+        register_resolvers()
+        given = {a.split("=", 1)[0] for a in sys.argv[1:]}
+        # a resumed run's group choices first, so that keys of its groups (dataset.root of its dataset) are
+        # checked and composed against them, not against the defaults
+        sys.argv[1:1] = [c for c in _saved_choices(sys.argv[1:]) if c.split("=", 1)[0] not in given]
         _check_command_line(sys.argv[1:])
     except GantrainError as exc:
         print(f"gantrain: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print("gantrain: interrupted before training started; nothing was done", file=sys.stderr)
+        sys.exit(130)
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
     with _no_trial_finished_is_one_line():
         entry()

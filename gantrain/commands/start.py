@@ -1,0 +1,71 @@
+"""The console scripts' entry points. Each imports its command's module (torch and Hydra with it: seconds on a
+first start) and then runs it; a Ctrl-C in those seconds, or one the command does not answer itself, ends in one
+line and exit code 130 rather than a traceback. Imports nothing heavy itself."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+#: script -> (module, function) that runs it
+COMMANDS: dict[str, tuple[str, str]] = {
+    "gantrain": ("gantrain.commands.train", "main"),
+    "gantrain-eval": ("gantrain.commands.evaluate", "eval_main"),
+    "gantrain-classifier": ("gantrain.commands.classifier", "classifier_main"),
+    "gantrain-sample": ("gantrain.commands.sample", "main"),
+    "gantrain-export": ("gantrain.commands.export", "main"),
+    "gantrain-report": ("gantrain.commands.report", "report_main"),
+    "gantrain-translate": ("gantrain.commands.translate", "main"),
+    "gantrain-project": ("gantrain.commands.project", "main"),
+    "gantrain-directions": ("gantrain.commands.directions", "main"),
+}
+
+
+def start(script: str) -> Any:
+    module, function = COMMANDS[script]
+    try:
+        main = getattr(importlib.import_module(module), function)
+    except KeyboardInterrupt:
+        print(f"{script}: interrupted while starting; nothing was done", file=sys.stderr)
+        sys.exit(130)
+    try:
+        return main()
+    except KeyboardInterrupt:  # one the command did not answer itself (its own imports and checks, say)
+        print(f"{script}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def train() -> Any:
+    return start("gantrain")
+
+
+def evaluate() -> Any:
+    return start("gantrain-eval")
+
+
+def classifier() -> Any:
+    return start("gantrain-classifier")
+
+
+def sample() -> Any:
+    return start("gantrain-sample")
+
+
+def export() -> Any:
+    return start("gantrain-export")
+
+
+def report() -> Any:
+    return start("gantrain-report")
+
+
+def translate() -> Any:
+    return start("gantrain-translate")
+
+
+def project() -> Any:
+    return start("gantrain-project")
+
+
+def directions() -> Any:
+    return start("gantrain-directions")
