@@ -585,10 +585,22 @@ def test_clip_embeds_the_captions_once_and_the_prompts_a_run_never_saw(tmp_path,
     expected = clip_embed(["A dark square.", "a light square"], "ViT-S-32-alt", "none")
     torch.testing.assert_close(g.encoder.table[1:], expected)  # the saved table: CLIP's rows, row 0 padding
     assert g.clip == {"model": "ViT-S-32-alt", "weights": "none"}
+    shapes = [b.shape for b in g.buffers()]
     tokens = g.tokenize(["a light square", "a green circle"])  # the second never seen: CLIP embeds it now
-    assert tokens.tolist() == [[2], [3]] and len(g.encoder.table) == 4
-    torch.testing.assert_close(g.encoder.table[3], clip_embed(["a green circle"], "ViT-S-32-alt", "none")[0])
+    assert tokens.tolist() == [[2], [3]] and g.tokenize(["a green circle"]).tolist() == [[3]]  # embedded once
+    torch.testing.assert_close(g.encoder.extra, clip_embed(["a green circle"], "ViT-S-32-alt", "none"))
+    # ... in a row of its own, after the saved table's: the weights and buffers (what is saved, and what an EMA
+    # copy is averaged with) keep the shapes the run was built with
+    assert [b.shape for b in g.buffers()] == shapes and g.state_dict()["encoder.table"].shape[0] == 3
     assert g.sample(2, text="a green circle").shape == (2, 1, 16, 16)
+    # a run of 0.13 saved its table with such rows appended (and their words): it loads as saved
+    state = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    for weights in (state["networks"]["generator"], *state.get("ema", {}).values()):
+        weights["encoder.table"] = torch.cat([weights["encoder.table"], g.encoder.extra])
+        weights["_extra_state"]["words"] = [*weights["_extra_state"]["words"], "a green circle"]
+    torch.save(state, run / "checkpoints" / "last.pt")
+    old = gantrain.load_generator(run)
+    assert len(old.encoder.table) == 4 and old.tokenize(["a green circle"]).tolist() == [[3]] and old.encoder.extra is None
     # weights that cannot be had, and open_clip missing: one line each
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -599,6 +611,22 @@ def test_clip_embeds_the_captions_once_and_the_prompts_a_run_never_saw(tmp_path,
     monkeypatch.setitem(sys.modules, "open_clip", None)  # as if not installed
     with pytest.raises(GantrainError, match=r"needs open_clip: pip install 'gantrain\[clip\]'"):
         gantrain.train(cfg, tmp_path / "run3")
+
+
+@pytest.mark.slow
+def test_a_clip_run_whose_grid_prompts_no_caption_holds_trains_with_ema_and_loads(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("GANTRAIN_CACHE", str(tmp_path / "cache"))
+    # 16 images' captions hold neither 'a zero' nor 'a three' nor 'a six', the offline set's grid prompts
+    cfg = gantrain.compose(["experiment=text_mnist", f"dataset.root={data_root}", "dataset.subset=16",
+                            "dataset.image_size=16", "generator.base_channels=4", "discriminator.base_channels=4",
+                            "trainer.batch_size=4", "trainer.steps=2", "trainer.device=cpu", "trainer.eval_every=0",
+                            "trainer.sample_every=100", "condition.text_encoder=clip", "condition.clip_model=ViT-S-32-alt",
+                            "condition.clip_weights=none"])
+    assert cfg.trainer.ema_decay > 0
+    run = gantrain.train(cfg, tmp_path / "run")  # the EMA copy was averaged with G at every step
+    g = gantrain.load_generator(run)
+    assert {"a zero", "a three", "a six"} <= set(g.words) and len(g.encoder.table) == len(g.words) + 1
+    assert g.sample(3, text=["a zero", "a six", "a purple 3"]).shape == (3, 1, 16, 16)
 
 
 def test_clip_weights_come_from_the_cache_at_once_when_the_hub_cannot_be_reached(tmp_path, monkeypatch):

@@ -63,15 +63,32 @@ class GRUEncoder(nn.Module):
 
 
 class PrecomputedEncoder(nn.Module):
-    """A frozen table of caption embeddings (rows of a file the user made); token id k + 1 is row k."""
+    """A frozen table of caption embeddings (rows of a file the user made); token id k + 1 is row k.
+
+    extra: rows embedded after the run was built (prompts a CLIP run never saw, embedded when they are asked for),
+    after the table's: neither a weight nor a buffer, so never saved, never averaged into an EMA copy, and the
+    saved table is always the one the run was built with."""
 
     def __init__(self, table: Tensor):
         super().__init__()
         self.register_buffer("table", torch.cat([torch.zeros(1, table.shape[1]), table.float()]))
         self.dim = int(table.shape[1])
+        self.extra: Optional[Tensor] = None
 
     def forward(self, tokens: Tensor) -> Tensor:
-        return self.table[tokens[:, 0]]
+        table = self.table
+        if self.extra is not None:
+            table = torch.cat([table, self.extra.to(table.device, table.dtype)])
+        return table[tokens[:, 0]]
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
+        saved = state_dict.get(prefix + "table")
+        if isinstance(saved, Tensor) and saved.dim() == 2 and saved.shape[1] == self.table.shape[1] \
+                and saved.shape[0] != self.table.shape[0]:
+            # a CLIP run of 0.13 saved its table with the prompts it embedded while training appended (its words,
+            # saved beside, name them): the saved rows are the run's
+            self.table = self.table.new_zeros(saved.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 @contextlib.contextmanager
@@ -208,6 +225,7 @@ class TextGenerator(Generator):
         self.words, self.length, self.prompts, self.pool = list(words), int(length), list(prompts), list(pool)
         self.precomputed = isinstance(encoder, PrecomputedEncoder)
         self.clip = dict(clip) if clip else None  # {"model", "weights"} of a text_encoder=clip run
+        self.extra_words: list[str] = []  # the prompts of the encoder's extra rows, in order (not saved)
 
     def get_extra_state(self) -> dict:
         state = {"words": list(self.words), "length": self.length, "prompts": list(self.prompts), "pool": list(self.pool)}
@@ -217,6 +235,8 @@ class TextGenerator(Generator):
 
     def set_extra_state(self, state: dict) -> None:
         self.words, self.length, self.prompts = list(state["words"]), int(state["length"]), list(state["prompts"])
+        if self.precomputed:  # rows embedded after the build belonged to the weights replaced
+            self.extra_words, self.encoder.extra = [], None
         self.pool = list(state.get("pool", []))
         self.clip = dict(state["clip"]) if state.get("clip") else self.clip
 
@@ -243,14 +263,16 @@ class TextGenerator(Generator):
                                     f"text='{self.prompts[0] if self.prompts else 'a thick 3'}'")
         if self.precomputed:
             rows = {" ".join(tokenize(w)): i + 1 for i, w in enumerate(self.words)}
+            table, extra = self.encoder.table, self.encoder.extra
+            rows.update({key: len(table) + i for i, key in enumerate(self.extra_words) if key not in rows})
             keys = [" ".join(tokenize(t)) for t in texts]
             missing = [key for key in dict.fromkeys(keys) if key not in rows]
-            if missing and self.clip:  # CLIP embeds prompts the run never saw; they join the table from now on
-                table = self.encoder.table
+            if missing and self.clip:  # CLIP embeds prompts the run never saw, once: rows after the saved table's
                 new = clip_embed(missing, self.clip["model"], self.clip.get("weights"), table.device)
-                self.encoder.table = torch.cat([table, new.to(table.device, table.dtype)])
-                rows.update({key: len(table) + i for i, key in enumerate(missing)})
-                self.words = self.words + missing
+                new = new.to(table.device, table.dtype)
+                self.encoder.extra = new if extra is None else torch.cat([extra.to(new.device), new])
+                rows.update({key: len(table) + len(self.extra_words) + i for i, key in enumerate(missing)})
+                self.extra_words = self.extra_words + missing
                 missing = []
             if missing:
                 raise GantrainError(f"text={missing[0]!r} has no precomputed embedding: a precomputed run generates "

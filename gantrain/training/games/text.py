@@ -161,12 +161,15 @@ class TextGAN(GAN):
         def key(text: str) -> str:  # the same normalisation as sampling's (TextGenerator.tokenize)
             return " ".join(tokenize(text))
 
+        # the grid's rows: the set's own prompts, else the first distinct captions of the data
+        prompts = (list(getattr(dataset, "grid_prompts", lambda: [])())
+                   or list(dict.fromkeys(c for t in texts for c in t if tokenize(c)))[:condition.grid_classes])
         if condition.text_encoder in ("precomputed", "clip"):
             if condition.text_encoder == "precomputed":
                 known, table = _precomputed(condition.text_embeddings)
-            else:  # one row per distinct caption (as sampling normalises it), embedded by CLIP once, cached
-                clip = {"model": condition.clip_model, "weights": condition.clip_weights}
-                known = list({key(c): c for captions in texts for c in captions}.values())
+            else:  # one row per distinct caption (as sampling normalises it) and grid prompt, embedded by CLIP once,
+                clip = {"model": condition.clip_model, "weights": condition.clip_weights}  # cached
+                known = list({key(c): c for c in [*(c for captions in texts for c in captions), *prompts]}.values())
                 table = _clip_table(known, clip, setup.device)
 
             rows = {key(t): i + 1 for i, t in enumerate(known)}
@@ -190,9 +193,6 @@ class TextGAN(GAN):
                 [c for captions in texts for c in captions])
             paired = caption_tokens(texts, vocabulary, condition.text_length)
             words, length = vocabulary.words, condition.text_length
-        # the grid's rows: the set's own prompts, else the first distinct captions of the data
-        prompts = (list(getattr(dataset, "grid_prompts", lambda: [])())
-                   or list(dict.fromkeys(c for t in texts for c in t if tokenize(c)))[:condition.grid_classes])
         draw = random.Random(setup.seed)  # captions that sampling without a prompt draws from (they follow the data)
         captioned = [t for t in texts if any(tokenize(c) for c in t)]
         pool = [c for c in (draw.choice(captioned[draw.randrange(len(captioned))])
