@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import socket
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -226,6 +227,25 @@ def saved_config_with(saved: dict, overrides: Sequence[str], composed: DictConfi
     return cfg
 
 
+def _check_finite(config: dict) -> None:
+    """A setting that is no finite number (nan, inf) is refused, whatever its key: a weight or penalty of nan would
+    read as off (nan > 0 is false), an EMA half-life of nan would average the generator into NaN. (The keys that
+    say more, optimizer.lr=nan say, are checked with the components.)"""
+    def walk(node: Any, key: str) -> Iterator[tuple[str, Any]]:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                yield from walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(node, (list, tuple)):
+            if any(isinstance(v, float) and not math.isfinite(v) for v in node):
+                yield key, list(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            yield key, node
+
+    for key, value in walk(config, ""):
+        raise GantrainError(f"{key}={value} is not a finite number: give a number (0 turns a weight or penalty "
+                            f"off; `gantrain --cfg job` shows every key's value)")
+
+
 def prepare_run(
     cfg: DictConfig,
     run_dir: Path,
@@ -274,6 +294,8 @@ def prepare_run(
             )
     _absolute_root(cfg)
     loop = build(cfg, run_dir, dist=dist, overrides=None if overrides is None else list(overrides))
+    if state is None:  # (a resumed run keeps the config it was trained with)
+        _check_finite(plain_config(cfg))
     if state is not None:
         loop.load_state_dict(state)
         log.info("continuing at step %d of %d", loop.step, loop.steps)
