@@ -13,7 +13,7 @@ from gantrain.checkpoint import game_meta, open_run_or_checkpoint
 from gantrain.config import register_resolvers
 from gantrain.errors import GantrainError
 from gantrain.overrides import check_overrides, check_roots
-from gantrain.nets.base import Generator
+from gantrain.nets.base import Generator, fixed_noise
 from gantrain.training.run import BeforeStart
 from gantrain.training.run import train as _train
 from gantrain.eval.projection import project  # noqa: F401 (gantrain.project: GAN inversion of images)
@@ -61,7 +61,7 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
                                     state.get("num_classes"))
     weights = state["ema"]["generator"] if ema and "generator" in state["ema"] else state["networks"]["generator"]
     generator.load_state_dict(weights)
-    return _moved(generator, device).eval()
+    return fixed_noise(_moved(generator, device).eval())
 
 
 def load_translator(path: Union[str, Path], device: Union[str, torch.device] = "cpu", ema: bool = True) -> Any:

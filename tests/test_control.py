@@ -5,6 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+import gantrain
+
 from gantrain.commands.sample import Request, generate, parse_args
 from gantrain.errors import GantrainError
 from gantrain.nets.control import parse_layers, style_mix, synthesize
@@ -95,3 +97,14 @@ def test_the_style_mixing_figure_through_the_console_script(tmp_path, tiny_style
     bad = run_command(*command[:-2], "layers=0-40", f"out={tmp_path / 'x.png'}", timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "layers 0..5" in bad.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_loaded_style_based_generator_is_decided_by_its_seed_as_its_export_is(tmp_path, tiny_stylegan2_runs):
+    from gantrain.commands.export import export, load_exported
+
+    g = gantrain.load_generator(tiny_stylegan2_runs["plain"])
+    draw = lambda model: model.sample(4, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    first = draw(g)
+    assert torch.equal(first, draw(g))  # each layer's fixed noise input, not fresh noise every call
+    export(tiny_stylegan2_runs["plain"], "safetensors", tmp_path / "g.safetensors")
+    torch.testing.assert_close(draw(load_exported(tmp_path / "g.safetensors")), first, rtol=0, atol=1e-6)

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from gantrain.errors import GantrainError
+from gantrain.nets.base import fixed_noise
 from gantrain.commands.sample import check_writable, resolve_device
 
 PROG = "gantrain-export"
@@ -156,9 +157,8 @@ def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta
     generator = generator.to(device).eval()
     if fmt == "safetensors":
         return _export_safetensors(generator, out, meta or {}, overwrite)
-    if getattr(generator, "noise_mode", None) == "random":  # a style-based generator: traced with its fixed
-        generator = copy.deepcopy(generator)                  # noise inputs, so that the program is deterministic
-        generator.noise_mode = "const"
+    if any(getattr(m, "noise_mode", None) == "random" for m in generator.modules()):  # a style-based generator
+        generator = fixed_noise(copy.deepcopy(generator))  # traced with its fixed noise inputs: deterministic
     inputs = example_inputs(generator, device=device)
     vocabulary: list[Path] = []
     if hasattr(generator, "tokenize"):  # a text generator: its modules without the vocabulary (not a tensor),
@@ -288,9 +288,8 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
         raise GantrainError(f"{path} does not fit the generator described in {sidecar.name} ({first[:200]})") from None
-    if getattr(generator, "noise_mode", None) == "random":  # a style-based generator: its fixed noise inputs, as
-        generator.noise_mode = "const"                       # the TorchScript and ONNX exports draw with
-    return generator.to(device).eval()
+    return fixed_noise(generator.to(device).eval())  # a style-based generator: its fixed noise inputs, as the
+                                                     # TorchScript and ONNX exports draw with
 
 
 def parse_args(args: Sequence[str]) -> tuple[Path, str, Path, bool, str, bool]:

@@ -76,6 +76,16 @@ class Generator(nn.Module):
         return y
 
 
+def fixed_noise(module: nn.Module) -> nn.Module:
+    """A style-based generator (alone, or inside a text generator) set to draw with each layer's fixed noise input,
+    as a loaded or exported generator does: a seed then decides a sample (training draws fresh noise every
+    call). Other generators are left as they are; returns module."""
+    for m in module.modules():
+        if getattr(m, "noise_mode", None) == "random":
+            m.noise_mode = "const"
+    return module
+
+
 def truncate(z: Tensor, threshold: Optional[float], generator: Optional[torch.Generator] = None) -> Tensor:
     """z with every component beyond +-threshold redrawn until inside (a truncated normal); None: z unchanged."""
     if threshold is None:
