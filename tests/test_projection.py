@@ -105,6 +105,28 @@ def test_the_command_projects_a_folder_and_skips_what_it_cannot_read(tmp_path, t
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # nothing replaced without overwrite
 
 
+@pytest.mark.parametrize("space", ["z", "w", "w_plus"])
+def test_a_projection_drawn_again_from_its_latent_file_is_the_projected_image(tmp_path, tiny_stylegan2_runs, space):
+    from gantrain.commands.sample import main as sample_main
+
+    run = tiny_stylegan2_runs["plain"]
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / "x.png")
+    proc = run_command("gantrain-project", str(run), f"input={tmp_path / 'x.png'}", f"out={tmp_path / 'p'}", "steps=3",
+                       f"space={space}", "perceptual=none")
+    assert proc.returncode == 0, proc.stderr
+    drawn = []
+    for name, extra in (("a", []), ("b", []), ("t", ["truncation=0.01"])):
+        sample_main([str(run), f"latent={tmp_path / 'p' / 'x.npz'}", f"out={tmp_path / name}.npz", "device=cpu", *extra])
+        drawn.append(np.load(tmp_path / f"{name}.npz")["samples"])
+    # the same image every time (each layer's fixed noise, or the projection's own noise maps in w and w_plus),
+    # and the one gantrain-project wrote, pixel for pixel
+    assert np.array_equal(drawn[0], drawn[1])
+    projected = np.asarray(Image.open(tmp_path / "p" / "x.png"))
+    assert np.array_equal(np.round((np.clip(drawn[0][0, 0], -1, 1) + 1) * 127.5).astype(np.uint8), projected)
+    # truncation toward the average image applies in every space (it was dropped in z and w_plus)
+    assert np.abs(drawn[2] - drawn[0]).max() > 0.2
+
+
 def test_outputs_of_two_inputs_that_would_collide_are_refused_before_anything_is_written(tmp_path, capsys):
     from gantrain.commands.project import main
 

@@ -231,6 +231,17 @@ def test_an_edit_of_a_projected_latent_keeps_its_label_and_space(tmp_path):
                               "classes); leave labels out")
     unlabelled = generate(_dcgan(), Request(latent=tmp_path / "p.npz"))
     assert unlabelled.labels is None
+    with pytest.raises(GantrainError) as err:  # a given z is drawn as it is (truncation shapes the drawing of noise)
+        generate(_dcgan(), Request(latent=tmp_path / "p.npz", truncation=0.5))
+    assert str(err.value) == (f"truncation= draws noise nearer the mean; latent={tmp_path / 'p.npz'} is a given z, "
+                              f"drawn as it is: leave truncation out")
+    style = _style()  # a style-based run's latent in z with a direction in w: project again in w
+    w_dirs = _directions(tmp_path / "wdirs.npz", "w", 6)
+    with pytest.raises(GantrainError) as err:
+        generate(style, Request(latent=_latent(tmp_path / "sz.npz", torch.zeros(6), "z"), direction=(w_dirs, 0),
+                                strength=(0.0, 1.0, 2)))
+    assert str(err.value) == (f"direction={w_dirs}:0 is a direction in w; latent={tmp_path / 'sz.npz'} is in z: "
+                              f"project the image again with space=w")
     with pytest.raises(GantrainError) as err:
         generate(g, Request(latent=_latent(tmp_path / "w.npz", torch.zeros(6), "w")))
     assert str(err.value) == f"latent={tmp_path / 'w.npz'} is in w, which this run's generator does not have"

@@ -557,13 +557,16 @@ def _row_latents(request: Request, classes: Optional[int], latent_dim: int, rng:
 
 
 def _start_latents(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
-                   style: bool) -> tuple[Tensor, Optional[Tensor], str]:
-    """The latents an edit starts from (N, D) or (N, num_ws, D) for w_plus, their labels, and their space."""
+                   style: bool) -> tuple[Tensor, Optional[Tensor], str, Optional[list[Tensor]]]:
+    """The latents an edit starts from (N, D) or (N, num_ws, D) for w_plus, their labels, their space, and the noise
+    maps a projection in w or w_plus optimised with them (None: each layer's fixed noise)."""
     if request.latent is not None:
         try:
             with np.load(request.latent, allow_pickle=False) as data:
                 latent, space = torch.from_numpy(np.asarray(data["latent"])).float(), str(data["space"])
                 label = int(data["label"]) if "label" in data.files else -1
+                noises = [torch.from_numpy(np.asarray(data[f"noise_{k}"])).float()
+                          for k in range(sum(f.startswith("noise_") for f in data.files))]
         except Exception as exc:
             raise GantrainError(f"latent={request.latent} is not a gantrain-project .npz ({type(exc).__name__}); "
                                 f"give one of the .npz files gantrain-project wrote") from None
@@ -590,14 +593,19 @@ def _start_latents(generator: torch.nn.Module, request: Request, classes: Option
             raise GantrainError(f"latent={request.latent} was projected with class {label}, outside this run's classes "
                                 f"0..{classes - 1}; give labels=K")
         y = torch.tensor([label]) if classes and label >= 0 else None
-        return latent.unsqueeze(0), y, "w" if space == "w_plus" else space
+        if request.truncation is not None and space == "z" and not style:
+            raise GantrainError(f"truncation= draws noise nearer the mean; latent={request.latent} is a given z, "
+                                f"drawn as it is: leave truncation out")
+        # the noise maps the projection optimised with the latent (w, w_plus): the image it reproduced
+        maps = [n.unsqueeze(0) for n in noises] if space != "z" and noises else None
+        return latent.unsqueeze(0), y, "w" if space == "w_plus" else space, maps
     z, y = _row_latents(request, classes, int(generator.latent_dim), rng)
     if not style:
-        return z, y, "z"
+        return z, y, "z", None
     with torch.no_grad():
         device = next(generator.parameters()).device
         w = generator.mapping(z.to(device), None if y is None else y.to(device)).cpu()
-    return w, y, "w"
+    return w, y, "w", None
 
 
 def _edit(generator: torch.nn.Module, request: Request, classes: Optional[int], rng: torch.Generator,
@@ -606,7 +614,9 @@ def _edit(generator: torch.nn.Module, request: Request, classes: Optional[int], 
     direction, the latents' own images."""
     from gantrain.eval.directions import load_directions
 
-    latents, y, space = _start_latents(generator, request, classes, rng, style)
+    from gantrain.nets.control import synthesize
+
+    latents, y, space, noises = _start_latents(generator, request, classes, rng, style)
     strengths = [0.0]
     step = None
     if request.direction is not None:
@@ -614,6 +624,9 @@ def _edit(generator: torch.nn.Module, request: Request, classes: Optional[int], 
         found = load_directions(file)
         if index >= len(found["directions"]):
             raise GantrainError(f"direction={file}:{index}: the file holds directions 0..{len(found['directions']) - 1}")
+        if found["space"] != space and request.latent is not None and found["directions"].shape[1] == latents.shape[-1]:
+            raise GantrainError(f"direction={file}:{index} is a direction in {found['space']}; latent={request.latent} "
+                                f"is in {space}: project the image again with space={found['space']}")
         if found["space"] != space or found["directions"].shape[1] != latents.shape[-1]:
             raise GantrainError(f"direction={file}:{index} is a direction in {found['space']} of size "
                                 f"{found['directions'].shape[1]}; this run's latents are {space} of size "
@@ -625,13 +638,19 @@ def _edit(generator: torch.nn.Module, request: Request, classes: Optional[int], 
     for s in strengths:
         moved = latents if step is None else latents + s * step
         moved, labels = moved.to(device), None if y is None else y.to(device)
+        psi = 1.0 if request.truncation is None else request.truncation
         with torch.no_grad():
-            if space == "z":
+            if space == "z" and not style:
                 out = generator(moved) if labels is None else generator(moved, labels)
+            elif space == "z":  # a style-based run's projection in z: mapped, and truncated in w
+                out = synthesize(generator, moved, labels, psi)
             else:
-                ws = moved if moved.dim() == 3 else generator.truncate_w(moved, 1.0 if request.truncation is None
-                                                                         else request.truncation)
-                out = generator.synthesis(ws, noise_mode="const")
+                if moved.dim() == 3:  # w_plus: each layer's w toward w_avg
+                    ws = generator.mapping.w_avg.to(moved.dtype).lerp(moved, psi) if psi != 1 else moved
+                else:
+                    ws = generator.truncate_w(moved, psi)
+                out = generator.synthesis(ws, noise_mode="const") if noises is None else \
+                    generator.synthesis(ws, noises=[n.to(device).expand(len(ws), -1, -1, -1) for n in noises])
         columns.append(out.float().cpu())
     samples = torch.stack(columns, dim=1).flatten(0, 1)
     return Batch(samples, latents.flatten(1).repeat_interleave(len(strengths), dim=0),
