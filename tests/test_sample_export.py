@@ -655,3 +655,26 @@ def test_samples_that_are_not_finite_are_refused_and_nothing_is_written(runs, tm
     assert err == (f"gantrain-sample: error: the generator of {damaged} gave samples that are not finite (NaN or Inf), "
                    f"so none were written; a large truncation or strength can cause it (try values nearer 1), else "
                    f"the checkpoint itself is damaged: sample an earlier one\n")
+
+
+def test_more_samples_than_memory_holds_is_one_line_and_writes_nothing(runs, tmp_path, capsys, monkeypatch):
+    import gantrain.training.components as components
+
+    out = tmp_path / "many.png"
+    monkeypatch.setattr(components, "available_memory", lambda device: 2**30)  # 1 GiB free
+    # 10 million 8x8 digits (and their noise), held twice while gathered: about 6 GiB
+    code, _, err = call(gsample.main, [runs["image"], "n=10000000", f"out={out}"], capsys)
+    assert code == 2 and err.count("\n") == 1 and not out.exists()
+    assert err.startswith("gantrain-sample: error: n=10000000 samples of shape (1, 8, 8) need about ")
+    assert "more than the 1.0 GiB free on cpu; ask for fewer" in err
+    # a count the estimate lets through but the drawing cannot hold (another mode, say): one line too
+    monkeypatch.setattr(components, "available_memory", lambda device: 2**62)
+
+    def short_of_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(gsample, "generate", short_of_memory)
+    code, _, err = call(gsample.main, [runs["image"], "n=4", f"out={out}"], capsys)
+    assert code == 2 and err == ("gantrain-sample: error: not enough memory on cpu to draw what was asked (n=4); ask "
+                                 "for fewer samples, or draw them in several commands with other seeds\n")
+    assert not out.exists()

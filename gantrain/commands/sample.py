@@ -782,6 +782,22 @@ def reference_points(state: dict) -> Optional[Tensor]:
         return None
 
 
+def _check_memory(generator: torch.nn.Module, request: Request, device: torch.device) -> None:
+    """Refuse, before drawing, a count whose samples alone (held twice while they are gathered) exceed the memory
+    free on the device."""
+    from gantrain.training.components import available_memory
+
+    shape = tuple(getattr(generator, "out_shape", ()) or (2,))
+    count = int(request.n) * (int(num_classes_of(generator) or 1) if request.per_class else 1) \
+        * max(1, int(request.interpolate or 1))
+    need = 2 * 4 * count * (math.prod(shape) + int(getattr(generator, "latent_dim", 0)))
+    free = available_memory(device if device.type == "cuda" else torch.device("cpu"))
+    if need > free:
+        raise GantrainError(f"n={request.n} samples of shape {shape} need about {need / 2**30:.1f} GiB, more than the "
+                            f"{free / 2**30:.1f} GiB free on {device}; ask for fewer, or draw them in several commands "
+                            f"with other seeds")
+
+
 def sample(path: Union[str, Path], request: Request) -> Path:
     """Load a run's generator, draw what `request` asks and write it; returns the written path."""
     from gantrain.api import load_generator
@@ -796,7 +812,14 @@ def sample(path: Union[str, Path], request: Request) -> Path:
     check_writable(request.out, kind)
     device = resolve_device(request.device)
     generator = load_generator(path, device=device, ema=request.ema)
-    batch = generate(generator, request, device)
+    _check_memory(generator, request, device)
+    try:
+        batch = generate(generator, request, device)
+    except (RuntimeError, MemoryError) as exc:  # what the estimate did not foresee (the other drawing modes)
+        if isinstance(exc, MemoryError) or "allocate" in str(exc) or "out of memory" in str(exc):
+            raise GantrainError(f"not enough memory on {device} to draw what was asked (n={request.n}); ask for fewer "
+                                f"samples, or draw them in several commands with other seeds") from None
+        raise
     if not bool(torch.isfinite(batch.samples).all()):
         raise GantrainError(f"the generator of {path} gave samples that are not finite (NaN or Inf), so none were "
                             f"written; a large truncation or strength can cause it (try values nearer 1), else the "
