@@ -108,3 +108,24 @@ def test_a_loaded_style_based_generator_is_decided_by_its_seed_as_its_export_is(
     assert torch.equal(first, draw(g))  # each layer's fixed noise input, not fresh noise every call
     export(tiny_stylegan2_runs["plain"], "safetensors", tmp_path / "g.safetensors")
     torch.testing.assert_close(draw(load_exported(tmp_path / "g.safetensors")), first, rtol=0, atol=1e-6)
+
+
+def test_an_out_that_is_a_folder_where_a_file_goes_is_one_line_and_nothing_is_written(tmp_path, tiny_stylegan2_runs,
+                                                                                       capsys):
+    from gantrain.commands.directions import main as directions_main
+    from gantrain.commands.export import main as export_main
+
+    run = tiny_stylegan2_runs["plain"]
+    (tmp_path / "dirs.npz").mkdir()
+    (tmp_path / "g.json").mkdir()  # where the safetensors' JSON would go
+    for main, args, line in (
+            (directions_main, ["method=pca", f"out={tmp_path / 'dirs.npz'}", "overwrite=true"],
+             f"gantrain-directions: error: out={tmp_path / 'dirs.npz'} is a folder; give the name of a .npz file"),
+            (export_main, ["format=safetensors", f"out={tmp_path / 'g.safetensors'}", "overwrite=true"],
+             f"gantrain-export: error: {tmp_path / 'g.json'} is a folder, where the export would write a file; "
+             f"choose another out=...")):
+        with pytest.raises(SystemExit) as stop:
+            main([str(run), *args, "device=cpu"])
+        assert stop.value.code == 2 and capsys.readouterr().err == line + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dirs.npz", "g.json"]  # no half-written export
+    assert not any((tmp_path / "dirs.npz").iterdir()) and not any((tmp_path / "g.json").iterdir())

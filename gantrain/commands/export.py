@@ -335,7 +335,11 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
     _writable_parent(out)
-    existing = [f for f in ([out, sidecar_of(out)] if fmt == "safetensors" else [out]) if f.exists()]
+    targets = [out, sidecar_of(out)] if fmt == "safetensors" else [out, vocabulary_of(out)]
+    folders = [f for f in targets if f.is_dir()]
+    if folders:  # (a text run's vocabulary file is checked too: whether one is written is known after loading)
+        raise GantrainError(f"{folders[0]} is a folder, where the export would write a file; choose another out=...")
+    existing = [f for f in targets[:1 if fmt != "safetensors" else 2] if f.exists()]
     if existing and not overwrite:
         raise GantrainError(f"{' and '.join(map(str, existing))} exist{'s' if len(existing) == 1 else ''}; choose another "
                             f"out=..., or overwrite=true to replace {'it' if len(existing) == 1 else 'them'}")

@@ -699,6 +699,8 @@ def _style_mix_figure(generator: torch.nn.Module, request: Request, classes: Opt
 
 def check_new(out: Path, kind: str, overwrite: bool) -> None:
     """Refuse, before any sampling, an out that would replace a file (unless overwrite) or mix into a folder."""
+    if kind != "folder" and out.is_dir():
+        raise GantrainError(f"out={out} is a folder; give the name of a .{kind} file")
     if kind == "folder":
         if out.is_dir() and any(out.iterdir()):
             count = sum(1 for _ in out.iterdir())
