@@ -94,6 +94,11 @@ def test_the_style_mixing_figure_through_the_console_script(tmp_path, tiny_style
     assert Image.open(out).size == (5 * 18 + 2, 4 * 18 + 2)  # (cols + 1) x (rows + 1) tiles of 16 px + padding
     again = run_command(*command[:-1], f"out={tmp_path / 'again.png'}", timeout=300)
     assert again.returncode == 0 and (tmp_path / "again.png").read_bytes() == out.read_bytes()  # the seed decides
+    for out in (tmp_path / "mix.npz", tmp_path / "cells"):  # arrays or a folder of PNGs: the figure is one picture
+        refused = run_command(*command[:-1], f"out={out}", timeout=300)
+        assert refused.returncode == 2 and refused.stderr == ("gantrain-sample: error: style_mix=true draws one figure "
+                                                              "(sources along the top and down the left, their mixes "
+                                                              "inside): give out=NAME.png\n") and not out.exists()
     bad = run_command(*command[:-2], "layers=0-40", f"out={tmp_path / 'x.png'}", timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "layers 0..5" in bad.stderr
     assert not (tmp_path / "x.png").exists()

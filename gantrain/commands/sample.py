@@ -810,6 +810,9 @@ def sample(path: Union[str, Path], request: Request) -> Path:
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
     kind = output_kind(request.out)
+    if request.style_mix and kind != "png":  # the figure's cells mix two latents each, beside a blank corner
+        raise GantrainError(f"style_mix=true draws one figure (sources along the top and down the left, their mixes "
+                            f"inside): give out=NAME.png")
     check_new(request.out, kind, request.overwrite)
     check_writable(request.out, kind)
     device = resolve_device(request.device)
