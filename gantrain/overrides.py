@@ -109,6 +109,30 @@ def check_roots(words: Sequence[str]) -> None:
         if "=" in word and not word.split("=", 1)[0].strip():
             raise GantrainError(f"{word} has no key before '='; write key=value, e.g. trainer.steps=1000")
         if root not in roots:
-            near = difflib.get_close_matches(root, roots, n=2)
-            hint = f"did you mean {' or '.join(near)}? " if near else ""
-            raise GantrainError(f"unknown key {root}; {hint}(`gantrain --help` lists the groups and keys)")
+            owners = groups_with_key(root)  # a group's key given without its group: direction=BtoA
+            near = owners or difflib.get_close_matches(root, roots, n=2)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
+            raise GantrainError(f"unknown key {root}{hint} (`gantrain --help` lists the groups and keys)")
+
+
+def groups_with_key(key: str) -> list[str]:
+    """'group.key (in group=option, ...)' for each config group with an option that has `key` at its top (read
+    from the YAML files; what an unknown top-level key most likely meant)."""
+    import importlib.resources
+
+    import yaml
+
+    found: dict[str, list[str]] = {}
+    try:
+        root = importlib.resources.files("gantrain.configs")
+        for group in sorted((g for g in root.iterdir() if g.is_dir()), key=lambda g: g.name):
+            if group.name in ("experiment", "hparams_search", "hydra") or group.name.startswith("_"):
+                continue
+            for option in sorted((f for f in group.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name):
+                node = yaml.safe_load(option.read_text())
+                if isinstance(node, dict) and key in node:
+                    found.setdefault(group.name, []).append(option.name[:-5])
+    except Exception:  # a hint only: never in the way of the error it adds to
+        return []
+    return [f"{g}.{key} (in {', '.join(f'{g}={o}' for o in options[:3])}{', ...' if len(options) > 3 else ''})"
+            for g, options in found.items()]

@@ -218,6 +218,11 @@ BAD = [
     (["generator=mlp", "discriminator=mlp", "dataset=ring", "generator.hidden=[8,0]"],
      "generator.hidden=[8, 0] must be whole numbers of 1 or more"),
     (["dataset=mnist", "dataset.root=NOROOT", "dataset.download=false"], "MNIST not found in"),
+    (["direction=BtoA"], "unknown key direction; did you mean dataset.direction (in dataset=paired_folder)? "
+                         "(`gantrain --help` lists the groups and keys)"),  # a group's key given without its group
+    (["stpes=3"], "gantrain: error: unknown key stpes (`gantrain --help` lists the groups and keys)"),  # no near key
+    (["dataset.qqq=3"], "gantrain: error: unknown key dataset.qqq (`gantrain --help` lists the groups, "
+                        "`gantrain --cfg job` every key; +dataset.qqq=... adds a new one)"),  # no near key
 ]
 
 

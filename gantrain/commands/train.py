@@ -449,11 +449,13 @@ def _check_command_line(args: list[str]) -> None:
                 node = OmegaConf.select(cfg, parent) if parent else cfg
                 valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment", "hparams_search", "model"]) if isinstance(node, DictConfig) else []
                 if leaf not in valid:
-                    near = difflib.get_close_matches(leaf, valid, n=2)
-                    hint = f"did you mean {' or '.join((parent + '.' if parent else '') + n for n in near)}? " if near else ""
+                    # a key of a group given without it (direction=BtoA for dataset.direction) first, else near names
+                    nested = [f"{g}.{leaf}" for g in cfg if not parent and isinstance(cfg[g], DictConfig) and leaf in cfg[g]]
+                    near = nested or [(parent + "." if parent else "") + n for n in difflib.get_close_matches(leaf, valid, n=2)]
+                    hint = f"; did you mean {' or '.join(near)}?" if near else ""
                     typed = key.split(".", 1)[0] in ("trainer", "optimizer")  # their keys are a fixed schema
                     adds = "" if typed else f"; +{key}=... adds a new one"
-                    raise GantrainError(f"unknown key {key}; {hint}(`gantrain --help` lists the groups, "
+                    raise GantrainError(f"unknown key {key}{hint} (`gantrain --help` lists the groups, "
                                         f"`gantrain --cfg job` every key{adds})")
     missing = missing_plugin(args)
     if missing:
