@@ -811,8 +811,8 @@ def sample(path: Union[str, Path], request: Request) -> Path:
                             f"or one of its checkpoints/*.pt")
     kind = output_kind(request.out)
     if request.style_mix and kind != "png":  # the figure's cells mix two latents each, beside a blank corner
-        raise GantrainError(f"style_mix=true draws one figure (sources along the top and down the left, their mixes "
-                            f"inside): give out=NAME.png")
+        raise GantrainError("style_mix=true draws one figure (sources along the top and down the left, their mixes "
+                            "inside): give out=NAME.png")
     check_new(request.out, kind, request.overwrite)
     check_writable(request.out, kind)
     device = resolve_device(request.device)
