@@ -276,3 +276,24 @@ def test_inception_family_plumbing_with_a_stand_in_extractor():
     assert noise["kid"] > same["kid"]
     assert same["is"] >= 1.0
     assert evaluator.provenance["inception"]["feature_extractor"] == "TinyFeatures"
+
+
+def test_a_missing_torch_fidelity_is_named_in_whole_words(monkeypatch):
+    import importlib.util
+
+    import torchmetrics.image.fid as tm_fid
+
+    from gantrain.data.images import Digits
+    from gantrain.eval.evaluator import Evaluator, MetricUnavailable
+
+    def refuse(*args, **kwargs):  # torchmetrics' own error, as it reads without the package
+        raise ModuleNotFoundError("FrechetInceptionDistance metric requires that `Torch-fidelity` is installed. Either "
+                                  "install as `pip install torchmetrics[image]` or `pip install torch-fidelity`.")
+
+    monkeypatch.setattr(tm_fid, "FrechetInceptionDistance", refuse)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch_fidelity" else real_find_spec(name, *a))
+    with pytest.raises(MetricUnavailable) as info:
+        Evaluator(Digits(image_size=16), ["fid"], num_samples=10)._inception(["fid"], None)
+    assert str(info.value).startswith("fid unavailable (torch-fidelity is not installed); InceptionV3 metrics need "
+                                      "torch-fidelity (pip install 'gantrain[fid]')")

@@ -555,6 +555,11 @@ def test_precomputed_embeddings_train_from_a_captioned_folder_and_sample_only_th
     np.savez(table, texts=np.array(["a dark square"]), embeddings=np.zeros((1, 6), np.float32))
     with pytest.raises(GantrainError, match="'a light square' has no row in condition.text_embeddings"):
         gantrain.train(cfg, tmp_path / "run2")
+    table.write_text("not an archive\n")  # numpy would read it as pickled data, and say so
+    with pytest.raises(GantrainError) as info:
+        gantrain.train(cfg, tmp_path / "run3")
+    assert str(info.value) == (f"condition.text_embeddings={table} is not an .npz file (numpy.savez writes one, with "
+                               f"arrays texts (N,) and embeddings (N, D))")
 
 
 def test_clip_embeds_the_captions_once_and_the_prompts_a_run_never_saw(tmp_path, monkeypatch, caplog):

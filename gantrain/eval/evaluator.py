@@ -382,8 +382,14 @@ class Evaluator:
                 "is": InceptionScore(feature=extractor or "logits_unbiased") if "is" in names else None,
             }
         except Exception as exc:  # ImportError, ModuleNotFoundError, URLError, RuntimeError from the download
-            raise MetricUnavailable(f"{', '.join(names)} unavailable ({type(exc).__name__}: {str(exc).splitlines()[0][:100]}); "
-                                f"{help_line}") from None
+            import importlib.util
+
+            if importlib.util.find_spec("torch_fidelity") is None:  # torchmetrics' own words about it are cut short
+                why = "torch-fidelity is not installed"
+            else:
+                first = (str(exc).splitlines() or [""])[0]
+                why = f"{type(exc).__name__}: {first if len(first) <= 160 else first[:157] + '...'}"
+            raise MetricUnavailable(f"{', '.join(names)} unavailable ({why}); {help_line}") from None
         metrics = {k: m.to(self.device) for k, m in metrics.items() if m is not None}
         data = self.dataset.tensor()
         pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))[: self.num_samples]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import random
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -48,6 +49,9 @@ def _precomputed(path: Optional[str]) -> tuple[list[str], Tensor]:
                             "texts (N,) and embeddings (N, D)")
     import zipfile
 
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # np.load would take it for pickled data
+        raise GantrainError(f"condition.text_embeddings={path} is not an .npz file (numpy.savez writes one, with "
+                            f"arrays texts (N,) and embeddings (N, D))")
     try:
         content = np.load(path, allow_pickle=False)
         if not isinstance(content, np.lib.npyio.NpzFile):
@@ -59,7 +63,7 @@ def _precomputed(path: Optional[str]) -> tuple[list[str], Tensor]:
         texts, table = [str(t) for t in raw_texts], torch.from_numpy(np.asarray(raw_table, np.float32))
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         raise GantrainError(f"condition.text_embeddings={path}: cannot read the arrays texts (N,) and embeddings (N, D) "
-                            f"of an .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
+                            f"of an .npz file ({' '.join(str(exc).split()) or type(exc).__name__})") from None
     if table.dim() != 2 or len(table) != len(texts) or not len(texts):
         raise GantrainError(f"condition.text_embeddings={path}: embeddings must be (N, D) with one row per text "
                             f"({len(texts)}), not {tuple(table.shape)}")
