@@ -52,6 +52,12 @@ def test_defaults_and_every_option_read_into_the_request(tmp_path):
     prompts.write_text("  a one \n\n\ta two\n", encoding="utf-8")
     r = parsed(f"text_file={prompts}")
     assert (r.text, r.text_rows) == (["a one", "a two"], True)
+    assert parsed("n=4", "n=4").n == 4  # the same value twice says nothing new
+    (tmp_path / "punct.txt").write_text("a thick 3\n\n!!!\n", encoding="utf-8")
+    with pytest.raises(GantrainError) as err:
+        parsed(f"text_file={tmp_path / 'punct.txt'}")
+    assert str(err.value) == (f"text_file={tmp_path / 'punct.txt'}, line 3: '!!!' has no word; give a prompt with at "
+                              f"least one word on each line (empty lines are skipped)")
     assert parsed("labels=[1,2]", "n=2").labels == [1, 2]
 
 
@@ -63,6 +69,8 @@ def test_defaults_and_every_option_read_into_the_request(tmp_path):
     ((f"seed={2**63}",), f"seed={2**63} is too large; use a whole number below 2^63"),
     (("out=",), "out= is empty; give out=NAME.png, out=NAME.npz or a folder name"),
     (("per_class=maybe",), "per_class=maybe must be true or false"),
+    (("text=a thick 3", "text=a thin 7"), "text= is given twice ('a thick 3' and 'a thin 7'); give it once"),
+    (("text_file=",), "text_file= is empty; give the path of a text file with one prompt per line"),
     (("text=a", "text_file=f"), "text= and text_file= both give prompts; give one of them"),
     (("text=a", "labels=1"), "text= and text_file= choose what to draw by prompt; leave out labels, per_class, "
                              "interpolate, style_mix, direction and truncation strips"),

@@ -247,7 +247,10 @@ def split_command_line(args: Sequence[str], valid: Sequence[str], prog: str, usa
     for arg in args:
         if "=" in arg:
             key, value = arg.split("=", 1)
-            options[key.strip()] = value.strip().strip("'\"")
+            key, value = key.strip(), value.strip().strip("'\"")
+            if key in options and options[key] != value and key in valid:  # the last one would win unsaid
+                raise GantrainError(f"{key}= is given twice ({options[key]!r} and {value!r}); give it once")
+            options[key] = value
     unknown = [k for k in options if k not in valid]
     flags = [p for p in paths if p.startswith("-")]
     if unknown or flags:
@@ -285,14 +288,24 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
     if "text" in options:
         request.text = [options["text"]]
     if "text_file" in options:
+        if not options["text_file"]:
+            raise GantrainError("text_file= is empty; give the path of a text file with one prompt per line")
+        from gantrain.tokens import tokenize
+
         file = Path(options["text_file"]).expanduser()
         try:
-            lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            numbered = [(k, line.strip()) for k, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1)
+                        if line.strip()]
         except (OSError, UnicodeDecodeError) as exc:
             raise GantrainError(f"text_file={file} cannot be read ({type(exc).__name__}); give a text file with one "
                                 f"prompt per line") from None
-        if not lines:
+        if not numbered:
             raise GantrainError(f"text_file={file} holds no prompt; write one prompt per line")
+        wordless = [(k, line) for k, line in numbered if not tokenize(line)]
+        if wordless:
+            raise GantrainError(f"text_file={file}, line {wordless[0][0]}: {wordless[0][1]!r} has no word; give a "
+                                f"prompt with at least one word on each line (empty lines are skipped)")
+        lines = [line for _, line in numbered]
         request.text, request.text_rows = lines, True
     if "interpolate" in options:
         request.interpolate = _whole("interpolate", options["interpolate"], 2,
