@@ -341,11 +341,12 @@ def stylegan2_settings(cfg: DictConfig) -> StyleGAN2Config:
     for key in ("r1_gamma", "pl_weight"):
         if getattr(s, key) is not None and getattr(s, key) < 0:
             raise GantrainError(f"stylegan2.{key}={getattr(s, key)} must be 0 (off) or more")
-    if not 0 <= s.mixing_prob <= 1 or not 0 <= s.pl_decay <= 1:
-        raise GantrainError(f"stylegan2.mixing_prob and stylegan2.pl_decay must be in [0, 1], not {s.mixing_prob} and {s.pl_decay}")
-    if s.ema_kimg is not None and s.ema_kimg <= 0 or s.ema_rampup is not None and s.ema_rampup <= 0:
-        raise GantrainError(f"stylegan2.ema_kimg={s.ema_kimg} and stylegan2.ema_rampup={s.ema_rampup} must be above 0 "
-                            f"or null")
+    for key in ("mixing_prob", "pl_decay"):
+        if not 0 <= getattr(s, key) <= 1:
+            raise GantrainError(f"stylegan2.{key}={getattr(s, key)} must be in [0, 1]")
+    for key in ("ema_kimg", "ema_rampup"):
+        if getattr(s, key) is not None and not getattr(s, key) > 0:
+            raise GantrainError(f"stylegan2.{key}={getattr(s, key)} must be above 0 or null")
     return s
 
 

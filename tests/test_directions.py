@@ -319,6 +319,11 @@ def test_a_direction_file_whose_arrays_need_unpickling_is_refused_without_runnin
              names=np.array(["pc0"], dtype=object))
     with pytest.raises(GantrainError, match="is not a direction file of gantrain-directions"):
         load_directions(tmp_path / "objects.npz")
+    (tmp_path / "s1.png").write_bytes(b"\x89PNG not directions")  # another kind of file: no advice to write over it
+    with pytest.raises(GantrainError) as other:
+        load_directions(tmp_path / "s1.png")
+    assert str(other.value) == (f"{tmp_path / 's1.png'} is not a direction file of gantrain-directions; make one with "
+                                f"gantrain-directions RUN out=dirs.npz")
     with pytest.raises(GantrainError) as missing:
         load_directions(tmp_path / "3to8.npz")
     assert str(missing.value) == f"{tmp_path / '3to8.npz'} does not exist; make it with gantrain-directions RUN out=3to8.npz"

@@ -626,6 +626,13 @@ def test_export_beside_an_unrelated_json_file(runs, tmp_path, capsys):
         code, _, err = call(gexport.main, [runs["image"], f"format={fmt}", f"out={tmp_path / name}"], capsys)
         assert code == 0, err
     assert (tmp_path / "gen.json").read_text() == "{}"
+    # those files given to load_exported: named for what they are, with what loads them
+    for name, kind, loader in (("gen.pt", "TorchScript", "torch.jit.load(path)"),
+                               ("gen.onnx", "ONNX", "onnxruntime.InferenceSession(path)")):
+        with pytest.raises(GantrainError) as err:
+            gexport.load_exported(tmp_path / name)
+        assert str(err.value) == (f"{tmp_path / name} is a {kind} export; load_exported reads the .safetensors exports "
+                                  f"(load this one with {loader})")
 
 
 def test_slerp_between_a_point_and_itself_or_its_opposite_is_never_nan():

@@ -696,3 +696,19 @@ def test_a_conditional_games_grid_shows_its_fixed_labels_with_the_fixed_noise():
     with torch.no_grad():
         torch.testing.assert_close(grid, G(game.fixed_z, game.fixed_labels, noise_mode="const").float())
         assert not torch.allclose(grid, G(game.fixed_z, (game.fixed_labels + 1) % 3, noise_mode="const").float())
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("stylegan2.mixing_prob=1.5", "stylegan2.mixing_prob=1.5 must be in [0, 1]"),  # pl_decay's default not named
+    ("stylegan2.pl_decay=-0.5", "stylegan2.pl_decay=-0.5 must be in [0, 1]"),
+    ("stylegan2.ema_kimg=-1", "stylegan2.ema_kimg=-1.0 must be above 0 or null"),  # nor ema_rampup's
+    ("stylegan2.ema_rampup=0", "stylegan2.ema_rampup=0.0 must be above 0 or null"),
+])
+def test_a_bad_stylegan2_setting_is_named_alone(setting, message):
+    import gantrain
+    from gantrain.config import stylegan2_settings
+    from gantrain.errors import GantrainError
+
+    with pytest.raises(GantrainError) as err:
+        stylegan2_settings(gantrain.compose(["experiment=stylegan2_mnist", setting]))
+    assert str(err.value) == message

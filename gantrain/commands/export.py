@@ -246,6 +246,10 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     sidecar = sidecar_of(path)
+    other = {".pt": "TorchScript: torch.jit.load(path)", ".onnx": "ONNX: onnxruntime.InferenceSession(path)"}
+    if path.suffix in other and path.is_file():
+        raise GantrainError(f"{path} is a {other[path.suffix].split(':')[0]} export; load_exported reads the "
+                            f".safetensors exports (load this one with {other[path.suffix].split(': ')[1]})")
     if not path.is_file():
         what = ("is a folder" if path.is_dir() else "does not exist")
         hint = " (a run folder loads with gantrain.load_generator)" if (path / "checkpoints").is_dir() else ""

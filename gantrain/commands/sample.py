@@ -485,10 +485,12 @@ def generate(generator: torch.nn.Module, request: Request, device: Optional[torc
                             "takes no caption: leave text out (or use labels= on a class-conditional run)")
     if text_run:
         return _text_batch(generator, request, device)
-    if (request.strip or request.style_mix) and not style:
-        what = "a truncation strip" if request.strip else "style mixing"
-        raise GantrainError(f"{what} needs a style-based run (generator=stylegan2): this run's generator has no W "
-                            f"space or layers of styles; use truncation=PSI (in z) instead")
+    if request.strip and not style:
+        raise GantrainError("a truncation strip needs a style-based run (generator=stylegan2): this run's generator has "
+                            "no W space; use truncation=PSI (in z) instead")
+    if request.style_mix and not style:
+        raise GantrainError("style mixing needs a style-based run (generator=stylegan2): this run's generator has no "
+                            "layers of styles to mix")
     if request.truncation == 0 and not style:
         _truncation("0")  # the one-line refusal: in z, truncation must be > 0
     classes = num_classes_of(generator)
@@ -580,8 +582,8 @@ def _start_latents(generator: torch.nn.Module, request: Request, classes: Option
                 label = int(data["label"]) if "label" in data.files else -1
                 noises = [torch.from_numpy(np.asarray(data[f"noise_{k}"])).float()
                           for k in range(sum(f.startswith("noise_") for f in data.files))]
-        except Exception as exc:
-            raise GantrainError(f"latent={request.latent} is not a gantrain-project .npz ({type(exc).__name__}); "
+        except Exception:
+            raise GantrainError(f"latent={request.latent} is not a gantrain-project .npz; "
                                 f"give one of the .npz files gantrain-project wrote") from None
         if space != "z" and not style:
             raise GantrainError(f"latent={request.latent} is in {space}, which this run's generator does not have")

@@ -137,9 +137,10 @@ def load_directions(path: Union[str, Path]) -> dict:
         out = {"directions": torch.from_numpy(found["directions"]).float(), "std": torch.from_numpy(found["std"]).float(),
                "mean": torch.from_numpy(found["mean"]).float(), "space": str(found["space"]),
                "method": str(found["method"]), "names": [str(s) for s in found["names"]]}
-    except Exception as exc:
-        raise GantrainError(f"{path} is not a direction file of gantrain-directions ({type(exc).__name__}); make one "
-                            f"with gantrain-directions RUN out={Path(path).name}") from None
+    except Exception:
+        name = Path(path).name if Path(path).suffix == ".npz" else "dirs.npz"  # (it writes .npz files only)
+        raise GantrainError(f"{path} is not a direction file of gantrain-directions; make one with gantrain-directions "
+                            f"RUN out={name}") from None
     if out["directions"].dim() != 2 or len(out["std"]) != len(out["directions"]):
         raise GantrainError(f"{path} is not a direction file of gantrain-directions (its arrays do not fit)")
     return out
