@@ -334,3 +334,37 @@ def test_a_direction_file_of_more_than_256_directions_loads(tmp_path):
     save_directions(tmp_path / "many.npz", d, torch.ones(300), torch.zeros(4), "z", "pca", [f"pc{k}" for k in range(300)])
     back = load_directions(tmp_path / "many.npz")  # the counts compared as numbers, not as (small int) objects
     assert torch.equal(back["directions"], d) and len(back["std"]) == 300 and back["names"][-1] == "pc299"
+
+
+def test_a_labelled_folder_run_has_no_label_directions_and_its_training_images_are_not_the_commands_concern(
+        tmp_path, capsys):
+    import numpy as np
+
+    from gantrain.commands.directions import main as directions_main
+    from gantrain.commands.project import main as project_main
+
+    for c in ("cat", "dog"):
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), 60 * i, np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+    (tmp_path / "data" / "cat" / "broken.png").write_bytes(b"not a png")  # skipped in training, with a warning
+    run = gantrain.train(gantrain.compose(["dataset=image_folder", f"dataset.root={tmp_path / 'data'}",
+                                           "dataset.image_size=8", "dataset.channels=1", "conditional=true",
+                                           "generator.base_channels=4", "discriminator.base_channels=4",
+                                           "trainer.batch_size=4", "trainer.steps=1", "trainer.device=cpu",
+                                           "trainer.num_workers=0", "trainer.eval_every=0"]), tmp_path / "run")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        directions_main([str(run), "method=labels", f"out={tmp_path / 'd.npz'}", "device=cpu"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err == (
+        "gantrain-directions: error: method=labels reads the samples with a domain classifier, which gantrain trains "
+        "for mnist, fashion_mnist and digits runs; this run's image_folder has none: use method=pca\n")
+    Image.fromarray(np.full((8, 8), 90, np.uint8)).save(tmp_path / "mine.png")
+    with pytest.raises(SystemExit) as stop:
+        project_main([str(run), f"input={tmp_path / 'mine.png'}", f"out={tmp_path / 'p'}", "steps=1", "labels=0",
+                      "device=cpu"])
+    assert stop.value.code == 0
+    said = capsys.readouterr()
+    assert "broken.png" not in said.out + said.err and "unreadable" not in said.out + said.err
+    assert (tmp_path / "p" / "mine.npz").is_file()

@@ -68,12 +68,13 @@ def directions(path: Path, options: dict) -> tuple[Path, list[str], str]:
         names = [f"pc{i}" for i in range(len(found))]
     else:
         from gantrain.eval.classifier import load_classifier
-        from gantrain.training.components import build_dataset
+        from gantrain.training.components import build_dataset_quietly
 
-        dataset = build_dataset(OmegaConf.create(with_added_keys(open_run_or_checkpoint(path)[1]["config"])["dataset"]))
-        if not getattr(dataset, "num_classes", None) or getattr(dataset, "kind", "image") != "image":
-            raise GantrainError(f"method=labels needs a labelled image dataset for its domain classifier; "
-                                f"{dataset.name} has none: use method=pca")
+        dataset = build_dataset_quietly(OmegaConf.create(with_added_keys(open_run_or_checkpoint(path)[1]["config"])["dataset"]))
+        if not getattr(dataset, "num_classes", None) or getattr(dataset, "kind", "image") != "image" \
+                or not hasattr(dataset, "split"):  # a labelled folder has classes, but no domain classifier
+            raise GantrainError(f"method=labels reads the samples with a domain classifier, which gantrain trains for "
+                                f"mnist, fashion_mnist and digits runs; this run's {dataset.name} has none: use method=pca")
         classes = None
         if "classes" in options:
             try:

@@ -129,10 +129,10 @@ def _classifier(state: dict, device: torch.device) -> Optional[Any]:
 
     from gantrain.config import with_added_keys
     from gantrain.eval.classifier import load_classifier
-    from gantrain.training.components import build_dataset
+    from gantrain.training.components import build_dataset_quietly
 
     try:
-        dataset = build_dataset(OmegaConf.create(with_added_keys(state["config"])["dataset"]))
+        dataset = build_dataset_quietly(OmegaConf.create(with_added_keys(state["config"])["dataset"]))
         model, _ = load_classifier(dataset, train_if_missing=False, device=str(device))
     except Exception:  # no classifier for this run's data: the distance is the pixel error alone
         return None

@@ -160,6 +160,18 @@ def plain_config(cfg: DictConfig) -> dict:
         raise unresolved(exc) from None
 
 
+def build_dataset_quietly(node: Any) -> Dataset:
+    """build_dataset for a command that only reads what the run's data is (its domain classifier): what the build
+    warns of (unreadable training images skipped) concerns training, not the command's own inputs."""
+    logger = logging.getLogger("gantrain")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        return build_dataset(node)
+    finally:
+        logger.setLevel(level)
+
+
 def build_dataset(node: Any, seed: Optional[int] = None) -> Dataset:
     """The dataset of a `dataset` config node; with seed, the training subset dataset.subset asks for (if any).
 
