@@ -408,7 +408,13 @@ def test_gantrain_eval_scores_a_text_run_with_the_prompts_asked_for(tmp_path, da
     assert len(per_class) == 10 and all(abs(v * 20 - round(v * 20)) < 1e-9 for v in per_class)  # 2 x 10 samples
     assert report["metrics"]["text_class_agreement"] == pytest.approx(sum(per_class) / 10)
     assert {"text_thickness_spearman", "text_slant_spearman", "text_size_spearman"} <= set(report["metrics"])
-    assert "text_class_agreement" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "text_class_agreement" in out
+    for attribute in ("thickness", "slant", "size"):  # a correlation without a value says why, one with a value not
+        value = report["metrics"][f"text_{attribute}_spearman"]
+        said = f"text_{attribute}_spearman nan: the measured {attribute} of the samples did not change with the " \
+               f"{attribute} words within any class"
+        assert (said in out) == (value == "nan" or (isinstance(value, float) and math.isnan(value))), (attribute, value)
 
 
 def test_the_text_floor_classifies_the_test_digits_at_the_runs_size(data_root):

@@ -129,6 +129,11 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
     for name, value in results.items():
         floor = evaluator.floor.get(name)
         print(f"{name:{width}s} {value:12.4f} {floor if floor is None else format(floor, '14.4f'):>14}")
+    for name, value in results.items():  # a correlation with no variation to rank: say why it has no value
+        if name.startswith("text_") and name.endswith("_spearman") and not math.isfinite(value):
+            attribute = name[len("text_"):-len("_spearman")]
+            print(f"{name} nan: the measured {attribute} of the samples did not change with the {attribute} words "
+                  f"within any class (a rank correlation is undefined there): the generator ignores those words")
     if translation:
         report["translation"] = {"kind": translation["kind"], "direction": evaluator.direction, **evaluator.details}
         for name, value in evaluator.details.items():
