@@ -263,6 +263,11 @@ def test_written_pictures_arrays_and_folders(tmp_path):
     gs.write(gs.Batch(samples=samples, z=batch.z, labels=None, nrow=2), tmp_path / "b.npz")
     with np.load(tmp_path / "b.npz") as arrays:
         assert sorted(arrays) == ["samples", "z"]
+    prompted = gs.Batch(samples=samples, z=batch.z, labels=None, nrow=2, texts=["a thick 3", "ein dünner Strich"])
+    gs.write(prompted, tmp_path / "t.npz")
+    with np.load(tmp_path / "t.npz", allow_pickle=False) as arrays:  # read back without unpickling
+        assert sorted(arrays) == ["prompts", "samples", "z"]
+        assert arrays["prompts"].tolist() == ["a thick 3", "ein dünner Strich"]
     gs.write(batch, tmp_path / "g.png")
     with Image.open(tmp_path / "g.png") as picture:
         assert picture.size == (2 + 2 * (4 + 2), 2 + 4 + 2)  # two columns, one row, padding 2

@@ -370,6 +370,7 @@ def test_a_text_run_draws_rows_of_prompts_or_n_samples_of_one():
     given = generate(g, Request(seed=13, n=3, n_given=True, text=["blue", "red"], text_rows=True, truncation=0.8))
     z = truncated_normal((3, g.latent_dim), 0.8, _rng(13))
     assert given.nrow == 3 and torch.equal(given.z, z.repeat(2, 1))
+    assert given.texts == ["blue"] * 3 + ["red"] * 3  # each sample's prompt, written into an .npz
     one = generate(g, Request(seed=13, n=5, n_given=True, text=["big blue"]))
     z = torch.randn(5, g.latent_dim, generator=_rng(13))
     assert one.nrow == 5 and torch.equal(one.z, z)  # one row of 5

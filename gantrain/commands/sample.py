@@ -8,7 +8,7 @@ Options (key=value):
   out=samples.png   where to write:
                       *.png   one picture: a grid of images (2D points: a scatter plot over the data)
                       *.npz   an array file: `samples` (float32, data space), `z` (the latent points),
-                              `labels` (conditional runs)
+                              `labels` (conditional runs), `prompts` (text runs: each sample's)
                       other   a folder (made if missing) receiving one PNG per image, 000000.png, ...
                               (for external FID tools such as torch-fidelity or clean-fid)
   labels=3 | labels=[3,3,5]
@@ -431,12 +431,14 @@ def slerp(a: Tensor, b: Tensor, steps: int) -> Tensor:
 
 @dataclass
 class Batch:
-    """Samples (data space, CPU), their latent points, labels (None: unconditional) and the grid's row width."""
+    """Samples (data space, CPU), their latent points, labels (None: unconditional) and the grid's row width;
+    texts: the prompt of each sample (a text run's)."""
 
     samples: Tensor
     z: Tensor
     labels: Optional[Tensor]
     nrow: int
+    texts: Optional[list[str]] = None
 
 
 def num_classes_of(generator: torch.nn.Module) -> Optional[int]:
@@ -557,7 +559,7 @@ def _text_batch(generator: torch.nn.Module, request: Request, device: Optional[t
     tokens = generator.tokenize(texts)
     outputs = [generator(z[i:i + CHUNK].to(device), tokens[i:i + CHUNK].to(device)).float().cpu()
                for i in range(0, len(z), CHUNK)]
-    return Batch(torch.cat(outputs), z, None, columns if rows else grid_columns(columns))
+    return Batch(torch.cat(outputs), z, None, columns if rows else grid_columns(columns), texts)
 
 
 def _row_latents(request: Request, classes: Optional[int], latent_dim: int, rng: torch.Generator) -> tuple[Tensor, Optional[Tensor]]:
@@ -752,6 +754,8 @@ def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Option
             arrays: dict[str, Any] = {"samples": batch.samples.numpy().astype(np.float32), "z": batch.z.numpy()}
             if batch.labels is not None:
                 arrays["labels"] = batch.labels.numpy().astype(np.int64)
+            if batch.texts is not None:  # unicode strings: np.load reads them without pickling
+                arrays["prompts"] = np.array(batch.texts, dtype=str)
             buffer = io.BytesIO()
             np.savez(buffer, **arrays)
             write_bytes(out, buffer.getvalue(), overwrite)
