@@ -162,6 +162,11 @@ def test_directions_and_edits_through_the_console_scripts(tmp_path, tiny_stylega
     made = run_command("gantrain-directions", str(run), "method=pca", "k=3", "n=500", f"out={dirs}", timeout=300)
     assert made.returncode == 0, made.stderr
     assert "3 direction(s) in w" in made.stdout and load_directions(dirs)["directions"].shape == (3, 8)
+    assert made.stderr == ""  # k within w's size: nothing to say
+    capped = run_command("gantrain-directions", str(run), "method=pca", "k=100", "n=500", f"out={tmp_path / 'all.npz'}",
+                         timeout=300)
+    assert capped.returncode == 0 and load_directions(tmp_path / "all.npz")["directions"].shape == (8, 8)
+    assert capped.stderr == "k=100: w has 8 principal directions here (its size 8, 500 samples); all 8 are written\n"
     again = run_command("gantrain-directions", str(run), f"out={dirs}", timeout=300)
     assert again.returncode == 2 and "overwrite=true" in again.stderr  # the file is not replaced
     edit = tmp_path / "edit.png"

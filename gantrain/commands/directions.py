@@ -66,6 +66,9 @@ def directions(path: Path, options: dict) -> tuple[Path, list[str], str]:
         latents, _, space = sample_latents(generator, n, seed, device)
         found, std, mean = pca_directions(latents, k)
         names = [f"pc{i}" for i in range(len(found))]
+        if len(found) < k:  # a space of fewer dimensions (or samples) than asked for
+            print(f"k={k}: {space} has {len(found)} principal directions here (its size {latents.shape[1]}, "
+                  f"{len(latents)} samples); all {len(found)} are written", file=sys.stderr)
     else:
         from gantrain.eval.classifier import load_classifier
         from gantrain.training.components import build_dataset_quietly
