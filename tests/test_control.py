@@ -134,3 +134,22 @@ def test_an_out_that_is_a_folder_where_a_file_goes_is_one_line_and_nothing_is_wr
         assert stop.value.code == 2 and capsys.readouterr().err == line + "\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dirs.npz", "g.json"]  # no half-written export
     assert not any((tmp_path / "dirs.npz").iterdir()) and not any((tmp_path / "g.json").iterdir())
+
+
+def test_gantrain_eval_draws_a_style_based_run_with_fresh_noise_as_training_evaluates(tiny_stylegan2_runs, monkeypatch,
+                                                                                       capsys):
+    import gantrain.eval.evaluator as evaluator
+    from gantrain.commands.evaluate import eval_main
+
+    modes = []
+
+    def record(self, generator):  # what the metrics would draw from: stop there
+        modes.extend(m.noise_mode for m in generator.modules() if hasattr(m, "noise_mode"))
+        raise GantrainError("recorded")
+
+    monkeypatch.setattr(evaluator.Evaluator, "prepare", lambda self: None)
+    monkeypatch.setattr(evaluator.Evaluator, "__call__", record)
+    with pytest.raises(SystemExit):
+        eval_main([str(tiny_stylegan2_runs["plain"]), "metrics=[fid]", "num_samples=10", "device=cpu"])
+    assert "recorded" in capsys.readouterr().err
+    assert modes and set(modes) == {"random"}  # (gantrain-sample and load_generator: each layer's fixed noise)

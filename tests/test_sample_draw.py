@@ -421,3 +421,19 @@ def test_the_noise_goes_to_the_generators_device_unless_a_device_is_given(text):
     on_cpu = _Where("cpu", text)
     generate(on_cpu, Request(n=2, n_given=True, seed=0), device=torch.device("meta"))
     assert set(on_cpu.seen) == {("meta", "meta" if text else None)}  # the device asked for
+
+
+def test_a_projected_latent_with_noise_maps_of_another_generator_is_one_line(tmp_path):
+    g = _style()  # 8 px
+    maps = {f"noise_{k}": np.zeros((1, 16, 16), np.float32) for k in range(len(g.synthesis.convs))}  # a 16 px run's
+    np.savez(tmp_path / "other.npz", latent=np.zeros(6, np.float32), space=np.array("w"), **maps)
+    with pytest.raises(GantrainError) as err:
+        generate(g, Request(latent=tmp_path / "other.npz"))
+    assert str(err.value) == (f"latent={tmp_path / 'other.npz'} holds the noise maps of another generator (of other "
+                              f"sizes than this run's 8 px layers): project the image again with this run")
+    own = {f"noise_{k}": np.zeros((1, conv.resolution, conv.resolution), np.float32)
+           for k, conv in enumerate(g.synthesis.convs)}
+    np.savez(tmp_path / "own.npz", latent=np.zeros(6, np.float32), space=np.array("w"), **own)
+    drawn = generate(g, Request(latent=tmp_path / "own.npz"))  # zero noise maps: the synthesis without noise
+    with torch.no_grad():
+        torch.testing.assert_close(drawn.samples, g.synthesis(g.truncate_w(torch.zeros(1, 6)), noise_mode="none"))

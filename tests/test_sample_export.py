@@ -673,7 +673,7 @@ def test_more_samples_than_memory_holds_is_one_line_and_writes_nothing(runs, tmp
     code, _, err = call(gsample.main, [runs["image"], "n=10000000", f"out={out}"], capsys)
     assert code == 2 and err.count("\n") == 1 and not out.exists()
     assert err.startswith("gantrain-sample: error: n=10000000 samples of shape (1, 8, 8) need about ")
-    assert "more than the 1.0 GiB free on cpu; ask for fewer" in err
+    assert "more than the 1.0 GiB of memory free; ask for fewer" in err
     # a count the estimate lets through but the drawing cannot hold (another mode, say): one line too
     monkeypatch.setattr(components, "available_memory", lambda device: 2**62)
 
@@ -685,3 +685,13 @@ def test_more_samples_than_memory_holds_is_one_line_and_writes_nothing(runs, tmp
     assert code == 2 and err == ("gantrain-sample: error: not enough memory on cpu to draw what was asked (n=4); ask "
                                  "for fewer samples, or draw them in several commands with other seeds\n")
     assert not out.exists()
+
+
+def test_a_picture_too_large_to_write_is_one_line(runs, tmp_path, capsys, monkeypatch):
+    def short_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(gsample, "write", short_of_memory)
+    code, _, err = call(gsample.main, [runs["image"], "n=4", f"out={tmp_path / 'big.png'}"], capsys)
+    assert code == 2 and err == (f"gantrain-sample: error: not enough memory to write 4 samples to "
+                                 f"{tmp_path / 'big.png'}; ask for fewer samples\n")

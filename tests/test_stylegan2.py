@@ -703,6 +703,7 @@ def test_a_conditional_games_grid_shows_its_fixed_labels_with_the_fixed_noise():
     ("stylegan2.pl_decay=-0.5", "stylegan2.pl_decay=-0.5 must be in [0, 1]"),
     ("stylegan2.ema_kimg=-1", "stylegan2.ema_kimg=-1.0 must be above 0 or null"),  # nor ema_rampup's
     ("stylegan2.ema_rampup=0", "stylegan2.ema_rampup=0.0 must be above 0 or null"),
+    ("stylegan2.ema_kimg=nan", "stylegan2.ema_kimg=nan must be above 0 or null"),  # it trained a NaN EMA generator
 ])
 def test_a_bad_stylegan2_setting_is_named_alone(setting, message):
     import gantrain

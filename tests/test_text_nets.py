@@ -294,13 +294,24 @@ def test_a_clip_run_embeds_new_prompts_once_in_order(monkeypatch):
     tokens = g.tokenize(["a green one", "the blue", "A pink one", "a green one"])
     assert tokens.tolist() == [[3], [2], [4], [3]]
     assert calls == [(["a green one", "a pink one"], "ViT-B-32", "laion2b_s34b_b79k")]
-    assert g.words == ["A red one", "the blue", "a green one", "a pink one"]
+    # the run's own words and table stay as saved; the new prompts are rows of their own after them
+    assert g.words == ["A red one", "the blue"] and g.extra_words == ["a green one", "a pink one"]
     with torch.no_grad():
         got = g.encoder(tokens)
     torch.testing.assert_close(got, torch.stack([new_rows["a green one"], table[1], new_rows["a pink one"],
                                                  new_rows["a green one"]]))
     assert g.tokenize(["a pink one"]).tolist() == [[4]] and len(calls) == 1  # embedded once
-    assert g.encoder.table.shape == (5, 8)
+    assert g.encoder.table.shape == (3, 8) and g.encoder.extra.shape == (2, 8)
+    # a TorchScript or ONNX export traced now holds those rows: its vocabulary names them, at their token ids
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from gantrain.commands.export import _write_vocabulary
+
+    with tempfile.TemporaryDirectory() as folder:
+        words = json.loads(_write_vocabulary(g, Path(folder) / "g.pt", False).read_text())["words"]
+    assert words == ["A red one", "the blue", "a green one", "a pink one"]  # token id = position + 1
 
 
 def test_sampling_keeps_no_graph_and_wants_one_prompt_per_sample():

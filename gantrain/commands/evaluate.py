@@ -11,6 +11,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf
 
 from gantrain.errors import GantrainError
+from gantrain.nets.base import fixed_noise
 
 # ---- gantrain-eval ---------------------------------------------------------------------------------
 
@@ -89,7 +90,8 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
             text = game_meta(state).get("text")
             evaluator = Evaluator(dataset, metrics, numbers.get("num_samples"), device, numbers.get("seed", 0),
                                   conditional=bool(state["config"].get("conditional", False)) and not text)
-            network = load_generator(checkpoint, device=device, ema=use_ema)
+            # fresh noise inputs, as the evaluations during training draw (StyleGAN2's metrics do the same)
+            network = fixed_noise(load_generator(checkpoint, device=device, ema=use_ema), fixed=False)
         scored_text = not translation and text and getattr(dataset, "scheme", None) is not None
         if "text_prompts" in numbers and not scored_text:
             raise GantrainError("text_prompts= sets the text scores of a text run on mnist_captions or fashion_captions; "

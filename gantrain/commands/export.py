@@ -177,7 +177,8 @@ def export_generator(generator: nn.Module, fmt: str, out: Union[str, Path], meta
 
 def _write_vocabulary(generator: nn.Module, out: Path, overwrite: bool) -> Path:
     """OUT.vocab.json beside a traced text generator: its words (token id = position), caption length and tokeniser."""
-    info = {"format": "gantrain-vocabulary", "words": list(generator.words), "length": int(generator.length),
+    words = list(generator.words) + list(getattr(generator, "extra_words", []))  # (rows a CLIP run embedded since)
+    info = {"format": "gantrain-vocabulary", "words": words, "length": int(generator.length),
             "precomputed": bool(generator.precomputed),
             "tokenizer": "lower-case the caption, split it into runs of letters and digits (regex \\w+), map each "
                          "word to its position in words (1 when absent: unknown), cut at length, pad with 0"

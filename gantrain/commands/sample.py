@@ -615,6 +615,12 @@ def _start_latents(generator: torch.nn.Module, request: Request, classes: Option
                                 f"drawn as it is: leave truncation out")
         # the noise maps the projection optimised with the latent (w, w_plus): the image it reproduced
         maps = [n.unsqueeze(0) for n in noises] if space != "z" and noises else None
+        if maps is not None:
+            wanted = [(1, 1, conv.resolution, conv.resolution) for conv in generator.synthesis.convs]
+            if [tuple(m.shape) for m in maps] != wanted:
+                raise GantrainError(f"latent={request.latent} holds the noise maps of another generator (of other "
+                                    f"sizes than this run's {wanted[-1][-1]} px layers): project the image again with "
+                                    f"this run")
         return latent.unsqueeze(0), y, "w" if space == "w_plus" else space, maps
     z, y = _row_latents(request, classes, int(generator.latent_dim), rng)
     if not style:
@@ -805,17 +811,17 @@ def reference_points(state: dict) -> Optional[Tensor]:
 
 def _check_memory(generator: torch.nn.Module, request: Request, device: torch.device) -> None:
     """Refuse, before drawing, a count whose samples alone (held twice while they are gathered) exceed the memory
-    free on the device."""
+    free where they are gathered: the machine's own (every drawing path moves each chunk to the CPU)."""
     from gantrain.training.components import available_memory
 
     shape = tuple(getattr(generator, "out_shape", ()) or (2,))
     count = int(request.n) * (int(num_classes_of(generator) or 1) if request.per_class else 1) \
         * max(1, int(request.interpolate or 1))
     need = 2 * 4 * count * (math.prod(shape) + int(getattr(generator, "latent_dim", 0)))
-    free = available_memory(device if device.type == "cuda" else torch.device("cpu"))
+    free = available_memory(torch.device("cpu"))
     if need > free:
         raise GantrainError(f"n={request.n} samples of shape {shape} need about {need / 2**30:.1f} GiB, more than the "
-                            f"{free / 2**30:.1f} GiB free on {device}; ask for fewer, or draw them in several commands "
+                            f"{free / 2**30:.1f} GiB of memory free; ask for fewer, or draw them in several commands "
                             f"with other seeds")
 
 
@@ -851,7 +857,11 @@ def sample(path: Union[str, Path], request: Request) -> Path:
     reference = None
     if batch.samples.dim() == 2 and kind == "png":  # 2D runs: small checkpoints, a cheap second read
         reference = reference_points(open_run_or_checkpoint(path)[1])
-    return write(batch, request.out, kind, reference, request.overwrite)
+    try:
+        return write(batch, request.out, kind, reference, request.overwrite)
+    except MemoryError:  # the picture or array file of what was drawn (written atomically: nothing half-written)
+        raise GantrainError(f"not enough memory to write {len(batch.samples)} samples to {request.out}; ask for fewer "
+                            f"samples") from None
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -4,7 +4,9 @@ line and exit code 130 rather than a traceback. Imports nothing heavy itself."""
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 #: script -> (module, function) that runs it
@@ -21,6 +23,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _interrupted_while_starting(signum: int, frame: Any) -> None:
+    print(f"{Path(sys.argv[0]).name}: interrupted while starting; nothing was done", file=sys.stderr)
+    raise SystemExit(130)
+
+
+if Path(sys.argv[0]).name in COMMANDS:  # run as a console script: from this import on (before start() is called,
+    signal.signal(signal.SIGINT, _interrupted_while_starting)  # while the script's own lines run), not in a library
+
+
 def start(script: str) -> Any:
     module, function = COMMANDS[script]
     try:
@@ -28,6 +39,8 @@ def start(script: str) -> Any:
     except KeyboardInterrupt:
         print(f"{script}: interrupted while starting; nothing was done", file=sys.stderr)
         sys.exit(130)
+    if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:  # the command answers Ctrl-C from here on
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return main()
     except KeyboardInterrupt:  # one the command did not answer itself (its own imports and checks, say)

@@ -76,13 +76,13 @@ class Generator(nn.Module):
         return y
 
 
-def fixed_noise(module: nn.Module) -> nn.Module:
+def fixed_noise(module: nn.Module, fixed: bool = True) -> nn.Module:
     """A style-based generator (alone, or inside a text generator) set to draw with each layer's fixed noise input,
-    as a loaded or exported generator does: a seed then decides a sample (training draws fresh noise every
-    call). Other generators are left as they are; returns module."""
+    as a loaded or exported generator does: a seed then decides a sample; fixed=False: fresh noise every call, as
+    in training and in the metrics (StyleGAN2's protocol). Other generators are left as they are; returns module."""
     for m in module.modules():
-        if getattr(m, "noise_mode", None) == "random":
-            m.noise_mode = "const"
+        if getattr(m, "noise_mode", None) in ("random", "const"):
+            m.noise_mode = "const" if fixed else "random"
     return module
 
 

@@ -227,21 +227,33 @@ def saved_config_with(saved: dict, overrides: Sequence[str], composed: DictConfi
     return cfg
 
 
-def _check_finite(config: dict) -> None:
+#: groups whose settings the components check with messages of their own (optimizer.lr=nan: "must be a positive
+#: number (e.g. 2e-4)"): the first check of every setting leaves them to those
+_CHECKED_BY_COMPONENTS = ("optimizer", "loss", "trainer", "stylegan2", "condition", "augment")
+
+
+def _non_finite(node: Any) -> bool:
+    if isinstance(node, float):
+        return not math.isfinite(node)
+    if isinstance(node, dict):
+        return any(_non_finite(v) for v in node.values())
+    if isinstance(node, (list, tuple)):
+        return any(_non_finite(v) for v in node)
+    return False
+
+
+def _check_finite(config: dict, skip: Sequence[str] = ()) -> None:
     """A setting that is no finite number (nan, inf) is refused, whatever its key: a weight or penalty of nan would
-    read as off (nan > 0 is false), an EMA half-life of nan would average the generator into NaN. (The keys that
-    say more, optimizer.lr=nan say, are checked with the components.)"""
+    read as off (nan > 0 is false), an EMA half-life of nan would average the generator into NaN. skip: top-level
+    groups left out."""
     def walk(node: Any, key: str) -> Iterator[tuple[str, Any]]:
         if isinstance(node, dict):
             for k, v in node.items():
                 yield from walk(v, f"{key}.{k}" if key else str(k))
-        elif isinstance(node, (list, tuple)):
-            if any(isinstance(v, float) and not math.isfinite(v) for v in node):
-                yield key, list(node)
-        elif isinstance(node, float) and not math.isfinite(node):
+        elif _non_finite(node):  # a number, or a list holding one (at any depth)
             yield key, node
 
-    for key, value in walk(config, ""):
+    for key, value in walk({k: v for k, v in config.items() if k not in skip}, ""):
         raise GantrainError(f"{key}={value} is not a finite number: give a number (0 turns a weight or penalty "
                             f"off; `gantrain --cfg job` shows every key's value)")
 
@@ -293,8 +305,10 @@ def prepare_run(
                 f"only {', '.join(k for k in SAFE_RESUME_KEYS if k != 'resume')} may change on resume"
             )
     _absolute_root(cfg)
+    if state is None:  # before anything is loaded or built (a resumed run keeps the config it was trained with)
+        _check_finite(plain_config(cfg), skip=_CHECKED_BY_COMPONENTS)
     loop = build(cfg, run_dir, dist=dist, overrides=None if overrides is None else list(overrides))
-    if state is None:  # (a resumed run keeps the config it was trained with)
+    if state is None:  # what the components' own checks leave
         _check_finite(plain_config(cfg))
     if state is not None:
         loop.load_state_dict(state)
