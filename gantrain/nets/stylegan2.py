@@ -90,8 +90,7 @@ def _upsample1d(x: Tensor, dim: int) -> Tensor:
     padded = F.pad(x, [0, 0] * (x.dim() - 1 - dim) + [1, 1])
     even = (padded.narrow(dim, 0, n) + 3.0 * x) * 0.25
     odd = (3.0 * x + padded.narrow(dim, 2, n)) * 0.25
-    shape = list(x.shape)
-    shape[dim] *= 2
+    shape = [2 * size if i == dim else size for i, size in enumerate(x.shape)]  # (no in-place op: traced cleanly)
     return torch.stack([even, odd], dim=dim + 1).reshape(shape)
 
 
