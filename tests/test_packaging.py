@@ -81,3 +81,17 @@ def test_ctrl_c_while_the_installed_gantrain_imports_torch_is_one_line(tmp_path)
     assert process.returncode == 130, said
     assert len(said) == 1 and said[0].startswith("gantrain: interrupted"), said
     assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_output_piped_into_a_reader_that_stops_ends_quietly(tmp_path):
+    import os
+
+    (tmp_path / "chatty.py").write_text("def main():\n    for i in range(200000):\n        print('line', i)\n")
+    code = ("import sys; from gantrain.commands import start; start.COMMANDS['gantrain-chatty'] = ('chatty', 'main'); "
+            "sys.exit(start.start('gantrain-chatty'))")
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert process.stdout.readline() == b"line 0\n"
+    process.stdout.close()  # as `| head -1` does: the command's next writes find no reader
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 141 and err == b"", err[-2000:]  # as a tool killed by SIGPIPE, no traceback

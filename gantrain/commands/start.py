@@ -3,6 +3,7 @@ first start) and then runs it; a Ctrl-C in those seconds, or one the command doe
 line and exit code 130 rather than a traceback. Imports nothing heavy itself."""
 from __future__ import annotations
 
+import functools
 import importlib
 import signal
 import sys
@@ -46,39 +47,20 @@ def start(script: str) -> Any:
     except KeyboardInterrupt:  # one the command did not answer itself (its own imports and checks, say)
         print(f"{script}: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # its output piped into a reader that stopped (`| head`): end as a tool killed by SIGPIPE
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit would fail again)
+        sys.exit(128 + signal.SIGPIPE)
 
 
-def train() -> Any:
-    return start("gantrain")
-
-
-def evaluate() -> Any:
-    return start("gantrain-eval")
-
-
-def classifier() -> Any:
-    return start("gantrain-classifier")
-
-
-def sample() -> Any:
-    return start("gantrain-sample")
-
-
-def export() -> Any:
-    return start("gantrain-export")
-
-
-def report() -> Any:
-    return start("gantrain-report")
-
-
-def translate() -> Any:
-    return start("gantrain-translate")
-
-
-def project() -> Any:
-    return start("gantrain-project")
-
-
-def directions() -> Any:
-    return start("gantrain-directions")
+# the entry points pyproject.toml names, one per script
+train = functools.partial(start, "gantrain")
+evaluate = functools.partial(start, "gantrain-eval")
+classifier = functools.partial(start, "gantrain-classifier")
+sample = functools.partial(start, "gantrain-sample")
+export = functools.partial(start, "gantrain-export")
+report = functools.partial(start, "gantrain-report")
+translate = functools.partial(start, "gantrain-translate")
+project = functools.partial(start, "gantrain-project")
+directions = functools.partial(start, "gantrain-directions")
