@@ -92,3 +92,11 @@ def test_a_setting_that_is_no_finite_number_is_refused_whatever_its_key(tmp_path
         with pytest.raises(GantrainError, match=f"^{re.escape(setting)} is not a finite number"):
             gantrain.train(gantrain.compose([*tiny, setting]), tmp_path / "run")
         assert not (tmp_path / "run").exists()
+    # a resume may change some settings (SAFE_RESUME_KEYS): a non-finite one of those is refused too
+    digits = ["trainer.steps=1", "trainer.device=cpu", "generator.base_channels=4", "discriminator.base_channels=4",
+              "trainer.batch_size=8", "trainer.eval_every=0"]
+    run = gantrain.train(gantrain.compose(digits), tmp_path / "digits")
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    with pytest.raises(GantrainError, match=r"^condition\.grid_classes=nan is not a finite number"):
+        gantrain.train(gantrain.compose([*digits, "trainer.steps=2", f"resume={run}", "condition.grid_classes=nan"]), run)
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before

@@ -237,13 +237,15 @@ def test_what_out_names_and_whether_it_may_be_written(tmp_path):
 def test_grids_are_about_square_with_full_rows_where_the_count_allows():
     from gantrain.data.base import grid_columns
 
-    # (n, columns): a divisor of n from ceil(sqrt(n)) to twice that, else ceil(sqrt(n))
-    cases = [(1, 1), (2, 2), (3, 3), (4, 2), (6, 3), (7, 3), (8, 4), (10, 5), (12, 4), (16, 4), (17, 5), (64, 8), (100, 10)]
+    # (n, columns): a divisor of n from ceil(sqrt(n)) to 1.5 times that, else ceil(sqrt(n))
+    cases = [(1, 1), (2, 2), (3, 3), (4, 2), (5, 3), (6, 3), (7, 3), (8, 4), (10, 5), (12, 4), (16, 4), (17, 5), (39, 7),
+             (64, 8), (68, 9), (100, 10)]
     assert [(n, grid_columns(n)) for n, _ in cases] == cases
     for n in range(1, 300):  # never taller than wide; full rows, or as square as the count allows
         columns = grid_columns(n)
         rows = -(-n // columns)
         assert rows <= columns and (columns * rows == n or columns == math.ceil(math.sqrt(n))), n
+        assert columns <= 1.5 * math.ceil(math.sqrt(n)), n  # at most about 2:1 (68 was 17 x 4)
     assert gs.plan_labels(gs.Request(n=8, n_given=True), None)[2] == 4  # 8 samples: 4 x 2, not 2 x 4
 
 

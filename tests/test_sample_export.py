@@ -674,6 +674,9 @@ def test_more_samples_than_memory_holds_is_one_line_and_writes_nothing(runs, tmp
     assert code == 2 and err.count("\n") == 1 and not out.exists()
     assert err.startswith("gantrain-sample: error: n=10000000 samples of shape (1, 8, 8) need about ")
     assert "more than the 1.0 GiB of memory free; ask for fewer" in err
+    code, _, err = call(gsample.main, [runs["image"], "n=100000", "interpolate=1000", f"out={out}"], capsys)
+    assert code == 2 and err.startswith("gantrain-sample: error: 100000000 samples (n=100000, times the classes or "
+                                        "interpolation steps) of shape (1, 8, 8) need about ")  # the count drawn
     # a count the estimate lets through but the drawing cannot hold (another mode, say): one line too
     monkeypatch.setattr(components, "available_memory", lambda device: 2**62)
 

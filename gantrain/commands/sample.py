@@ -820,7 +820,9 @@ def _check_memory(generator: torch.nn.Module, request: Request, device: torch.de
     need = 2 * 4 * count * (math.prod(shape) + int(getattr(generator, "latent_dim", 0)))
     free = available_memory(torch.device("cpu"))
     if need > free:
-        raise GantrainError(f"n={request.n} samples of shape {shape} need about {need / 2**30:.1f} GiB, more than the "
+        what = f"n={request.n} samples" if count == request.n else \
+            f"{count} samples (n={request.n}, times the classes or interpolation steps)"
+        raise GantrainError(f"{what} of shape {shape} need about {need / 2**30:.1f} GiB, more than the "
                             f"{free / 2**30:.1f} GiB of memory free; ask for fewer, or draw them in several commands "
                             f"with other seeds")
 

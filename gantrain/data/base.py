@@ -63,12 +63,12 @@ def to_uint8_image(x: Tensor) -> Tensor:
 
 
 def grid_columns(n: int) -> int:
-    """Columns of an about-square grid of n pictures: a divisor of n (full rows) from ceil(sqrt(n)) up to twice
-    that where there is one (8: 4 x 2, 10: 5 x 2, 64: 8 x 8), else ceil(sqrt(n)) (7: 3 columns)."""
+    """Columns of an about-square grid of n pictures: a divisor of n (full rows) from ceil(sqrt(n)) up to 1.5 times
+    that where there is one (8: 4 x 2, 10: 5 x 2, 64: 8 x 8), else ceil(sqrt(n)) (7: 3 columns, 68: 9)."""
     if n <= 1:
         return 1
     square = math.isqrt(n - 1) + 1  # ceil(sqrt(n))
-    return next((d for d in range(square, 2 * square + 1) if n % d == 0), square)
+    return next((d for d in range(square, square * 3 // 2 + 1) if n % d == 0), square)
 
 
 def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:
