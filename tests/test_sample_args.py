@@ -319,13 +319,43 @@ def test_writing_into_new_nested_folders_and_never_over_a_sample(tmp_path):
     assert (tmp_path / "a" / "b" / "x.npz").is_file() and (tmp_path / "c" / "d" / "x.png").is_file()
     (tmp_path / "samples").mkdir()
     (tmp_path / "samples" / "000001.png").write_bytes(b"someone else's")
-    with pytest.raises(GantrainError, match="000001.png was written by another process meanwhile"):
-        gs.write(batch, tmp_path / "samples", kind="folder", overwrite=True)  # a folder's files are never replaced
+    with pytest.raises(GantrainError) as err:  # a folder's files are never replaced, nor mixed into
+        gs.write(batch, tmp_path / "samples", kind="folder", overwrite=True)
+    assert str(err.value) == (f"out={tmp_path / 'samples'} received files from elsewhere while the samples were "
+                              f"drawn; it is kept as it is: give another folder")
+    assert [p.name for p in (tmp_path / "samples").iterdir()] == ["000001.png"]
     assert (tmp_path / "samples" / "000001.png").read_bytes() == b"someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "c", "samples"]  # no partial folder left beside it
     (tmp_path / "file").write_text("x")
     with pytest.raises(GantrainError) as err:
         gs.write(batch, tmp_path / "file" / "x.npz")
     assert str(err.value) == f"out={tmp_path / 'file' / 'x.npz'}: could not write (File exists); choose another out=..."
+
+
+def test_a_folder_of_samples_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    from gantrain.training import logger
+
+    batch = gs.Batch(samples=torch.zeros(5, 1, 4, 4), z=torch.zeros(5, 3), labels=None, nrow=5)
+    calls = []
+    real = logger.png_bytes
+
+    def interrupted_at_the_third(image):  # as a Ctrl-C during the writing
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(image)
+
+    monkeypatch.setattr(logger, "png_bytes", interrupted_at_the_third)
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        calls.clear()
+        with pytest.raises(KeyboardInterrupt):
+            gs.write(batch, out, kind="folder")
+        assert not out.exists() or not any(out.iterdir())  # nothing of the partial set, under any name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+    monkeypatch.setattr(logger, "png_bytes", real)
+    gs.write(batch, tmp_path / "empty", kind="folder")
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [f"{i:06d}.png" for i in range(5)]
 
 
 def test_values_with_equals_signs_the_first_unknown_option_and_long_label_lists():

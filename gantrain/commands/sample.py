@@ -778,13 +778,32 @@ def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Option
             if points:
                 raise GantrainError(f"out={out}: a folder of PNGs needs image samples, but this run's data are 2D "
                                     f"points; use out=NAME.png (a scatter plot) or out=NAME.npz")
-            out.mkdir(parents=True, exist_ok=True)
-            images = to_uint8(batch.samples)
-            for i, image in enumerate(images):
-                write_bytes(out / f"{i:06d}.png", png_bytes(image), overwrite=False)
+            _write_folder(out, to_uint8(batch.samples), png_bytes)
     except OSError as exc:
         raise GantrainError(f"out={out}: could not write ({exc.strerror or exc}); choose another out=...") from None
     return out
+
+
+def _write_folder(out: Path, images: Tensor, png_bytes: Any) -> None:
+    """One PNG per image, written into a hidden folder beside out that takes out's name once complete: an
+    interrupted or failed write leaves no partial set (which FID tools would read as a whole one)."""
+    import shutil
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        for i, image in enumerate(images):
+            (partial / f"{i:06d}.png").write_bytes(png_bytes(image))
+        if out.is_dir():
+            try:
+                out.rmdir()  # the empty folder the user gave (check_new refused one holding files)
+            except OSError:
+                raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is "
+                                    f"kept as it is: give another folder") from None
+        os.replace(partial, out)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def to_uint8(samples: Tensor) -> Tensor:
