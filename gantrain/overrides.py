@@ -115,9 +115,38 @@ def check_roots(words: Sequence[str]) -> None:
             raise GantrainError(f"unknown key {root}{hint} (`gantrain --help` lists the groups and keys)")
 
 
+def paths_ending_with(node: Any, key: str, prefix: str = "", depth: int = 2) -> list[str]:
+    """The dotted paths below a config node (down to `depth` levels) whose last part is `key`: where a key given
+    in the wrong place (trainer.lr, gradient_penalty) lives."""
+    from omegaconf import DictConfig
+
+    found = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            path = f"{prefix}{k}"
+            if k == key:
+                found.append(path)
+            elif depth > 1:
+                found += paths_ending_with(node._get_node(k), key, f"{path}.", depth - 1)
+    return found
+
+
 def groups_with_key(key: str) -> list[str]:
     """'group.key (in group=option, ...)' for each config group with an option that has `key` at its top (read
-    from the YAML files; what an unknown top-level key most likely meant)."""
+    from the YAML files), or a path of the default config ending with it (loss.gradient_penalty): what an unknown
+    top-level key most likely meant."""
+    found = _group_options_with_key(key)
+    if found:
+        return found
+    try:
+        from gantrain.config import hydra_compose
+
+        return [p for p in paths_ending_with(hydra_compose([]), key, depth=3) if "." in p]
+    except Exception:  # a hint only
+        return []
+
+
+def _group_options_with_key(key: str) -> list[str]:
     import importlib.resources
 
     import yaml

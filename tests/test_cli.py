@@ -221,6 +221,11 @@ BAD = [
     (["direction=BtoA"], "unknown key direction; did you mean dataset.direction (in dataset=paired_folder)? "
                          "(`gantrain --help` lists the groups and keys)"),  # a group's key given without its group
     (["stpes=3"], "gantrain: error: unknown key stpes (`gantrain --help` lists the groups and keys)"),  # no near key
+    (["gradient_penalty=1"], "unknown key gradient_penalty; did you mean loss.gradient_penalty? "),  # a schema key
+    (["policy=[color]"], "unknown key policy; did you mean augment.policy? "),
+    (["trainer.lr=0.001"], "unknown key trainer.lr; did you mean optimizer.lr or optimizer.generator.lr? "),
+    (["generator.lr=0.1"], "unknown key generator.lr; did you mean optimizer.generator.lr or optimizer.lr? "),
+    (["loss.n_critic=2"], "unknown key loss.n_critic; did you mean trainer.n_critic? "),  # another group's key
     (["dataset.qqq=3"], "gantrain: error: unknown key dataset.qqq (`gantrain --help` lists the groups, "
                         "`gantrain --cfg job` every key; +dataset.qqq=... adds a new one)"),  # no near key
 ]

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gantrain.config import register_resolvers
 from gantrain.errors import GantrainError
-from gantrain.overrides import check_overrides, check_roots, override_words
+from gantrain.overrides import check_overrides, check_roots, override_words, paths_ending_with
 
 log = logging.getLogger("gantrain")
 
@@ -452,6 +452,9 @@ def _check_command_line(args: list[str]) -> None:
                     # a key of a group given without it (direction=BtoA for dataset.direction) first, else near names
                     nested = [f"{g}.{leaf}" for g in cfg if not parent and isinstance(cfg[g], DictConfig) and leaf in cfg[g]]
                     near = nested or [(parent + "." if parent else "") + n for n in difflib.get_close_matches(leaf, valid, n=2)]
+                    if not near and parent:  # a key of another group (trainer.lr: optimizer.lr)
+                        near = sorted((p for p in paths_ending_with(cfg, leaf, depth=3) if p != key),
+                                      key=lambda p: (parent not in p.split("."), len(p)))[:2]
                     hint = f"; did you mean {' or '.join(near)}?" if near else ""
                     typed = key.split(".", 1)[0] in ("trainer", "optimizer")  # their keys are a fixed schema
                     adds = "" if typed else f"; +{key}=... adds a new one"
