@@ -378,3 +378,22 @@ def test_an_evaluation_merges_into_the_eval_json_of_earlier_versions():
     for old in ("runs/other/checkpoints/last.pt", "../gp/checkpoints/last.pt", "/elsewhere/gp/checkpoints/last.pt",
                 "runs/gp/checkpoints/step_00000010.pt", "", None):
         assert not _same_checkpoint(old, new), old
+
+
+def test_ctrl_c_after_hydra_made_the_run_folder_and_before_the_job_began_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import gantrain.commands.train as train_command
+
+    def interrupted(cfg):  # as a Ctrl-C that lands after Hydra made the folder, its record and log, before the job
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_command, "_task", interrupted)
+    monkeypatch.setattr(train_command, "_LAUNCH", {})
+    monkeypatch.setattr(sys, "argv", ["gantrain", "trainer.steps=1", f"hydra.run.dir={tmp_path / 'run'}"])
+    with pytest.raises(SystemExit) as stop:
+        train_command.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.endswith(
+        "gantrain: interrupted before training started; nothing of this launch was kept\n")
+    assert not (tmp_path / "run").exists()  # Hydra had made it, with .hydra/ and gantrain.log

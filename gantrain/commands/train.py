@@ -201,6 +201,7 @@ def _task(cfg: DictConfig) -> Optional[float]:
     from gantrain.training.loop import Interrupted
     from gantrain.training.run import BeforeStart, RunBusy, train
 
+    _LAUNCH["task_started"] = True  # from here on, this function answers interrupts and refusals itself
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     _LAUNCH["own_record"] = str(hydra_cfg.output_subdir or "")  # .hydra, or .hydra/<time> beside an earlier record
@@ -571,8 +572,16 @@ def main() -> None:
         print("gantrain: interrupted before training started; nothing was done", file=sys.stderr)
         sys.exit(130)
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
-    with _no_trial_finished_is_one_line():
-        entry()
+    try:
+        with _no_trial_finished_is_one_line():
+            entry()
+    except KeyboardInterrupt:
+        if _LAUNCH.get("task_started") or _LAUNCH.get("run_dir") is None:
+            raise  # (answered where the training was; a sweep's own)
+        # while Hydra set the run up (its folder, .hydra record and log made, the job not yet begun)
+        _undo_launch(Path(_LAUNCH["run_dir"]), None, busy=False, started=True)
+        print("gantrain: interrupted before training started; nothing of this launch was kept", file=sys.stderr)
+        sys.exit(130)
     from gantrain.commands.sweep import LAST_SWEEP
 
     if LAST_SWEEP.get("failed"):  # the summary above names them and why
