@@ -397,3 +397,32 @@ def test_ctrl_c_after_hydra_made_the_run_folder_and_before_the_job_began_leaves_
     assert capsys.readouterr().err.endswith(
         "gantrain: interrupted before training started; nothing of this launch was kept\n")
     assert not (tmp_path / "run").exists()  # Hydra had made it, with .hydra/ and gantrain.log
+
+
+def test_a_ctrl_c_that_a_library_lost_still_stops_the_command_before_it_commits(tmp_path, monkeypatch, capsys):
+    """OmegaConf's flag contexts can turn a KeyboardInterrupt into another error, which a caller's `except
+    Exception` swallows: the console script's handler notes every Ctrl-C, and the commands read the note before
+    they train or write (here the note is set as that handler sets it)."""
+    import sys
+
+    import gantrain
+    import gantrain.commands.start as start
+    import gantrain.commands.train as train_command
+    from gantrain.commands.evaluate import eval_main
+
+    run = gantrain.train(gantrain.compose(["trainer.steps=1", "trainer.device=cpu", "generator.base_channels=4",
+                                           "discriminator.base_channels=4", "trainer.batch_size=8",
+                                           "trainer.eval_every=0"]), tmp_path / "run")
+    capsys.readouterr()
+    monkeypatch.setattr(start, "_INTERRUPTED", True)
+    with pytest.raises(SystemExit) as stop:
+        eval_main([str(run), "metrics=[classes]", "num_samples=10", "device=cpu"])
+    assert stop.value.code == 130 and capsys.readouterr().err == "gantrain-eval: interrupted; nothing was written\n"
+    assert not (run / "eval.json").exists()
+    monkeypatch.setattr(train_command, "_LAUNCH", {})
+    monkeypatch.setattr(sys, "argv", ["gantrain", "trainer.steps=1", f"hydra.run.dir={tmp_path / 'new'}"])
+    with pytest.raises(SystemExit) as stop:
+        train_command.main()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.endswith("gantrain: interrupted before training started; nothing of this launch was kept\n")
+    assert not (tmp_path / "new").exists()

@@ -112,6 +112,10 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
             results.update(scores)
             evaluator.floor.update(text_floor(dataset, classifier, device))
             evaluator.details.update(text_details)
+        from gantrain.commands.start import interrupted
+
+        if interrupted():  # a Ctrl-C that a library's handler lost on the way: nothing is written
+            raise KeyboardInterrupt
     except GantrainError as exc:
         print(f"gantrain-eval: error: {exc}", file=sys.stderr)
         sys.exit(2)

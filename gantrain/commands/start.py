@@ -33,6 +33,23 @@ if Path(sys.argv[0]).name in COMMANDS:  # run as a console script: from this imp
     signal.signal(signal.SIGINT, _interrupted_while_starting)  # while the script's own lines run), not in a library
 
 
+_INTERRUPTED = False
+
+
+def _note_and_interrupt(signum: int, frame: Any) -> None:
+    """Ctrl-C once the command runs: a KeyboardInterrupt, as Python's own handler raises, and a note of it, which
+    the command reads where it commits (a library's `except Exception` around a KeyboardInterrupt it turned into
+    another error, as OmegaConf's flag contexts can, would otherwise lose it)."""
+    global _INTERRUPTED
+    _INTERRUPTED = True
+    raise KeyboardInterrupt
+
+
+def interrupted() -> bool:
+    """Whether Ctrl-C reached this console script (never, when gantrain runs as a library)."""
+    return _INTERRUPTED
+
+
 def start(script: str) -> Any:
     module, function = COMMANDS[script]
     try:
@@ -41,7 +58,7 @@ def start(script: str) -> Any:
         print(f"{script}: interrupted while starting; nothing was done", file=sys.stderr)
         sys.exit(130)
     if signal.getsignal(signal.SIGINT) is _interrupted_while_starting:  # the command answers Ctrl-C from here on
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _note_and_interrupt)
     try:
         return main()
     except KeyboardInterrupt:  # one the command did not answer itself (its own imports and checks, say)

@@ -212,6 +212,10 @@ def _task(cfg: DictConfig) -> Optional[float]:
     if hydra_cfg.mode == RunMode.MULTIRUN and not dist.enabled:
         return _sweep_job(cfg, run_dir, overrides)
     try:
+        from gantrain.commands.start import interrupted
+
+        if interrupted():  # a Ctrl-C while the command line was checked, that a library's handler lost
+            raise KeyboardInterrupt
         if dist.enabled:  # join the job and take rank 0's run folder
             distributed.init(dist, str(cfg.trainer.device))
             own_dir, run_dir = run_dir, Path(distributed.broadcast_object(str(run_dir)))
