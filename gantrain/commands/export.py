@@ -247,10 +247,11 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     sidecar = sidecar_of(path)
-    other = {".pt": "TorchScript: torch.jit.load(path)", ".onnx": "ONNX: onnxruntime.InferenceSession(path)"}
+    other = {".pt": ("TorchScript", "torch.jit.load(path)"), ".onnx": ("ONNX", "onnxruntime.InferenceSession(path)")}
     if path.suffix in other and path.is_file():
-        raise GantrainError(f"{path} is a {other[path.suffix].split(':')[0]} export; load_exported reads the "
-                            f".safetensors exports (load this one with {other[path.suffix].split(': ')[1]})")
+        kind, loader = other[path.suffix]
+        raise GantrainError(f"{path} is a {kind} export; load_exported reads the .safetensors exports (load this one "
+                            f"with {loader})")
     if not path.is_file():
         what = ("is a folder" if path.is_dir() else "does not exist")
         hint = " (a run folder loads with gantrain.load_generator)" if (path / "checkpoints").is_dir() else ""
@@ -340,11 +341,12 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
     _writable_parent(out)
-    targets = [out, sidecar_of(out)] if fmt == "safetensors" else [out, vocabulary_of(out)]
-    folders = [f for f in targets if f.is_dir()]
-    if folders:  # (a text run's vocabulary file is checked too: whether one is written is known after loading)
+    written = [out, sidecar_of(out)] if fmt == "safetensors" else [out]
+    # (a text run's vocabulary file too: whether one is written is known after loading)
+    folders = [f for f in written + ([] if fmt == "safetensors" else [vocabulary_of(out)]) if f.is_dir()]
+    if folders:
         raise GantrainError(f"{folders[0]} is a folder, where the export would write a file; choose another out=...")
-    existing = [f for f in targets[:1 if fmt != "safetensors" else 2] if f.exists()]
+    existing = [f for f in written if f.exists()]
     if existing and not overwrite:
         raise GantrainError(f"{' and '.join(map(str, existing))} exist{'s' if len(existing) == 1 else ''}; choose another "
                             f"out=..., or overwrite=true to replace {'it' if len(existing) == 1 else 'them'}")

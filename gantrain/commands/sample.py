@@ -668,10 +668,7 @@ def _edit(generator: torch.nn.Module, request: Request, classes: Optional[int], 
             elif space == "z":  # a style-based run's projection in z: mapped, and truncated in w
                 out = synthesize(generator, moved, labels, psi)
             else:
-                if moved.dim() == 3:  # w_plus: each layer's w toward w_avg
-                    ws = generator.mapping.w_avg.to(moved.dtype).lerp(moved, psi) if psi != 1 else moved
-                else:
-                    ws = generator.truncate_w(moved, psi)
+                ws = generator.truncate_w(moved, psi)  # (w_plus: each layer's w toward w_avg)
                 out = generator.synthesis(ws, noise_mode="const") if noises is None else \
                     generator.synthesis(ws, noises=[n.to(device).expand(len(ws), -1, -1, -1) for n in noises])
         columns.append(out.float().cpu())

@@ -454,9 +454,8 @@ def _check_command_line(args: list[str]) -> None:
                 node = OmegaConf.select(cfg, parent) if parent else cfg
                 valid = [str(k) for k in node.keys()] + ([] if parent else ["experiment", "hparams_search", "model"]) if isinstance(node, DictConfig) else []
                 if leaf not in valid:
-                    # a key of a group given without it (direction=BtoA for dataset.direction) first, else near names
-                    nested = [f"{g}.{leaf}" for g in cfg if not parent and isinstance(cfg[g], DictConfig) and leaf in cfg[g]]
-                    near = nested or [(parent + "." if parent else "") + n for n in difflib.get_close_matches(leaf, valid, n=2)]
+                    # (an unknown top-level key was refused by check_roots, with the group that has it)
+                    near = [(parent + "." if parent else "") + n for n in difflib.get_close_matches(leaf, valid, n=2)]
                     if not near and parent:  # a key of another group (trainer.lr: optimizer.lr)
                         near = sorted((p for p in paths_ending_with(cfg, leaf, depth=3) if p != key),
                                       key=lambda p: (parent not in p.split("."), len(p)))[:2]

@@ -331,9 +331,9 @@ class StyleGAN2Generator(Generator):
         self.num_ws = self.synthesis.num_ws
 
     def truncate_w(self, w: Tensor, psi: float = 1.0, cutoff: Optional[int] = None) -> Tensor:
-        """w (N, w_dim) broadcast to the synthesis layers (N, num_ws, w_dim), moved toward w_avg by psi on the
-        first `cutoff` layers (None: all): w_avg + psi (w - w_avg)."""
-        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1)
+        """w (N, w_dim) broadcast to the synthesis layers (N, num_ws, w_dim), or per-layer ws (N, num_ws, w_dim) as
+        they are, moved toward w_avg by psi on the first `cutoff` layers (None: all): w_avg + psi (w - w_avg)."""
+        ws = w.unsqueeze(1).repeat(1, self.num_ws, 1) if w.dim() == 2 else w.clone()
         if psi != 1:
             layers = self.num_ws if cutoff is None else int(cutoff)
             avg = self.mapping.w_avg.to(ws.dtype)

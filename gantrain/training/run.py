@@ -311,11 +311,7 @@ def prepare_run(
     if state is None:  # what the components' own checks leave
         _check_finite(plain_config(cfg))
     else:  # a resume: the settings it may change (the rest are the run's own, compared above)
-        changeable = {k: v for k, v in flatten(plain_config(cfg)).items() if k in SAFE_RESUME_KEYS}
-        for key, value in changeable.items():
-            if _non_finite(value):
-                raise GantrainError(f"{key}={value} is not a finite number: give a number (`gantrain --cfg job` "
-                                    f"shows every key's value)")
+        _check_finite({k: v for k, v in flatten(plain_config(cfg)).items() if k in SAFE_RESUME_KEYS})
     if state is not None:
         loop.load_state_dict(state)
         log.info("continuing at step %d of %d", loop.step, loop.steps)
