@@ -1,8 +1,10 @@
 """Data-parallel training under torchrun: two CPU processes (Gloo) on one machine."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -12,8 +14,10 @@ from gantrain.checkpoint import load_checkpoint
 pytestmark = pytest.mark.slow
 
 
-def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "gantrain.commands.train",
+def torchrun(*args: str, cwd: Path, script: Optional[Path] = None) -> subprocess.CompletedProcess:
+    """torchrun's two processes running gantrain's training command (or script, which runs it)."""
+    entry = [str(script)] if script else ["-m", "gantrain.commands.train"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *entry,
                "trainer.device=cpu", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
 
@@ -45,15 +49,34 @@ def test_two_processes_train_shard_the_data_and_resume_exactly(tmp_path):
             assert torch.equal(a["networks"][net][key], b["networks"][net][key]), f"{net}.{key}"
 
 
+#: runs the training command and, at its very end (the first exit handler runs last), prints the threads the
+#: process still has: the process group's threads must be gone by then, or interpreter shutdown tears them
+#: down in no safe order (an occasional SIGABRT after a finished run)
+EXIT_PROBE = """
+import atexit, os, runpy, sys
+def threads():
+    names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+    print(f"threads at exit of rank {os.environ['RANK']}: {names}", file=sys.stderr)
+atexit.register(threads)
+sys.argv[0] = "gantrain.commands.train"
+runpy.run_module("gantrain.commands.train", run_name="__main__")
+"""
+
+
 def test_two_processes_train_a_conditional_gan_with_ada(tmp_path):
     run = tmp_path / "run"
+    probe = tmp_path / "probe.py"
+    probe.write_text(EXIT_PROBE)
     result = torchrun("conditional=true", "condition.discriminator=ac", "trainer.batch_size=16", "trainer.steps=4",
                       "trainer.log_every=2", "trainer.sample_every=100", "generator.base_channels=8",
                       "discriminator.base_channels=8", "augment.policy=[translation]", "augment.ada=true",
-                      "augment.ada_interval=1", "augment.ada_kimg=0.5", f"hydra.run.dir={run}", cwd=tmp_path)
+                      "augment.ada_interval=1", "augment.ada_kimg=0.5", f"hydra.run.dir={run}", cwd=tmp_path, script=probe)
     # the loop checks at the end that both hold the same weights and the same ADA p (a smoke test of that
     # check: test_grad_average.py shows that the processes' p would drift apart without the averaging)
     assert result.returncode == 0, result.stderr[-3000:]
+    exits = re.findall(r"threads at exit of rank (\d): (\[[^]]*\])", result.stderr)  # the two may share a line
+    assert sorted(rank for rank, _ in exits) == ["0", "1"], result.stderr[-3000:]
+    assert all("gloo" not in threads for _, threads in exits), exits  # the process group was destroyed before
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert state["world_size"] == 2 and state["game"] == "cgan" and state["num_classes"] == 10
     # ADA moved p once per step (interval 1) by its step for the global batch, 2 x 16 images over ada_kimg 0.5:

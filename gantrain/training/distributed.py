@@ -7,6 +7,7 @@ wrapper's hooks do not support.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
@@ -52,6 +53,14 @@ def init(d: Dist, device_name: str) -> torch.device:
                                 f"lower torchrun's --nproc_per_node")
         torch.cuda.set_device(d.local_rank)
     if not dist.is_initialized():
+        # torch.distributed.nn.functional binds the default group as its functions' default arguments when
+        # it is first imported (PyTorch imports it lazily, e.g. on building a network on the meta device).
+        # Imported after the group exists, those defaults keep the group alive past destroy_process_group
+        # into interpreter shutdown, where Gloo's threads are torn down in no safe order (an occasional
+        # "terminate called without an active exception", SIGABRT, after a finished run). Imported now,
+        # they hold None.
+        importlib.import_module("torch.distributed.nn")
+
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return torch.device("cuda", d.local_rank) if use_cuda else torch.device("cpu")
 
