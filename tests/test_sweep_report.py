@@ -336,3 +336,31 @@ def test_jobs_the_sweep_never_reached_are_counted_from_its_command(tmp_path: Pat
     (tmp_path / "multirun.yaml").write_text("{}\n")
     assert sweep.planned_jobs(tmp_path) is None
     assert sweep.report(tmp_path)[0].splitlines()[0] == f"sweep {tmp_path}: 2 jobs, 1 finished, 1 interrupted"
+
+
+def test_a_sweep_stopped_early_shows_its_swept_keys_and_the_jobs_it_never_reached(tmp_path: Path) -> None:
+    # 2 losses x 2 seeds, stopped during job 1: the jobs so far share loss=hinge, which is still a column (not a
+    # "common" setting), and the two jobs without a folder are rows with the settings they will run
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  sweep:\n    subdir: ${hydra.job.num}\n  sweeper:\n"
+        "    _target_: hydra._internal.core_plugins.basic_sweeper.BasicSweeper\n"
+        "  overrides:\n    task: ['loss=hinge,wgan', 'seed=0,1', trainer.steps=20]\n")
+    _job(tmp_path, "0", [{"step": 20, "loss/g": 1.0}],
+         status={"status": "finished", "overrides": ["loss=hinge", "seed=0", "trainer.steps=20"]})
+    _job(tmp_path, "1", [], status={"status": "running", "overrides": ["loss=hinge", "seed=1", "trainer.steps=20"]})
+    text, rows = sweep.report(tmp_path)
+    lines = text.splitlines()
+    assert lines[0] == f"sweep {tmp_path}: 4 jobs, 1 finished, 1 interrupted, 2 not started"
+    assert lines[1] == "common: trainer.steps=20"
+    assert lines[2].startswith("| job | loss | seed | status |")
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "finished"), ("1", "interrupted"), ("2", "not started"),
+                                                        ("3", "not started")]
+    assert [r["settings"] for r in rows[2:]] == [{"loss": "wgan", "seed": "0"}, {"loss": "wgan", "seed": "1"}]
+    # where job folders are named otherwise, the never-reached jobs are counted, and loss is still a column
+    (tmp_path / "multirun.yaml").write_text((tmp_path / "multirun.yaml").read_text().replace(
+        "${hydra.job.num}", "${hydra.job.override_dirname}"))
+    (tmp_path / "1" / sweep.STATUS_FILE).write_text(json.dumps({"status": "finished", "step": 20, "overrides": [
+        "loss=hinge", "seed=1", "trainer.steps=20"]}))
+    text, rows = sweep.report(tmp_path)
+    assert len(rows) == 2 and text.splitlines()[0] == f"sweep {tmp_path}: 4 jobs, 2 finished, 2 not started"
+    assert text.splitlines()[2].startswith("| job | loss | seed | status |")

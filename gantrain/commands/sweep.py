@@ -207,13 +207,14 @@ def job_rows(sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _varying(rows: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
-    """The override keys whose value differs between jobs (in command-line order), and the common ones."""
+def _varying(rows: list[dict[str, Any]], swept: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """The override keys whose value differs between jobs or that the sweep sweeps (in command-line order), and
+    the common ones."""
     per_job = [dict(o.lstrip("+~").partition("=")[::2] for o in row["overrides"]) for row in rows]
     keys: list[str] = []
     for mapping in per_job:
         keys += [k for k in mapping if k not in keys]
-    varying = [k for k in keys if len({m.get(k) for m in per_job}) > 1]
+    varying = [k for k in keys if len({m.get(k) for m in per_job}) > 1 or k in swept]
     common = {k: per_job[0][k] for k in keys if k not in varying and all(k in m for m in per_job)}
     for row, mapping in zip(rows, per_job):
         row["settings"] = {k: mapping.get(k, "") for k in varying}
@@ -236,10 +237,11 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def summary_tables(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]], list[str], list[list[Any]], dict[str, str]]:
+def summary_tables(rows: list[dict[str, Any]], swept: Sequence[str] = ()) -> tuple[list[str], list[list[Any]], list[str], list[list[Any]], dict[str, str]]:
     """(columns, rows) of the per-job table, (columns, rows) of the per-setting mean/std over seeds
-    (empty when the sweep does not vary `seed`), and the overrides common to every job."""
-    varying, common = _varying(rows)
+    (empty when the sweep does not vary `seed`), and the overrides common to every job. Keys in swept are
+    columns even where the jobs so far share one value (a sweep stopped in its first value)."""
+    varying, common = _varying(rows, swept)
     metrics = _value_columns(rows)
     columns = ["job", *varying, "status", "step", *metrics, "reason"]
     table = [[row["job"], *(row["settings"][k] for k in varying), row["status"], row["step"],
@@ -281,26 +283,37 @@ def _write_csv(path: Path, columns: list[str], table: list[list[Any]]) -> None:
     os.replace(tmp, path)
 
 
-def planned_jobs(sweep_dir: Path) -> Optional[int]:
-    """How many jobs the sweep's command asked for: the product of its swept values (Hydra's basic sweeper); None
-    when its record does not say (no multirun.yaml) or the count is the sweeper's to decide (Optuna stops a grid
-    search when the grid is done, or at a failed last trial, whatever n_trials says)."""
+def planned_overrides(sweep_dir: Path) -> Optional[tuple[list[list[str]], list[str]]]:
+    """The jobs the sweep's command asked for, as Hydra's basic sweeper makes them: (each job's overrides in job
+    order, the swept keys). None when its record does not say (no multirun.yaml) or the jobs are the sweeper's to
+    decide (Optuna stops a grid search when the grid is done, or at a failed last trial, whatever n_trials says)."""
     target = str(_saved(sweep_dir, "hydra.sweeper._target_") or "")
     if not target.endswith("BasicSweeper"):
         return None
     try:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         params = _saved(sweep_dir, "hydra.sweeper.params") or {}
         task = list(_saved(sweep_dir, "hydra.overrides.task") or [])
         parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in dict(params).items()] + task)
-        values: dict[str, int] = {}
-        for override in parsed:  # a key given twice: its last value counts, as Hydra's basic sweeper does
-            values[override.get_key_element()] = (len(list(override.sweep_string_iterator()))
-                                                  if override.is_discrete_sweep() else 1)
-        return math.prod(values.values())
-    except Exception:  # a record this Hydra cannot read: the report goes without the count
+        jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+        swept: list[str] = []
+        for override in parsed:  # a key given twice: its last value counts, as in the sweeper
+            key = override.get_key_element()
+            if key in swept:
+                swept.remove(key)
+            if override.is_sweep_override():
+                swept.append(key)
+        return jobs, [k.lstrip("+~") for k in swept]
+    except Exception:  # a record this Hydra cannot read: the report goes without the plan
         return None
+
+
+def planned_jobs(sweep_dir: Path) -> Optional[int]:
+    """How many jobs the sweep's command asked for (see planned_overrides), or None."""
+    plan = planned_overrides(sweep_dir)
+    return None if plan is None else len(plan[0])
 
 
 def report(sweep_dir: Path, optimized_metric: Optional[str] = None, direction: str = "maximize") -> tuple[str, list[dict[str, Any]]]:
@@ -314,9 +327,17 @@ def report(sweep_dir: Path, optimized_metric: Optional[str] = None, direction: s
     if not (sweep_dir / "multirun.yaml").is_file() and not any(read_status(sweep_dir / r["job"]) for r in rows):
         raise GantrainError(f"{sweep_dir} is not a sweep folder (no multirun.yaml, no job with status.json): it holds "
                             f"{len(rows)} ordinary run(s); give the folder a `gantrain -m` sweep printed")
-    columns, table, seed_columns, seed_table, common = summary_tables(rows)
-    planned = planned_jobs(sweep_dir)
-    never = planned - len(rows) if planned is not None and planned > len(rows) else 0  # no folder yet
+    plan = planned_overrides(sweep_dir)
+    never = 0
+    if plan is not None and len(plan[0]) > len(rows):  # jobs the sweep never reached: no folder yet
+        never = len(plan[0]) - len(rows)
+        if _saved(sweep_dir, "hydra.sweep.subdir", resolve=False) == "${hydra.job.num}":  # their folders' names are known
+            present = {r["job"] for r in rows}
+            rows += [{"job": str(num), "overrides": overrides, "status": "not started", "reason": "", "step": 0,
+                      "steps": "", "values": {}} for num, overrides in enumerate(plan[0]) if str(num) not in present]
+            rows.sort(key=lambda r: (not r["job"].isdigit(), int(r["job"]) if r["job"].isdigit() else 0, r["job"]))
+            never = 0
+    columns, table, seed_columns, seed_table, common = summary_tables(rows, swept=plan[1] if plan else ())
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "failed", "interrupted", "running", "not started")}
     counts["not started"] += never
     parts = [f"sweep {sweep_dir}: {len(rows) + never} jobs, " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
@@ -434,9 +455,10 @@ def natural_direction(metric: Optional[str], given: Any = None) -> str:
     return "minimize" if name.startswith("loss/") else "maximize"
 
 
-def _saved(sweep_dir: Path, key: str) -> Any:
+def _saved(sweep_dir: Path, key: str, resolve: bool = True) -> Any:
     """A value of the sweep's config as Hydra saved it: multirun.yaml (the basic sweeper's), else the first job's
-    own record (.hydra/config.yaml, .hydra/hydra.yaml: Optuna's sweeper writes no multirun.yaml); None if absent."""
+    own record (.hydra/config.yaml, .hydra/hydra.yaml: Optuna's sweeper writes no multirun.yaml); None if absent.
+    resolve=False: as written (an interpolation such as ${hydra.job.num} kept)."""
     from omegaconf import OmegaConf
 
     records = [sweep_dir / "multirun.yaml"]
@@ -451,7 +473,12 @@ def _saved(sweep_dir: Path, key: str) -> Any:
         if not record.is_file():
             continue
         try:
-            return OmegaConf.select(OmegaConf.load(record), key, default=None)
+            if resolve:
+                return OmegaConf.select(OmegaConf.load(record), key, default=None)
+            value: Any = OmegaConf.to_container(OmegaConf.load(record), resolve=False)
+            for part in key.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            return value
         except Exception:  # a damaged record: the report goes without it
             continue
     return None
