@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import shutil
+import weakref
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from gantrain.training.components import build_generator, build_translator, resolve_device
 from gantrain.checkpoint import game_meta, open_run_or_checkpoint
-from gantrain.config import register_resolvers
+from gantrain.config import flatten, register_resolvers
 from gantrain.errors import GantrainError
 from gantrain.overrides import check_overrides, check_roots
 from gantrain.nets.base import Generator, fixed_noise
@@ -102,10 +103,38 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     check_overrides(list(overrides))
     check_roots(list(overrides))
     try:
-        return hydra_compose(overrides)
+        cfg = hydra_compose(overrides)
     except Exception as exc:  # what the checks above do not foresee: Hydra's first line, and its cause kept
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise GantrainError(f"cannot compose {' '.join(overrides)}: {'; '.join(lines[:2]) or type(exc).__name__}") from exc
+    for key in [k for k, (ref, _, _) in _COMPOSED.items() if ref() is None]:
+        del _COMPOSED[key]
+    _COMPOSED[id(cfg)] = (weakref.ref(cfg), list(overrides), _flat(cfg))
+    return cfg
+
+
+#: the configs compose() made: id -> (the config, its overrides, its values then), so that train() resumes a run
+#: from the changes given, as the command line does
+_COMPOSED: dict[int, tuple[Any, list[str], dict[str, Any]]] = {}
+
+
+def _flat(cfg: DictConfig) -> dict[str, Any]:
+    return flatten(OmegaConf.to_container(cfg, resolve=False))
+
+
+def _changes(cfg: DictConfig) -> Optional[list[str]]:
+    """The overrides compose() made cfg from, plus a `key=value` for each value changed on cfg since; None for a
+    config compose() did not make."""
+    record = _COMPOSED.get(id(cfg))
+    if record is None or record[0]() is not cfg:
+        return None
+    _, overrides, values = record
+    now = _flat(cfg)
+    edited = [k for k in sorted(set(values) | set(now)) if values.get(k, _MISSING) != now.get(k, _MISSING)]
+    return [*overrides, *(f"{k}={now[k]}" if k in now else f"~{k}" for k in edited)]
+
+
+_MISSING = object()
 
 
 def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
@@ -125,8 +154,11 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GantrainError(f"cannot create the run folder {run_dir} ({exc.strerror or exc}); choose another run_dir") from None
+    # a resume of a config compose() made continues the run's own config with the changes given (as
+    # `gantrain resume=RUN trainer.steps=N` does); any other config is compared with the saved one as it is
+    overrides = _changes(cfg) if cfg.get("resume") not in (None, "") else None
     try:
-        _train(cfg, run_dir)
+        _train(cfg, run_dir, overrides)
     except BeforeStart:  # refused before training began: the folder is left as it was
         if not existed:
             shutil.rmtree(made, ignore_errors=True)

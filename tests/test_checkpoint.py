@@ -171,6 +171,30 @@ def test_interrupted_run_with_lr_schedule_resumes_exactly(tmp_path):
     assert loss_rows(straight) == loss_rows(split)
 
 
+def test_a_python_resume_gives_only_what_changes_as_the_command_line_does(tmp_path):
+    """compose(["resume=RUN", "trainer.steps=N"]) continues RUN with the config it was trained with (its loss and
+    widths, not today's defaults); a value set on the composed config counts as given; a change that may not be
+    made on resume is refused either way."""
+    run = tmp_path / "run"
+    gantrain.train(gantrain.compose(["loss=hinge", "dataset=digits", "trainer.steps=2", "trainer.log_every=1",
+                                     "generator.base_channels=8", "discriminator.base_channels=8"]), run)
+    gantrain.train(gantrain.compose([f"resume={run}", "trainer.steps=3"]), run)
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert state["step"] == 3 and state["config"]["loss"]["_target_"].endswith("Hinge")
+    assert state["config"]["generator"]["base_channels"] == 8 and state["config"]["trainer"]["log_every"] == 1
+    cfg = gantrain.compose([f"resume={run}"])
+    cfg.trainer.steps = 4
+    gantrain.train(cfg, run)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 4
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    with pytest.raises(GantrainError, match=r"cannot resume: the config differs from the checkpoint's in loss\._target_"):
+        gantrain.train(gantrain.compose([f"resume={run}", "trainer.steps=5", "loss=minimax"]), run)
+    cfg = gantrain.compose([f"resume={run}", "trainer.steps=5"])
+    cfg.generator.base_channels = 16
+    with pytest.raises(GantrainError, match=r"differs from the checkpoint's in generator\.base_channels \("):
+        gantrain.train(cfg, run)
+
+
 def test_a_linear_schedule_resumed_with_more_steps_follows_the_longer_run_and_says_so(tmp_path, caplog):
     """trainer.steps raised on resume: from that step on the rates are those a run of the new length has there
     (what pix2pix's and torch's schedulers do), and one line says what that does to the rate."""
