@@ -149,6 +149,8 @@ EVAL_REFUSED = [
     (["seed=-1"], "seed=-1 must be a whole number from 0 to 2**63 - 1"),
     (["seed=99999999999999999999"], "seed=99999999999999999999 must be a whole number from 0 to 2**63 - 1"),
     (["ema=maybe"], "ema=maybe must be true (the EMA generator, when the run keeps one) or false"),
+    (["num_samples", "=", "10"], "'num_samples = 10': write an option as key=value with no spaces around '=' "
+                                 "(e.g. num_samples=10)"),
     (["num_samples=10", "dataset.image_size=16"], "the run's generator makes samples of shape (1, 8, 8), the data given "
                                                   "is (1, 16, 16)"),
 ]

@@ -71,6 +71,10 @@ def test_defaults_and_every_option_read_into_the_request(tmp_path):
     (("per_class=maybe",), "per_class=maybe must be true or false"),
     (("text=a thick 3", "text=a thin 7"), "text= is given twice ('a thick 3' and 'a thin 7'); give it once"),
     (("text_file=",), "text_file= is empty; give the path of a text file with one prompt per line"),
+    (("n", "=", "4"), "'n = 4': write an option as key=value with no spaces around '=' (e.g. n=4)"),
+    (("n=", "4"), "'n= 4': write an option as key=value with no spaces around '=' (e.g. n=4)"),
+    (("n", "=4"), "'n =4': write an option as key=value with no spaces around '=' (e.g. n=4)"),
+    (("out=", "x.png", "n=2"), "'out= x.png': write an option as key=value with no spaces around '=' (e.g. out=x.png)"),
     (("text=a", "text_file=f"), "text= and text_file= both give prompts; give one of them"),
     (("text=a", "labels=1"), "text= and text_file= choose what to draw by prompt; leave out labels, per_class, "
                              "interpolate, style_mix, direction and truncation strips"),

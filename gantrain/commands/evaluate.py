@@ -43,6 +43,9 @@ def eval_main(argv: Optional[list[str]] = None) -> None:
         sys.exit(0 if args else 2)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        from gantrain.commands.sample import check_no_spaced_option
+
+        check_no_spaced_option(args)
         paths = [a for a in args if "=" not in a]
         if len(paths) != 1 or not paths[0].strip():
             raise GantrainError("give exactly one run folder or checkpoint file")

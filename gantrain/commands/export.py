@@ -44,7 +44,7 @@ from torch import nn
 
 from gantrain.errors import GantrainError
 from gantrain.nets.base import fixed_noise
-from gantrain.commands.sample import check_writable, resolve_device
+from gantrain.commands.sample import check_no_spaced_option, check_writable, resolve_device
 
 PROG = "gantrain-export"
 OPTIONS = ("format", "out", "ema", "device", "overwrite")
@@ -300,6 +300,7 @@ def load_exported(path: Union[str, Path], device: Union[str, torch.device] = "cp
 
 def parse_args(args: Sequence[str]) -> tuple[Path, str, Path, bool, str, bool]:
     """(run or checkpoint, format, out, ema, device, overwrite) of a command line; GantrainError for every mistake."""
+    check_no_spaced_option(args)
     paths = [a for a in args if "=" not in a]
     options = {}
     for arg in args:

@@ -239,9 +239,27 @@ class Request:
     overwrite: bool = False
 
 
+def check_no_spaced_option(args: Sequence[str]) -> None:
+    """GantrainError where an option was typed with spaces around its '=' (`n = 4`, `n= 4`, `n =4`): the shell
+    splits it into words that would read as paths and nameless options."""
+    words = sum("=" not in a for a in args)  # one of them is the run; where there are more, a value was split off
+    for i, arg in enumerate(args):
+        if "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        after = args[i + 1] if i + 1 < len(args) else None
+        if not key.strip() or (not value and words > 1 and after is not None and "=" not in after):
+            typed = args[max(i - 1, 0) if not key.strip() else i: i + 2]
+            name = (args[i - 1] if i and not key.strip() else key).strip() or "key"
+            example = f"{name}={value or after or 'VALUE'}"
+            raise GantrainError(f"{' '.join(typed)!r}: write an option as key=value with no spaces around '=' "
+                                f"(e.g. {example})")
+
+
 def split_command_line(args: Sequence[str], valid: Sequence[str], prog: str, usage: str) -> tuple[Path, dict[str, str]]:
     """(the one run folder or checkpoint, key=value options) of a command line; GantrainError for an unknown
     option (with the nearest valid one) or not exactly one path."""
+    check_no_spaced_option(args)
     paths = [a for a in args if "=" not in a]
     options: dict[str, str] = {}
     for arg in args:
