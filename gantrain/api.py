@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from gantrain.training.components import build_generator, build_translator, resolve_device
 from gantrain.checkpoint import game_meta, open_run_or_checkpoint
 from gantrain.config import flatten, register_resolvers
-from gantrain.errors import GantrainError
+from gantrain.errors import _FROM_PYTHON, GantrainError
 from gantrain.overrides import check_overrides, check_roots
 from gantrain.nets.base import Generator, fixed_noise
 from gantrain.training.run import BeforeStart
@@ -157,6 +157,7 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
     # a resume of a config compose() made continues the run's own config with the changes given (as
     # `gantrain resume=RUN trainer.steps=N` does); any other config is compared with the saved one as it is
     overrides = _changes(cfg) if cfg.get("resume") not in (None, "") else None
+    from_python = _FROM_PYTHON.set(True)  # messages name run_dir, not the command's hydra.run.dir
     try:
         _train(cfg, run_dir, overrides)
     except BeforeStart:  # refused before training began: the folder is left as it was
@@ -165,4 +166,6 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
         elif not had_lock:
             (run_dir / ".gantrain.lock").unlink(missing_ok=True)
         raise
+    finally:
+        _FROM_PYTHON.reset(from_python)
     return run_dir

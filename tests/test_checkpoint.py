@@ -193,6 +193,10 @@ def test_a_python_resume_gives_only_what_changes_as_the_command_line_does(tmp_pa
     cfg.generator.base_channels = 16
     with pytest.raises(GantrainError, match=r"differs from the checkpoint's in generator\.base_channels \("):
         gantrain.train(cfg, run)
+    with pytest.raises(GantrainError) as err:  # from Python, the folder is train's run_dir, not hydra.run.dir
+        gantrain.train(gantrain.compose(["dataset=digits"]), run)
+    assert str(err.value) == (f"{run} already holds a run (checkpoints/); continue it with resume=auto, or choose a "
+                              f"new run_dir")
 
 
 def test_a_linear_schedule_resumed_with_more_steps_follows_the_longer_run_and_says_so(tmp_path, caplog):

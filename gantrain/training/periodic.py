@@ -11,7 +11,7 @@ import math
 import time
 from typing import Any, Optional
 
-from gantrain.errors import GantrainError
+from gantrain.errors import GantrainError, folder_option
 
 # The loop (gantrain.training.loop.Loop) is passed in and used through its public attributes only; it is not
 # imported here, so that the loop may import its periodic work without a cycle.
@@ -97,7 +97,7 @@ class DivergenceCheck(Periodic):
         if self.action == "stop":
             if loop.last_checkpoint() is None:
                 raise GantrainError(f"training diverged: {problem}, before the run's first checkpoint; start it again "
-                                    f"(in a new hydra.run.dir, or with hydra.run.dir={loop.run_dir} resume=auto) with "
+                                    f"(in a new {folder_option()}, or with {folder_option()}={loop.run_dir} resume=auto) with "
                                     f"a lower optimizer.lr, a penalty (loss=wgan_gp), or "
                                     f"trainer.on_divergence=rollback (which keeps a checkpoint to go back to)")
             raise GantrainError(f"training diverged: {problem}; the last good checkpoint is in {where}; lower "

@@ -18,7 +18,7 @@ from gantrain.training.components import plain_config, unresolved
 from gantrain.checkpoint import as_run_folder, load_checkpoint, newest_good, run_folder_of, step_checkpoints
 from gantrain.config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
 from gantrain.training.distributed import Dist
-from gantrain.errors import GantrainError
+from gantrain.errors import GantrainError, folder_option
 from gantrain.training.loop import Loop
 
 log = logging.getLogger("gantrain")
@@ -51,7 +51,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         except OSError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise RunBusy(f"{run_dir} is in use by {holder}; wait for it to finish or stop it, "
-                          f"or train in another folder (hydra.run.dir=...)") from None
+                          f"or train in another folder ({folder_option()}=...)") from None
         os.ftruncate(fd, 0)
         started = datetime.datetime.now().isoformat(timespec="seconds")
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {started}".encode(), 0)
@@ -84,20 +84,20 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
         if has_checkpoints:
             raise GantrainError(
                 f"{run_dir} already holds a run (checkpoints/); continue it with resume=auto, "
-                f"or choose a new hydra.run.dir"
+                f"or choose a new {folder_option()}"
             )
         stale = [name for name in RUN_OUTPUTS if _holds_something(run_dir / name)] if main else []
         if stale:  # a run stopped before its first checkpoint (killed, diverged, interrupted at start-up)
             raise GantrainError(
                 f"{run_dir} already holds the outputs of a run that wrote no checkpoint ({', '.join(stale)}); "
-                f"choose a new hydra.run.dir, or start that run again there with resume=auto (which replaces them)"
+                f"choose a new {folder_option()}, or start that run again there with resume=auto (which replaces them)"
             )
         return None
     if resume == "auto":
         found = newest_good(run_dir)
         if found is None:
-            log.info("resume=auto: no checkpoint in %s, starting fresh (a relaunch with the same hydra.run.dir "
-                     "continues it)", run_dir)
+            log.info("resume=auto: no checkpoint in %s, starting fresh (a relaunch with the same %s "
+                     "continues it)", run_dir, folder_option())
             return None
         log.info("resume=auto: continuing from %s", found[0])
         return found[1]
@@ -132,7 +132,7 @@ def refuse_rewind(resume: str, path: Path, run_dir: Path, step: int) -> None:
     if latest > step:
         raise GantrainError(f"resume={resume} is at step {step}, but this run has a checkpoint of step {latest}: "
                             f"continuing it in {run_dir} would replace what it wrote after step {step}; branch from "
-                            f"it into a new folder with hydra.run.dir=NEW_FOLDER (the run stays as it is), or "
+                            f"it into a new folder with {folder_option()}=NEW_FOLDER (the run stays as it is), or "
                             f"continue the run from its newest checkpoint with resume={run_dir}")
 
 
