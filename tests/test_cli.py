@@ -134,6 +134,23 @@ def test_an_older_checkpoint_continues_in_a_new_folder_not_over_the_run(tmp_path
     acc.Reload()
     assert [e.step for e in acc.Scalars("loss/d")] == [15, 20]
     assert [e.value for e in acc.Scalars("loss/d")] == pytest.approx([r["loss/d"] for r in before[2:]], rel=1e-6)
+    # the branch now holds a run: another run continued there would be mixed into it; a checkpoint outside a run's
+    # checkpoints/ has no run folder of its own to continue in
+    loose = tmp_path / "loose" / "model.pt"
+    loose.parent.mkdir()
+    loose.write_bytes(older.read_bytes())
+    kept = {p: p.read_bytes() for p in branch.rglob("*") if p.is_file()}
+    mixed, unhomed = run_commands([("gantrain", f"resume={run}", "trainer.steps=25", f"hydra.run.dir={branch}"),
+                                   ("gantrain", f"resume={loose}", "trainer.steps=25")], cwd=tmp_path)
+    assert mixed.returncode == 2 and mixed.stderr.strip().splitlines()[-1] == (
+        f"gantrain: error: {branch} already holds another run (checkpoints/, metrics.jsonl, samples, tb); "
+        f"resume={run} would mix the run of {run} into it: continue that run in its own folder, {run}, or branch it "
+        f"into a new, empty hydra.run.dir")
+    assert {p: p.read_bytes() for p in branch.rglob("*") if p.is_file()} == kept
+    assert unhomed.returncode == 2 and unhomed.stderr.strip().splitlines()[-1] == (
+        f"gantrain: error: resume={loose} is a checkpoint outside a run's checkpoints/ folder, so it has no run folder "
+        f"to continue in: give one, e.g. hydra.run.dir=runs/model (a new or empty folder)")
+    assert sorted(p.name for p in loose.parent.iterdir()) == ["model.pt"]
     latest = run_gantrain(f"resume={run / 'checkpoints' / 'step_00000020.pt'}", "trainer.steps=25", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr  # the newest one continues in place
     assert [r["step"] for r in read_metrics(run)] == [5, 10, 15, 20, 25]

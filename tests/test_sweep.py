@@ -305,6 +305,17 @@ def test_sweep_and_run_folders_are_not_mixed(tmp_path: Path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"gantrain: error: {message}"), proc.stderr
     assert sorted(p.name for p in (tmp_path / "a_run").iterdir()) == ["checkpoints"]
+    # a run in what would be a job's folder (no status.json: no sweep's job): refused before anything is written
+    (tmp_path / "runs" / "0" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "runs" / "0" / "checkpoints" / "last.pt").write_bytes(b"a run's")
+    (tmp_path / "runs" / "0" / "metrics.jsonl").write_text('{"step": 1}\n')
+    proc = run_gantrain("-m", "seed=0,1", *SMALL, f"hydra.sweep.dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"gantrain: error: hydra.sweep.dir={tmp_path / 'runs'} holds a run that is not a job of a sweep in 0/ "
+        f"(checkpoints, metrics.jsonl, no status.json): a job there would be mixed into it; choose a new "
+        f"hydra.sweep.dir"], proc.stderr
+    assert [str(p.relative_to(tmp_path / "runs")) for p in sorted((tmp_path / "runs").rglob("*"))] == [
+        "0", "0/checkpoints", "0/checkpoints/last.pt", "0/metrics.jsonl"]
     folder = tmp_path / "sweep"
     assert run_gantrain("-m", "seed=0,1", *SMALL, f"hydra.sweep.dir={folder}", cwd=tmp_path).returncode == 0
     record = (folder / "multirun.yaml").read_bytes()

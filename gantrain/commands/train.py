@@ -92,7 +92,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
 
     from gantrain.commands import sweep
     from gantrain.training.loop import Interrupted
-    from gantrain.training.run import RunBusy, train
+    from gantrain.training.run import RUN_OUTPUTS, RunBusy, holds_something, train
 
     hydra_cfg = HydraConfig.get()
     sweep_dir = Path(str(hydra_cfg.sweep.dir))
@@ -101,6 +101,9 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
     steps = _whole_number(OmegaConf.select(cfg, "trainer.steps", default=0)) or 0  # a bad value fails in train()
     prior = sweep.read_status(run_dir) or {}
     other_job = bool(prior) and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)
+    # a job writes status.json before it trains: checkpoints or outputs without one are a run of another kind
+    foreign = [] if prior else [name for name in ("checkpoints", *RUN_OUTPUTS) if holds_something(run_dir / name)]
+    other_job = other_job or bool(foreign)
     finished = prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps
     if other_job or finished:
         record = str(hydra_cfg.output_subdir or "")
@@ -112,8 +115,13 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
         record, _, copy = os.environ.get("GANTRAIN_KEPT_MULTIRUN", "").partition(os.pathsep)
         if copy and Path(record) == (sweep_dir / "multirun.yaml").resolve() and Path(copy).is_file():
             Path(record).write_bytes(Path(copy).read_bytes())  # the sweep that is there keeps its record
-        print(f"gantrain: error: {run_dir} holds another job ({' '.join(prior.get('overrides') or [])}) than this sweep's "
-              f"{name}; re-run the sweep's original command, or give a new hydra.sweep.dir", file=sys.stderr)
+        if foreign:
+            print(f"gantrain: error: {run_dir} holds a run that is not a job of a sweep ({', '.join(foreign)}, no "
+                  f"{sweep.STATUS_FILE}); this sweep's {name} would be mixed into it: give a new hydra.sweep.dir",
+                  file=sys.stderr)
+        else:
+            print(f"gantrain: error: {run_dir} holds another job ({' '.join(prior.get('overrides') or [])}) than this "
+                  f"sweep's {name}; re-run the sweep's original command, or give a new hydra.sweep.dir", file=sys.stderr)
         sys.exit(2)
     if sweep.is_busy(run_dir):
         print(f"gantrain: error: {run_dir} is in use by another process; is this sweep running twice?", file=sys.stderr)
@@ -403,6 +411,15 @@ def _check_sweep_folder(given: Optional[str]) -> None:
             (target / "checkpoints").is_dir() or (target / "metrics.jsonl").is_file()):
         raise GantrainError(f"hydra.sweep.dir={given} is a run's folder, not a sweep's: the jobs would be written into "
                             f"that run; choose a new hydra.sweep.dir")
+    if target.is_dir():  # a job folder holding a run that is no sweep's job (a job writes status.json first)
+        from gantrain.training.run import RUN_OUTPUTS, holds_something
+
+        for child in sorted(p for p in target.iterdir() if p.is_dir() and not (p / "status.json").exists()):
+            held = [name for name in ("checkpoints", *RUN_OUTPUTS) if holds_something(child / name)]
+            if held:
+                raise GantrainError(f"hydra.sweep.dir={given} holds a run that is not a job of a sweep in {child.name}/ "
+                                    f"({', '.join(held)}, no status.json): a job there would be mixed into it; choose a "
+                                    f"new hydra.sweep.dir")
     _check_can_make(target, "sweep", "hydra.sweep.dir")
     record = target / "multirun.yaml"
     if record.is_file():  # a copy outside the folder, named in the environment that a parallel launcher's jobs inherit
@@ -493,7 +510,12 @@ def _check_command_line(args: list[str]) -> None:
         raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
     run_dir = _argv_value(args, "hydra.run.dir")
     if run_dir is None and resume not in (None, "", "auto", "null"):
-        run_dir = str(run_folder_for(Path(resume).expanduser()))
+        source = Path(resume).expanduser()
+        if source.is_file() and source.parent.name != "checkpoints":  # not a run's: its folder is no run folder
+            raise GantrainError(f"resume={resume} is a checkpoint outside a run's checkpoints/ folder, so it has no run "
+                                f"folder to continue in: give one, e.g. hydra.run.dir=runs/{source.stem} (a new or "
+                                f"empty folder)")
+        run_dir = str(run_folder_for(source))
     target = Path(run_dir or "outputs").expanduser().resolve()
     if run_dir is not None and _is_sweep_folder(target):
         raise GantrainError(f"{target} is a sweep's folder (multirun.yaml, one folder per job): a run needs a folder of "

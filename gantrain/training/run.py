@@ -67,7 +67,7 @@ def run_lock(run_dir: Path) -> Iterator[None]:
 RUN_OUTPUTS = ("metrics.jsonl", "samples", "tb", "eval.json")
 
 
-def _holds_something(path: Path) -> bool:
+def holds_something(path: Path) -> bool:
     """A non-empty file, or a folder with anything in it."""
     if path.is_dir():
         return any(path.iterdir())
@@ -86,7 +86,7 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
                 f"{run_dir} already holds a run (checkpoints/); continue it with resume=auto, "
                 f"or choose a new {folder_option()}"
             )
-        stale = [name for name in RUN_OUTPUTS if _holds_something(run_dir / name)] if main else []
+        stale = [name for name in RUN_OUTPUTS if holds_something(run_dir / name)] if main else []
         if stale:  # a run stopped before its first checkpoint (killed, diverged, interrupted at start-up)
             raise GantrainError(
                 f"{run_dir} already holds the outputs of a run that wrote no checkpoint ({', '.join(stale)}); "
@@ -102,6 +102,8 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
         log.info("resume=auto: continuing from %s", found[0])
         return found[1]
     path = as_run_folder(Path(str(resume)).expanduser())
+    if path.is_dir() or path.is_file():
+        _refuse_mixing(resume, path if path.is_dir() else run_folder_of(path), run_dir, has_checkpoints, main)
     if path.is_dir():
         found = newest_good(path)
         if found is None:
@@ -115,6 +117,19 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
             refuse_rewind(resume, path, run_dir, int(state.get("step", 0)))
         return state
     raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
+
+
+def _refuse_mixing(resume: str, source: Path, run_dir: Path, has_checkpoints: bool, main: bool) -> None:
+    """Refuse to continue the run in `source` inside run_dir when run_dir holds another run (its checkpoints, or
+    the outputs of one that wrote none): the two would be mixed in one folder."""
+    if Path(source).resolve() == Path(run_dir).resolve():
+        return
+    held = ["checkpoints/"] if has_checkpoints else []
+    held += [name for name in RUN_OUTPUTS if holds_something(run_dir / name)] if main else []
+    if held:
+        raise GantrainError(f"{run_dir} already holds another run ({', '.join(held)}); resume={resume} would mix the run "
+                            f"of {source} into it: continue that run in its own folder, {source}, or branch it into a new, "
+                            f"empty {folder_option()}")
 
 
 def refuse_rewind(resume: str, path: Path, run_dir: Path, step: int) -> None:
