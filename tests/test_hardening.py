@@ -194,6 +194,20 @@ def test_run_folder_that_cannot_be_made_is_one_line(tmp_path):
 
 
 
+def test_an_empty_folder_or_resume_value_is_refused_and_writes_nothing(tmp_path):
+    # `hydra.run.dir=$OUT` with OUT unset: the run went into the current folder; `resume=$RUN`: a fresh run
+    results = run_commands([("gantrain", *TINY, "hydra.run.dir="), ("gantrain", "-m", *TINY, "seed=0,1", "hydra.sweep.dir="),
+                            ("gantrain", *TINY, "resume=''")], cwd=tmp_path)
+    assert [one_line_error(r) for r in results] == [
+        "gantrain: error: hydra.run.dir= is empty (an unset shell variable?); give the run's folder, or leave "
+        "hydra.run.dir out for a new folder under outputs/",
+        "gantrain: error: hydra.sweep.dir= is empty (an unset shell variable?); give the sweep's folder, or leave "
+        "hydra.sweep.dir out for a new folder under outputs/multirun/",
+        "gantrain: error: resume= is empty (an unset shell variable?); give the run folder or checkpoint to continue, "
+        "resume=auto, or leave resume out for a new run"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_run_folder_check_is_safe_when_processes_start_together(tmp_path):
     # torchrun starts every rank at once and each checks the same new run folder; one rank's check must
     # never trip over another's (a check that made and removed the run folder itself did, now and then).

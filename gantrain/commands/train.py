@@ -433,6 +433,15 @@ def _check_sweep_folder(given: Optional[str]) -> None:
         atexit.register(lambda: Path(copy).unlink(missing_ok=True))
 
 
+#: keys whose empty value would not mean what it says: the run written into the current folder, a fresh run
+#: instead of a resume
+_NOT_EMPTY = {
+    "hydra.run.dir": "give the run's folder, or leave hydra.run.dir out for a new folder under outputs/",
+    "hydra.sweep.dir": "give the sweep's folder, or leave hydra.sweep.dir out for a new folder under outputs/multirun/",
+    "resume": "give the run folder or checkpoint to continue, resume=auto, or leave resume out for a new run",
+}
+
+
 def _check_command_line(args: list[str]) -> None:
     """What Hydra would report with a traceback or wrong advice, as one line: unknown keys (with the
     nearest valid ones), and a run folder that cannot be created or written."""
@@ -444,6 +453,9 @@ def _check_command_line(args: list[str]) -> None:
     if any(a in ("-h", "--help", "--hydra-help") for a in args):
         return
     check_overrides(args)
+    for key, what in _NOT_EMPTY.items():  # an unset shell variable ($OUT) reads as an empty value
+        if _argv_value(args, key) == "":
+            raise GantrainError(f"{key}= is empty (an unset shell variable?); {what}")
     words = override_words(args)
     plain = [a for a in words if "=" in a and not a.startswith(("+", "~")) and not a.startswith("hydra")]
     shows = any(a in ("-c", "--cfg", "--info", "-i", "--resolve") for a in args)  # shows the config; trains nothing
