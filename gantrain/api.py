@@ -44,7 +44,8 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
     ema: use the EMA generator when the run kept one. `.sample(n)` then gives n samples in data space:
     images (n, C, H, W) in [-1, 1], 2D points (n, 2); a conditional run's generator has `num_classes`
     and takes `.sample(n, labels=...)`; a text run's takes `.sample(n, text="a thick 3")` (or a list of n
-    prompts). Loading runs no code from the file, and runs
+    prompts); one trained on an image folder's class subfolders names them in `class_names` (label k is the k-th).
+    Loading runs no code from the file, and runs
     written by earlier gantrain versions load too.
     """
     device = _device(device)
@@ -62,6 +63,8 @@ def load_generator(path: Union[str, Path], device: Union[str, torch.device] = "c
                                     state.get("num_classes"))
     weights = state["ema"]["generator"] if ema and "generator" in state["ema"] else state["networks"]["generator"]
     generator.load_state_dict(weights)
+    if game_meta(state).get("class_names"):  # an image folder's classes: label k is its k-th class folder
+        generator.class_names = list(game_meta(state)["class_names"])
     return fixed_noise(_moved(generator, device).eval())
 
 

@@ -237,18 +237,27 @@ def write_images(folder, count, colour):
 def test_image_folder_with_class_subfolders_is_labelled(tmp_path):
     write_images(tmp_path / "labelled" / "cats", 3, (255, 0, 0))
     write_images(tmp_path / "labelled" / "dogs", 2, (0, 0, 255))
+    # hidden folders and files (a notebook's checkpoints, thumbnails) are neither classes nor data
+    write_images(tmp_path / "labelled" / ".ipynb_checkpoints", 2, (0, 0, 0))
+    write_images(tmp_path / "labelled" / "dogs" / ".thumbs", 2, (0, 0, 0))
     folder = ImageFolder(str(tmp_path / "labelled"), image_size=4)
     assert folder.num_classes == 2 and folder.classes == ["cats", "dogs"]
-    assert folder.labels().tolist() == [0, 0, 0, 1, 1] and "2 classes" in folder.describe()
+    assert folder.labels().tolist() == [0, 0, 0, 1, 1] and "2 classes: 0 cats, 1 dogs)" in folder.describe()
     stream = make_batches(folder, 5, seed=0, device=torch.device("cpu"), num_workers=0, labelled=True)
     images, y = stream.next(1)
     red = images[0, :, 0, 0, 0] > 128  # cats are red
     assert torch.equal(red, y[0] == 0)
     write_images(tmp_path / "flat", 3, (0, 255, 0))
     flat = ImageFolder(str(tmp_path / "flat"), image_size=4)
-    assert flat.num_classes is None
+    assert flat.num_classes is None and flat.no_classes == ""
     with pytest.raises(GantrainError, match="one subfolder per class"):
         flat.labels()
+    write_images(tmp_path / "labelled", 1, (0, 255, 0))  # one image beside the class folders: no classes, and why
+    assert ImageFolder(str(tmp_path / "labelled"), image_size=4).no_classes == (
+        f"1 image(s) lie directly in {tmp_path / 'labelled'} (0.png), so its subfolders are not read as classes")
+    write_images(tmp_path / "one" / "cats", 2, (255, 0, 0))
+    assert ImageFolder(str(tmp_path / "one"), image_size=4).no_classes == (
+        "its images are all in one subfolder (cats): one class")
 
 
 def test_conditional_run_resumes_exactly(tmp_path):
@@ -379,6 +388,17 @@ def test_resume_after_the_classes_changed_is_one_line(tmp_path):
     with pytest.raises(GantrainError, match="trained on 2 classes, the dataset now has 3"):
         gantrain.train(gantrain.compose(common + ["trainer.steps=2", f"resume={run}"]), run)
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1
+    # as many classes, but a folder renamed: the labels would change meaning
+    import shutil
+
+    shutil.rmtree(tmp_path / "data" / "birds")
+    (tmp_path / "data" / "dogs").rename(tmp_path / "data" / "apes")
+    with pytest.raises(GantrainError) as err:
+        gantrain.train(gantrain.compose(common + ["trainer.steps=2", f"resume={run}"]), run)
+    assert str(err.value) == ("the class folders differ from those the run was trained on: label 0 was 'cats' and "
+                              "would now be 'apes' (a folder renamed?); resume with the folders it was trained on, or "
+                              "start a new run")
+    assert gantrain.load_generator(run).class_names == ["cats", "dogs"]  # which label is which folder
 
 
 class NoClassifierHead(DCGANDiscriminator):

@@ -364,6 +364,8 @@ def export(path: Union[str, Path], fmt: str, out: Union[str, Path], ema: bool = 
             "ema": bool(ema and "generator" in state.get("ema", {}))}
     if game_meta(state).get("text"):
         meta["text"] = game_meta(state)["text"]
+    if game_meta(state).get("class_names"):  # label k is the run's k-th class folder
+        meta["class_names"] = game_meta(state)["class_names"]
     return export_generator(generator, fmt, out, meta, device, overwrite)
 
 

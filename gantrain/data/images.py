@@ -278,14 +278,24 @@ class ImageFolder(Dataset):
             raise GantrainError(f"dataset.channels={_shown(channels)} must be 1 (grey) or 3 (RGB)")
         self.image_size, self.channels = _check_size(image_size), int(channels)
         self.on_device, self.skip_bad_images = _on_device(on_device), _flag(skip_bad_images, "skip_bad_images")
-        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        # hidden files and folders (.ipynb_checkpoints, .thumbs) are no part of the data, nor classes
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
+                       and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
         if not files:
             raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {self.root}")
         self.files = self._readable(files)
         self.shape = (self.channels, self.image_size, self.image_size)
         # torchvision's convention: one subfolder per class (two or more) and no image directly in root
         tops = [f.relative_to(self.root).parts for f in self.files]
-        self.classes = sorted({t[0] for t in tops}) if all(len(t) > 1 for t in tops) else []
+        loose = [Path(*t).as_posix() for t in tops if len(t) == 1]
+        self.classes = sorted({t[0] for t in tops}) if not loose else []
+        #: why the images have no classes (said where a conditional run asks for them)
+        self.no_classes = ""
+        if loose and len(loose) < len(tops):
+            self.no_classes = (f"{len(loose)} image(s) lie directly in {self.root} ({', '.join(loose[:3])}"
+                               f"{', ...' if len(loose) > 3 else ''}), so its subfolders are not read as classes")
+        elif len(self.classes) == 1:
+            self.no_classes = f"its images are all in one subfolder ({self.classes[0]}): one class"
         if len(self.classes) < 2:
             self.classes = []
         index = {c: i for i, c in enumerate(self.classes)}
@@ -322,7 +332,8 @@ class ImageFolder(Dataset):
         return self._texts
 
     def describe(self) -> str:
-        classes = f", {len(self.classes)} classes" if self.classes else ""
+        names = ", ".join(f"{i} {c}" for i, c in enumerate(self.classes[:10])) + (", ..." if len(self.classes) > 10 else "")
+        classes = f", {len(self.classes)} classes: {names}" if self.classes else ""
         return f"{self.name} ({len(self)} samples of shape {tuple(self.shape)}{classes})"
 
     def _readable(self, files: list[Path]) -> list[Path]:

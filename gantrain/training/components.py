@@ -236,6 +236,10 @@ def check_labelled(dataset: Dataset, condition: Optional[ConditionConfig]) -> Op
     if condition is None:
         return None
     if not dataset.num_classes:
+        why = getattr(getattr(dataset, "base", dataset), "no_classes", "")
+        if why:
+            raise GantrainError(f"conditional=true needs labels, and {dataset.name} has none: {why}; put every image "
+                                f"in one subfolder per class (two or more), or set conditional=false")
         raise GantrainError(
             f"conditional=true needs labels, and {dataset.name} has none; use a labelled dataset (mnist, "
             f"fashion_mnist, cifar10, digits, ring, grid, or image_folder with one subfolder per class) "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gantrain.training import distributed
-from gantrain.checkpoint import FORMAT, FORMAT_VERSION, CheckpointWriter
+from gantrain.checkpoint import FORMAT, FORMAT_VERSION, CheckpointWriter, game_meta
 from gantrain.data.streaming import BatchStream
 from gantrain.training.distributed import Dist
 from gantrain.errors import GantrainError
@@ -368,6 +368,13 @@ class Loop:
             raise GantrainError(f"the checkpoint was trained on {state.get('num_classes')} classes, the dataset now has "
                                 f"{self.meta.get('num_classes')} (a class folder added or removed?); resume with the "
                                 f"data it was trained on, or start a new run")
+        saved_names = game_meta(state).get("class_names")
+        names = self.meta.get("class_names")
+        if saved_names and names and list(saved_names) != list(names):
+            changed = next(i for i, (a, b) in enumerate(zip(saved_names, names)) if a != b)
+            raise GantrainError(f"the class folders differ from those the run was trained on: label {changed} was "
+                                f"{saved_names[changed]!r} and would now be {names[changed]!r} (a folder renamed?); "
+                                f"resume with the folders it was trained on, or start a new run")
         self.game.load_state_dict(state)
         self.batches.load_state_dict(state["data_state"])
         saved_world = int(state.get("world_size", 1))

@@ -69,6 +69,9 @@ class GAN(Game):
             raise GantrainError(f"dataset {dataset.name} is for image-to-image translation: add model=pix2pix (paired) "
                                 f"or model=cyclegan, or pick another dataset")
         generator, discriminator, num_classes, paired, meta = cls.make_networks(setup)
+        names = getattr(getattr(dataset, "base", dataset), "classes", None)
+        if num_classes and names:  # which label is which folder: kept with the run, checked on resume
+            meta = {**meta, "class_names": [str(n) for n in names]}
         check_combination(setup.loss, cfg)
         batches = make_batches(dataset, settings.batch_size, setup.seed, device, settings.num_workers, dist.rank,
                                dist.world, labelled=num_classes is not None, labels=paired)
