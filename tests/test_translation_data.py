@@ -326,6 +326,11 @@ def check_pairs(ds: PairedFolder, modes_a, modes_b, n: int = 6, size: int = 8) -
 
 def test_paired_folder_side_by_side(tmp_path):
     side_by_side(tmp_path / "train")
+    from PIL import Image
+
+    (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # hidden files and folders are no part of the data
+    Image.new("RGB", (16, 8)).save(tmp_path / "train" / ".ipynb_checkpoints" / "0-checkpoint.png")
+    (tmp_path / "train" / "._0.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS AppleDouble file
     ds = PairedFolder(str(tmp_path), image_size=8)
     assert ds.paired and ds.kind == "image" and ds.side_by_side and len(ds) == 6 and ds.streamed
     mode = lambda k: MODES[k % 3]  # noqa: E731
@@ -530,3 +535,13 @@ def test_random_jitter_on_a_paired_batch(edges):
     # the outline moves with its digit: edges stay next to ink after the jitter
     ink = F.max_pool2d((out[:, 1:] > -0.99).float(), 7, 1, 3) > 0
     assert not bool(((out[:, :1] > 0) & ~ink).any())
+
+
+def test_an_input_folder_skips_hidden_files(tmp_path):
+    from PIL import Image
+
+    from gantrain.commands.translate import input_files
+
+    Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07")  # macOS's AppleDouble companion of a.png
+    assert input_files(tmp_path) == [tmp_path / "a.png"]

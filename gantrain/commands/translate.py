@@ -90,7 +90,8 @@ def input_files(source: Path) -> list[Path]:
     if not source.exists():
         raise GantrainError(f"input={source}: no such file or folder")
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                       and not p.name.startswith("."))  # hidden: no input (macOS ._ files, say)
         if not files:
             raise GantrainError(f"input={source}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder "
                                 f"(subfolders are not searched)")

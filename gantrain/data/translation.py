@@ -404,7 +404,9 @@ def _load(path: Path, channels: int, size: int, half: Optional[int] = None) -> T
 
 
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    """The images below folder; hidden files and folders (.ipynb_checkpoints, .thumbs) are no part of the data."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
 def _shown_files(items: list[tuple[Path, str]], base: Path) -> str:
