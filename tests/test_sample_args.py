@@ -362,6 +362,33 @@ def test_a_folder_of_samples_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [f"{i:06d}.png" for i in range(5)]
 
 
+def test_a_folder_of_samples_keeps_the_folder_given_and_follows_the_umask(tmp_path):
+    import os
+    import stat
+
+    batch = gs.Batch(samples=torch.zeros(3, 1, 4, 4), z=torch.zeros(3, 3), labels=None, nrow=3)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2775)  # a group's folder: it stays that folder, with its mode
+    before = shared.stat()
+    gs.write(batch, shared, kind="folder")
+    after = shared.stat()
+    assert (after.st_ino, stat.S_IMODE(after.st_mode)) == (before.st_ino, stat.S_IMODE(before.st_mode))
+    assert sorted(p.name for p in shared.iterdir()) == ["000000.png", "000001.png", "000002.png"]
+    elsewhere = tmp_path / "disk" / "samples"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(elsewhere)  # a link to an empty folder: the samples go where it points
+    gs.write(batch, tmp_path / "link", kind="folder")
+    assert (tmp_path / "link").is_symlink() and len(list(elsewhere.iterdir())) == 3
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["samples"]  # no partial folder left
+    umask = os.umask(0o022)
+    try:
+        gs.write(batch, tmp_path / "new", kind="folder")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o755
+
+
 def test_values_with_equals_signs_the_first_unknown_option_and_long_label_lists():
     assert parsed("text=a=b c").text == ["a=b c"]
     assert refused("nn=3", "sed=1").startswith("unknown option nn; did you mean n=? ")

@@ -800,22 +800,33 @@ def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Option
 
 
 def _write_folder(out: Path, images: Tensor, png_bytes: Any) -> None:
-    """One PNG per image, written into a hidden folder beside out that takes out's name once complete: an
-    interrupted or failed write leaves no partial set (which FID tools would read as a whole one)."""
+    """One PNG per image, written into a hidden folder beside out first: an interrupted or failed write leaves no
+    partial set (which FID tools would read as a whole one). A new out is that folder renamed (with the
+    permissions the umask gives); an existing empty one (or a link to one) stays the folder it is, and receives
+    the finished files."""
     import shutil
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    existing = out.is_dir()
+    target = out.resolve() if existing else out  # a link's folder: the files go where it points
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
+        names = []
         for i, image in enumerate(images):
-            (partial / f"{i:06d}.png").write_bytes(png_bytes(image))
-        if out.is_dir():
-            try:
-                out.rmdir()  # the empty folder the user gave (check_new refused one holding files)
-            except OSError:
-                raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is "
-                                    f"kept as it is: give another folder") from None
-        os.replace(partial, out)
+            names.append(f"{i:06d}.png")
+            (partial / names[-1]).write_bytes(png_bytes(image))
+        if not existing:
+            umask = os.umask(0)
+            os.umask(umask)
+            partial.chmod(0o777 & ~umask)  # mkdtemp's folder is the owner's alone
+            os.replace(partial, target)
+            return
+        if any(target.iterdir()):  # check_new refused a folder holding files: these came in meanwhile
+            raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is kept as "
+                                f"it is: give another folder")
+        for name in names:
+            os.replace(partial / name, target / name)
+        partial.rmdir()
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
