@@ -388,6 +388,10 @@ def test_the_paths_to_data_are_made_absolute_and_nothing_else(tmp_path, monkeypa
     absolute = gantrain.compose(["dataset=image_folder", f"dataset.root={tmp_path / 'x'}"])
     _absolute_root(absolute)  # already absolute, and no embeddings file: unchanged
     assert absolute.dataset.root == str(tmp_path / "x") and absolute.condition.text_embeddings is None
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # ~ is expanded: a resume by another user reads the same data
+    home = gantrain.compose(["dataset=image_folder", "dataset.root='~/pics'"])
+    _absolute_root(home)
+    assert home.dataset.root == str(tmp_path / "home" / "pics")
     points = gantrain.compose(["dataset=ring"])  # a dataset without a root
     _absolute_root(points)
     assert "root" not in points.dataset

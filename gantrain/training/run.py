@@ -163,8 +163,10 @@ def _absolute_root(cfg: DictConfig) -> None:
             value = OmegaConf.select(cfg, key, default=None)
         except Exception as exc:  # an interpolation that does not resolve
             raise unresolved(exc) from None
-        if isinstance(value, (str, Path)) and str(value) and not os.path.isabs(os.path.expanduser(str(value))):
-            OmegaConf.update(cfg, key, os.path.abspath(os.path.expanduser(str(value))))
+        if isinstance(value, (str, Path)) and str(value):
+            full = os.path.abspath(os.path.expanduser(str(value)))  # ~ expanded too: another user's home differs
+            if full != str(value):
+                OmegaConf.update(cfg, key, full)
 
 
 def _adopt_launch_record(run_dir: Path) -> None:
