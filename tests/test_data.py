@@ -404,3 +404,22 @@ def test_labelled_batches_pair_each_sample_with_its_own_label_with_and_without_a
     unlabelled = StreamedBatches(folder, batch_size=2, seed=5, device=CPU, num_workers=0)
     assert unlabelled.labelled is False and unlabelled.labels is None and unlabelled.label_shape == ()
     assert unlabelled.next(2).shape == (2, 2, 1, 4, 4)
+
+
+def test_a_photo_with_an_orientation_tag_is_read_upright(tmp_path):
+    # a phone's photo: the pixels stored landscape, the EXIF tag saying "rotate 90 degrees clockwise to view"
+    from PIL import Image
+
+    from gantrain.commands.translate import read_image
+
+    stored = np.zeros((16, 32, 3), dtype=np.uint8)
+    stored[:, :16] = 255  # the stored left half is white: upright, the top half
+    photo = Image.fromarray(stored)
+    exif = photo.getexif()
+    exif[0x0112] = 6
+    (tmp_path / "photos").mkdir()
+    photo.save(tmp_path / "photos" / "p.png", exif=exif)
+    rows = ImageFolder(str(tmp_path / "photos"), image_size=8).item(0)[0].float().mean(1)
+    assert rows[:3].min() == 255 and rows[-3:].max() == 0, rows
+    picture, size = read_image(tmp_path / "photos" / "p.png", 3)
+    assert size == (16, 32) and picture.size == (16, 32)

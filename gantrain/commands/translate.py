@@ -135,12 +135,13 @@ def plan_outputs(files: list[Path], source: Path, out: Path, overwrite: bool, wh
 
 def read_image(path: Path, channels: int) -> tuple[Any, tuple[int, int]]:
     """The picture at path as a PIL image of `channels` channels ('L' or 'RGB'), and its (width, height)."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     from gantrain.data.translation import _as_mode
 
     with Image.open(path) as img:
         img.load()
+        img = ImageOps.exif_transpose(img)  # upright, as viewers show it: the output has no orientation tag
         size = img.size
         picture = _as_mode(img, channels)
         picture.load()

@@ -385,12 +385,12 @@ class ImageFolder(Dataset):
         return len(self.files)
 
     def item(self, index: int) -> Tensor:
-        from PIL import Image
+        from PIL import Image, ImageOps
 
         path = self.files[index]
         try:
             with Image.open(path) as img:
-                img = _converted(img, self.channels)  # decodes the file
+                img = _converted(ImageOps.exif_transpose(img), self.channels)  # upright, as viewers show it
         except Exception as exc:  # PIL raises many types; the folder check passed, so the file changed since
             raise UnreadableImage(f"cannot read image {path} ({_why(exc, path)}); remove it, or set "
                                   f"dataset.skip_bad_images=true so that unreadable images are skipped at "

@@ -389,10 +389,11 @@ def _as_mode(img: Any, channels: int) -> Any:
 def _load(path: Path, channels: int, size: int, half: Optional[int] = None) -> Tensor:
     """An image file as uint8 (channels, size, size), resized bilinear to a square; half 0 / 1 takes the
     left / right half of a side-by-side file."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with Image.open(path) as img:
         img.load()
+        img = ImageOps.exif_transpose(img)  # upright, as viewers show it (a phone's photo)
         if half is not None:
             w, h = img.size
             mid = w // 2
