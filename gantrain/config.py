@@ -212,6 +212,8 @@ SAFE_RESUME_KEYS = (
 
 def _typed(schema: type, node: DictConfig, group: str) -> Any:
     try:
+        if OmegaConf.is_config(node):  # ${...} resolved in the whole config (the schema alone knows no other key)
+            node = OmegaConf.to_container(node, resolve=True)
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         return OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:

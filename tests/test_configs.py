@@ -278,3 +278,15 @@ def test_discriminator_norm_option_builds_that_norm(norm, layer, tmp_path):
         a = loop.game.D(x)[:3]
         b = loop.game.D(torch.cat([x[:3], 5 * x[3:]]))[:3]
         assert torch.allclose(a, b, atol=1e-6) == (norm != "batch")
+
+
+def test_a_setting_may_refer_to_another_key_of_the_config():
+    # `trainer.log_every=${trainer.steps}`: resolved in the whole config, as `gantrain --cfg job --resolve` shows it
+    from gantrain.config import trainer_settings
+
+    cfg = gantrain.compose(["trainer.steps=40", "trainer.log_every=${trainer.steps}",
+                            "trainer.sample_every=${trainer.batch_size}"])
+    settings = trainer_settings(cfg)
+    assert (settings.log_every, settings.sample_every) == (40, settings.batch_size)
+    with pytest.raises(GantrainError, match="Interpolation key 'trainer.nope' not found"):
+        trainer_settings(gantrain.compose(["trainer.log_every=${trainer.nope}"]))
