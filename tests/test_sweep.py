@@ -393,3 +393,38 @@ def test_the_search_presets_compose() -> None:
     assert set(mnist.hydra.sweeper.params) == {"optimizer.generator.lr", "optimizer.discriminator.lr", "optimizer.betas.0", "loss"}
     assert sweep.natural_direction("fid_classifier") == "minimize" and sweep.natural_direction("eval/modes") == "maximize"
     assert sweep.natural_direction("loss/g") == "minimize" and sweep.natural_direction("modes", "minimize") == "minimize"
+
+
+def test_a_sweep_stopped_between_jobs_says_how_to_finish_it(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or SIGTERM) while Hydra sets the next job up: one line and 128+signal, not Hydra's traceback. The
+    interrupt may reach gantrain as another error (OmegaConf's flag contexts turn a KeyboardInterrupt raised inside
+    them into an AttributeError): the console script's note of it counts."""
+    import signal
+
+    import hydra._internal.utils as hydra_utils
+
+    from gantrain.commands import start
+    from gantrain.commands.train import _no_trial_finished_is_one_line
+
+    monkeypatch.setitem(sweep.LAST_SWEEP, "dir", str(tmp_path / "sw"))
+
+    def interrupted_setting_up():
+        raise KeyboardInterrupt
+
+    def lost_in_a_flag_context():
+        raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'")
+
+    for func, signum in ((interrupted_setting_up, signal.SIGINT), (lost_in_a_flag_context, signal.SIGTERM)):
+        if func is lost_in_a_flag_context:
+            monkeypatch.setattr(start, "_INTERRUPTED", True)
+            monkeypatch.setattr(start, "_SIGNAL", int(signal.SIGTERM))
+        with _no_trial_finished_is_one_line(), pytest.raises(SystemExit) as stop:
+            hydra_utils.run_and_report(func)
+        assert stop.value.code == 128 + signum
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"gantrain: sweep stopped. Finish it with the same command and "
+            f"hydra.sweep.dir={tmp_path / 'sw'} (finished jobs are skipped)"]
+    monkeypatch.setattr(start, "_INTERRUPTED", False)
+    with _no_trial_finished_is_one_line(), pytest.raises(SystemExit) as failed:  # any other error: Hydra's report
+        hydra_utils.run_and_report(lost_in_a_flag_context)
+    assert failed.value.code == 1 and "_invalidate_flags_cache" in capsys.readouterr().err

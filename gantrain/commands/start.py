@@ -34,20 +34,32 @@ if Path(sys.argv[0]).name in COMMANDS:  # run as a console script: from this imp
 
 
 _INTERRUPTED = False
+_SIGNAL = 0
 
 
 def _note_and_interrupt(signum: int, frame: Any) -> None:
     """Ctrl-C once the command runs: a KeyboardInterrupt, as Python's own handler raises, and a note of it, which
     the command reads where it commits (a library's `except Exception` around a KeyboardInterrupt it turned into
-    another error, as OmegaConf's flag contexts can, would otherwise lose it)."""
-    global _INTERRUPTED
-    _INTERRUPTED = True
+    another error, as OmegaConf's flag contexts can, would otherwise lose it). A sweep answers SIGTERM so too."""
+    global _INTERRUPTED, _SIGNAL
+    _INTERRUPTED, _SIGNAL = True, signum
     raise KeyboardInterrupt
 
 
 def interrupted() -> bool:
     """Whether Ctrl-C reached this console script (never, when gantrain runs as a library)."""
     return _INTERRUPTED
+
+
+def interrupt_signal() -> int:
+    """The signal noted by interrupted() (SIGINT where none was)."""
+    return _SIGNAL or int(signal.SIGINT)
+
+
+def answer_sigterm_as_interrupt() -> None:
+    """SIGTERM, too, noted and raised as a KeyboardInterrupt (where the console script answers Ctrl-C so)."""
+    if signal.getsignal(signal.SIGINT) is _note_and_interrupt:
+        signal.signal(signal.SIGTERM, _note_and_interrupt)
 
 
 def start(script: str) -> Any:

@@ -559,10 +559,18 @@ def _no_trial_finished_is_one_line() -> Iterator[None]:
         def call() -> Any:
             try:
                 return func()
-            except (ValueError, RuntimeError) as exc:
+            except (KeyboardInterrupt, Exception) as exc:
                 from gantrain.commands import sweep
+                from gantrain.commands.start import interrupt_signal, interrupted
 
                 if not sweep.LAST_SWEEP.get("dir"):
+                    raise
+                if isinstance(exc, KeyboardInterrupt) or interrupted():  # outside a job's training (which answers its own)
+                    folder = sweep.LAST_SWEEP["dir"]
+                    print(f"gantrain: sweep stopped. Finish it with the same command and "
+                          f"{shlex.quote(f'hydra.sweep.dir={folder}')} (finished jobs are skipped)", file=sys.stderr)
+                    sys.exit(128 + interrupt_signal())
+                if not isinstance(exc, (ValueError, RuntimeError)):
                     raise
                 if str(exc) == "No trials are completed yet.":
                     why = "no trial of the search finished, so it has no best"
@@ -609,6 +617,10 @@ def main() -> None:
         print("gantrain: interrupted before training started; nothing was done", file=sys.stderr)
         sys.exit(130)
     entry = hydra.main(config_path="pkg://gantrain.configs", config_name="config", version_base="1.3")(_task)
+    if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:  # a sweep stopped between jobs says how to finish it
+        from gantrain.commands.start import answer_sigterm_as_interrupt
+
+        answer_sigterm_as_interrupt()
     try:
         with _no_trial_finished_is_one_line():
             entry()
