@@ -428,3 +428,20 @@ def test_a_sweep_stopped_between_jobs_says_how_to_finish_it(tmp_path, monkeypatc
     with _no_trial_finished_is_one_line(), pytest.raises(SystemExit) as failed:  # any other error: Hydra's report
         hydra_utils.run_and_report(lost_in_a_flag_context)
     assert failed.value.code == 1 and "_invalidate_flags_cache" in capsys.readouterr().err
+
+
+def test_a_job_continued_on_its_own_keeps_its_status_and_the_report_true(tmp_path):
+    # `gantrain resume=SWEEP/0 trainer.steps=N`: the job's status.json follows (it stayed at the sweep's step)
+    from conftest import run_commands
+
+    folder = tmp_path / "sw"
+    first = run_gantrain("-m", "seed=0", *SMALL, f"hydra.sweep.dir={folder}", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert sweep.read_status(folder / "0")["step"] == 20
+    longer, = run_commands([("gantrain", f"resume={folder / '0'}", "trainer.steps=30")], cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    status = sweep.read_status(folder / "0")
+    assert (status["status"], status["step"], status["steps"]) == ("finished", 30, 30)
+    _, rows = sweep.report(folder)
+    assert [(r["status"], r["step"]) for r in rows] == [("finished", 30)]
+    assert rows[0]["values"]["loss/d"] == _last(folder / "0")["loss/d"]

@@ -230,9 +230,12 @@ def _task(cfg: DictConfig) -> Optional[float]:
             if not dist.main:
                 logging.getLogger("gantrain").setLevel(logging.WARNING)
                 _remove_rank_folder(own_dir)
-        train(cfg, run_dir, overrides, dist)
+        loop = train(cfg, run_dir, overrides, dist)
+        if dist.main:
+            _update_job_status(run_dir, status="finished", step=loop.step, steps=loop.steps, reason="")
     except Interrupted as stop:
         if dist.main:
+            _update_job_status(run_dir, status="interrupted", step=stop.step, reason=f"stopped by signal {stop.signum}")
             launcher = "torchrun ... -m gantrain.commands.train" if dist.enabled else "gantrain"
             print(f"gantrain: stopped at step {stop.step}; checkpoint {run_dir / 'checkpoints' / 'last.pt'}. "
                   f"Resume with: {launcher} {shlex.quote(f'resume={run_dir}')}", file=sys.stderr)
@@ -256,6 +259,15 @@ def _task(cfg: DictConfig) -> Optional[float]:
 
             if torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
+
+
+def _update_job_status(run_dir: Path, **fields: Any) -> None:
+    """A sweep's job continued on its own (`gantrain resume=SWEEP/3 trainer.steps=N`): its status.json follows, so
+    that gantrain-report and a re-run of the sweep see where it is. Nothing for any other run."""
+    from gantrain.commands import sweep
+
+    if (run_dir / sweep.STATUS_FILE).is_file():
+        sweep.write_status(run_dir, ended_at=time.time(), **fields)
 
 
 def _argv_value(args: list[str], key: str) -> Optional[str]:
