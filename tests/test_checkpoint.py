@@ -286,6 +286,11 @@ def test_signal_writes_checkpoint_and_says_how_to_resume(tmp_path, signum):
     again = run_gantrain(f"resume={run}", f"trainer.steps={state['step']}", cwd=tmp_path)
     assert again.returncode == 0 and "nothing to train" in again.stdout + again.stderr
     assert (run / "metrics.jsonl").read_text() == rows
+    fewer = run_gantrain(f"resume={run}", f"trainer.steps={state['step'] - 1}", cwd=tmp_path)  # a typo, most likely
+    assert fewer.returncode == 2 and fewer.stderr.strip().splitlines()[-1] == (
+        f"gantrain: error: the run is at step {state['step']}, past trainer.steps={state['step'] - 1}: there is "
+        f"nothing to train; give a trainer.steps above {state['step']} to train it longer")
+    assert (run / "metrics.jsonl").read_text() == rows
 
 
 def test_sigkill_at_random_moments_never_corrupts(tmp_path):

@@ -331,6 +331,9 @@ def prepare_run(
         _check_finite({k: v for k, v in flatten(plain_config(cfg)).items() if k in SAFE_RESUME_KEYS})
     if state is not None:
         loop.load_state_dict(state)
+        if loop.step > loop.steps and cfg.get("resume") != "auto":  # (a relaunch with resume=auto just ends)
+            raise GantrainError(f"the run is at step {loop.step}, past trainer.steps={loop.steps}: there is nothing to "
+                                f"train; give a trainer.steps above {loop.step} to train it longer")
         log.info("continuing at step %d of %d", loop.step, loop.steps)
     if loop.dist.enabled:
         import torch.distributed
