@@ -15,7 +15,7 @@ from gantrain.config import flatten, register_resolvers
 from gantrain.errors import _FROM_PYTHON, GantrainError
 from gantrain.overrides import check_overrides, check_roots
 from gantrain.nets.base import Generator, fixed_noise
-from gantrain.training.run import BeforeStart
+from gantrain.training.run import BeforeStart, PythonChanges
 from gantrain.training.run import train as _train
 from gantrain.eval.projection import project  # noqa: F401 (gantrain.project: GAN inversion of images)
 
@@ -159,7 +159,8 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
         raise GantrainError(f"cannot create the run folder {run_dir} ({exc.strerror or exc}); choose another run_dir") from None
     # a resume of a config compose() made continues the run's own config with the changes given (as
     # `gantrain resume=RUN trainer.steps=N` does); any other config is compared with the saved one as it is
-    overrides = _changes(cfg) if cfg.get("resume") not in (None, "") else None
+    changes = _changes(cfg) if cfg.get("resume") not in (None, "") else None
+    overrides = None if changes is None else PythonChanges(changes)
     from_python = _FROM_PYTHON.set(True)  # messages name run_dir, not the command's hydra.run.dir
     try:
         _train(cfg, run_dir, overrides)

@@ -277,8 +277,12 @@ def test_conditional_run_resumes_exactly(tmp_path):
     g = gantrain.load_generator(straight)
     assert g.num_classes == 10 and g.sample(3, labels=[1, 2, 3]).shape == (3, 1, 8, 8)
     with pytest.raises(GantrainError, match="cannot resume"):  # an unconditional config cannot continue it
-        gantrain.train(gantrain.compose([c for c in common if c != "conditional=true"] + ["trainer.steps=8",
-                                                                                          f"resume={split}"]), split)
+        gantrain.train(gantrain.compose([c for c in common if c != "conditional=true"] + [
+            "conditional=false", "trainer.steps=8", f"resume={split}"]), split)
+    unconditional = gantrain.compose([c for c in common if c != "conditional=true"] + ["trainer.steps=8",
+                                                                                       f"resume={split}"])
+    with pytest.raises(GantrainError, match="cannot resume"):  # a config not made by compose: compared as it is
+        gantrain.train(unconditional.copy(), split)
 
 
 def test_runs_written_before_conditioning_existed_still_resume(tmp_path):

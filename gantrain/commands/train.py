@@ -534,12 +534,7 @@ def _check_command_line(args: list[str]) -> None:
         raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
     run_dir = _argv_value(args, "hydra.run.dir")
     if run_dir is None and resume not in (None, "", "auto", "null"):
-        source = Path(resume).expanduser()
-        if source.is_file() and source.parent.name != "checkpoints":  # not a run's: its folder is no run folder
-            raise GantrainError(f"resume={resume} is a checkpoint outside a run's checkpoints/ folder, so it has no run "
-                                f"folder to continue in: give one, e.g. hydra.run.dir=runs/{source.stem} (a new or "
-                                f"empty folder)")
-        run_dir = str(run_folder_for(source))
+        run_dir = str(run_folder_for(Path(resume).expanduser()))
     target = Path(run_dir or "outputs").expanduser().resolve()
     if run_dir is not None and _is_sweep_folder(target):
         raise GantrainError(f"{target} is a sweep's folder (multirun.yaml, one folder per job): a run needs a folder of "

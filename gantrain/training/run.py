@@ -114,6 +114,10 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
         log.info("resuming from %s", path)
         state = load_checkpoint(path)
         if run_folder_of(path).resolve() == Path(run_dir).resolve():
+            if path.parent.name != "checkpoints":  # a file kept elsewhere: its folder is no run's to write into
+                raise GantrainError(f"resume={resume} is a checkpoint outside a run's checkpoints/ folder, so it has no "
+                                    f"run folder to continue in: give one, e.g. {folder_option()}=runs/{path.stem} (a "
+                                    f"new or empty folder)")
             refuse_rewind(resume, path, run_dir, int(state.get("step", 0)))
         return state
     raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
@@ -275,6 +279,10 @@ def _check_finite(config: dict, skip: Sequence[str] = ()) -> None:
                             f"off; `gantrain --cfg job` shows every key's value)")
 
 
+class PythonChanges(list):
+    """The overrides compose() was given for a config resumed from Python (see prepare_run)."""
+
+
 def prepare_run(
     cfg: DictConfig,
     run_dir: Path,
@@ -286,10 +294,15 @@ def prepare_run(
     overrides: the command line behind cfg (None: composed in Python). A resumed command-line run trains
     its saved config with the command line's own changes applied (so `gantrain resume=RUN trainer.steps=N`
     continues what RUN trained, whatever its preset says today); a config composed in Python is compared
-    with the saved one as it is. Either way, only SAFE_RESUME_KEYS may differ.
+    with the saved one as it is, or, given as PythonChanges (what compose was given) and unequal to it, with
+    the saved one those changes made. Either way, only SAFE_RESUME_KEYS may differ.
     """
     main = dist is None or dist.main
     state = find_resume_state(cfg.get("resume"), run_dir, main=main)
+    if isinstance(overrides, PythonChanges):  # a Python run's record stays as it was: none
+        if state is None or not config_differences(with_added_keys(state["config"]),
+                                                   with_added_keys(plain_config(cfg))):
+            overrides = None  # the run's own config given again (its overrides repeated): compared as it is
     if state is None:
         try:
             missing = sorted(OmegaConf.missing_keys(cfg))  # a preset's `???`: a value only the user can give
