@@ -107,6 +107,23 @@ def test_truncation_beyond_one_moves_away_from_the_average():
         torch.testing.assert_close(g.truncate_w(w, psi), (avg + psi * (w - avg)).unsqueeze(1).expand(-1, 6, -1))
 
 
+def test_sample_truncates_in_w_as_the_sample_command_does():
+    # g.sample(n, truncation=psi) on a style-based generator: w toward w_avg (0: every sample the average image)
+    g = _generator().eval()
+    g.noise_mode = "const"
+    g.mapping.w_avg.copy_(torch.linspace(-1, 1, 6))
+    average = g.sample(3, torch.Generator().manual_seed(0), truncation=0.0)
+    assert torch.equal(average[0], average[1]) and torch.equal(average[1], average[2])
+    z = torch.randn(3, g.latent_dim, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(g.sample(3, torch.Generator().manual_seed(0), truncation=0.5), g(z, psi=0.5))
+    for bad in (-0.1, 10.5, float("nan"), True):
+        with pytest.raises(GantrainError, match="must be a number from 0 to 10"):
+            g.sample(2, truncation=bad)
+    with pytest.raises(GantrainError, match="noise_mode='bogus' must be one of random, const, none"):
+        g.noise_mode = "bogus"
+    assert g.noise_mode == "const"
+
+
 def test_the_conditional_discriminator_projects_onto_the_mapped_label():
     torch.manual_seed(2)
     d = StyleGAN2Discriminator((1, 8, 8), channel_base=32, channel_max=8, num_classes=3, mapping_layers=2, cmap_dim=5)

@@ -67,6 +67,7 @@ from torch import Tensor
 
 from gantrain.data.base import grid_columns
 from gantrain.errors import GantrainError
+from gantrain.nets.base import MAX_PSI
 
 PROG = "gantrain-sample"
 OPTIONS = ("n", "seed", "out", "labels", "per_class", "text", "text_file", "interpolate", "truncation", "style_mix", "rows", "cols",
@@ -120,9 +121,6 @@ def _labels(text: str) -> Union[int, list[int]]:
     return values if listed else values[0]
 
 
-#: the largest truncation psi: beyond 1 it extrapolates away from the average (in W), and far beyond it the
-#: latents leave any range the generator has seen (and float32's, around 1e38)
-MAX_PSI = 10.0
 #: the largest edit strength, in units of the latents' spread along the direction
 MAX_STRENGTH = 1000.0
 

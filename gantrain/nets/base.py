@@ -23,6 +23,7 @@ class Generator(nn.Module):
     out_shape: tuple[int, ...]
 
     num_classes: Optional[int] = None  # classes of a conditional generator; None when unconditional
+    truncation_in_w = False  # a style-based generator: sample's truncation moves w toward w_avg (forward's psi)
 
     @torch.no_grad()
     def sample(self, n: int, generator: Optional[torch.Generator] = None, labels: Any = None,
@@ -31,7 +32,9 @@ class Generator(nn.Module):
 
         n: a whole number >= 0 (an int, a numpy integer or a one-element integer tensor); 0 gives an empty batch.
         labels (conditional generators): n class indices (a sequence or tensor) or one index for all; None
-        draws them uniformly. truncation: resample the components of z beyond +-truncation (the truncation trick).
+        draws them uniformly. truncation: resample the components of z beyond +-truncation (the truncation trick);
+        for a style-based generator (truncation_in_w), psi from 0 to MAX_PSI moving w toward its running mean
+        w_avg (0: the average image), as gantrain-sample's truncation= does.
         text: only for generators of text runs (refused here).
         """
         if text is not None:
@@ -49,12 +52,15 @@ class Generator(nn.Module):
         if count == 0:  # no forward pass: the DCGAN's view(n, -1, 1, 1) of z cannot size an empty batch
             return torch.empty((0, *self.out_shape), device=first.device, dtype=first.dtype)
         n, device = count, first.device
+        in_w = self.truncation_in_w and truncation is not None
+        extra = {"psi": check_psi(truncation)} if in_w else {}
+        z_truncation = None if in_w else truncation
         if generator is not None:  # a private CPU generator: the same z on every device
             z = torch.randn(n, self.latent_dim, generator=generator)
-            z = truncate(z, truncation, generator).to(device)
+            z = truncate(z, z_truncation, generator).to(device)
         else:
-            z = truncate(torch.randn(n, self.latent_dim, device=device), truncation)
-        return self(z) if y is None else self(z, y.to(device))
+            z = truncate(torch.randn(n, self.latent_dim, device=device), z_truncation)
+        return self(z, **extra) if y is None else self(z, y.to(device), **extra)
 
     def check_labels(self, labels: Any, n: int, generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
         """The labels of n samples as an int64 CPU tensor (drawn uniformly when None), or None when unconditional."""
@@ -84,6 +90,19 @@ def fixed_noise(module: nn.Module, fixed: bool = True) -> nn.Module:
         if getattr(m, "noise_mode", None) in ("random", "const"):
             m.noise_mode = "const" if fixed else "random"
     return module
+
+
+#: the largest truncation psi in W: beyond 1 it extrapolates away from the average, and far beyond it the
+#: latents leave any range the generator has seen (and float32's, around 1e38)
+MAX_PSI = 10.0
+
+
+def check_psi(psi: Any) -> float:
+    """A truncation psi in W: a number from 0 (the average image) to MAX_PSI (1: no truncation)."""
+    if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not 0 <= psi <= MAX_PSI:
+        raise GantrainError(f"truncation={psi!r} must be a number from 0 to {MAX_PSI:g} (e.g. 0.7: w moved toward its "
+                            f"mean, 0: the average image); smaller trades variety for quality")
+    return float(psi)
 
 
 def truncate(z: Tensor, threshold: Optional[float], generator: Optional[torch.Generator] = None) -> Tensor:

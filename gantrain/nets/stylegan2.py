@@ -37,6 +37,8 @@ STYLEGAN2_SIZES = tuple(2**k for k in range(3, 11))
 LRELU_GAIN = math.sqrt(2.0)
 #: the [1,3,3,1] low-pass filter of up- and down-sampling (separable, normalised to sum 1)
 FILTER = (1.0, 3.0, 3.0, 1.0)
+#: the noise inputs of the synthesis layers: fresh per call, each layer's fixed map, or none
+NOISE_MODES = ("random", "const", "none")
 
 
 def _whole(value: Any, key: str, low: int = 1) -> int:
@@ -340,9 +342,22 @@ class StyleGAN2Generator(Generator):
             ws[:, :layers] = avg.lerp(ws[:, :layers], psi)
         return ws
 
+    truncation_in_w = True
+
     #: the noise inputs when forward is not told: "random" (fresh per call), "const" (each layer's fixed
     #: noise_const: what exported programs use, so that they are deterministic) or "none"
-    noise_mode = "random"
+    _noise_mode = "random"
+
+    @property
+    def noise_mode(self) -> str:
+        return self._noise_mode
+
+    @noise_mode.setter
+    def noise_mode(self, mode: str) -> None:
+        if mode not in NOISE_MODES:
+            raise GantrainError(f"noise_mode={mode!r} must be one of {', '.join(NOISE_MODES)}: fresh noise per call, "
+                                f"each layer's fixed noise, or none")
+        self._noise_mode = mode
 
     def forward(self, z: Tensor, y: Optional[Tensor] = None, psi: float = 1.0, cutoff: Optional[int] = None,
                 noise_mode: Optional[str] = None) -> Tensor:
