@@ -191,6 +191,9 @@ def test_folder_of_pngs(runs, g, tmp_path, capsys):
     dotted.mkdir()
     assert call(gsample.main, [runs["image"], "n=2", f"out={dotted}"], capsys)[0] == 0
     assert len(list(dotted.glob("*.png"))) == 2
+    # a name with a slash after it is a folder, even one ending in .png
+    assert call(gsample.main, [runs["image"], "n=2", f"out={tmp_path / 'shots.png'}/"], capsys)[0] == 0
+    assert sorted(p.name for p in (tmp_path / "shots.png").iterdir()) == ["000000.png", "000001.png"]
 
 
 def test_interpolation_strip(runs, g, tmp_path, capsys):

@@ -218,6 +218,7 @@ class Request:
     n_given: bool = False
     seed: int = 0
     out: Path = Path("samples.png")
+    out_folder: bool = False  # out= ended in a slash: a folder, whatever its name
     labels: Union[None, int, list[int]] = None
     per_class: bool = False
     interpolate: Optional[int] = None
@@ -295,6 +296,7 @@ def parse_args(args: Sequence[str]) -> tuple[Path, Request]:
         if not options["out"]:
             raise GantrainError("out= is empty; give out=NAME.png, out=NAME.npz or a folder name")
         request.out = Path(options["out"]).expanduser()
+        request.out_folder = options["out"].endswith(("/", os.sep))
     if "labels" in options:
         request.labels = _labels(options["labels"])
     if "per_class" in options:
@@ -879,7 +881,7 @@ def sample(path: Union[str, Path], request: Request) -> Path:
     if not path.exists():
         raise GantrainError(f"{path}: no such run folder or checkpoint file; give a run folder (outputs/DATE/TIME) "
                             f"or one of its checkpoints/*.pt")
-    kind = output_kind(request.out)
+    kind = "folder" if request.out_folder else output_kind(request.out)
     if request.style_mix and kind != "png":  # the figure's cells mix two latents each, beside a blank corner
         raise GantrainError("style_mix=true draws one figure (sources along the top and down the left, their mixes "
                             "inside): give out=NAME.png")
