@@ -54,6 +54,10 @@ def test_layers_are_parsed_and_checked():
         with pytest.raises(GantrainError, match="layers="):
             parse_layers(bad, 8)
     with pytest.raises(GantrainError) as error:
+        parse_layers("3-1", 8)
+    assert str(error.value) == ("layers=3-1: the range 3-1 runs backwards; give it from the lower layer to the higher, "
+                                "e.g. layers=1-3")
+    with pytest.raises(GantrainError) as error:
         parse_layers("10", 10)  # one past the last layer, alone
     assert str(error.value) == ("layers=10: this generator has layers 0..9 of styles; give a range within them, "
                                 "e.g. layers=0-3 (coarse: pose and shape) or layers=5-9 (fine)")

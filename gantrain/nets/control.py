@@ -34,6 +34,9 @@ def parse_layers(text: str, num_ws: int) -> list[int]:
         for part in value.split(","):
             if "-" in part:
                 a, b = (int(v) for v in part.split("-", 1))
+                if b < a:
+                    raise GantrainError(f"layers={text}: the range {part} runs backwards; give it from the lower "
+                                        f"layer to the higher, e.g. layers={b}-{a}")
                 layers.extend(range(a, b + 1))
             else:
                 layers.append(int(part))
