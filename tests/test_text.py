@@ -77,6 +77,15 @@ def test_folder_captions_from_metadata_and_text_files(tmp_path, caplog):
     # a null or blank caption in a list is no caption: c.png (and a.png, no longer named) count as missing
     (root / "metadata.jsonl").write_text(json.dumps({"file_name": "c.png", "text": [None, "  "]}) + "\n")
     assert folder_captions(root, files) == ([[], [], ["une forêt verte", "the second"]], 2)
+    # a line naming a file that is not there: its caption goes unused, and one warning says so
+    (root / "metadata.jsonl").write_text(json.dumps({"file_name": "a.png", "text": "red"}) + "\n"
+                                         + json.dumps({"file_name": "gone.png", "text": "lost"}) + "\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gantrain"):
+        assert folder_captions(root, files)[0][0] == ["red"]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"1 file name(s) in {root / 'metadata.jsonl'} match no image read below {root} (gone.png): their captions are "
+        f"not used; file_name is the path relative to that folder"]
     (root / "metadata.jsonl").write_text("{not json\n")
     with pytest.raises(GantrainError, match="line 1 is not a JSON object"):
         folder_captions(root, files)

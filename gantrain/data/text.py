@@ -44,6 +44,15 @@ def folder_captions(root: Path, files: Sequence[Path]) -> tuple[list[list[str]],
                                     f"not {json.dumps(text, ensure_ascii=False)[:60]}")
             found.setdefault(Path(str(name)).as_posix(), []).extend(
                 str(t) for t in texts if t is not None and str(t).strip())
+    known = {f.relative_to(root).as_posix() for f in files}
+    strays = sorted(name for name in found if name not in known)
+    if strays and len(strays) < len(found):  # (none found at all: the caller says so)
+        import logging
+
+        logging.getLogger("gantrain").warning(
+            "%d file name(s) in %s match no image read below %s (%s%s): their captions are not used; file_name is "
+            "the path relative to that folder", len(strays), meta, root, ", ".join(strays[:3]),
+            ", ..." if len(strays) > 3 else "")
     out, missing = [], 0
     for f in files:
         captions = list(found.get(f.relative_to(root).as_posix(), []))
