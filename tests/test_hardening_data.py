@@ -111,6 +111,13 @@ def test_image_folder_skips_each_kind_of_bad_file_and_logs_once(folder_with_bad_
     assert "skipped 4 unreadable image(s) of 14" in message and "\n" not in message
     for name in ("bad.png", "cut.jpg", "cut.png", "empty.png"):
         assert name in message
+    assert "empty.png (UnidentifiedImageError" in message and "cut.png (" in message  # each with its own reason
+    assert "cut.png (UnidentifiedImageError" not in message
+    (folder / "gone.png").symlink_to(folder / "nothing.png")  # a link whose file went away
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="gantrain"):
+        ImageFolder(str(folder), image_size=8)
+    assert "gone.png (a link to a file that does not exist)" in caplog.records[-1].getMessage()
 
 
 def test_image_folder_names_at_most_five_files_and_counts_the_rest(tmp_path):
@@ -128,7 +135,7 @@ def test_image_folder_with_only_unreadable_files_is_an_error(tmp_path):
     (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # a PNG signature and nothing usable
     (tmp_path / "b.jpg").write_bytes(b"JFIF? no: plain text saved with an image name")
     for skip in (True, False):
-        with pytest.raises(GantrainError, match=r"none of the 2 images below .* can be read .*point dataset.root"):
+        with pytest.raises(GantrainError, match=r"none of the 2 images below .* can be read: a.png, b.jpg \(UnidentifiedImageError.*point dataset.root"):
             ImageFolder(str(tmp_path), image_size=8, skip_bad_images=skip)
 
 

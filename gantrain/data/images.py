@@ -358,22 +358,22 @@ class ImageFolder(Dataset):
             _remember_checked(self.root, {**known, **fresh})
         if not bad:
             return files
-        shown = ", ".join(str(f.relative_to(self.root)) for f, _ in bad[:5])
+        # each file with its own reason, where the reasons differ; else the one reason once
+        same = len({why for _, why in bad[:5]}) == 1
+        shown = ", ".join(str(f.relative_to(self.root)) + ("" if same else f" ({why})") for f, why in bad[:5])
         shown += f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        first_reason = bad[0][1]
+        reason = f" ({bad[0][1]})" if same else ""
         if len(bad) == len(files):
-            raise GantrainError(
-                f"none of the {len(files)} images below {self.root} can be read ({shown}; {first_reason}); "
-                f"point dataset.root at a folder of valid images"
-            )
+            raise GantrainError(f"none of the {len(files)} images below {self.root} can be read: {shown}{reason}; "
+                                f"point dataset.root at a folder of valid images")
         if not self.skip_bad_images:
             raise GantrainError(
-                f"{len(bad)} of {len(files)} images below {self.root} cannot be read: {shown} ({first_reason}); "
+                f"{len(bad)} of {len(files)} images below {self.root} cannot be read: {shown}{reason}; "
                 f"fix or delete them, or set dataset.skip_bad_images=true to train without them"
             )
         logging.getLogger("gantrain").warning(
-            "skipped %d unreadable image(s) of %d below %s: %s (%s); fix or delete them, or set "
-            "dataset.skip_bad_images=false to stop on them", len(bad), len(files), self.root, shown, first_reason)
+            "skipped %d unreadable image(s) of %d below %s: %s%s; fix or delete them, or set "
+            "dataset.skip_bad_images=false to stop on them", len(bad), len(files), self.root, shown, reason)
         bad_set = {f for f, _ in bad}
         return [f for f in files if f not in bad_set]
 
@@ -543,6 +543,8 @@ def _unreadable(path: Path) -> Optional[str]:
     """
     from PIL import Image
 
+    if path.is_symlink() and not path.exists():
+        return "a link to a file that does not exist"
     try:
         with Image.open(path) as img:
             png = img.format == "PNG"
