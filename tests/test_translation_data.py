@@ -324,14 +324,16 @@ def check_pairs(ds: PairedFolder, modes_a, modes_b, n: int = 6, size: int = 8) -
         assert torch.equal(ds.item(k), x[k])
 
 
-def test_paired_folder_side_by_side(tmp_path):
+def test_paired_folder_side_by_side(tmp_path, caplog):
     side_by_side(tmp_path / "train")
     from PIL import Image
 
     (tmp_path / "train" / ".ipynb_checkpoints").mkdir()  # hidden files and folders are no part of the data
     Image.new("RGB", (16, 8)).save(tmp_path / "train" / ".ipynb_checkpoints" / "0-checkpoint.png")
     (tmp_path / "train" / "._0.png").write_bytes(b"\x00\x05\x16\x07")  # a macOS AppleDouble file
-    ds = PairedFolder(str(tmp_path), image_size=8)
+    with caplog.at_level("WARNING", logger="gantrain"):
+        ds = PairedFolder(str(tmp_path), image_size=8)
+    assert not [r for r in caplog.records if "twice as wide" in r.getMessage()]
     assert ds.paired and ds.kind == "image" and ds.side_by_side and len(ds) == 6 and ds.streamed
     mode = lambda k: MODES[k % 3]  # noqa: E731
     check_pairs(ds, mode, mode)
@@ -341,6 +343,17 @@ def test_paired_folder_side_by_side(tmp_path):
     assert torch.equal(swapped.tensor(), torch.cat([grey_a.tensor()[:, 1:], grey_a.tensor()[:, :1]], 1))
     with pytest.raises(GantrainError, match="direction='AB' must be AtoB or BtoA"):
         PairedFolder(str(tmp_path), image_size=8, direction="AB")
+    square = tmp_path / "square"  # aligned pairs saved as single square images: split anyway, with a warning
+    (square / "train").mkdir(parents=True)
+    for k in range(2):
+        Image.new("RGB", (12, 12)).save(square / "train" / f"{k}.png")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gantrain"):
+        PairedFolder(str(square), image_size=8)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"2 of 2 images in {square / 'train'} are not about twice as wide as high (0.png is 12x12), yet each is split "
+        f"down the middle into A | B: for pairs kept in two files, put them in {square / 'train' / 'A'} and "
+        f"{square / 'train' / 'B'} under the same names"]
     with pytest.raises(GantrainError, match="channels_b=2 must be 1"):
         PairedFolder(str(tmp_path), image_size=8, channels_b=2)
 

@@ -423,6 +423,7 @@ def _readable(groups: list[tuple[Path, ...]], base: Path, what: str,
 
     bad: list[tuple[Path, str]] = []
     good = []
+    narrow: list[tuple[Path, tuple[int, int]]] = []  # side by side, yet not about twice as wide as high
     for group in groups:
         why = None
         for f in group:
@@ -431,11 +432,18 @@ def _readable(groups: list[tuple[Path, ...]], base: Path, what: str,
                 with Image.open(f) as img:
                     if img.size[0] < 2:
                         why = f"{img.size[0]} pixel wide, no room for two images side by side"
+                    elif img.size[0] < 1.5 * img.size[1]:
+                        narrow.append((f, img.size))
             if why is not None:
                 bad.append((f, why))
                 break
         if why is None:
             good.append(group)
+    if narrow:
+        (first, (w, h)) = narrow[0]
+        log.warning("%d of %d images in %s are not about twice as wide as high (%s is %dx%d), yet each is split down "
+                    "the middle into A | B: for pairs kept in two files, put them in %s and %s under the same names",
+                    len(narrow), len(groups), base, first.name, w, h, base / "A", base / "B")
     if not bad:
         return good
     shown, reason = _shown_files(bad, base), bad[0][1]
