@@ -177,6 +177,10 @@ ADDED_NESTED_KEYS: dict[str, Any] = {"dataset.subset": None, "translation.cycle_
 #: keys added since to one dataset's group (by its _target_), with the value that reproduces what earlier runs trained
 ADDED_DATASET_KEYS: dict[str, dict[str, Any]] = {
     "gantrain.data.translation.Edges2MNIST": {"edge_styles": "sobel", "seed": 0},  # 0.8.0: mixed outline styles
+    # 0.15.0: hidden files skipped, EXIF orientation applied
+    **{target: {"skip_hidden": False, "upright": False} for target in (
+        "gantrain.data.images.ImageFolder", "gantrain.data.translation.PairedFolder",
+        "gantrain.data.translation.UnpairedFolder")},
 }
 #: keys added since to one generator's group (by its _target_), with the value that reproduces what earlier runs trained
 ADDED_GENERATOR_KEYS: dict[str, dict[str, Any]] = {

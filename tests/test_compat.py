@@ -183,3 +183,34 @@ def test_0_7_0_runs_resume_with_the_keys_added_to_their_groups_since(tmp_path, d
         else:
             assert state["config"]["dataset"]["edge_styles"] == "sobel"  # the outlines it was trained on
             assert gantrain.load_translator(run).translate(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+
+
+def test_an_image_folder_run_of_0_14_reads_its_hidden_files_and_stored_pixels_on_resume(tmp_path):
+    """Runs before 0.15.0 read hidden files (a notebook's .ipynb_checkpoints) and photos as stored; their saved
+    config has neither dataset.skip_hidden nor dataset.upright, and they resume reading the folder as they did."""
+    from PIL import Image
+
+    for name in ("cats", "dogs", "cats/.ipynb_checkpoints"):
+        (tmp_path / "data" / name).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            Image.new("RGB", (6, 6), (40 * i, 0, 0)).save(tmp_path / "data" / name / f"{i}.png")
+    run = tmp_path / "run"
+    common = ["dataset=image_folder", f"dataset.root={tmp_path / 'data'}", "dataset.image_size=8", "conditional=true",
+              "trainer.batch_size=3", "generator.base_channels=4", "discriminator.base_channels=4",
+              "trainer.sample_every=100"]
+    gantrain.train(gantrain.compose([*common, "trainer.steps=1", "dataset.skip_hidden=false", "dataset.upright=false"]),
+                   run)
+    path = run / "checkpoints" / "last.pt"
+    state = dict(load_checkpoint(path))
+    assert state["data_state"]["size"] == 9  # the hidden folder's images among the data, as 0.14.0 read them
+    for key in ("skip_hidden", "upright"):  # the config as 0.14.0 saved it
+        del state["config"]["dataset"][key]
+    torch.save(state, path)
+    step = load_checkpoint(path)["step"]
+    resumed = run_gantrain(f"resume={run}", f"trainer.steps={step + 1}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    again = load_checkpoint(path)
+    assert again["step"] == step + 1 and again["config"]["dataset"]["skip_hidden"] is False
+    assert again["config"]["dataset"]["upright"] is False
+    fresh = gantrain.compose([*common, "trainer.steps=1"])  # a new run: neither
+    assert fresh.dataset.skip_hidden is True and fresh.dataset.upright is True

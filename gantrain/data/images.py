@@ -270,7 +270,7 @@ class ImageFolder(Dataset):
     name = "image_folder"
 
     def __init__(self, root: str, image_size: int = 64, channels: int = 3, on_device: str | bool = False,
-                 skip_bad_images: bool = True):
+                 skip_bad_images: bool = True, skip_hidden: bool = True, upright: bool = True):
         self.root = Path(os.path.expanduser(str(root)))
         if not self.root.is_dir():
             raise GantrainError(f"dataset.root={root} is not a folder; point it at a folder of images")
@@ -278,9 +278,11 @@ class ImageFolder(Dataset):
             raise GantrainError(f"dataset.channels={_shown(channels)} must be 1 (grey) or 3 (RGB)")
         self.image_size, self.channels = _check_size(image_size), int(channels)
         self.on_device, self.skip_bad_images = _on_device(on_device), _flag(skip_bad_images, "skip_bad_images")
+        # (runs before 0.15.0 read hidden files and stored pixels: both false in their configs)
+        self.skip_hidden, self.upright = _flag(skip_hidden, "skip_hidden"), _flag(upright, "upright")
         # hidden files and folders (.ipynb_checkpoints, .thumbs) are no part of the data, nor classes
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                       and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+                       and not (self.skip_hidden and any(part.startswith(".") for part in p.relative_to(self.root).parts)))
         if not files:
             raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {self.root}")
         self.files = self._readable(files)
@@ -390,7 +392,9 @@ class ImageFolder(Dataset):
         path = self.files[index]
         try:
             with Image.open(path) as img:
-                img = _converted(ImageOps.exif_transpose(img), self.channels)  # upright, as viewers show it
+                if self.upright:  # turned as its EXIF orientation says, as viewers show it (a phone's photo)
+                    ImageOps.exif_transpose(img, in_place=True)
+                img = _converted(img, self.channels)  # decodes the file
         except Exception as exc:  # PIL raises many types; the folder check passed, so the file changed since
             raise UnreadableImage(f"cannot read image {path} ({_why(exc, path)}); remove it, or set "
                                   f"dataset.skip_bad_images=true so that unreadable images are skipped at "

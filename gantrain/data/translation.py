@@ -386,14 +386,16 @@ def _as_mode(img: Any, channels: int) -> Any:
     return img if img.mode == target else img.convert(target)  # L -> RGB repeats, RGB -> L by luminance
 
 
-def _load(path: Path, channels: int, size: int, half: Optional[int] = None) -> Tensor:
+def _load(path: Path, channels: int, size: int, half: Optional[int] = None, upright: bool = True) -> Tensor:
     """An image file as uint8 (channels, size, size), resized bilinear to a square; half 0 / 1 takes the
-    left / right half of a side-by-side file."""
+    left / right half of a side-by-side file. upright: turned as its EXIF orientation says, as viewers show it
+    (a phone's photo); a side-by-side file's halves are taken as stored."""
     from PIL import Image, ImageOps
 
     with Image.open(path) as img:
         img.load()
-        img = ImageOps.exif_transpose(img)  # upright, as viewers show it (a phone's photo)
+        if upright and half is None:
+            ImageOps.exif_transpose(img, in_place=True)
         if half is not None:
             w, h = img.size
             mid = w // 2
@@ -404,10 +406,11 @@ def _load(path: Path, channels: int, size: int, half: Optional[int] = None) -> T
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """The images below folder; hidden files and folders (.ipynb_checkpoints, .thumbs) are no part of the data."""
+def _image_files(folder: Path, skip_hidden: bool = True) -> list[Path]:
+    """The images below folder; skip_hidden: hidden files and folders (.ipynb_checkpoints, .thumbs) are no part of
+    the data (runs before 0.15.0 read them: False)."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+                  and not (skip_hidden and any(part.startswith(".") for part in p.relative_to(folder).parts)))
 
 
 def _shown_files(items: list[tuple[Path, str]], base: Path) -> str:
@@ -480,9 +483,10 @@ class _FolderSet:
 class FolderImages(_FolderSet, Dataset):
     """One domain of an unpaired folder set: the image files given, resized to squares of image_size."""
 
-    def __init__(self, name: str, files: list[Path], image_size: int, channels: int, on_device: str | bool = "auto"):
+    def __init__(self, name: str, files: list[Path], image_size: int, channels: int, on_device: str | bool = "auto",
+                 upright: bool = True):
         self.name, self.files = name, list(files)
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.channels, self.upright = image_size, channels, upright
         self.on_device = _on_device(on_device)
         self.shape = (channels, image_size, image_size)
         self._data = None
@@ -491,7 +495,7 @@ class FolderImages(_FolderSet, Dataset):
         return len(self.files)
 
     def item(self, index: int) -> Tensor:
-        return _load(self.files[index], self.channels, self.image_size)
+        return _load(self.files[index], self.channels, self.image_size, upright=self.upright)
 
 
 class PairedFolder(_FolderSet, Dataset):
@@ -509,9 +513,11 @@ class PairedFolder(_FolderSet, Dataset):
     paired = True
 
     def __init__(self, root: str, image_size: int = 256, channels_a: int = 3, channels_b: int = 3,
-                 train: bool = True, direction: str = "AtoB", on_device: str | bool = "auto"):
+                 train: bool = True, direction: str = "AtoB", on_device: str | bool = "auto", skip_hidden: bool = True,
+                 upright: bool = True):
         if root is None or str(root) == "":
             raise GantrainError(f"dataset.root is empty; set it to a folder laid out as {PAIRED_LAYOUTS}")
+        self.skip_hidden, self.upright = _flag(skip_hidden, "skip_hidden"), _flag(upright, "upright")
         self.root = Path(os.path.expanduser(str(root)))
         self.image_size = _check_size(image_size)
         self.channels_a = _check_channels(channels_a, "channels_a")
@@ -541,7 +547,7 @@ class PairedFolder(_FolderSet, Dataset):
                                     f"expected {PAIRED_LAYOUTS}")
         if (folder / "A").is_dir() and (folder / "B").is_dir():
             return folder, False, self._matched(folder)
-        files = _image_files(folder)
+        files = _image_files(folder, self.skip_hidden)
         if not files:
             raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}; expected {PAIRED_LAYOUTS}")
         return folder, True, [(f,) for f in files]
@@ -549,7 +555,7 @@ class PairedFolder(_FolderSet, Dataset):
     def _matched(self, folder: Path) -> list[tuple[Path, ...]]:
         sides = []
         for side in ("A", "B"):
-            files = _image_files(folder / side)
+            files = _image_files(folder / side, self.skip_hidden)
             keyed: dict[str, Path] = {}
             for f in files:
                 key = str(f.relative_to(folder / side).with_suffix(""))
@@ -583,8 +589,8 @@ class PairedFolder(_FolderSet, Dataset):
             b = _load(group[0], self.channels_b, self.image_size, half=0 if swap else 1)
         else:
             file_a, file_b = (group[1], group[0]) if swap else (group[0], group[1])
-            a = _load(file_a, self.channels_a, self.image_size)
-            b = _load(file_b, self.channels_b, self.image_size)
+            a = _load(file_a, self.channels_a, self.image_size, upright=self.upright)
+            b = _load(file_b, self.channels_b, self.image_size, upright=self.upright)
         return torch.cat([a, b])
 
     def describe(self) -> str:
@@ -602,9 +608,10 @@ class UnpairedFolder(_Unpaired):
     name = "unpaired_folder"
 
     def __init__(self, root: str, image_size: int = 256, channels_a: int = 3, channels_b: int = 3,
-                 train: bool = True, on_device: str | bool = "auto"):
+                 train: bool = True, on_device: str | bool = "auto", skip_hidden: bool = True, upright: bool = True):
         if root is None or str(root) == "":
             raise GantrainError("dataset.root is empty; set it to the folder that holds trainA/ and trainB/")
+        self.skip_hidden, self.upright = _flag(skip_hidden, "skip_hidden"), _flag(upright, "upright")
         self.root = Path(os.path.expanduser(str(root)))
         self.image_size = _check_size(image_size)
         self.channels_a = _check_channels(channels_a, "channels_a")
@@ -621,13 +628,13 @@ class UnpairedFolder(_Unpaired):
         self._domains = []
         for side, channels in (("A", self.channels_a), ("B", self.channels_b)):
             folder = self.root / f"{split}{side}"
-            files = _image_files(folder)
+            files = _image_files(folder, self.skip_hidden)
             if not files:
                 raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}; "
                                     f"expected root/{split}A/ and root/{split}B/, one folder of images per domain")
             files = [g[0] for g in _readable([(f,) for f in files], folder, "images")]
             self._domains.append(FolderImages(f"{self.root.name}-{split}{side}", files, self.image_size, channels,
-                                              self.on_device))
+                                              self.on_device, self.upright))
 
     def domain_a(self) -> FolderImages:
         return self._domains[0]
@@ -637,7 +644,8 @@ class UnpairedFolder(_Unpaired):
 
     def split(self, train: bool) -> "UnpairedFolder":
         return UnpairedFolder(str(self.root), image_size=self.image_size, channels_a=self.channels_a,
-                              channels_b=self.channels_b, train=train, on_device=self.on_device)
+                              channels_b=self.channels_b, train=train, on_device=self.on_device,
+                              skip_hidden=self.skip_hidden, upright=self.upright)
 
 
 # ---------------------------------------------------------------------------------------------
