@@ -193,6 +193,12 @@ def test_a_python_resume_gives_only_what_changes_as_the_command_line_does(tmp_pa
     cfg.generator.base_channels = 16
     with pytest.raises(GantrainError, match=r"differs from the checkpoint's in generator\.base_channels \("):
         gantrain.train(cfg, run)
+    # a run of the defaults but for keys a resume may change: those stay the run's too (not today's defaults)
+    plain = tmp_path / "plain"
+    gantrain.train(gantrain.compose(["trainer.steps=2", "trainer.log_every=1", "trainer.device=cpu"]), plain)
+    gantrain.train(gantrain.compose([f"resume={plain}", "trainer.steps=3"]), plain)
+    assert load_checkpoint(plain / "checkpoints" / "last.pt")["config"]["trainer"]["device"] == "cpu"
+    assert [json.loads(line)["step"] for line in (plain / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     with pytest.raises(GantrainError) as err:  # from Python, the folder is train's run_dir, not hydra.run.dir
         gantrain.train(gantrain.compose(["dataset=digits"]), run)
     assert str(err.value) == (f"{run} already holds a run (checkpoints/); continue it with resume=auto, or choose a "

@@ -299,10 +299,12 @@ def prepare_run(
     """
     main = dist is None or dist.main
     state = find_resume_state(cfg.get("resume"), run_dir, main=main)
-    if isinstance(overrides, PythonChanges):  # a Python run's record stays as it was: none
-        if state is None or not config_differences(with_added_keys(state["config"]),
-                                                   with_added_keys(plain_config(cfg))):
-            overrides = None  # the run's own config given again (its overrides repeated): compared as it is
+    if isinstance(overrides, PythonChanges):
+        if state is None:
+            overrides = None  # a new run from Python: it records no command line
+        elif not config_differences(with_added_keys(state["config"]), with_added_keys(plain_config(cfg))):
+            # the run's own overrides repeated: its preset picks are no change (the rest apply as given)
+            overrides = [o for o in overrides if _override_key(o) not in ("experiment", "model", "hparams_search")]
     if state is None:
         try:
             missing = sorted(OmegaConf.missing_keys(cfg))  # a preset's `???`: a value only the user can give
