@@ -126,6 +126,8 @@ def test_truncation_keeps_z_inside_and_is_refused_when_not_positive():
     for bad in (0, -1.0, float("nan"), True):
         with pytest.raises(GantrainError, match="truncation"):
             g.sample(2, truncation=bad)
+    with pytest.raises(GantrainError, match=r"only a style-based generator \(generator=stylegan2\) has a W space"):
+        g.sample(2, psi=0.7)
 
 
 def test_ac_classifier_loss_falls_on_a_separable_toy():

@@ -107,18 +107,24 @@ def test_truncation_beyond_one_moves_away_from_the_average():
         torch.testing.assert_close(g.truncate_w(w, psi), (avg + psi * (w - avg)).unsqueeze(1).expand(-1, 6, -1))
 
 
-def test_sample_truncates_in_w_as_the_sample_command_does():
-    # g.sample(n, truncation=psi) on a style-based generator: w toward w_avg (0: every sample the average image)
+def test_sample_truncates_in_w_by_psi_as_the_sample_command_does():
+    # g.sample(n, psi=...) on a style-based generator: w toward w_avg (0: every sample the average image);
+    # truncation= stays z's threshold, as for every generator
     g = _generator().eval()
     g.noise_mode = "const"
     g.mapping.w_avg.copy_(torch.linspace(-1, 1, 6))
-    average = g.sample(3, torch.Generator().manual_seed(0), truncation=0.0)
+    average = g.sample(3, torch.Generator().manual_seed(0), psi=0.0)
     assert torch.equal(average[0], average[1]) and torch.equal(average[1], average[2])
     z = torch.randn(3, g.latent_dim, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(g.sample(3, torch.Generator().manual_seed(0), truncation=0.5), g(z, psi=0.5))
+    torch.testing.assert_close(g.sample(3, torch.Generator().manual_seed(0), psi=0.5), g(z, psi=0.5))
+    from gantrain.nets.base import truncate
+
+    rng = torch.Generator().manual_seed(0)
+    in_z = truncate(torch.randn(3, g.latent_dim, generator=rng), 0.5, rng)
+    torch.testing.assert_close(g.sample(3, torch.Generator().manual_seed(0), truncation=0.5), g(in_z))
     for bad in (-0.1, 10.5, float("nan"), True):
         with pytest.raises(GantrainError, match="must be a number from 0 to 10"):
-            g.sample(2, truncation=bad)
+            g.sample(2, psi=bad)
     with pytest.raises(GantrainError, match="noise_mode='bogus' must be one of random, const, none"):
         g.noise_mode = "bogus"
     assert g.noise_mode == "const"

@@ -23,18 +23,18 @@ class Generator(nn.Module):
     out_shape: tuple[int, ...]
 
     num_classes: Optional[int] = None  # classes of a conditional generator; None when unconditional
-    truncation_in_w = False  # a style-based generator: sample's truncation moves w toward w_avg (forward's psi)
+    truncation_in_w = False  # a style-based generator: sample's psi moves w toward w_avg (forward's psi)
 
     @torch.no_grad()
     def sample(self, n: int, generator: Optional[torch.Generator] = None, labels: Any = None,
-               truncation: Optional[float] = None, text: Any = None) -> Tensor:
+               truncation: Optional[float] = None, text: Any = None, psi: Optional[float] = None) -> Tensor:
         """n samples in data space, on the model's device; images (n, C, H, W) in [-1, 1], points (n, 2).
 
         n: a whole number >= 0 (an int, a numpy integer or a one-element integer tensor); 0 gives an empty batch.
         labels (conditional generators): n class indices (a sequence or tensor) or one index for all; None
-        draws them uniformly. truncation: resample the components of z beyond +-truncation (the truncation trick);
-        for a style-based generator (truncation_in_w), psi from 0 to MAX_PSI moving w toward its running mean
-        w_avg (0: the average image), as gantrain-sample's truncation= does.
+        draws them uniformly. truncation: resample the components of z beyond +-truncation (the truncation trick).
+        psi (style-based generators, truncation_in_w): w moved toward its running mean w_avg, from 0 (the average
+        image) to MAX_PSI (1: unchanged), as gantrain-sample's truncation= does for them.
         text: only for generators of text runs (refused here).
         """
         if text is not None:
@@ -47,19 +47,20 @@ class Generator(nn.Module):
         if count < 0:
             shown = repr(n) if isinstance(n, (int, float, str)) else type(n).__name__  # a tensor's repr spans lines
             raise GantrainError(f"sample(n={shown}): n must be a whole number >= 0, the number of samples to draw")
+        if psi is not None and not self.truncation_in_w:
+            raise GantrainError(f"psi={psi!r} moves w toward its mean, and only a style-based generator "
+                                f"(generator=stylegan2) has a W space; use truncation= (in z) here")
         first = next(self.parameters())
         y = self.check_labels(labels, count, generator)
         if count == 0:  # no forward pass: the DCGAN's view(n, -1, 1, 1) of z cannot size an empty batch
             return torch.empty((0, *self.out_shape), device=first.device, dtype=first.dtype)
         n, device = count, first.device
-        in_w = self.truncation_in_w and truncation is not None
-        extra = {"psi": check_psi(truncation)} if in_w else {}
-        z_truncation = None if in_w else truncation
+        extra = {"psi": check_psi(psi)} if psi is not None else {}
         if generator is not None:  # a private CPU generator: the same z on every device
             z = torch.randn(n, self.latent_dim, generator=generator)
-            z = truncate(z, z_truncation, generator).to(device)
+            z = truncate(z, truncation, generator).to(device)
         else:
-            z = truncate(torch.randn(n, self.latent_dim, device=device), z_truncation)
+            z = truncate(torch.randn(n, self.latent_dim, device=device), truncation)
         return self(z, **extra) if y is None else self(z, y.to(device), **extra)
 
     def check_labels(self, labels: Any, n: int, generator: Optional[torch.Generator] = None) -> Optional[Tensor]:
@@ -100,8 +101,8 @@ MAX_PSI = 10.0
 def check_psi(psi: Any) -> float:
     """A truncation psi in W: a number from 0 (the average image) to MAX_PSI (1: no truncation)."""
     if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not 0 <= psi <= MAX_PSI:
-        raise GantrainError(f"truncation={psi!r} must be a number from 0 to {MAX_PSI:g} (e.g. 0.7: w moved toward its "
-                            f"mean, 0: the average image); smaller trades variety for quality")
+        raise GantrainError(f"psi={psi!r} must be a number from 0 to {MAX_PSI:g} (e.g. 0.7: w moved toward its mean, "
+                            f"0: the average image); smaller trades variety for quality")
     return float(psi)
 
 
