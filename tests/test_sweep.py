@@ -445,3 +445,29 @@ def test_a_job_continued_on_its_own_keeps_its_status_and_the_report_true(tmp_pat
     _, rows = sweep.report(folder)
     assert [(r["status"], r["step"]) for r in rows] == [("finished", 30)]
     assert rows[0]["values"]["loss/d"] == _last(folder / "0")["loss/d"]
+
+
+LOST_IN_SETUP = """
+import sys
+from gantrain.commands import start
+import gantrain.training.run as run
+
+def build(*args, **kwargs):  # a SIGTERM during a job's set-up, turned into another error by a library
+    start._INTERRUPTED, start._SIGNAL = True, 15
+    raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'")
+
+run.build = build
+sys.argv = ["gantrain", *sys.argv[1:]]
+start.start("gantrain")
+"""
+
+
+def test_an_interrupt_a_library_lost_in_a_jobs_set_up_stops_the_sweep(tmp_path):
+    # (the job's own `except Exception` would mark it failed and go on to the next job)
+    folder = tmp_path / "sw"
+    result = subprocess.run([sys.executable, "-c", LOST_IN_SETUP, "-m", "seed=0,1", *SMALL, f"hydra.sweep.dir={folder}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 128 + 15, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("gantrain: sweep stopped in job 0 (")
+    assert "Finish it with the same command" in result.stderr and "Traceback" not in result.stderr
+    assert sweep.read_status(folder / "0")["status"] == "interrupted" and not (folder / "1").exists()

@@ -153,6 +153,14 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
         print(f"gantrain: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # the job fails alone; its log keeps the traceback of anything unexpected
+        from gantrain.commands.start import interrupt_signal, interrupted
+
+        if interrupted():  # a Ctrl-C or SIGTERM that a library turned into another error: the sweep stops
+            sweep.write_status(run_dir, status="interrupted", reason=f"stopped by signal {interrupt_signal()}",
+                               ended_at=time.time())
+            print(f"gantrain: sweep stopped in {name} before it trained. Finish it with the same command and "
+                  f"{shlex.quote(f'hydra.sweep.dir={sweep_dir}')} (finished jobs are skipped)", file=sys.stderr)
+            sys.exit(128 + interrupt_signal())
         reason = sweep.one_line(exc)
         if not isinstance(exc, GantrainError):
             log.exception("%s failed", name)
