@@ -445,6 +445,27 @@ def test_a_job_continued_on_its_own_keeps_its_status_and_the_report_true(tmp_pat
     _, rows = sweep.report(folder)
     assert [(r["status"], r["step"]) for r in rows] == [("finished", 30)]
     assert rows[0]["values"]["loss/d"] == _last(folder / "0")["loss/d"]
+    # continued again and stopped by an error while training (divergence, say): failed, and why
+    diverged = subprocess.run([sys.executable, "-c", DIVERGES, f"resume={folder / '0'}", "trainer.steps=40"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert diverged.returncode == 2 and "training diverged" in diverged.stderr, diverged.stderr[-2000:]
+    status = sweep.read_status(folder / "0")
+    assert (status["status"], status["reason"], status["step"]) == ("failed", "training diverged: loss/d became nan", 30)
+
+
+DIVERGES = """
+import sys
+from gantrain.commands import start
+from gantrain.errors import GantrainError
+from gantrain.training.loop import Loop
+
+def fit(self):
+    raise GantrainError("training diverged: loss/d became nan")
+
+Loop.fit = fit
+sys.argv = ["gantrain", *sys.argv[1:]]
+start.start("gantrain")
+"""
 
 
 LOST_IN_SETUP = """

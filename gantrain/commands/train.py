@@ -256,6 +256,8 @@ def _task(cfg: DictConfig) -> Optional[float]:
     except GantrainError as exc:
         if dist.main and isinstance(exc, (BeforeStart, RunBusy)):
             _undo_launch(run_dir, log_size, busy=isinstance(exc, RunBusy))
+        elif dist.main:  # stopped while training (diverged, say)
+            _update_job_status(run_dir, status="failed", reason=_one_line(exc), step=_last_step(run_dir))
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if dist.main:
@@ -267,6 +269,18 @@ def _task(cfg: DictConfig) -> Optional[float]:
 
             if torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
+
+
+def _last_step(run_dir: Path) -> int:
+    from gantrain.commands import sweep
+
+    return sweep.last_values(run_dir)[0]
+
+
+def _one_line(exc: BaseException) -> str:
+    from gantrain.commands import sweep
+
+    return sweep.one_line(exc)
 
 
 def _update_job_status(run_dir: Path, **fields: Any) -> None:
