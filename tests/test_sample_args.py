@@ -384,9 +384,30 @@ def test_a_folder_of_samples_keeps_the_folder_given_and_follows_the_umask(tmp_pa
     umask = os.umask(0o022)
     try:
         gs.write(batch, tmp_path / "new", kind="folder")
+        gs.write(batch, shared / "sub", kind="folder")  # in a setgid folder: the group bit passes on, as mkdir's
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o755
+    assert stat.S_IMODE((shared / "sub").stat().st_mode) == 0o2755
+
+
+def test_an_interrupted_move_into_an_existing_folder_takes_back_what_it_moved(tmp_path, monkeypatch):
+    import os
+
+    batch = gs.Batch(samples=torch.zeros(4, 1, 4, 4), z=torch.zeros(4, 3), labels=None, nrow=4)
+    (tmp_path / "out").mkdir()
+    real, calls = os.link, []
+
+    def link_then_interrupt(source, target):
+        calls.append(target)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(source, target)
+
+    monkeypatch.setattr(gs.os, "link", link_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        gs.write(batch, tmp_path / "out", kind="folder")
+    assert list((tmp_path / "out").iterdir()) == [] and len(calls) == 3
 
 
 def test_values_with_equals_signs_the_first_unknown_option_and_long_label_lists():

@@ -800,16 +800,19 @@ def write(batch: Batch, out: Path, kind: Optional[str] = None, reference: Option
 
 
 def _write_folder(out: Path, images: Tensor, png_bytes: Any) -> None:
-    """One PNG per image, written into a hidden folder beside out first: an interrupted or failed write leaves no
-    partial set (which FID tools would read as a whole one). A new out is that folder renamed (with the
-    permissions the umask gives); an existing empty one (or a link to one) stays the folder it is, and receives
-    the finished files."""
+    """One PNG per image, written into a hidden folder first: an interrupted or failed write leaves no partial set
+    (which FID tools would read as a whole one). A new out is that folder, made beside it, renamed (with the
+    permissions the umask gives, and the group bit its parent passes on); an existing empty one (or a link to
+    one) stays the folder it is: the hidden folder is made inside it, and the finished files are moved out of it."""
     import shutil
+    import stat
 
     existing = out.is_dir()
     target = out.resolve() if existing else out  # a link's folder: the files go where it points
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    if not existing:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target if existing else target.parent))
+    moved: list[Path] = []
     try:
         names = []
         for i, image in enumerate(images):
@@ -818,16 +821,29 @@ def _write_folder(out: Path, images: Tensor, png_bytes: Any) -> None:
         if not existing:
             umask = os.umask(0)
             os.umask(umask)
-            partial.chmod(0o777 & ~umask)  # mkdtemp's folder is the owner's alone
+            inherited = partial.stat().st_mode & stat.S_ISGID  # a setgid parent's group, passed on
+            partial.chmod((0o777 & ~umask) | inherited)  # mkdtemp's folder is the owner's alone
             os.replace(partial, target)
             return
-        if any(target.iterdir()):  # check_new refused a folder holding files: these came in meanwhile
+        if any(p != partial for p in target.iterdir()):  # check_new refused a folder holding files: these came meanwhile
             raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is kept as "
                                 f"it is: give another folder")
         for name in names:
-            os.replace(partial / name, target / name)
-        partial.rmdir()
+            try:
+                os.link(partial / name, target / name)  # never over a file of the same name that came meanwhile
+            except FileExistsError:
+                raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is "
+                                    f"kept as it is: give another folder") from None
+            except OSError:  # a file system without hard links
+                if (target / name).exists():
+                    raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it "
+                                        f"is kept as it is: give another folder") from None
+                os.replace(partial / name, target / name)
+            moved.append(target / name)
+        shutil.rmtree(partial)
     except BaseException:
+        for path in moved:  # all or nothing: the files already moved go again
+            path.unlink(missing_ok=True)
         shutil.rmtree(partial, ignore_errors=True)
         raise
 
