@@ -396,9 +396,9 @@ def test_the_paths_to_data_are_made_absolute_and_nothing_else(tmp_path, monkeypa
     assert cfg.dataset.root == str(tmp_path / "pics")
     assert cfg.condition.text_embeddings == str(tmp_path / "emb" / "t.npz")
     assert cfg.trainer.steps == 3
-    absolute = gantrain.compose(["dataset=image_folder", f"dataset.root={tmp_path / 'x'}"])
-    _absolute_root(absolute)  # already absolute, and no embeddings file: unchanged
-    assert absolute.dataset.root == str(tmp_path / "x") and absolute.condition.text_embeddings is None
+    absolute = gantrain.compose(["dataset=image_folder", f"dataset.root={tmp_path / 'link' / '..' / 'x'}"])
+    _absolute_root(absolute)  # already absolute (.. through a link is another folder), no embeddings file: unchanged
+    assert absolute.dataset.root == str(tmp_path / "link" / ".." / "x") and absolute.condition.text_embeddings is None
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # ~ is expanded: a resume by another user reads the same data
     home = gantrain.compose(["dataset=image_folder", "dataset.root='~/pics'"])
     _absolute_root(home)

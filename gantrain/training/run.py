@@ -168,7 +168,8 @@ def _absolute_root(cfg: DictConfig) -> None:
         except Exception as exc:  # an interpolation that does not resolve
             raise unresolved(exc) from None
         if isinstance(value, (str, Path)) and str(value):
-            full = os.path.abspath(os.path.expanduser(str(value)))  # ~ expanded too: another user's home differs
+            full = os.path.expanduser(str(value))  # ~ expanded too: another user's home differs
+            full = full if os.path.isabs(full) else os.path.abspath(full)  # (an absolute path kept as written)
             if full != str(value):
                 OmegaConf.update(cfg, key, full)
 
