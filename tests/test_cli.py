@@ -145,11 +145,11 @@ def test_an_older_checkpoint_continues_in_a_new_folder_not_over_the_run(tmp_path
     assert mixed.returncode == 2 and mixed.stderr.strip().splitlines()[-1] == (
         f"gantrain: error: {branch} already holds another run (checkpoints/, metrics.jsonl, samples, tb); "
         f"resume={run} would mix the run of {run} into it: continue that run in its own folder, {run}, or branch it "
-        f"into a new, empty hydra.run.dir")
+        f"into a new, empty hydra.run.dir (the run in {branch} continues with resume={branch})")
     assert {p: p.read_bytes() for p in branch.rglob("*") if p.is_file()} == kept
     assert unhomed.returncode == 2 and unhomed.stderr.strip().splitlines()[-1] == (
-        f"gantrain: error: resume={loose} is a checkpoint outside a run's checkpoints/ folder, so it has no run folder "
-        f"to continue in: give one, e.g. hydra.run.dir=runs/model (a new or empty folder)")
+        f"gantrain: error: resume={loose} is a checkpoint outside a run's checkpoints/ folder, so its own folder is no "
+        f"run folder to continue in: give a new or empty one, e.g. hydra.run.dir=runs/model")
     assert sorted(p.name for p in loose.parent.iterdir()) == ["model.pt"]
     latest = run_gantrain(f"resume={run / 'checkpoints' / 'step_00000020.pt'}", "trainer.steps=25", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr  # the newest one continues in place

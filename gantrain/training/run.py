@@ -115,9 +115,9 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
         state = load_checkpoint(path)
         if run_folder_of(path).resolve() == Path(run_dir).resolve():
             if path.parent.name != "checkpoints":  # a file kept elsewhere: its folder is no run's to write into
-                raise GantrainError(f"resume={resume} is a checkpoint outside a run's checkpoints/ folder, so it has no "
-                                    f"run folder to continue in: give one, e.g. {folder_option()}=runs/{path.stem} (a "
-                                    f"new or empty folder)")
+                raise GantrainError(f"resume={resume} is a checkpoint outside a run's checkpoints/ folder, so its own "
+                                    f"folder is no run folder to continue in: give a new or empty one, e.g. "
+                                    f"{folder_option()}=runs/{path.stem}")
             refuse_rewind(resume, path, run_dir, int(state.get("step", 0)))
         return state
     raise GantrainError(f"resume={resume}: no such run folder or checkpoint file")
@@ -133,7 +133,7 @@ def _refuse_mixing(resume: str, source: Path, run_dir: Path, has_checkpoints: bo
     if held:
         raise GantrainError(f"{run_dir} already holds another run ({', '.join(held)}); resume={resume} would mix the run "
                             f"of {source} into it: continue that run in its own folder, {source}, or branch it into a new, "
-                            f"empty {folder_option()}")
+                            f"empty {folder_option()} (the run in {run_dir} continues with resume={run_dir})")
 
 
 def refuse_rewind(resume: str, path: Path, run_dir: Path, step: int) -> None:
