@@ -353,6 +353,8 @@ def test_python_api_mistakes_are_one_gantrain_error_and_leave_nothing(trained, t
         gantrain.load_generator(trained, device="cuda:99")  # this machine's GPUs, if any, are fewer
     with pytest.raises(GantrainError, match=r"^compose takes a list of overrides such as \["):
         gantrain.compose("loss=hinge")
+    with pytest.raises(GantrainError, match=r"^resume= is empty; give the run folder or checkpoint to continue"):
+        gantrain.compose(TINY + ["resume="])  # f"resume={run}" with run an empty string: no new run instead
     cfg = gantrain.compose(TINY + ["trainer.batch_size=5000"])
     with pytest.raises(GantrainError, match="trainer.batch_size=5000 is larger than the dataset"):
         gantrain.train(cfg, tmp_path / "new" / "run")
