@@ -165,15 +165,21 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
     # `gantrain resume=RUN trainer.steps=N` does); any other config is compared with the saved one as it is
     changes = _changes(cfg) if cfg.get("resume") not in (None, "") else None
     overrides = None if changes is None else PythonChanges(changes)
+    from gantrain.training.distributed import from_env
+
+    dist = from_env()  # under torchrun: this process's place in the job (the main one writes the run)
     from_python = _FROM_PYTHON.set(True)  # messages name run_dir, not the command's hydra.run.dir
     try:
-        _train(cfg, run_dir, overrides)
+        _train(cfg, run_dir, overrides, dist if dist.enabled else None)
     except BeforeStart:  # refused before training began: the folder is left as it was
-        if not existed:
+        if dist.main and not existed:
             shutil.rmtree(made, ignore_errors=True)
-        elif not had_lock:
+        elif dist.main and not had_lock:
             (run_dir / ".gantrain.lock").unlink(missing_ok=True)
         raise
     finally:
         _FROM_PYTHON.reset(from_python)
+        from gantrain.training.distributed import leave
+
+        leave()  # under torchrun: the process group train joined (one the caller joined stays)
     return run_dir

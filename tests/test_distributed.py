@@ -88,6 +88,33 @@ def test_two_processes_train_a_conditional_gan_with_ada(tmp_path):
     assert [r["step"] for r in rows] == [2, 4] and all("loss/class_d" in r for r in rows)
 
 
+PYTHON_EXIT_PROBE = """
+import atexit, os, sys
+import gantrain
+def threads():
+    names = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+    print(f"threads at exit of rank {os.environ['RANK']}: {names}", file=sys.stderr)
+atexit.register(threads)
+gantrain.train(gantrain.compose(sys.argv[2:]), sys.argv[1])
+"""
+
+
+def test_two_processes_train_from_python_and_leave_no_process_group_behind(tmp_path):
+    # gantrain.train under torchrun joins the process group itself, and destroys it before returning
+    probe = tmp_path / "probe.py"
+    probe.write_text(PYTHON_EXIT_PROBE)
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(probe), str(run),
+               "trainer.device=cpu", "trainer.steps=2", "trainer.batch_size=16", "generator.base_channels=8",
+               "discriminator.base_channels=8", "trainer.sample_every=100"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exits = re.findall(r"threads at exit of rank (\d): (\[[^]]*\])", result.stderr)
+    assert sorted(rank for rank, _ in exits) == ["0", "1"], result.stderr[-3000:]
+    assert all("gloo" not in threads for _, threads in exits), exits
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["world_size"] == 2
+
+
 TRANSLATION_TINY = ["generator.width=8", "discriminator.width=8", "trainer.batch_size=2", "trainer.log_every=2",
                     "trainer.sample_every=100", "trainer.ckpt_every=3", "trainer.eval_every=0"]
 

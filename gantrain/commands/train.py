@@ -265,10 +265,7 @@ def _task(cfg: DictConfig) -> Optional[float]:
         sys.exit(2)
     finally:
         if dist.enabled:
-            import torch.distributed
-
-            if torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+            distributed.leave()
 
 
 def _last_step(run_dir: Path) -> int:

@@ -62,7 +62,20 @@ def init(d: Dist, device_name: str) -> torch.device:
         importlib.import_module("torch.distributed.nn")
 
         dist.init_process_group("nccl" if use_cuda else "gloo")
+        _JOINED["by_gantrain"] = True
     return torch.device("cuda", d.local_rank) if use_cuda else torch.device("cpu")
+
+
+#: whether gantrain joined the process group itself (a Python caller may have joined it before)
+_JOINED = {"by_gantrain": False}
+
+
+def leave() -> None:
+    """Destroy the process group gantrain joined (none that a caller joined itself), before the interpreter's
+    shutdown would tear its threads down in no safe order."""
+    if _JOINED["by_gantrain"] and dist.is_initialized():
+        dist.destroy_process_group()
+    _JOINED["by_gantrain"] = False
 
 
 def average_gradients(params: Iterable[nn.Parameter], world: int) -> None:
