@@ -12,9 +12,17 @@
 # QUICK=1     a few steps each, to check that the script runs end to end (the targets are then not met)
 # REPORT_ONLY=1  train nothing: print the table of the runs already in OUT_FOLDER (two instances with
 #             disjoint PRESETS can train side by side, one per core; then one REPORT_ONLY=1 call prints all)
-# Every run computes on one thread (OMP_NUM_THREADS=1) on the CPU; runs already finished are not trained again.
+# Every run computes on one thread (OMP_NUM_THREADS=1) on the CPU; runs already finished are not trained again,
+# and a run stopped part way (Ctrl-C, a crash) continues from its last checkpoint. A run or evaluation that fails
+# shows as "failed" in the table and the script goes on to the others; it then exits with 1.
 set -euo pipefail
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+  exit 0
+fi
+case ${1:-} in -*) echo "quality.sh: unknown option $1; usage: bash scripts/quality.sh [OUT_FOLDER] (see --help)" >&2; exit 2 ;; esac
 out=${1:-quality-runs}
+failures=0
 seeds=${SEEDS:-0 1 2 3 4}
 slow_seeds=${SLOW_SEEDS:-0 1}
 mnist_steps=${MNIST_STEPS:-2000}
@@ -28,14 +36,27 @@ if [ "${QUICK:-0}" = 1 ]; then
   mnist_steps=20
 fi
 
-# train NAME SEED ARGS...: one run into $out/NAME_SEED (skipped when its last checkpoint is there)
+# failed NAME SEED WHAT LOG: the run counts as failed (the table says so, the exit code is 1)
+failed() {
+  echo "$1 seed $2: $3 failed, see $4" >&2
+  tail -n 5 "$4" >&2 || true
+  touch "$out/${1}_$2.failed"
+  failures=$((failures + 1))
+}
+
+# train NAME SEED ARGS...: one run into $out/NAME_SEED (skipped when finished; a stopped one continues);
+# returns 1 when it failed
 train() {
   local name=$1 seed=$2; shift 2
   local run="$out/${name}_$seed"
-  [ -f "$run/checkpoints/last.pt" ] && [ -f "$run/.done" ] && return 0
+  [ -f "$run/checkpoints/last.pt" ] && [ -f "$run/.done" ] && [ ! -f "$run.failed" ] && return 0
+  rm -f "$run.failed" "$run/eval.json"  # (an earlier attempt's scores are not this run's)
   local start=$(date +%s)
-  gantrain "$@" seed="$seed" trainer.device=cpu trainer.progress=false ${quick[@]+"${quick[@]}"} \
-    hydra.run.dir="$run" >"$run.log" 2>&1 || { echo "$name seed $seed: training failed, see $run.log" >&2; tail -5 "$run.log" >&2; return 1; }
+  if ! gantrain "$@" seed="$seed" trainer.device=cpu trainer.progress=false ${quick[@]+"${quick[@]}"} \
+      resume=auto hydra.run.dir="$run" >"$run.log" 2>&1; then
+    failed "$name" "$seed" training "$run.log"
+    return 1
+  fi
   echo "$(( $(date +%s) - start ))" >"$run/.done"
 }
 
@@ -43,7 +64,7 @@ train() {
 evaluate() {
   local name=$1 seed=$2; shift 2
   gantrain-eval "$out/${name}_$seed" device=cpu "$@" >"$out/${name}_$seed.eval" 2>&1 \
-    || { echo "$name seed $seed: gantrain-eval failed, see $out/${name}_$seed.eval" >&2; return 1; }
+    || failed "$name" "$seed" gantrain-eval "$out/${name}_$seed.eval"
 }
 
 # report NAME SEEDS METRIC OP TARGET [NOTE]: one line, the metric of every seed's eval.json against the target
@@ -52,8 +73,13 @@ report() {
   python3 - "$out" "$name" "$run_seeds" "$metric" "$op" "$target" "$note" <<'EOF'
 import json, sys
 out, name, seeds, metric, op, target, note = sys.argv[1:]
-values = []
+import os
+values, failed = [], []
 for seed in seeds.split():
+    if os.path.exists(f"{out}/{name}_{seed}.failed"):
+        values.append(None)
+        failed.append(seed)
+        continue
     try:
         report = json.load(open(f"{out}/{name}_{seed}/eval.json"))
         # a translation run's scores of the held-out outline styles sit under "translation"
@@ -61,7 +87,8 @@ for seed in seeds.split():
     except (OSError, KeyError, ValueError):
         values.append(None)
 ok = all(v is not None and (v >= float(target) if op == ">=" else v <= float(target)) for v in values)
-shown = " ".join("n/a" if v is None else f"{v:.4g}" for v in values)
+shown = " ".join(("failed" if seed in failed else "n/a") if v is None else f"{v:.4g}"
+                 for seed, v in zip(seeds.split(), values))
 print(f"{name:<22} {metric:<26} seeds {seeds}: {shown}   target {op} {target}{note}   {'met' if ok else 'NOT MET'}")
 EOF
 }
@@ -70,18 +97,18 @@ for preset in $presets; do
   [ "${REPORT_ONLY:-0}" = 1 ] && break
   case $preset in
     ring|grid|cgan_grid)
-      for s in $seeds; do train "$preset" "$s" experiment="$preset" && evaluate "$preset" "$s" num_samples=10000; done ;;
+      for s in $seeds; do train "$preset" "$s" experiment="$preset" && evaluate "$preset" "$s" num_samples=10000 || true; done ;;
     digits)  # the README's quickstart: `gantrain dataset=digits`
-      for s in $seeds; do train digits "$s" dataset=digits && evaluate digits "$s"; done ;;
+      for s in $seeds; do train digits "$s" dataset=digits && evaluate digits "$s" || true; done ;;
     cgan_digits)
-      for s in $seeds; do train cgan_digits "$s" experiment=cgan_digits && evaluate cgan_digits "$s"; done ;;
+      for s in $seeds; do train cgan_digits "$s" experiment=cgan_digits && evaluate cgan_digits "$s" || true; done ;;
     dcgan_mnist|cgan_mnist)
       for s in $slow_seeds; do
         train "$preset" "$s" experiment="$preset" trainer.steps="$mnist_steps" trainer.eval_every=0 && \
-          evaluate "$preset" "$s" num_samples=10000
+          evaluate "$preset" "$s" num_samples=10000 || true
       done ;;
     pix2pix_edges2mnist|text_mnist|text_fashion)
-      for s in $slow_seeds; do train "$preset" "$s" experiment="$preset" trainer.eval_every=0 && evaluate "$preset" "$s" num_samples=10000; done ;;
+      for s in $slow_seeds; do train "$preset" "$s" experiment="$preset" trainer.eval_every=0 && evaluate "$preset" "$s" num_samples=10000 || true; done ;;
     *) echo "unknown preset $preset" >&2; exit 2 ;;
   esac
 done
@@ -115,3 +142,7 @@ for preset in $presets; do
                  report text_fashion "$slow_seeds" text_size_spearman ">=" 0.7 " (held-out phrasings)" ;;
   esac
 done
+if [ "$failures" -gt 0 ]; then
+  echo "$failures run(s) or evaluation(s) failed (see above)" >&2
+  exit 1
+fi
