@@ -32,6 +32,7 @@ import argparse
 import datetime
 import gc
 import gzip
+import os
 import shutil
 import sys
 import tempfile
@@ -316,16 +317,37 @@ def main() -> None:
                         help="DataLoader workers of the translation plain loop (default: 4, fewer on fewer cores)")
     parser.add_argument("--on-device", default="auto", choices=("auto", "true", "false"),
                         help="gantrain's dataset.on_device for the translation folders")
-    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--data", default=os.environ.get("GANTRAIN_DATA") or str(REPO.parent / "shared" / "data"),
+                        help="where MNIST is (torchvision's layout; default $GANTRAIN_DATA, else ../shared/data); "
+                             "without it the dcgan/cgan workloads time random images")
     parser.add_argument("--markdown", default=None, help="append the result table to this file")
     args = parser.parse_args()
     names = [n for n in args.workloads.split(",") if n]
     unknown = [n for n in names if n not in WORKLOADS and n not in TRANSLATION]
     if unknown:
         parser.error(f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join([*WORKLOADS, *TRANSLATION])}")
-    batches = [int(b) for b in args.batches.split(",")] if args.batches else None
-
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    try:
+        batches = [int(b) for b in args.batches.split(",")] if args.batches else None
+    except ValueError:
+        parser.error(f"--batches {args.batches}: give whole numbers separated by commas, e.g. 1,16")
+    if batches is not None and min(batches) < 1:
+        parser.error(f"--batches {args.batches}: every batch size must be at least 1")
+    for option, value in (("--steps", args.steps), ("--seconds", args.seconds), ("--images", args.images)):
+        if value is not None and value <= 0:
+            parser.error(f"{option} {value}: give a positive number")
+    if args.warmup < 0 or (args.workers is not None and args.workers < 0):
+        parser.error("--warmup and --workers must be 0 or more")
+    try:
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device} is not a device; give auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
+    skipped = [p for p in args.precision.split(",") if p and p != "fp32" and device.type != "cuda"]
+    if skipped and not [p for p in args.precision.split(",") if p == "fp32"]:
+        parser.error(f"--precision {args.precision} is measured on CUDA only; on the CPU give --precision fp32")
+    if [p for p in args.precision.split(",") if p not in ("fp32", "bf16", "fp16", "")]:
+        parser.error(f"--precision {args.precision}: give fp32, bf16 or fp16, comma-separated")
     seconds = args.seconds or (5.0 if device.type == "cuda" else 15.0)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     peak = next((p for name, p in PEAKS.items() if name in card), None)

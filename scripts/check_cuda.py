@@ -1,9 +1,9 @@
-"""Correctness of the CUDA path: the CUDA-graph step against eager steps (conditional games too), bf16,
+"""Correctness of the CUDA path on a GPU: the CUDA-graph step against eager steps (conditional games too), bf16,
 resume on the GPU.
 
-    python scripts/check_cuda.py [--data DIR]
+    python scripts/check_cuda.py [--steps N]
 
-Exits non-zero when a check fails. Needs a CUDA device.
+Exits non-zero when a check fails. Needs a CUDA device (without one it says so and exits with 2).
 """
 from __future__ import annotations
 
@@ -47,10 +47,15 @@ def relative_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--steps", type=int, default=20)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser.add_argument("--steps", type=int, default=20, help="steps of each comparison (at least 5)")
     args = parser.parse_args()
-    assert torch.cuda.is_available(), "needs a CUDA device"
+    if args.steps < 5:
+        parser.error(f"--steps {args.steps}: give at least 5 (three warm-up steps, then the captured ones)")
+    if not torch.cuda.is_available():
+        print("check_cuda.py: needs a CUDA device, and this machine has none (torch.cuda.is_available() is False)",
+              file=sys.stderr)
+        return 2
     torch.backends.cudnn.deterministic = True  # the comparison wants the same kernels on both sides
     failures = 0
     with tempfile.TemporaryDirectory() as name:
