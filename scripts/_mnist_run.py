@@ -4,22 +4,32 @@ and cached when missing)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 
-def open_mnist_run(run: str, root: str, script: str) -> tuple[Any, int, Any, Any]:
+def open_mnist_run(run: str, root: Optional[str], script: str) -> tuple[Any, int, Any, Any, str]:
     """(the run's EMA generator, its image size, MNIST's training split at that size, the classifier of that size
-    in eval mode); a conditional run stops the script in one line."""
+    in eval mode, the data folder used: root, else the run's dataset.root, else ./data); a run this script cannot
+    measure (conditional, not 1-channel MNIST-shaped images, unreadable) stops it in one line."""
     import gantrain
     from gantrain.checkpoint import open_run_or_checkpoint
     from gantrain.data.images import MNIST
+    from gantrain.errors import GantrainError
     from gantrain.eval.classifier import load_classifier
 
-    _, state = open_run_or_checkpoint(Path(run))
-    size = int(state["config"]["dataset"].get("image_size", 28))
-    generator = gantrain.load_generator(run)
-    if getattr(generator, "num_classes", None):
-        raise SystemExit(f"{run}: a conditional run; this script {script} unconditional MNIST runs")
-    train = MNIST(root=root, image_size=size, download=False, train=True)
-    classifier, _ = load_classifier(train)
-    return generator, size, train, classifier.eval()
+    try:
+        _, state = open_run_or_checkpoint(Path(run))
+        shape = tuple(state.get("data_shape") or ())
+        if state.get("data_kind", "image") != "image" or len(shape) != 3 or shape[0] != 1:
+            raise SystemExit(f"{run}: a run of {state.get('data_kind', 'image')} data of shape {shape}; this script "
+                             f"{script} runs of grey MNIST-like images")
+        size = int(state["config"]["dataset"].get("image_size", 28))
+        generator = gantrain.load_generator(run)
+        if getattr(generator, "num_classes", None):
+            raise SystemExit(f"{run}: a conditional run; this script {script} unconditional MNIST runs")
+        root = root or state["config"]["dataset"].get("root") or "data"
+        train = MNIST(root=root, image_size=size, download=False, train=True)
+        classifier, _ = load_classifier(train)
+    except GantrainError as exc:
+        raise SystemExit(f"{run}: {exc}") from None
+    return generator, size, train, classifier.eval(), str(root)

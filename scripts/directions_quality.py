@@ -16,13 +16,14 @@ For each run (an unconditional MNIST run, any generator; w for a style-based gen
   with the largest |correlation| (the direction's name), and the share of latents whose digit changes between
   strength -3 and +3.
 
-Needs GANTRAIN_DATA (or the run's dataset.root) to hold MNIST; the classifier of the run's size is trained once
+Reads MNIST from $GANTRAIN_DATA, else from the run's own dataset.root; the classifier of the run's size is trained once
 and cached (gantrain-classifier) when missing.
 """
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,10 +46,18 @@ def main() -> None:
     from gantrain.eval.directions import images_of, label_directions, pca_directions, sample_latents
     from gantrain.eval.text import spearman
 
-    root = os.environ.get("GANTRAIN_DATA", "data")
-    pairs = [tuple(int(v) for v in p.split(":")) for p in args.pairs.split(",") if p]
+    given = os.environ.get("GANTRAIN_DATA")  # else each run's own dataset.root
+    try:
+        pairs = [tuple(int(v) for v in p.split(":")) for p in args.pairs.split(",") if p]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(p) != 2 or not all(0 <= d <= 9 for d in p) or p[0] == p[1] for p in pairs):
+        parser.error(f"--pairs {args.pairs}: give pairs of two different digits A:B, comma-separated, e.g. 1:7,3:8")
+    for option in ("k", "n", "test"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} {getattr(args, option)}: give a whole number of at least 1")
     for run in args.runs:
-        generator, _, _, classifier = open_mnist_run(run, root, "measures")
+        generator, _, _, classifier, _ = open_mnist_run(run, given, "measures")
 
         def render(latents: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -111,4 +120,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from gantrain.errors import GantrainError
+
+    try:
+        main()
+    except GantrainError as exc:  # what the run or the data cannot give, in one line
+        raise SystemExit(f"{Path(__file__).name}: {exc}") from None

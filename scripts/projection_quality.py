@@ -15,13 +15,14 @@ projection matched, so it flatters: report both). Printed per run, one Markdown 
 - the floor: the same numbers for the mean training image put in place of every projection, and for the
   projection's start (the image of the mean latent).
 
-Needs GANTRAIN_DATA (or the run's dataset.root) to hold MNIST; the classifier of the run's size is trained once
+Reads MNIST from $GANTRAIN_DATA, else from the run's own dataset.root; the classifier of the run's size is trained once
 and cached (gantrain-classifier) when missing.
 """
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import time
 
 import torch
@@ -36,6 +37,9 @@ def main() -> None:
     parser.add_argument("--perceptual", choices=("none", "classifier"), default="none")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    for option in ("n", "steps", "batch"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} {getattr(args, option)}: give a whole number of at least 1")
 
     from _mnist_run import open_mnist_run
 
@@ -44,12 +48,12 @@ def main() -> None:
     from gantrain.eval.projection import psnr
     from gantrain.nets.control import is_style_based
 
-    root = os.environ.get("GANTRAIN_DATA", "data")
+    given = os.environ.get("GANTRAIN_DATA")  # else each run's own dataset.root
     print("| run | space | steps | digits | label agreement | PSNR (dB) | perceptual distance | "
           "mean image: agreement / PSNR / distance | start: agreement / PSNR / distance | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for run in args.runs:
-        generator, size, train, classifier = open_mnist_run(run, root, "projects")
+        generator, size, train, classifier, root = open_mnist_run(run, given, "projects")
         space = "w" if is_style_based(generator) else "z"
         test = MNIST(root=root, image_size=size, download=False, train=False)
         images = test.tensor()[: args.n].float() / 127.5 - 1.0
@@ -80,4 +84,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from gantrain.errors import GantrainError
+
+    try:
+        main()
+    except GantrainError as exc:  # what the run or the data cannot give, in one line
+        raise SystemExit(f"{Path(__file__).name}: {exc}") from None
