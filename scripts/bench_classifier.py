@@ -48,7 +48,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    shape = tuple(int(v) for v in args.shape.split(","))
+    try:
+        shape = tuple(int(v) for v in args.shape.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or shape[1] != shape[2] or shape[1] < 8:
+        parser.error(f"--shape {args.shape}: give C,H,W of square images at least 8 pixels wide, e.g. 1,28,28")
+    for option in ("batch", "steps", "rounds"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} {getattr(args, option)}: give a whole number of at least 1")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
     device = torch.device(args.device)
     times: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(args.rounds):

@@ -82,7 +82,7 @@ def reference_steps(G, D, opt_g, opt_d, reals: torch.Tensor, steps: int, batch: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--steps", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=32)
@@ -91,6 +91,13 @@ def main() -> None:
     parser.add_argument("--channel-max", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    for option in ("steps", "batch", "repeats", "channel_base", "channel_max"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option.replace('_', '-')} {getattr(args, option)}: give a whole number of at least 1")
+    if args.size not in [2 ** k for k in range(3, 11)]:
+        parser.error(f"--size {args.size}: StyleGAN2 takes a power of two from 8 to 1024")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this machine has no CUDA device; use --device cpu")
 
     import gantrain
     from gantrain.data.base import normalize
@@ -133,4 +140,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from gantrain.errors import GantrainError
+
+    try:
+        main()
+    except GantrainError as exc:  # the data or a setting the build refuses, in one line
+        raise SystemExit(f"bench_stylegan2.py: {exc}") from None

@@ -309,3 +309,10 @@ def reference_rate(kind: str, root: Path, size: int, batch: int, device: torch.d
     finally:
         torch.backends.cudnn.benchmark = previous
 
+
+if __name__ == "__main__":  # a module of scripts/bench.py, not a script of its own
+    import sys
+
+    print("bench_translation_reference.py is the reference loop scripts/bench.py times; run: python scripts/bench.py "
+          "--workloads pix2pix128,cyclegan128 (see --help)", file=sys.stderr)
+    sys.exit(2)

@@ -10,7 +10,12 @@
 # stacked into one picture. A labels direction from 1 to 7 (`gantrain-directions method=labels classes=1,7`) then
 # moves the projected 1 along strengths 0 to 6 (`gantrain-sample latent=... direction=...`).
 set -euo pipefail
+case ${1:-} in
+  -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -*) echo "control_pictures.sh: unknown option $1; usage: scripts/control_pictures.sh RUN [OUT_FOLDER]" >&2; exit 2 ;;
+esac
 RUN=${1:?usage: scripts/control_pictures.sh RUN [OUT_FOLDER]}
+[ -e "$RUN" ] || { echo "control_pictures.sh: $RUN: no such run folder or checkpoint" >&2; exit 2; }
 OUT=${2:-docs/images}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
