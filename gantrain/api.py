@@ -130,15 +130,17 @@ def _flat(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _changes(cfg: DictConfig) -> Optional[list[str]]:
-    """The overrides compose() made cfg from, plus a `key=value` for each value changed on cfg since; None for a
-    config compose() did not make."""
+    """The overrides compose() made cfg from, plus a `key=value` for each value changed or added on cfg since; None
+    for a config compose() did not make."""
     record = _COMPOSED.get(id(cfg))
     if record is None or record[0]() is not cfg:
         return None
     _, overrides, values = record
     now = _flat(cfg)
-    edited = [k for k in sorted(set(values) | set(now)) if values.get(k, _MISSING) != now.get(k, _MISSING)]
-    return [*overrides, *(f"{k}={now[k]}" if k in now else f"~{k}" for k in edited)]
+    # a key deleted from cfg is no change: such a config is one written before the key existed, which trains
+    # with the value that reproduces it (config.with_added_keys)
+    edited = [k for k in sorted(now) if values.get(k, _MISSING) != now[k]]
+    return [*overrides, *(f"{k}={now[k]}" for k in edited)]
 
 
 _MISSING = object()
