@@ -140,8 +140,14 @@ def test_an_older_checkpoint_continues_in_a_new_folder_not_over_the_run(tmp_path
     loose.parent.mkdir()
     loose.write_bytes(older.read_bytes())
     kept = {p: p.read_bytes() for p in branch.rglob("*") if p.is_file()}
-    mixed, unhomed = run_commands([("gantrain", f"resume={run}", "trainer.steps=25", f"hydra.run.dir={branch}"),
-                                   ("gantrain", f"resume={loose}", "trainer.steps=25")], cwd=tmp_path)
+    mixed, unhomed, hollow = run_commands([
+        ("gantrain", f"resume={run}", "trainer.steps=25", f"hydra.run.dir={branch}"),
+        ("gantrain", f"resume={loose}", "trainer.steps=25"),
+        ("gantrain", f"resume={older}", "trainer.steps=10", f"hydra.run.dir={tmp_path / 'hollow'}")], cwd=tmp_path)
+    assert hollow.returncode == 2 and hollow.stderr.strip().splitlines()[-1] == (  # a branch that trains nothing
+        f"gantrain: error: the checkpoint is at step 10 and trainer.steps=10: a branch into {tmp_path / 'hollow'} "
+        f"would train nothing and hold no checkpoint; give a trainer.steps above 10")
+    assert not (tmp_path / "hollow").exists()
     assert mixed.returncode == 2 and mixed.stderr.strip().splitlines()[-1] == (
         f"gantrain: error: {branch} already holds another run (checkpoints/, metrics.jsonl, samples, tb); "
         f"resume={run} would mix the run of {run} into it: continue that run in its own folder, {run}, or branch it "

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from gantrain.training.build import build
 from gantrain.training.components import plain_config, unresolved
-from gantrain.checkpoint import as_run_folder, load_checkpoint, newest_good, run_folder_of, step_checkpoints
+from gantrain.checkpoint import (as_run_folder, load_checkpoint, newest_good, run_folder_for, run_folder_of,
+                                 step_checkpoints)
 from gantrain.config import SAFE_RESUME_KEYS, config_differences, flatten, merge_overrides, with_added_keys
 from gantrain.training.distributed import Dist
 from gantrain.errors import GantrainError, folder_option
@@ -347,9 +348,15 @@ def prepare_run(
         _check_finite({k: v for k, v in flatten(plain_config(cfg)).items() if k in SAFE_RESUME_KEYS})
     if state is not None:
         loop.load_state_dict(state)
-        if loop.step > loop.steps and cfg.get("resume") != "auto":  # (a relaunch with resume=auto just ends)
+        resume = cfg.get("resume")
+        if loop.step > loop.steps and resume != "auto":  # (a relaunch with resume=auto just ends)
             raise GantrainError(f"the run is at step {loop.step}, past trainer.steps={loop.steps}: there is nothing to "
                                 f"train; give a trainer.steps above {loop.step} to train it longer")
+        if loop.step >= loop.steps and resume != "auto" and \
+                run_folder_for(Path(str(resume)).expanduser()).resolve() != Path(run_dir).resolve():
+            raise GantrainError(f"the checkpoint is at step {loop.step} and trainer.steps={loop.steps}: a branch into "
+                                f"{run_dir} would train nothing and hold no checkpoint; give a trainer.steps above "
+                                f"{loop.step}")
         log.info("continuing at step %d of %d", loop.step, loop.steps)
     if loop.dist.enabled:
         import torch.distributed
