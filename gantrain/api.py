@@ -102,7 +102,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
     if hydra_keys:  # Hydra's own settings (run folder, sweeper, launcher) belong to the command line
         raise GantrainError(f"{hydra_keys[0]} is a setting of the gantrain command, not of the config; from Python, "
                             f"give the run folder to gantrain.train(cfg, run_dir) (sweeps: the gantrain command's -m)")
-    if any(o.lstrip("+~").split("=", 1)[0] == "resume" and o.split("=", 1)[1].strip("'\"") == "" for o in overrides
+    if any(o.lstrip("+~").split("=", 1)[0] == "resume" and not o.split("=", 1)[1].strip("'\" ") for o in overrides
            if "=" in o):
         raise GantrainError("resume= is empty; give the run folder or checkpoint to continue, resume=auto, or leave "
                             "resume out for a new run")

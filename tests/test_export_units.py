@@ -44,6 +44,8 @@ def test_export_parse_args_defaults_spellings_and_refusals(tmp_path, monkeypatch
             (["run", "--force", "format=onnx"], "unknown option --force; valid options: format=, out=, ema=, device=, "
                                                 "overwrite= (see gantrain-export --help)"),
             (["run"], "no format= given; give format=safetensors, format=torchscript or format=onnx"),
+            (["run", "format=onnx", "out="], "out= is empty; give the file to write, e.g. out=generator.onnx (or leave "
+                                              "out= out for generator.<format> in the current folder)"),
             (["run", "format", "=", "onnx"], "'format = onnx': write an option as key=value with no spaces around '=' "
                                              "(e.g. format=onnx)"),
             (["run", "format=tf"], "format=tf is not a format; give format=safetensors, format=torchscript or format=onnx"),

@@ -196,15 +196,19 @@ def test_run_folder_that_cannot_be_made_is_one_line(tmp_path):
 
 def test_an_empty_folder_or_resume_value_is_refused_and_writes_nothing(tmp_path):
     # `hydra.run.dir=$OUT` with OUT unset: the run went into the current folder; `resume=$RUN`: a fresh run
-    results = run_commands([("gantrain", *TINY, "hydra.run.dir="), ("gantrain", "-m", *TINY, "seed=0,1", "hydra.sweep.dir="),
-                            ("gantrain", *TINY, "resume=''")], cwd=tmp_path)
+    results = run_commands([("gantrain", *TINY, "hydra.run.dir= "), ("gantrain", "-m", *TINY, "seed=0,1", "hydra.sweep.dir="),
+                            ("gantrain", *TINY, "resume=''"),
+                            ("gantrain", "-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sw'}", "hydra.sweep.subdir=")],
+                           cwd=tmp_path)
     assert [one_line_error(r) for r in results] == [
         "gantrain: error: hydra.run.dir= is empty (an unset shell variable?); give the run's folder, or leave "
         "hydra.run.dir out for a new folder under outputs/",
         "gantrain: error: hydra.sweep.dir= is empty (an unset shell variable?); give the sweep's folder, or leave "
         "hydra.sweep.dir out for a new folder under outputs/multirun/",
         "gantrain: error: resume= is empty (an unset shell variable?); give the run folder or checkpoint to continue, "
-        "resume=auto, or leave resume out for a new run"]
+        "resume=auto, or leave resume out for a new run",
+        "gantrain: error: hydra.sweep.subdir= is empty (an unset shell variable?); give the jobs' folder names, or "
+        "leave hydra.sweep.subdir out (the job numbers)"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -492,3 +492,13 @@ def test_an_interrupt_a_library_lost_in_a_jobs_set_up_stops_the_sweep(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("gantrain: sweep stopped in job 0 (")
     assert "Finish it with the same command" in result.stderr and "Traceback" not in result.stderr
     assert sweep.read_status(folder / "0")["status"] == "interrupted" and not (folder / "1").exists()
+    # a plain Ctrl-C there (a KeyboardInterrupt, no library in between): the same, and exit 130
+    plain = LOST_IN_SETUP.replace('raise AttributeError("\'NoneType\' object has no attribute \'_invalidate_flags_cache\'")',
+                                  "raise KeyboardInterrupt").replace("start._INTERRUPTED, start._SIGNAL = True, 15", "pass")
+    assert "raise KeyboardInterrupt" in plain
+    folder = tmp_path / "sw2"
+    result = subprocess.run([sys.executable, "-c", plain, "-m", "seed=0,1", *SMALL, f"hydra.sweep.dir={folder}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("gantrain: sweep stopped in job 0 (")
+    assert sweep.read_status(folder / "0")["status"] == "interrupted"

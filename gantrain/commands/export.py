@@ -315,6 +315,9 @@ def parse_args(args: Sequence[str]) -> tuple[Path, str, Path, bool, str, bool]:
     if len(paths) != 1:
         raise GantrainError(f"give exactly one run folder or checkpoint file (got {len(paths)}): "
                             f"{PROG} RUN_OR_CHECKPOINT format=... out=PATH")
+    if "out" in options and not options["out"]:
+        raise GantrainError("out= is empty; give the file to write, e.g. out=generator.onnx (or leave out= out for "
+                            "generator.<format> in the current folder)")
     fmt = options.get("format", "").lower()
     if fmt not in FORMATS:
         shown = f"format={options['format']} is not a format" if "format" in options else "no format= given"

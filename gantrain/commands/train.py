@@ -152,10 +152,11 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
     except RunBusy as exc:
         print(f"gantrain: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except Exception as exc:  # the job fails alone; its log keeps the traceback of anything unexpected
+    except (KeyboardInterrupt, Exception) as exc:  # the job fails alone; its log keeps any unexpected traceback
         from gantrain.commands.start import interrupt_signal, interrupted
 
-        if interrupted():  # a Ctrl-C or SIGTERM that a library turned into another error: the sweep stops
+        # a Ctrl-C or SIGTERM while the job was set up (or one a library turned into another error): the sweep stops
+        if isinstance(exc, KeyboardInterrupt) or interrupted():
             sweep.write_status(run_dir, status="interrupted", reason=f"stopped by signal {interrupt_signal()}",
                                ended_at=time.time())
             print(f"gantrain: sweep stopped in {name} before it trained. Finish it with the same command and "
@@ -470,6 +471,7 @@ _NOT_EMPTY = {
     "hydra.run.dir": "give the run's folder, or leave hydra.run.dir out for a new folder under outputs/",
     "hydra.sweep.dir": "give the sweep's folder, or leave hydra.sweep.dir out for a new folder under outputs/multirun/",
     "resume": "give the run folder or checkpoint to continue, resume=auto, or leave resume out for a new run",
+    "hydra.sweep.subdir": "give the jobs' folder names, or leave hydra.sweep.subdir out (the job numbers)",
 }
 
 
@@ -485,7 +487,8 @@ def _check_command_line(args: list[str]) -> None:
         return
     check_overrides(args)
     for key, what in _NOT_EMPTY.items():  # an unset shell variable ($OUT) reads as an empty value
-        if _argv_value(args, key) == "":
+        value = _argv_value(args, key)
+        if value is not None and not value.strip():
             raise GantrainError(f"{key}= is empty (an unset shell variable?); {what}")
     words = override_words(args)
     plain = [a for a in words if "=" in a and not a.startswith(("+", "~")) and not a.startswith("hydra")]
