@@ -404,7 +404,17 @@ def test_resume_after_the_classes_changed_is_one_line(tmp_path):
     assert str(err.value) == ("the class folders differ from those the run was trained on: label 0 was 'cats' and "
                               "would now be 'apes' (a folder renamed?); resume with the folders it was trained on, or "
                               "start a new run")
-    assert gantrain.load_generator(run).class_names == ["cats", "dogs"]  # which label is which folder
+    g = gantrain.load_generator(run)
+    assert g.class_names == ["cats", "dogs"]  # which label is which folder
+    torch.manual_seed(0)
+    by_name = g.sample(3, labels="dogs")
+    torch.manual_seed(0)
+    assert torch.equal(by_name, g.sample(3, labels=1))  # a class by its folder's name
+    with pytest.raises(GantrainError, match="'birds' is not one of this run's classes: cats, dogs"):
+        g.sample(2, labels=["cats", "birds"])
+    g.class_names = None  # as a run whose classes have no names (digits, MNIST)
+    with pytest.raises(GantrainError, match=r"labels are class numbers 0\.\.1 here \(this run's classes have no names\)"):
+        g.sample(1, labels="dogs")
 
 
 class NoClassifierHead(DCGANDiscriminator):

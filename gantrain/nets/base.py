@@ -23,6 +23,7 @@ class Generator(nn.Module):
     out_shape: tuple[int, ...]
 
     num_classes: Optional[int] = None  # classes of a conditional generator; None when unconditional
+    class_names: Optional[list[str]] = None  # their names, where the run trained on an image folder's class folders
     truncation_in_w = False  # a style-based generator: sample's psi moves w toward w_avg (forward's psi)
 
     @torch.no_grad()
@@ -71,7 +72,22 @@ class Generator(nn.Module):
             return None
         if labels is None:
             return torch.randint(self.num_classes, (n,), generator=generator)
-        y = torch.as_tensor(labels).detach().cpu()
+        names = getattr(self, "class_names", None)
+        if isinstance(labels, str) or (isinstance(labels, (list, tuple)) and any(isinstance(v, str) for v in labels)):
+            if not names:
+                raise GantrainError(f"labels are class numbers 0..{self.num_classes - 1} here (this run's classes have "
+                                    f"no names), not {labels!r}")
+            given = [labels] if isinstance(labels, str) else list(labels)
+            unknown = [v for v in given if isinstance(v, str) and v not in names]
+            if unknown:
+                raise GantrainError(f"{unknown[0]!r} is not one of this run's classes: {', '.join(names)}")
+            numbers = [names.index(v) if isinstance(v, str) else v for v in given]
+            labels = numbers[0] if isinstance(labels, str) else numbers  # one name: one class for all
+        try:
+            y = torch.as_tensor(labels).detach().cpu()
+        except (TypeError, ValueError, RuntimeError):
+            raise GantrainError(f"labels must be whole class numbers 0..{self.num_classes - 1}, one per sample or one "
+                                f"for all, not {labels!r}") from None
         if y.is_floating_point() or y.dtype == torch.bool or y.dim() > 1:
             raise GantrainError(f"labels must be whole class numbers 0..{self.num_classes - 1}, one per sample")
         y = y.long().expand(n) if y.dim() == 0 else y.long()
