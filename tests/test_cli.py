@@ -140,10 +140,14 @@ def test_an_older_checkpoint_continues_in_a_new_folder_not_over_the_run(tmp_path
     loose.parent.mkdir()
     loose.write_bytes(older.read_bytes())
     kept = {p: p.read_bytes() for p in branch.rglob("*") if p.is_file()}
-    mixed, unhomed, hollow = run_commands([
+    mixed, unhomed, hollow, nested = run_commands([
         ("gantrain", f"resume={run}", "trainer.steps=25", f"hydra.run.dir={branch}"),
         ("gantrain", f"resume={loose}", "trainer.steps=25"),
-        ("gantrain", f"resume={older}", "trainer.steps=10", f"hydra.run.dir={tmp_path / 'hollow'}")], cwd=tmp_path)
+        ("gantrain", f"resume={older}", "trainer.steps=10", f"hydra.run.dir={tmp_path / 'hollow'}"),
+        ("gantrain", "trainer.steps=2", f"hydra.run.dir={branch / 'checkpoints'}")], cwd=tmp_path)
+    assert nested.returncode == 2 and nested.stderr.strip().splitlines()[-1] == (  # a run inside a run's checkpoints
+        f"gantrain: error: {branch / 'checkpoints'} is the checkpoints folder of the run in {branch}: a run there "
+        f"would be mixed into it; give a folder of its own (hydra.run.dir=NEW_FOLDER)")
     assert hollow.returncode == 2 and hollow.stderr.strip().splitlines()[-1] == (  # a branch that trains nothing
         f"gantrain: error: the checkpoint is at step 10 and trainer.steps=10: a branch into {tmp_path / 'hollow'} "
         f"would train nothing and hold no checkpoint; give a trainer.steps above 10")

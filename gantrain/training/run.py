@@ -300,6 +300,9 @@ def prepare_run(
     the saved one those changes made. Either way, only SAFE_RESUME_KEYS may differ.
     """
     main = dist is None or dist.main
+    if Path(run_dir).name == "checkpoints" and (step_checkpoints(Path(run_dir)) or (Path(run_dir) / "last.pt").exists()):
+        raise GantrainError(f"{run_dir} is the checkpoints folder of the run in {Path(run_dir).parent}: a run there would "
+                            f"be mixed into it; give a folder of its own ({folder_option()}=NEW_FOLDER)")
     state = find_resume_state(cfg.get("resume"), run_dir, main=main)
     if isinstance(overrides, PythonChanges):
         if state is None:
