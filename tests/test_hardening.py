@@ -1,5 +1,7 @@
 """Every input a user can give ends in one clear line (or a valid run), and two processes never share a run."""
+import contextlib
 import json
+import logging
 import os
 import random
 import subprocess
@@ -402,6 +404,19 @@ def test_an_evaluation_merges_into_the_eval_json_of_earlier_versions():
         assert not _same_checkpoint(old, new), old
 
 
+@contextlib.contextmanager
+def root_logging_kept():
+    """The root logger's handlers and level as they were: Hydra's main, run in this process, configures logging with
+    handlers on this test's captured streams, which a later test in the same process would write to once closed."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def test_ctrl_c_after_hydra_made_the_run_folder_and_before_the_job_began_leaves_nothing(tmp_path, monkeypatch, capsys):
     import sys
 
@@ -413,7 +428,7 @@ def test_ctrl_c_after_hydra_made_the_run_folder_and_before_the_job_began_leaves_
     monkeypatch.setattr(train_command, "_task", interrupted)
     monkeypatch.setattr(train_command, "_LAUNCH", {})
     monkeypatch.setattr(sys, "argv", ["gantrain", "trainer.steps=1", f"hydra.run.dir={tmp_path / 'run'}"])
-    with pytest.raises(SystemExit) as stop:
+    with pytest.raises(SystemExit) as stop, root_logging_kept():
         train_command.main()
     assert stop.value.code == 130
     assert capsys.readouterr().err.endswith(
@@ -443,7 +458,7 @@ def test_a_ctrl_c_that_a_library_lost_still_stops_the_command_before_it_commits(
     assert not (run / "eval.json").exists()
     monkeypatch.setattr(train_command, "_LAUNCH", {})
     monkeypatch.setattr(sys, "argv", ["gantrain", "trainer.steps=1", f"hydra.run.dir={tmp_path / 'new'}"])
-    with pytest.raises(SystemExit) as stop:
+    with pytest.raises(SystemExit) as stop, root_logging_kept():
         train_command.main()
     assert stop.value.code == 130
     assert capsys.readouterr().err.endswith("gantrain: interrupted before training started; nothing of this launch was kept\n")
