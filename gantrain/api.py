@@ -15,6 +15,7 @@ from gantrain.config import flatten, register_resolvers
 from gantrain.errors import _FROM_PYTHON, GantrainError
 from gantrain.overrides import check_overrides, check_roots
 from gantrain.nets.base import Generator, fixed_noise
+from gantrain.training.distributed import from_env, leave
 from gantrain.training.run import BeforeStart, PythonChanges
 from gantrain.training.run import train as _train
 from gantrain.eval.projection import project  # noqa: F401 (gantrain.project: GAN inversion of images)
@@ -167,8 +168,6 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
     # `gantrain resume=RUN trainer.steps=N` does); any other config is compared with the saved one as it is
     changes = _changes(cfg) if cfg.get("resume") not in (None, "") else None
     overrides = None if changes is None else PythonChanges(changes)
-    from gantrain.training.distributed import from_env
-
     dist = from_env()  # under torchrun: this process's place in the job (the main one writes the run)
     from_python = _FROM_PYTHON.set(True)  # messages name run_dir, not the command's hydra.run.dir
     try:
@@ -181,7 +180,5 @@ def train(cfg: DictConfig, run_dir: Union[str, Path]) -> Path:
         raise
     finally:
         _FROM_PYTHON.reset(from_python)
-        from gantrain.training.distributed import leave
-
         leave()  # under torchrun: the process group train joined (one the caller joined stays)
     return run_dir

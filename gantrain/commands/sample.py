@@ -825,19 +825,18 @@ def _write_folder(out: Path, images: Tensor, png_bytes: Any) -> None:
             partial.chmod((0o777 & ~umask) | inherited)  # mkdtemp's folder is the owner's alone
             os.replace(partial, target)
             return
+        meanwhile = GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is kept "
+                                  f"as it is: give another folder")
         if any(p != partial for p in target.iterdir()):  # check_new refused a folder holding files: these came meanwhile
-            raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is kept as "
-                                f"it is: give another folder")
+            raise meanwhile
         for name in names:
             try:
                 os.link(partial / name, target / name)  # never over a file of the same name that came meanwhile
             except FileExistsError:
-                raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it is "
-                                    f"kept as it is: give another folder") from None
+                raise meanwhile from None
             except OSError:  # a file system without hard links
                 if (target / name).exists():
-                    raise GantrainError(f"out={out} received files from elsewhere while the samples were drawn; it "
-                                        f"is kept as it is: give another folder") from None
+                    raise meanwhile from None
                 os.replace(partial / name, target / name)
             moved.append(target / name)
         shutil.rmtree(partial)

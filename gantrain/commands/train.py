@@ -92,7 +92,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
 
     from gantrain.commands import sweep
     from gantrain.training.loop import Interrupted
-    from gantrain.training.run import RUN_OUTPUTS, RunBusy, holds_something, train
+    from gantrain.training.run import RunBusy, run_contents, train
 
     hydra_cfg = HydraConfig.get()
     sweep_dir = Path(str(hydra_cfg.sweep.dir))
@@ -102,7 +102,7 @@ def _sweep_job(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
     prior = sweep.read_status(run_dir) or {}
     other_job = bool(prior) and sweep.job_identity(prior.get("overrides") or []) != sweep.job_identity(overrides)
     # a job writes status.json before it trains: checkpoints or outputs without one are a run of another kind
-    foreign = [] if prior else [name for name in ("checkpoints", *RUN_OUTPUTS) if holds_something(run_dir / name)]
+    foreign = [] if prior else run_contents(run_dir)
     other_job = other_job or bool(foreign)
     finished = prior.get("status") == "finished" and int(prior.get("step", 0)) >= steps
     if other_job or finished:
@@ -258,7 +258,9 @@ def _task(cfg: DictConfig) -> Optional[float]:
         if dist.main and isinstance(exc, (BeforeStart, RunBusy)):
             _undo_launch(run_dir, log_size, busy=isinstance(exc, RunBusy))
         elif dist.main:  # stopped while training (diverged, say)
-            _update_job_status(run_dir, status="failed", reason=_one_line(exc), step=_last_step(run_dir))
+            from gantrain.commands import sweep
+
+            _update_job_status(run_dir, status="failed", reason=sweep.one_line(exc), step=sweep.last_values(run_dir)[0])
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         if dist.main:
@@ -267,18 +269,6 @@ def _task(cfg: DictConfig) -> Optional[float]:
     finally:
         if dist.enabled:
             distributed.leave()
-
-
-def _last_step(run_dir: Path) -> int:
-    from gantrain.commands import sweep
-
-    return sweep.last_values(run_dir)[0]
-
-
-def _one_line(exc: BaseException) -> str:
-    from gantrain.commands import sweep
-
-    return sweep.one_line(exc)
 
 
 def _update_job_status(run_dir: Path, **fields: Any) -> None:
@@ -444,10 +434,10 @@ def _check_sweep_folder(given: Optional[str]) -> None:
         raise GantrainError(f"hydra.sweep.dir={given} is a run's folder, not a sweep's: the jobs would be written into "
                             f"that run; choose a new hydra.sweep.dir")
     if target.is_dir():  # a job folder holding a run that is no sweep's job (a job writes status.json first)
-        from gantrain.training.run import RUN_OUTPUTS, holds_something
+        from gantrain.training.run import run_contents
 
         for child in sorted(p for p in target.iterdir() if p.is_dir() and not (p / "status.json").exists()):
-            held = [name for name in ("checkpoints", *RUN_OUTPUTS) if holds_something(child / name)]
+            held = run_contents(child)
             if held:
                 raise GantrainError(f"hydra.sweep.dir={given} holds a run that is not a job of a sweep in {child.name}/ "
                                     f"({', '.join(held)}, no status.json): a job there would be mixed into it; choose a "

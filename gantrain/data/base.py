@@ -11,6 +11,7 @@ conditional run's batches are then (samples, labels) pairs."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -69,6 +70,12 @@ def grid_columns(n: int) -> int:
         return 1
     square = math.isqrt(n - 1) + 1  # ceil(sqrt(n))
     return next((d for d in range(square, square * 3 // 2 + 1) if n % d == 0), square)
+
+
+def is_hidden(path: Path, root: Path) -> bool:
+    """Whether path lies in a hidden file or folder below root (a name starting with a dot: .ipynb_checkpoints,
+    macOS's ._ files), which is no part of a folder's data."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _resize_uint8(images: Tensor, size: int, chunk: int = 4096) -> Tensor:

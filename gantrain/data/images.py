@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gantrain.data.base import Dataset, _check_size, _flag, _on_device, _resize_uint8, _shown
+from gantrain.data.base import Dataset, _check_size, _flag, _on_device, _resize_uint8, _shown, is_hidden
 from gantrain.errors import GantrainError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -282,7 +282,7 @@ class ImageFolder(Dataset):
         self.skip_hidden, self.upright = _flag(skip_hidden, "skip_hidden"), _flag(upright, "upright")
         # hidden files and folders (.ipynb_checkpoints, .thumbs) are no part of the data, nor classes
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                       and not (self.skip_hidden and any(part.startswith(".") for part in p.relative_to(self.root).parts)))
+                       and not (self.skip_hidden and is_hidden(p, self.root)))
         if not files:
             raise GantrainError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found below {self.root}")
         self.files = self._readable(files)

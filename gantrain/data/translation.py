@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gantrain import data
-from gantrain.data.base import Dataset, _check_size, _flag, _on_device, _shown, _whole
+from gantrain.data.base import Dataset, _check_size, _flag, _on_device, _shown, _whole, is_hidden
 from gantrain.data.cache import _is_images, _is_labels, _read_cache, _write_cache, datasets_cache_dir
 from gantrain.data.images import IMAGE_EXTENSIONS, _unreadable
 from gantrain.data.outlines import EDGE_STYLES, mixed_outlines, sample_styles, sobel_edges
@@ -410,7 +410,7 @@ def _image_files(folder: Path, skip_hidden: bool = True) -> list[Path]:
     """The images below folder; skip_hidden: hidden files and folders (.ipynb_checkpoints, .thumbs) are no part of
     the data (runs before 0.15.0 read them: False)."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                  and not (skip_hidden and any(part.startswith(".") for part in p.relative_to(folder).parts)))
+                  and not (skip_hidden and is_hidden(p, folder)))
 
 
 def _shown_files(items: list[tuple[Path, str]], base: Path) -> str:

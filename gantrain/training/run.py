@@ -75,6 +75,16 @@ def holds_something(path: Path) -> bool:
     return path.is_file() and path.stat().st_size > 0
 
 
+def run_outputs(folder: Path) -> list[str]:
+    """The outputs of a run (RUN_OUTPUTS) that folder holds, by name."""
+    return [name for name in RUN_OUTPUTS if holds_something(Path(folder) / name)]
+
+
+def run_contents(folder: Path) -> list[str]:
+    """What of a run folder holds something: checkpoints, then its outputs (by name); [] for none."""
+    return (["checkpoints"] if holds_something(Path(folder) / "checkpoints") else []) + run_outputs(folder)
+
+
 def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -> Optional[dict]:
     """The checkpoint state to continue from, or None for a fresh start; GantrainError when impossible.
 
@@ -87,7 +97,7 @@ def find_resume_state(resume: Optional[str], run_dir: Path, main: bool = True) -
                 f"{run_dir} already holds a run (checkpoints/); continue it with resume=auto, "
                 f"or choose a new {folder_option()}"
             )
-        stale = [name for name in RUN_OUTPUTS if holds_something(run_dir / name)] if main else []
+        stale = run_outputs(run_dir) if main else []
         if stale:  # a run stopped before its first checkpoint (killed, diverged, interrupted at start-up)
             raise GantrainError(
                 f"{run_dir} already holds the outputs of a run that wrote no checkpoint ({', '.join(stale)}); "
@@ -130,7 +140,7 @@ def _refuse_mixing(resume: str, source: Path, run_dir: Path, has_checkpoints: bo
     if Path(source).resolve() == Path(run_dir).resolve():
         return
     held = ["checkpoints/"] if has_checkpoints else []
-    held += [name for name in RUN_OUTPUTS if holds_something(run_dir / name)] if main else []
+    held += run_outputs(run_dir) if main else []
     if held:
         raise GantrainError(f"{run_dir} already holds another run ({', '.join(held)}); resume={resume} would mix the run "
                             f"of {source} into it: continue that run in its own folder, {source}, or branch it into a new, "
